@@ -1,0 +1,274 @@
+//! The environment operator code runs in: the state host of the current call (the Wasm
+//! imports, or the harness's memory store) and the index of the record being processed.
+//!
+//! Invariant: state handles reach the host only through [`with_state`], which refuses
+//! access outside `process` and maps each state name to one id and one kind.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Operator, Result};
+
+/// The kind of a state, as registered with the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Value,
+    List,
+    Map,
+    Reducing,
+    Aggregating,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Value => "value",
+            Kind::List => "list",
+            Kind::Map => "map",
+            Kind::Reducing => "reducing",
+            Kind::Aggregating => "aggregating",
+        }
+    }
+}
+
+/// Byte-level keyed state for the record `rec` of the current batch, plus the log.
+pub(crate) trait Host {
+    fn register(&mut self, name: &str, kind: Kind) -> u32;
+    fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>>;
+    fn value_update(&mut self, id: u32, rec: u32, value: Vec<u8>);
+    fn value_clear(&mut self, id: u32, rec: u32);
+    fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>>;
+    fn list_add_all(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>);
+    fn list_update(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>);
+    fn list_clear(&mut self, id: u32, rec: u32);
+    fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>>;
+    fn map_put_all(&mut self, id: u32, rec: u32, entries: Vec<(Vec<u8>, Vec<u8>)>);
+    fn map_remove(&mut self, id: u32, rec: u32, user_key: &[u8]);
+    fn map_contains(&mut self, id: u32, rec: u32, user_key: &[u8]) -> bool;
+    fn map_entries(&mut self, id: u32, rec: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn map_keys(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>>;
+    fn map_values(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>>;
+    fn map_is_empty(&mut self, id: u32, rec: u32) -> bool;
+    fn map_clear(&mut self, id: u32, rec: u32);
+    fn log(&mut self, level: Level, message: &str);
+}
+
+/// The environment of one operator instance.
+pub(crate) struct Env {
+    pub(crate) host: Box<dyn Host>,
+    ids: HashMap<&'static str, (u32, Kind)>,
+    rec: Option<u32>,
+}
+
+impl Env {
+    pub(crate) fn new(host: Box<dyn Host>) -> Env {
+        Env {
+            host,
+            ids: HashMap::new(),
+            rec: None,
+        }
+    }
+}
+
+thread_local! {
+    static ENV: RefCell<Option<Env>> = const { RefCell::new(None) };
+}
+
+/// Installs `env` for the current thread and returns the one it replaces.
+pub(crate) fn install(env: Option<Env>) -> Option<Env> {
+    ENV.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), env))
+}
+
+/// Runs `f` against the host for state `name` of `kind` and the current record.
+pub(crate) fn with_state<R>(
+    name: &'static str,
+    kind: Kind,
+    f: impl FnOnce(&mut dyn Host, u32, u32) -> R,
+) -> Result<R> {
+    ENV.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let env = slot
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+        let rec = env.rec.ok_or_else(|| {
+            Error::new(format!(
+                "keyed state `{name}` can only be used inside `process`"
+            ))
+        })?;
+        let id = match env.ids.get(name) {
+            Some(&(id, registered)) if registered == kind => id,
+            Some(&(_, registered)) => {
+                return Err(Error::new(format!(
+                    "state `{name}` is used as {} state but was first used as {} state",
+                    kind.name(),
+                    registered.name()
+                )));
+            }
+            None => {
+                let id = env.host.register(name, kind);
+                env.ids.insert(name, (id, kind));
+                id
+            }
+        };
+        Ok(f(env.host.as_mut(), id, rec))
+    })
+}
+
+/// Severity of a log message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine-grained tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected that the operator handled.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Writes `message` to the host's log, tagged with the operator's name.
+pub fn log(level: Level, message: impl fmt::Display) {
+    let message = message.to_string();
+    let logged = ENV.with(|slot| match slot.try_borrow_mut() {
+        Ok(mut slot) => slot
+            .as_mut()
+            .map(|env| env.host.log(level, &message))
+            .is_some(),
+        Err(_) => false,
+    });
+    if !logged {
+        eprintln!("{level:?} {message}");
+    }
+}
+
+/// The operator's `[operator.config]` table from the job file.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    table: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Config {
+    /// Parses the JSON object the host passes to `open`.
+    pub(crate) fn from_json(json: &str) -> Result<Config> {
+        let table = if json.trim().is_empty() {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_str(json)
+                .map_err(|e| Error::new(format!("operator config is not a JSON object: {e}")))?
+        };
+        Ok(Config { table })
+    }
+
+    /// The value of `key`, decoded as `T`, if present.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.table
+            .get(key)
+            .map(|v| {
+                T::deserialize(v).map_err(|e| Error::new(format!("operator config `{key}`: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The whole table, decoded as `T` (a struct with `#[derive(Deserialize)]`).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(serde_json::Value::Object(self.table.clone()))
+            .map_err(|e| Error::new(format!("operator config: {e}")))
+    }
+}
+
+/// What `process` gets besides its input: the record's key and time, and where outputs go.
+pub struct Context<'a, T> {
+    key: &'a [u8],
+    timestamp: Option<i64>,
+    outputs: &'a mut Vec<Emitted>,
+    _output: PhantomData<fn(T)>,
+}
+
+/// An output record: JSON bytes and a timestamp.
+pub(crate) type Emitted = (Vec<u8>, Option<i64>);
+
+impl<T: Serialize> Context<'_, T> {
+    /// Emits `output` with the input record's timestamp.
+    pub fn emit(&mut self, output: T) -> Result<()> {
+        self.emit_at(output, self.timestamp)
+    }
+
+    /// Emits `output` with `timestamp`.
+    pub fn emit_at(&mut self, output: T, timestamp: Option<i64>) -> Result<()> {
+        self.outputs.push((serde_json::to_vec(&output)?, timestamp));
+        Ok(())
+    }
+
+    /// The key of the record being processed, as text (a string key's value, or another
+    /// value's compact JSON). Empty when the operator has no `key_by`.
+    pub fn key(&self) -> &str {
+        std::str::from_utf8(self.key).unwrap_or_default()
+    }
+
+    /// The record's event time in milliseconds since the Unix epoch, when known.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+}
+
+/// One input record as the driver sees it.
+pub(crate) struct Input<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) payload: &'a [u8],
+    pub(crate) timestamp: Option<i64>,
+}
+
+/// Creates and opens an operator; the environment must be installed.
+pub(crate) fn open<O: Operator>(config_json: &str) -> Result<O> {
+    let config = Config::from_json(config_json)?;
+    let mut operator = O::default();
+    operator.open(&config)?;
+    Ok(operator)
+}
+
+/// Processes a batch in order; on failure, says which record failed.
+pub(crate) fn process<'a, O: Operator>(
+    operator: &mut O,
+    batch: impl IntoIterator<Item = Input<'a>>,
+) -> Result<Vec<Emitted>, (Error, u32)> {
+    let mut outputs = Vec::new();
+    for (index, input) in batch.into_iter().enumerate() {
+        let index = index as u32;
+        set_record(Some(index));
+        let result = serde_json::from_slice::<O::Input>(input.payload)
+            .map_err(|e| {
+                Error::new(format!(
+                    "cannot decode the record as {}: {e}",
+                    std::any::type_name::<O::Input>()
+                ))
+            })
+            .and_then(|decoded| {
+                let mut ctx = Context {
+                    key: input.key,
+                    timestamp: input.timestamp,
+                    outputs: &mut outputs,
+                    _output: PhantomData,
+                };
+                operator.process(decoded, &mut ctx)
+            });
+        set_record(None);
+        result.map_err(|e| (e, index))?;
+    }
+    Ok(outputs)
+}
+
+fn set_record(rec: Option<u32>) {
+    ENV.with(|slot| {
+        if let Some(env) = slot.borrow_mut().as_mut() {
+            env.rec = rec;
+        }
+    });
+}

@@ -1,0 +1,301 @@
+//! Typed keyed state over the byte-level host API. Values and map keys are stored as
+//! JSON, so `host state` can show them without the operator's code.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::runtime::{Kind, with_state};
+use crate::{Error, Result};
+
+pub(crate) fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::new(format!("state `{name}`: cannot encode: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(format!(
+            "state `{name}` holds a value that does not decode as {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// One value per key: Flink's `ValueState`.
+pub struct ValueState<T> {
+    pub(crate) name: &'static str,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<T> {
+    /// A handle to the value state `name`. Names are the state's identity in
+    /// checkpoints and savepoints: keep them stable.
+    pub const fn new(name: &'static str) -> Self {
+        ValueState {
+            name,
+            _value: PhantomData,
+        }
+    }
+
+    /// The current key's value, if it has one.
+    pub fn get(&self) -> Result<Option<T>> {
+        with_state(self.name, Kind::Value, |h, id, rec| h.value_get(id, rec))?
+            .map(|bytes| decode(self.name, &bytes))
+            .transpose()
+    }
+
+    /// Sets the current key's value.
+    pub fn set(&self, value: &T) -> Result<()> {
+        let bytes = encode(self.name, value)?;
+        with_state(self.name, Kind::Value, |h, id, rec| {
+            h.value_update(id, rec, bytes)
+        })
+    }
+
+    /// Removes the current key's value.
+    pub fn clear(&self) -> Result<()> {
+        with_state(self.name, Kind::Value, |h, id, rec| h.value_clear(id, rec))
+    }
+}
+
+/// A list of elements per key: Flink's `ListState`.
+pub struct ListState<T> {
+    pub(crate) name: &'static str,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ListState<T> {
+    /// A handle to the list state `name`.
+    pub const fn new(name: &'static str) -> Self {
+        ListState {
+            name,
+            _element: PhantomData,
+        }
+    }
+
+    /// The current key's elements, in insertion order.
+    pub fn get(&self) -> Result<Vec<T>> {
+        with_state(self.name, Kind::List, |h, id, rec| h.list_get(id, rec))?
+            .iter()
+            .map(|bytes| decode(self.name, bytes))
+            .collect()
+    }
+
+    /// Appends one element.
+    pub fn add(&self, element: &T) -> Result<()> {
+        self.add_all(std::slice::from_ref(element))
+    }
+
+    /// Appends elements, in order.
+    pub fn add_all(&self, elements: &[T]) -> Result<()> {
+        let bytes = self.encode_all(elements)?;
+        with_state(self.name, Kind::List, |h, id, rec| {
+            h.list_add_all(id, rec, bytes)
+        })
+    }
+
+    /// Replaces all elements.
+    pub fn update(&self, elements: &[T]) -> Result<()> {
+        let bytes = self.encode_all(elements)?;
+        with_state(self.name, Kind::List, |h, id, rec| {
+            h.list_update(id, rec, bytes)
+        })
+    }
+
+    /// Removes all elements.
+    pub fn clear(&self) -> Result<()> {
+        with_state(self.name, Kind::List, |h, id, rec| h.list_clear(id, rec))
+    }
+
+    fn encode_all(&self, elements: &[T]) -> Result<Vec<Vec<u8>>> {
+        elements.iter().map(|e| encode(self.name, e)).collect()
+    }
+}
+
+/// A map per key: Flink's `MapState`. Entries are ordered by their keys' JSON bytes.
+pub struct MapState<K, V> {
+    pub(crate) name: &'static str,
+    _entries: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// A handle to the map state `name`.
+    pub const fn new(name: &'static str) -> Self {
+        MapState {
+            name,
+            _entries: PhantomData,
+        }
+    }
+
+    /// The value under `key` in the current key's map.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let user_key = encode(self.name, key)?;
+        with_state(self.name, Kind::Map, |h, id, rec| {
+            h.map_get(id, rec, &user_key)
+        })?
+        .map(|bytes| decode(self.name, &bytes))
+        .transpose()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+        self.put_all(&[(key, value)])
+    }
+
+    /// Sets several entries.
+    pub fn put_all(&self, entries: &[(&K, &V)]) -> Result<()> {
+        let bytes = entries
+            .iter()
+            .map(|(k, v)| Ok((encode(self.name, k)?, encode(self.name, v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        with_state(self.name, Kind::Map, |h, id, rec| {
+            h.map_put_all(id, rec, bytes)
+        })
+    }
+
+    /// Removes `key`.
+    pub fn remove(&self, key: &K) -> Result<()> {
+        let user_key = encode(self.name, key)?;
+        with_state(self.name, Kind::Map, |h, id, rec| {
+            h.map_remove(id, rec, &user_key)
+        })
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        let user_key = encode(self.name, key)?;
+        with_state(self.name, Kind::Map, |h, id, rec| {
+            h.map_contains(id, rec, &user_key)
+        })
+    }
+
+    /// All entries.
+    pub fn entries(&self) -> Result<Vec<(K, V)>> {
+        with_state(self.name, Kind::Map, |h, id, rec| h.map_entries(id, rec))?
+            .iter()
+            .map(|(k, v)| Ok((decode(self.name, k)?, decode(self.name, v)?)))
+            .collect()
+    }
+
+    /// All keys.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        with_state(self.name, Kind::Map, |h, id, rec| h.map_keys(id, rec))?
+            .iter()
+            .map(|k| decode(self.name, k))
+            .collect()
+    }
+
+    /// All values, in key order.
+    pub fn values(&self) -> Result<Vec<V>> {
+        with_state(self.name, Kind::Map, |h, id, rec| h.map_values(id, rec))?
+            .iter()
+            .map(|v| decode(self.name, v))
+            .collect()
+    }
+
+    /// Whether the current key's map is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        with_state(self.name, Kind::Map, |h, id, rec| h.map_is_empty(id, rec))
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        with_state(self.name, Kind::Map, |h, id, rec| h.map_clear(id, rec))
+    }
+}
+
+/// A value per key folded with a reduce function: Flink's `ReducingState`.
+pub struct ReducingState<T> {
+    pub(crate) name: &'static str,
+    reduce: fn(T, T) -> T,
+}
+
+impl<T: Serialize + DeserializeOwned> ReducingState<T> {
+    /// A handle to the reducing state `name`, folding with `reduce(current, new)`.
+    pub const fn new(name: &'static str, reduce: fn(T, T) -> T) -> Self {
+        ReducingState { name, reduce }
+    }
+
+    /// The current key's folded value.
+    pub fn get(&self) -> Result<Option<T>> {
+        with_state(self.name, Kind::Reducing, |h, id, rec| h.value_get(id, rec))?
+            .map(|bytes| decode(self.name, &bytes))
+            .transpose()
+    }
+
+    /// Folds `value` into the current key's value.
+    pub fn add(&self, value: T) -> Result<()> {
+        let folded = match self.get()? {
+            Some(current) => (self.reduce)(current, value),
+            None => value,
+        };
+        let bytes = encode(self.name, &folded)?;
+        with_state(self.name, Kind::Reducing, |h, id, rec| {
+            h.value_update(id, rec, bytes)
+        })
+    }
+
+    /// Removes the current key's value.
+    pub fn clear(&self) -> Result<()> {
+        with_state(self.name, Kind::Reducing, |h, id, rec| {
+            h.value_clear(id, rec)
+        })
+    }
+}
+
+/// An accumulator per key: Flink's `AggregatingState`. Inputs of type `IN` are added to
+/// an accumulator `ACC`, from which a result `OUT` is computed.
+pub struct AggregatingState<IN, ACC, OUT> {
+    pub(crate) name: &'static str,
+    create: fn() -> ACC,
+    add: fn(ACC, IN) -> ACC,
+    result: fn(&ACC) -> OUT,
+}
+
+impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> {
+    /// A handle to the aggregating state `name`: `create` makes an empty accumulator,
+    /// `add` folds an input into it, `result` computes the output.
+    pub const fn new(
+        name: &'static str,
+        create: fn() -> ACC,
+        add: fn(ACC, IN) -> ACC,
+        result: fn(&ACC) -> OUT,
+    ) -> Self {
+        AggregatingState {
+            name,
+            create,
+            add,
+            result,
+        }
+    }
+
+    fn accumulator(&self) -> Result<Option<ACC>> {
+        with_state(self.name, Kind::Aggregating, |h, id, rec| {
+            h.value_get(id, rec)
+        })?
+        .map(|bytes| decode(self.name, &bytes))
+        .transpose()
+    }
+
+    /// The result for the current key, if anything was added.
+    pub fn get(&self) -> Result<Option<OUT>> {
+        Ok(self.accumulator()?.map(|acc| (self.result)(&acc)))
+    }
+
+    /// Adds `input` to the current key's accumulator.
+    pub fn add(&self, input: IN) -> Result<()> {
+        let acc = self.accumulator()?.unwrap_or_else(self.create);
+        let bytes = encode(self.name, &(self.add)(acc, input))?;
+        with_state(self.name, Kind::Aggregating, |h, id, rec| {
+            h.value_update(id, rec, bytes)
+        })
+    }
+
+    /// Removes the current key's accumulator.
+    pub fn clear(&self) -> Result<()> {
+        with_state(self.name, Kind::Aggregating, |h, id, rec| {
+            h.value_clear(id, rec)
+        })
+    }
+}

@@ -1,0 +1,383 @@
+//! A native test harness: runs an operator without Wasm against an in-memory state
+//! store, with the same state semantics as the host (state scoped by key, maps ordered
+//! by key bytes, snapshots restored into a fresh instance).
+//!
+//! ```
+//! # use guest_sdk::{Context, Operator, Result, ValueState};
+//! # const SEEN: ValueState<u64> = ValueState::new("seen");
+//! # #[derive(Default)] struct Seen;
+//! # impl Operator for Seen {
+//! #     type Input = serde_json::Value; type Output = u64;
+//! #     fn process(&mut self, _: serde_json::Value, ctx: &mut Context<u64>) -> Result<()> {
+//! #         let n = SEEN.get()?.unwrap_or(0) + 1; SEEN.set(&n)?; ctx.emit(n)
+//! #     }
+//! # }
+//! use guest_sdk::testing::Harness;
+//! use serde_json::json;
+//!
+//! let mut harness = Harness::<Seen>::new().unwrap();
+//! assert_eq!(harness.push("a", json!({})).unwrap(), [json!(1)]);
+//! assert_eq!(harness.push("a", json!({})).unwrap(), [json!(2)]);
+//! assert_eq!(harness.state(&SEEN, "a"), Some(2));
+//!
+//! let mut restored = Harness::<Seen>::restore(&harness.snapshot()).unwrap();
+//! assert_eq!(restored.push("a", json!({})).unwrap(), [json!(3)]);
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::runtime::{self, Env, Host, Input, Kind, Level};
+use crate::state::decode;
+use crate::{
+    AggregatingState, Error, ListState, MapState, Operator, ReducingState, Result, ValueState,
+};
+
+/// Runs an operator natively, record by record or batch by batch.
+pub struct Harness<O: Operator> {
+    operator: O,
+    env: Option<Env>,
+    shared: Rc<RefCell<Shared>>,
+    config: String,
+}
+
+/// A copy of a harness's state, to restore into a fresh operator instance.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    store: Store,
+    config: String,
+}
+
+impl<O: Operator> Harness<O> {
+    /// Creates and opens the operator with an empty config.
+    pub fn new() -> Result<Harness<O>> {
+        Harness::with_config(Value::Object(Default::default()))
+    }
+
+    /// Creates and opens the operator with `config` (a JSON object, like the job
+    /// file's `[operator.config]` table).
+    pub fn with_config(config: Value) -> Result<Harness<O>> {
+        Harness::start(Store::default(), config.to_string())
+    }
+
+    /// Creates and opens a fresh operator instance whose state is `snapshot`, with the
+    /// config the snapshotted harness had.
+    pub fn restore(snapshot: &Snapshot) -> Result<Harness<O>> {
+        Harness::start(snapshot.store.clone(), snapshot.config.clone())
+    }
+
+    fn start(store: Store, config: String) -> Result<Harness<O>> {
+        let shared = Rc::new(RefCell::new(Shared {
+            store,
+            keys: Vec::new(),
+        }));
+        let env = Env::new(Box::new(MemoryHost {
+            shared: Rc::clone(&shared),
+            names: Vec::new(),
+        }));
+        let mut harness = Harness {
+            operator: O::default(),
+            env: Some(env),
+            shared,
+            config,
+        };
+        let config = harness.config.clone();
+        harness.operator = harness.in_env(|_| runtime::open::<O>(&config))?;
+        Ok(harness)
+    }
+
+    /// Runs `f` with this harness's environment installed, as the host would.
+    fn in_env<R>(&mut self, f: impl FnOnce(&mut O) -> R) -> R {
+        let previous = runtime::install(self.env.take());
+        let result = f(&mut self.operator);
+        self.env = runtime::install(previous);
+        result
+    }
+
+    /// Processes one record with key `key`; returns what it emitted.
+    pub fn push(&mut self, key: &str, record: Value) -> Result<Vec<Value>> {
+        self.push_batch(&[(key, record)])
+    }
+
+    /// Processes records in one batch, as the host does; returns what they emitted.
+    pub fn push_batch(&mut self, records: &[(&str, Value)]) -> Result<Vec<Value>> {
+        let payloads: Vec<Vec<u8>> = records
+            .iter()
+            .map(|(_, r)| r.to_string().into_bytes())
+            .collect();
+        self.shared.borrow_mut().keys =
+            records.iter().map(|(k, _)| k.as_bytes().to_vec()).collect();
+        let inputs = records
+            .iter()
+            .zip(&payloads)
+            .enumerate()
+            .map(|(i, ((key, _), payload))| Input {
+                key: key.as_bytes(),
+                payload,
+                timestamp: Some(i as i64),
+            });
+        let result = self.in_env(|operator| runtime::process(operator, inputs));
+        let outputs = result.map_err(|(e, index)| Error::new(format!("record {index}: {e}")))?;
+        outputs
+            .into_iter()
+            .map(|(bytes, _)| Ok(serde_json::from_slice(&bytes)?))
+            .collect()
+    }
+
+    /// Calls the operator's `close`.
+    pub fn close(&mut self) -> Result<()> {
+        self.in_env(|operator| operator.close())
+    }
+
+    /// The state `state` of `key`, as the operator would read it for a record with
+    /// that key.
+    pub fn state<S: Inspect>(&self, state: &S, key: &str) -> S::View {
+        state.inspect(&self.shared.borrow().store, key.as_bytes())
+    }
+
+    /// A copy of all state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            store: self.shared.borrow().store.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// A state handle the harness can read for any key.
+pub trait Inspect {
+    /// What reading the state gives.
+    type View;
+    /// Reads the state of `key`.
+    #[doc(hidden)]
+    fn inspect(&self, store: &Store, key: &[u8]) -> Self::View;
+}
+
+impl<T: Serialize + DeserializeOwned> Inspect for ValueState<T> {
+    type View = Option<T>;
+    fn inspect(&self, store: &Store, key: &[u8]) -> Option<T> {
+        store
+            .value(self.name, key)
+            .map(|b| decode_or_panic(self.name, b))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Inspect for ReducingState<T> {
+    type View = Option<T>;
+    fn inspect(&self, store: &Store, key: &[u8]) -> Option<T> {
+        store
+            .value(self.name, key)
+            .map(|b| decode_or_panic(self.name, b))
+    }
+}
+
+impl<IN, ACC: Serialize + DeserializeOwned, OUT> Inspect for AggregatingState<IN, ACC, OUT> {
+    /// The accumulator.
+    type View = Option<ACC>;
+    fn inspect(&self, store: &Store, key: &[u8]) -> Option<ACC> {
+        store
+            .value(self.name, key)
+            .map(|b| decode_or_panic(self.name, b))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Inspect for ListState<T> {
+    type View = Vec<T>;
+    fn inspect(&self, store: &Store, key: &[u8]) -> Vec<T> {
+        match store.slots.get(&(self.name.to_string(), key.to_vec())) {
+            Some(Slot::List(list)) => list.iter().map(|b| decode_or_panic(self.name, b)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Inspect for MapState<K, V> {
+    type View = Vec<(K, V)>;
+    fn inspect(&self, store: &Store, key: &[u8]) -> Vec<(K, V)> {
+        match store.slots.get(&(self.name.to_string(), key.to_vec())) {
+            Some(Slot::Map(map)) => map
+                .iter()
+                .map(|(k, v)| (decode_or_panic(self.name, k), decode_or_panic(self.name, v)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn decode_or_panic<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> T {
+    decode(name, bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// All state of a harness: slots by state name and key.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    slots: HashMap<(String, Vec<u8>), Slot>,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Value(Vec<u8>),
+    List(Vec<Vec<u8>>),
+    Map(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
+impl Store {
+    fn value(&self, name: &str, key: &[u8]) -> Option<&[u8]> {
+        match self.slots.get(&(name.to_string(), key.to_vec())) {
+            Some(Slot::Value(v)) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// What the harness and its [`MemoryHost`] share: the state, and the keys of the
+/// batch being processed.
+struct Shared {
+    store: Store,
+    keys: Vec<Vec<u8>>,
+}
+
+/// The harness's [`Host`].
+struct MemoryHost {
+    shared: Rc<RefCell<Shared>>,
+    names: Vec<(String, Kind)>,
+}
+
+impl MemoryHost {
+    fn slot_key(&self, id: u32, rec: u32) -> (String, Vec<u8>) {
+        (
+            self.names[id as usize].0.clone(),
+            self.shared.borrow().keys[rec as usize].clone(),
+        )
+    }
+
+    fn slots(&self) -> std::cell::RefMut<'_, HashMap<(String, Vec<u8>), Slot>> {
+        std::cell::RefMut::map(self.shared.borrow_mut(), |s| &mut s.store.slots)
+    }
+
+    /// Runs `f` on the key's list (created empty), then drops it if left empty.
+    fn with_list(&mut self, id: u32, rec: u32, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
+        let key = self.slot_key(id, rec);
+        let mut slots = self.slots();
+        let slot = slots
+            .entry(key.clone())
+            .or_insert_with(|| Slot::List(Vec::new()));
+        let Slot::List(list) = slot else {
+            panic!("state `{}` is not list state", key.0)
+        };
+        f(list);
+        if list.is_empty() {
+            slots.remove(&key);
+        }
+    }
+
+    /// Runs `f` on the key's map (created empty), then drops it if left empty.
+    fn with_map(&mut self, id: u32, rec: u32, f: impl FnOnce(&mut BTreeMap<Vec<u8>, Vec<u8>>)) {
+        let key = self.slot_key(id, rec);
+        let mut slots = self.slots();
+        let slot = slots
+            .entry(key.clone())
+            .or_insert_with(|| Slot::Map(BTreeMap::new()));
+        let Slot::Map(map) = slot else {
+            panic!("state `{}` is not map state", key.0)
+        };
+        f(map);
+        if map.is_empty() {
+            slots.remove(&key);
+        }
+    }
+
+    fn map_entries_ref(&self, id: u32, rec: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let key = self.slot_key(id, rec);
+        match self.slots().get(&key) {
+            Some(Slot::Map(map)) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Host for MemoryHost {
+    fn register(&mut self, name: &str, kind: Kind) -> u32 {
+        self.names.push((name.to_string(), kind));
+        (self.names.len() - 1) as u32
+    }
+    fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>> {
+        let key = self.slot_key(id, rec);
+        match self.slots().get(&key) {
+            Some(Slot::Value(v)) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    fn value_update(&mut self, id: u32, rec: u32, value: Vec<u8>) {
+        let key = self.slot_key(id, rec);
+        self.slots().insert(key, Slot::Value(value));
+    }
+    fn value_clear(&mut self, id: u32, rec: u32) {
+        let key = self.slot_key(id, rec);
+        self.slots().remove(&key);
+    }
+    fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
+        let key = self.slot_key(id, rec);
+        match self.slots().get(&key) {
+            Some(Slot::List(l)) => l.clone(),
+            _ => Vec::new(),
+        }
+    }
+    fn list_add_all(&mut self, id: u32, rec: u32, mut elements: Vec<Vec<u8>>) {
+        self.with_list(id, rec, |list| list.append(&mut elements));
+    }
+    fn list_update(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>) {
+        self.with_list(id, rec, |list| *list = elements);
+    }
+    fn list_clear(&mut self, id: u32, rec: u32) {
+        self.value_clear(id, rec)
+    }
+    fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>> {
+        let key = self.slot_key(id, rec);
+        match self.slots().get(&key) {
+            Some(Slot::Map(map)) => map.get(user_key).cloned(),
+            _ => None,
+        }
+    }
+    fn map_put_all(&mut self, id: u32, rec: u32, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.with_map(id, rec, |map| map.extend(entries));
+    }
+    fn map_remove(&mut self, id: u32, rec: u32, user_key: &[u8]) {
+        self.with_map(id, rec, |map| {
+            map.remove(user_key);
+        });
+    }
+    fn map_contains(&mut self, id: u32, rec: u32, user_key: &[u8]) -> bool {
+        self.map_get(id, rec, user_key).is_some()
+    }
+    fn map_entries(&mut self, id: u32, rec: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.map_entries_ref(id, rec)
+    }
+    fn map_keys(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
+        self.map_entries_ref(id, rec)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+    fn map_values(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
+        self.map_entries_ref(id, rec)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+    fn map_is_empty(&mut self, id: u32, rec: u32) -> bool {
+        self.map_entries_ref(id, rec).is_empty()
+    }
+    fn map_clear(&mut self, id: u32, rec: u32) {
+        self.value_clear(id, rec)
+    }
+    fn log(&mut self, level: Level, message: &str) {
+        eprintln!("{level:?} {message}");
+    }
+}

@@ -1,0 +1,141 @@
+//! The Wasm side: the host imports as a [`Host`], and the export glue that
+//! `export_operator!` calls.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use crate::__private::{WitOutput, WitProcessError, WitRecord};
+use crate::Operator;
+use crate::bindings::weir::operator::{log, state, types::StateKind};
+use crate::runtime::{self, Env, Host, Input, Kind, Level};
+
+struct Imports;
+
+impl Host for Imports {
+    fn register(&mut self, name: &str, kind: Kind) -> u32 {
+        let kind = match kind {
+            Kind::Value => StateKind::Value,
+            Kind::List => StateKind::List,
+            Kind::Map => StateKind::Map,
+            Kind::Reducing => StateKind::Reducing,
+            Kind::Aggregating => StateKind::Aggregating,
+        };
+        state::register(name, kind)
+    }
+    fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>> {
+        state::value_get(id, rec)
+    }
+    fn value_update(&mut self, id: u32, rec: u32, value: Vec<u8>) {
+        state::value_update(id, rec, &value)
+    }
+    fn value_clear(&mut self, id: u32, rec: u32) {
+        state::value_clear(id, rec)
+    }
+    fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
+        state::list_get(id, rec)
+    }
+    fn list_add_all(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>) {
+        match elements.as_slice() {
+            [one] => state::list_add(id, rec, one),
+            _ => state::list_add_all(id, rec, &elements),
+        }
+    }
+    fn list_update(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>) {
+        state::list_update(id, rec, &elements)
+    }
+    fn list_clear(&mut self, id: u32, rec: u32) {
+        state::list_clear(id, rec)
+    }
+    fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>> {
+        state::map_get(id, rec, user_key)
+    }
+    fn map_put_all(&mut self, id: u32, rec: u32, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+        match entries.as_slice() {
+            [(k, v)] => state::map_put(id, rec, k, v),
+            _ => state::map_put_all(id, rec, &entries),
+        }
+    }
+    fn map_remove(&mut self, id: u32, rec: u32, user_key: &[u8]) {
+        state::map_remove(id, rec, user_key)
+    }
+    fn map_contains(&mut self, id: u32, rec: u32, user_key: &[u8]) -> bool {
+        state::map_contains(id, rec, user_key)
+    }
+    fn map_entries(&mut self, id: u32, rec: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        state::map_entries(id, rec)
+    }
+    fn map_keys(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
+        state::map_keys(id, rec)
+    }
+    fn map_values(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
+        state::map_values(id, rec)
+    }
+    fn map_is_empty(&mut self, id: u32, rec: u32) -> bool {
+        state::map_is_empty(id, rec)
+    }
+    fn map_clear(&mut self, id: u32, rec: u32) {
+        state::map_clear(id, rec)
+    }
+    fn log(&mut self, level: Level, message: &str) {
+        let level = match level {
+            Level::Trace => log::Level::Trace,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error => log::Level::Error,
+        };
+        log::log(level, message)
+    }
+}
+
+/// The operator instance of this component, created by `open`.
+pub type Instance<O> = LocalKey<RefCell<Option<O>>>;
+
+/// `open` export: installs the environment and a panic hook that sends the panic message
+/// to the host's log (the host shows it with the trap), then creates the operator.
+pub fn open<O: Operator>(instance: &'static Instance<O>, config: &str) -> Result<(), String> {
+    std::panic::set_hook(Box::new(|info| {
+        log::log(log::Level::Error, &format!("{info}"));
+    }));
+    runtime::install(Some(Env::new(Box::new(Imports))));
+    let operator = runtime::open::<O>(config).map_err(|e| e.to_string())?;
+    instance.with(|slot| *slot.borrow_mut() = Some(operator));
+    Ok(())
+}
+
+/// `process` export.
+pub fn process<O: Operator>(
+    instance: &'static Instance<O>,
+    batch: Vec<WitRecord>,
+) -> Result<Vec<WitOutput>, WitProcessError> {
+    instance.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let operator = slot.as_mut().ok_or_else(|| WitProcessError {
+            message: "process called before open".into(),
+            record: None,
+        })?;
+        let inputs = batch.iter().map(|r| Input {
+            key: &r.key,
+            payload: &r.payload,
+            timestamp: r.timestamp,
+        });
+        match runtime::process(operator, inputs) {
+            Ok(outputs) => Ok(outputs
+                .into_iter()
+                .map(|(payload, timestamp)| WitOutput { payload, timestamp })
+                .collect()),
+            Err((error, index)) => Err(WitProcessError {
+                message: error.to_string(),
+                record: Some(index),
+            }),
+        }
+    })
+}
+
+/// `close` export.
+pub fn close<O: Operator>(instance: &'static Instance<O>) -> Result<(), String> {
+    match instance.with(|slot| slot.borrow_mut().take()) {
+        Some(mut operator) => operator.close().map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,105 @@
+//! The `host` command line: parses arguments, runs the command, maps the outcome to an
+//! exit code (0 finished, 1 the job failed, 2 usage or configuration error).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::dataflow::{self, Failure, Report};
+use crate::job;
+use crate::wasm::{OperatorError, Runtime};
+
+/// Weir: stateful stream processing with WebAssembly operators.
+#[derive(Parser)]
+#[command(name = "host", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a job file until its sources end.
+    Run {
+        /// The job file (TOML).
+        job: PathBuf,
+    },
+}
+
+/// Exit code of a job that failed while running.
+const FAILED: u8 = 1;
+/// Exit code of a usage or configuration error (clap uses it for bad arguments too).
+const CONFIG: u8 = 2;
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { job } => run(&job),
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            return fail(
+                CONFIG,
+                format!("cannot read job file {}: {e}", path.display()),
+            );
+        }
+    };
+    let job = match job::parse(path, &text) {
+        Ok(job) => job,
+        Err(e) => return fail(CONFIG, e.to_string()),
+    };
+    let runtime = match Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(FAILED, format!("cannot start the Wasm runtime: {e:#}")),
+    };
+    match dataflow::run(&job, &runtime) {
+        Ok(report) => {
+            eprintln!("weir: job `{}` finished: {}", job.name, summary(&report));
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let code = match failure {
+                Failure::Operator(OperatorError::Load { .. } | OperatorError::Contract { .. }) => {
+                    CONFIG
+                }
+                _ => FAILED,
+            };
+            fail(code, format!("job `{}` failed: {failure}", job.name))
+        }
+    }
+}
+
+fn fail(code: u8, message: String) -> ExitCode {
+    eprintln!("weir: error: {message}");
+    ExitCode::from(code)
+}
+
+fn summary(report: &Report) -> String {
+    let mut parts = Vec::new();
+    for s in &report.sources {
+        let mut part = format!("source `{}` read {} records", s.name, s.records);
+        if let Some(first) = &s.first_skipped {
+            part += &format!(
+                " and skipped {} bad records (the first at {first})",
+                s.skipped
+            );
+        }
+        parts.push(part);
+    }
+    for o in &report.operators {
+        parts.push(format!(
+            "operator `{}` processed {} and emitted {}",
+            o.name, o.records_in, o.records_out
+        ));
+    }
+    for s in &report.sinks {
+        parts.push(format!("sink `{}` wrote {}", s.name, s.records));
+    }
+    parts.join("; ")
+}

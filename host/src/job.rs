@@ -1,0 +1,551 @@
+//! The job file: parsing and validation into a [`Job`], the model the dataflow runs.
+//!
+//! Pure: the caller reads the file; this module only turns text into a `Job` or a
+//! [`JobError`] that names the file, the line and the key at fault.
+
+mod pointer;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use pointer::JsonPointer;
+
+use crate::state::key_group::MAX_PARALLELISM_LIMIT;
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job's name (`[job] name`).
+    pub name: String,
+    /// Number of key groups, fixed for the life of the job.
+    pub max_parallelism: u16,
+    /// Sources, in file order.
+    pub sources: Vec<Source>,
+    /// Operators, in an order where every operator comes after its input.
+    pub operators: Vec<Operator>,
+    /// Sinks, in file order.
+    pub sinks: Vec<Sink>,
+}
+
+/// A source of records.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Unique node name.
+    pub name: String,
+    /// What it reads.
+    pub kind: SourceKind,
+    /// What to do with a line that is not JSON.
+    pub on_bad_record: OnBadRecord,
+}
+
+/// What a source reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// A JSON-lines file; its position is a byte offset.
+    File {
+        /// Absolute or relative to the working directory.
+        path: PathBuf,
+    },
+    /// JSON lines from standard input.
+    Stdin,
+    /// Synthetic records `{"<key_field>": "<key_prefix><k>", "seq": s}`: record `i`
+    /// has key `k = i % keys` and is that key's `s = i / keys`-th record.
+    Generator {
+        /// Number of records.
+        count: u64,
+        /// Number of distinct keys.
+        keys: u64,
+        /// The key's field name.
+        key_field: String,
+        /// Text before the key's number.
+        key_prefix: String,
+    },
+}
+
+/// What a source does with a line that is not a JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBadRecord {
+    /// Fail the job, naming the file and line.
+    #[default]
+    Fail,
+    /// Skip the line and count it; the count is reported at the end.
+    Skip,
+}
+
+/// An operator: a Wasm component.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// Unique node name; state is keyed by it.
+    pub name: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// The node whose records it reads.
+    pub input: String,
+    /// Where its records' keys are; `None` for a stateless operator.
+    pub key_by: Option<JsonPointer>,
+    /// Number of parallel instances.
+    pub parallelism: u16,
+    /// `[operator.config]` as a JSON object, passed to the operator's `open`.
+    pub config_json: String,
+}
+
+/// A sink.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    /// Unique node name.
+    pub name: String,
+    /// The node whose records it writes.
+    pub input: String,
+    /// Where it writes.
+    pub kind: SinkKind,
+}
+
+/// Where a sink writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkKind {
+    /// One JSON document per line on standard output.
+    Stdout,
+    /// JSON lines in part files inside a directory.
+    File {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// A job file that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The file is not valid TOML or does not match the job file's shape.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The job file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is well-formed but wrong.
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        /// The job file.
+        path: PathBuf,
+        /// 1-based line of the value.
+        line: usize,
+        /// The key at fault, e.g. `operator.input`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+// ---- the file's shape, as TOML --------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    job: JobSection,
+    #[serde(default)]
+    source: Vec<SourceSection>,
+    #[serde(default)]
+    operator: Vec<OperatorSection>,
+    #[serde(default)]
+    sink: Vec<SinkSection>,
+    state: Option<StateSection>,
+    checkpoint: Option<Spanned<toml::Table>>,
+    restart: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobSection {
+    name: String,
+    max_parallelism: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSection {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+    on_bad_record: Option<Spanned<OnBadRecord>>,
+    count: Option<Spanned<i64>>,
+    keys: Option<Spanned<i64>>,
+    key_field: Option<Spanned<String>>,
+    key_prefix: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorSection {
+    name: Spanned<String>,
+    component: Spanned<String>,
+    input: Spanned<String>,
+    key_by: Option<Spanned<String>>,
+    parallelism: Option<Spanned<i64>>,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkSection {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    input: Spanned<String>,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateSection {
+    backend: Spanned<String>,
+}
+
+// ---- validation ------------------------------------------------------------------------
+
+/// Parses and validates a job file's `text`. `path` names the file in errors; relative
+/// paths inside the job are resolved against its directory.
+pub fn parse(path: &Path, text: &str) -> Result<Job, JobError> {
+    let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    Validator { path, text, base }.job(file)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> JobError {
+        JobError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.text[..span.start.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        self.base.join(path)
+    }
+
+    fn job(&self, file: JobFile) -> Result<Job, JobError> {
+        if let Some(section) = file.checkpoint {
+            return Err(self.error(
+                section.span(),
+                "checkpoint",
+                "checkpointing is not available in this version of Weir yet; remove the section",
+            ));
+        }
+        if let Some(section) = file.restart {
+            return Err(self.error(
+                section.span(),
+                "restart",
+                "restart strategies are not available in this version of Weir yet; remove the section",
+            ));
+        }
+        if let Some(state) = &file.state
+            && state.backend.get_ref() != "memory"
+        {
+            return Err(self.error(
+                state.backend.span(),
+                "state.backend",
+                format!(
+                    "unknown backend `{}`: expected `memory`",
+                    state.backend.get_ref()
+                ),
+            ));
+        }
+        let max_parallelism = match &file.job.max_parallelism {
+            None => 128,
+            Some(value) => self.count(
+                value,
+                "job.max_parallelism",
+                u64::from(MAX_PARALLELISM_LIMIT),
+            )? as u16,
+        };
+
+        let mut names: HashMap<&str, Range<usize>> = HashMap::new();
+        let all_names = file
+            .source
+            .iter()
+            .map(|s| &s.name)
+            .chain(file.operator.iter().map(|o| &o.name))
+            .chain(file.sink.iter().map(|s| &s.name));
+        for name in all_names {
+            if name.get_ref().is_empty() {
+                return Err(self.error(name.span(), "name", "a name must not be empty"));
+            }
+            if names.insert(name.get_ref(), name.span()).is_some() {
+                return Err(self.error(
+                    name.span(),
+                    "name",
+                    format!(
+                        "`{}` names two nodes: every source, operator and sink needs its own name",
+                        name.get_ref()
+                    ),
+                ));
+            }
+        }
+        if file.source.is_empty() {
+            return Err(self.error(0..0, "source", "the job has no [[source]]"));
+        }
+
+        let sources = file
+            .source
+            .iter()
+            .map(|s| self.source(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let operators = self.operators(&file.operator, &sources)?;
+        let sinks = file
+            .sink
+            .iter()
+            .map(|s| self.sink(s, &sources, &operators))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Job {
+            name: file.job.name,
+            max_parallelism,
+            sources,
+            operators,
+            sinks,
+        })
+    }
+
+    fn count(&self, value: &Spanned<i64>, key: &str, max: u64) -> Result<u64, JobError> {
+        match u64::try_from(*value.get_ref()) {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(self.error(value.span(), key, format!("must be between 1 and {max}"))),
+        }
+    }
+
+    fn source(&self, s: &SourceSection) -> Result<Source, JobError> {
+        let kind = match s.kind.get_ref().as_str() {
+            "file" => {
+                let path = s.path.as_ref().ok_or_else(|| {
+                    self.error(s.kind.span(), "source.path", "a file source needs `path`")
+                })?;
+                SourceKind::File {
+                    path: self.resolve(path.get_ref()),
+                }
+            }
+            "stdin" => SourceKind::Stdin,
+            "generator" => SourceKind::Generator {
+                count: match &s.count {
+                    Some(c) => self.count(c, "source.count", u64::MAX >> 1)?,
+                    None => {
+                        return Err(self.error(
+                            s.kind.span(),
+                            "source.count",
+                            "a generator needs `count`",
+                        ));
+                    }
+                },
+                keys: match &s.keys {
+                    Some(k) => self.count(k, "source.keys", u64::MAX >> 1)?,
+                    None => 1,
+                },
+                key_field: s
+                    .key_field
+                    .as_ref()
+                    .map_or("key".into(), |f| f.get_ref().clone()),
+                key_prefix: s
+                    .key_prefix
+                    .as_ref()
+                    .map_or("key-".into(), |p| p.get_ref().clone()),
+            },
+            other => {
+                return Err(self.error(
+                    s.kind.span(),
+                    "source.type",
+                    format!(
+                        "unknown source type `{other}`: expected `file`, `stdin` or `generator`"
+                    ),
+                ));
+            }
+        };
+        let misplaced = [
+            (
+                "path",
+                s.path.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::File { .. }),
+            ),
+            (
+                "count",
+                s.count.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "keys",
+                s.keys.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "key_field",
+                s.key_field.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "key_prefix",
+                s.key_prefix.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+        ];
+        for (key, span, allowed) in misplaced {
+            if let (Some(span), false) = (span, allowed) {
+                return Err(self.error(
+                    span,
+                    &format!("source.{key}"),
+                    format!("a `{}` source has no `{key}`", s.kind.get_ref()),
+                ));
+            }
+        }
+        Ok(Source {
+            name: s.name.get_ref().clone(),
+            kind,
+            on_bad_record: s
+                .on_bad_record
+                .as_ref()
+                .map_or_else(OnBadRecord::default, |o| *o.get_ref()),
+        })
+    }
+
+    /// Validates operators and orders them so that each comes after its input.
+    fn operators(
+        &self,
+        sections: &[OperatorSection],
+        sources: &[Source],
+    ) -> Result<Vec<Operator>, JobError> {
+        let mut placed: Vec<Operator> = Vec::new();
+        let mut pending: Vec<&OperatorSection> = sections.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for o in pending {
+                let input = o.input.get_ref();
+                let ready = sources.iter().any(|s| &s.name == input)
+                    || placed.iter().any(|p| &p.name == input);
+                if ready {
+                    placed.push(self.operator(o)?);
+                } else {
+                    waiting.push(o);
+                }
+            }
+            if waiting.len() == before {
+                let o = waiting[0];
+                let input = o.input.get_ref();
+                let message = if sections.iter().any(|other| other.name.get_ref() == input) {
+                    format!(
+                        "operators `{}` and `{input}` read from each other: a job's graph cannot have cycles",
+                        o.name.get_ref()
+                    )
+                } else {
+                    format!("no source or operator is named `{input}`")
+                };
+                return Err(self.error(o.input.span(), "operator.input", message));
+            }
+            pending = waiting;
+        }
+        Ok(placed)
+    }
+
+    fn operator(&self, o: &OperatorSection) -> Result<Operator, JobError> {
+        let key_by = o
+            .key_by
+            .as_ref()
+            .map(|p| {
+                JsonPointer::parse(p.get_ref())
+                    .map_err(|e| self.error(p.span(), "operator.key_by", e))
+            })
+            .transpose()?;
+        let parallelism = match &o.parallelism {
+            None => 1,
+            Some(p) => {
+                if *p.get_ref() != 1 {
+                    return Err(self.error(
+                        p.span(),
+                        "operator.parallelism",
+                        "this version of Weir runs every operator with parallelism 1",
+                    ));
+                }
+                1
+            }
+        };
+        let config_json = serde_json::to_string(&o.config)
+            .map_err(|e| self.error(o.name.span(), "operator.config", e.to_string()))?;
+        Ok(Operator {
+            name: o.name.get_ref().clone(),
+            component: self.resolve(o.component.get_ref()),
+            input: o.input.get_ref().clone(),
+            key_by,
+            parallelism,
+            config_json,
+        })
+    }
+
+    fn sink(
+        &self,
+        s: &SinkSection,
+        sources: &[Source],
+        operators: &[Operator],
+    ) -> Result<Sink, JobError> {
+        let input = s.input.get_ref();
+        if !sources.iter().any(|n| &n.name == input) && !operators.iter().any(|n| &n.name == input)
+        {
+            return Err(self.error(
+                s.input.span(),
+                "sink.input",
+                format!("no source or operator is named `{input}`"),
+            ));
+        }
+        let kind = match s.kind.get_ref().as_str() {
+            "stdout" => SinkKind::Stdout,
+            "file" => SinkKind::File {
+                path: self.resolve(
+                    s.path
+                        .as_ref()
+                        .ok_or_else(|| {
+                            self.error(
+                                s.kind.span(),
+                                "sink.path",
+                                "a file sink needs `path`, a directory",
+                            )
+                        })?
+                        .get_ref(),
+                ),
+            },
+            other => {
+                return Err(self.error(
+                    s.kind.span(),
+                    "sink.type",
+                    format!("unknown sink type `{other}`: expected `file` or `stdout`"),
+                ));
+            }
+        };
+        if let (SinkKind::Stdout, Some(path)) = (&kind, &s.path) {
+            return Err(self.error(path.span(), "sink.path", "a `stdout` sink has no `path`"));
+        }
+        Ok(Sink {
+            name: s.name.get_ref().clone(),
+            input: input.clone(),
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+use super::*;
+
+const GOOD: &str = r#"
+[job]
+name = "visit-count"
+
+[[source]]
+name = "logs"
+type = "file"
+path = "access.jsonl"
+
+[[operator]]
+name = "count"
+component = "visit_count.wasm"
+input = "logs"
+key_by = "/url"
+[operator.config]
+greeting = "hi"
+
+[[sink]]
+name = "out"
+type = "file"
+input = "count"
+path = "out"
+"#;
+
+fn parse_str(text: &str) -> Result<Job, JobError> {
+    parse(Path::new("jobs/job.toml"), text)
+}
+
+fn invalid(text: &str) -> (usize, String, String) {
+    match parse_str(text) {
+        Err(JobError::Invalid {
+            line, key, message, ..
+        }) => (line, key, message),
+        other => panic!("expected an invalid job, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_good_job_resolves_paths_against_the_job_file() {
+    let job = parse_str(GOOD).unwrap();
+    assert_eq!(job.name, "visit-count");
+    assert_eq!(job.max_parallelism, 128);
+    assert_eq!(
+        job.sources[0].kind,
+        SourceKind::File {
+            path: "jobs/access.jsonl".into()
+        }
+    );
+    assert_eq!(
+        job.operators[0].component,
+        Path::new("jobs/visit_count.wasm")
+    );
+    assert_eq!(
+        job.operators[0].key_by.as_ref().map(JsonPointer::as_str),
+        Some("/url")
+    );
+    assert_eq!(job.operators[0].config_json, r#"{"greeting":"hi"}"#);
+    assert_eq!(
+        job.sinks[0].kind,
+        SinkKind::File {
+            path: "jobs/out".into()
+        }
+    );
+}
+
+#[test]
+fn an_unknown_key_names_the_file_line_and_key() {
+    let text = GOOD.replace("key_by = \"/url\"", "key_by = \"/url\"\nkeyby = \"/x\"");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.starts_with("jobs/job.toml:"), "{err}");
+    assert!(err.contains("line 16"), "{err}");
+    assert!(err.contains("unknown field `keyby`"), "{err}");
+}
+
+#[test]
+fn a_dangling_input_names_the_line() {
+    let (line, key, message) = invalid(&GOOD.replace("input = \"logs\"", "input = \"log\""));
+    assert_eq!((line, key.as_str()), (14, "operator.input"));
+    assert!(
+        message.contains("no source or operator is named `log`"),
+        "{message}"
+    );
+    let (line, key, _) = invalid(&GOOD.replace("input = \"count\"", "input = \"counts\""));
+    assert_eq!((line, key.as_str()), (23, "sink.input"));
+}
+
+#[test]
+fn a_bad_json_pointer_names_the_line() {
+    let (line, key, message) = invalid(&GOOD.replace("\"/url\"", "\"url\""));
+    assert_eq!((line, key.as_str()), (15, "operator.key_by"));
+    assert!(message.contains("must start with `/`"), "{message}");
+}
+
+#[test]
+fn cycles_and_duplicate_names_are_refused() {
+    let cycle = GOOD.replace("input = \"logs\"", "input = \"count\"");
+    assert!(invalid(&cycle).2.contains("cycles"));
+    let twice = GOOD.replace("name = \"out\"", "name = \"logs\"");
+    assert!(invalid(&twice).2.contains("names two nodes"));
+}
+
+#[test]
+fn operators_are_ordered_after_their_inputs() {
+    let text = GOOD.replace(
+        "[[sink]]",
+        "[[operator]]\nname = \"first\"\ncomponent = \"a.wasm\"\ninput = \"logs\"\n\n[[sink]]",
+    );
+    let text = text.replace("input = \"logs\"\nkey_by", "input = \"first\"\nkey_by");
+    let job = parse_str(&text).unwrap();
+    let order: Vec<_> = job.operators.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(order, ["first", "count"]);
+}
+
+#[test]
+fn fields_of_another_source_type_are_refused() {
+    let text = GOOD.replace(
+        "type = \"file\"\npath = \"access.jsonl\"",
+        "type = \"stdin\"\npath = \"x\"",
+    );
+    let (_, key, message) = invalid(&text);
+    assert_eq!(key, "source.path");
+    assert!(
+        message.contains("`stdin` source has no `path`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn sections_of_later_versions_are_refused_not_ignored() {
+    let (_, key, _) = invalid(&format!("{GOOD}\n[checkpoint]\ninterval_ms = 1000\n"));
+    assert_eq!(key, "checkpoint");
+    let (_, key, _) = invalid(&format!("{GOOD}\n[state]\nbackend = \"rocksdb\"\n"));
+    assert_eq!(key, "state.backend");
+    assert!(parse_str(&format!("{GOOD}\n[state]\nbackend = \"memory\"\n")).is_ok());
+}
+
+#[test]
+fn generator_defaults() {
+    let text = GOOD.replace(
+        "type = \"file\"\npath = \"access.jsonl\"",
+        "type = \"generator\"\ncount = 10",
+    );
+    let job = parse_str(&text).unwrap();
+    assert_eq!(
+        job.sources[0].kind,
+        SourceKind::Generator {
+            count: 10,
+            keys: 1,
+            key_field: "key".into(),
+            key_prefix: "key-".into()
+        }
+    );
+}

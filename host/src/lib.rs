@@ -1,0 +1,12 @@
+//! The Weir host: runs streaming dataflows whose operators are WebAssembly components.
+//!
+//! Layers, from the edge inwards: [`cli`] (commands, exit codes) → [`dataflow`] (tasks,
+//! channels) → [`wasm`] (components, sandbox, imports) → [`state`] (backends). [`job`]
+//! and [`record`] are pure models shared by all of them.
+
+pub mod cli;
+pub mod dataflow;
+pub mod job;
+pub mod record;
+pub mod state;
+pub mod wasm;

@@ -1,0 +1,139 @@
+//! Keyed state at the byte level: the backend trait every state backend implements, and
+//! the ids that address state.
+//!
+//! Invariant: every entry lives in exactly one key group, and a backend only holds the
+//! key groups of its range, so that snapshots and rescaling can work key group by key
+//! group. Backends never see a Wasm type; the wasm layer converts at its boundary.
+
+pub mod key_group;
+pub mod memory;
+
+pub use key_group::{KeyGroup, KeyGroupRange};
+
+/// The id of a state registered by an operator instance: an index into its registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StateId(pub u32);
+
+/// What kind of state a registered name is. Reducing and aggregating state are stored
+/// like value state (the guest folds), but keep their kind for savepoints and tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateKind {
+    /// One value per key.
+    Value,
+    /// An ordered list of elements per key.
+    List,
+    /// A map from user keys to values per key.
+    Map,
+    /// A value folded by a reduce function in the guest.
+    Reducing,
+    /// An accumulator folded by an aggregate function in the guest.
+    Aggregating,
+}
+
+impl StateKind {
+    /// How a backend stores this kind.
+    pub fn layout(self) -> Layout {
+        match self {
+            StateKind::Value | StateKind::Reducing | StateKind::Aggregating => Layout::Value,
+            StateKind::List => Layout::List,
+            StateKind::Map => Layout::Map,
+        }
+    }
+
+    /// The kind's name as users see it (job files, `host state`, errors).
+    pub fn name(self) -> &'static str {
+        match self {
+            StateKind::Value => "value",
+            StateKind::List => "list",
+            StateKind::Map => "map",
+            StateKind::Reducing => "reducing",
+            StateKind::Aggregating => "aggregating",
+        }
+    }
+}
+
+/// The storage layouts a backend implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One byte string per key.
+    Value,
+    /// A list of byte strings per key.
+    List,
+    /// A sorted map of byte strings per key.
+    Map,
+}
+
+/// One key's slot in one state: the state, the key's group and the key itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Which registered state.
+    pub state: StateId,
+    /// The key group of `key`.
+    pub key_group: KeyGroup,
+    /// The record key, as extracted by `key_by`.
+    pub key: &'a [u8],
+}
+
+/// What a backend can get wrong: all of these are host bugs or misuse by the layer
+/// above, never something a guest can cause directly (the wasm layer checks first).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StateError {
+    /// The key group is not one this backend holds.
+    #[error("key group {key_group} is outside this backend's range {range}")]
+    KeyGroupOutOfRange {
+        /// The key group asked for.
+        key_group: KeyGroup,
+        /// The range the backend holds.
+        range: KeyGroupRange,
+    },
+    /// The slot holds another layout than the operation expects.
+    #[error("state {state:?} is stored as {found:?}, not {expected:?}")]
+    WrongLayout {
+        /// The state.
+        state: StateId,
+        /// The layout the operation needs.
+        expected: Layout,
+        /// The layout found.
+        found: Layout,
+    },
+}
+
+/// Result of a backend operation.
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// A keyed state backend: byte-level slots addressed by [`Scope`].
+///
+/// Map entries are returned sorted by user key, so guests see the same order on every
+/// backend.
+pub trait StateBackend: Send {
+    /// The key groups this backend holds.
+    fn key_groups(&self) -> KeyGroupRange;
+
+    /// Value layout: the value, if any.
+    fn value_get(&self, scope: Scope<'_>) -> Result<Option<Vec<u8>>>;
+    /// Value layout: replaces the value.
+    fn value_put(&mut self, scope: Scope<'_>, value: Vec<u8>) -> Result<()>;
+
+    /// List layout: the elements, in insertion order.
+    fn list_get(&self, scope: Scope<'_>) -> Result<Vec<Vec<u8>>>;
+    /// List layout: appends elements.
+    fn list_append(&mut self, scope: Scope<'_>, elements: Vec<Vec<u8>>) -> Result<()>;
+    /// List layout: replaces all elements.
+    fn list_replace(&mut self, scope: Scope<'_>, elements: Vec<Vec<u8>>) -> Result<()>;
+
+    /// Map layout: the value under `user_key`, if any.
+    fn map_get(&self, scope: Scope<'_>, user_key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Map layout: sets entries.
+    fn map_put(&mut self, scope: Scope<'_>, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+    /// Map layout: removes `user_key`.
+    fn map_remove(&mut self, scope: Scope<'_>, user_key: &[u8]) -> Result<()>;
+    /// Map layout: every entry, sorted by user key.
+    fn map_entries(&self, scope: Scope<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Map layout: whether the map is empty.
+    fn map_is_empty(&self, scope: Scope<'_>) -> Result<bool> {
+        Ok(self.map_entries(scope)?.is_empty())
+    }
+
+    /// Any layout: removes the key's slot.
+    fn clear(&mut self, scope: Scope<'_>) -> Result<()>;
+}

@@ -1,0 +1,310 @@
+//! The memory state backend: one hash map per key group and registered state.
+//!
+//! Invariant: a slot's layout is fixed by the first write to it; operations for another
+//! layout fail rather than reinterpret bytes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{KeyGroupRange, Layout, Result, Scope, StateBackend, StateError, StateId};
+
+/// One key's state in one registered state.
+#[derive(Debug, Clone)]
+enum Slot {
+    Value(Vec<u8>),
+    List(Vec<Vec<u8>>),
+    Map(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
+impl Slot {
+    fn layout(&self) -> Layout {
+        match self {
+            Slot::Value(_) => Layout::Value,
+            Slot::List(_) => Layout::List,
+            Slot::Map(_) => Layout::Map,
+        }
+    }
+}
+
+/// The slots of one key group: indexed by state id, then keyed by record key.
+#[derive(Debug, Default, Clone)]
+struct Group {
+    states: Vec<HashMap<Vec<u8>, Slot>>,
+}
+
+/// Keyed state held in memory, per key group.
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    range: KeyGroupRange,
+    groups: Vec<Group>,
+}
+
+impl MemoryBackend {
+    /// An empty backend holding the key groups of `range`.
+    pub fn new(range: KeyGroupRange) -> MemoryBackend {
+        MemoryBackend {
+            range,
+            groups: vec![Group::default(); range.len()],
+        }
+    }
+
+    fn slots(&self, scope: Scope<'_>) -> Result<Option<&HashMap<Vec<u8>, Slot>>> {
+        let group = self.group_index(scope)?;
+        Ok(self.groups[group].states.get(scope.state.0 as usize))
+    }
+
+    fn slots_mut(&mut self, scope: Scope<'_>) -> Result<&mut HashMap<Vec<u8>, Slot>> {
+        let group = self.group_index(scope)?;
+        let states = &mut self.groups[group].states;
+        let index = scope.state.0 as usize;
+        if states.len() <= index {
+            states.resize_with(index + 1, HashMap::new);
+        }
+        Ok(&mut states[index])
+    }
+
+    fn group_index(&self, scope: Scope<'_>) -> Result<usize> {
+        self.range
+            .offset(scope.key_group)
+            .ok_or(StateError::KeyGroupOutOfRange {
+                key_group: scope.key_group,
+                range: self.range,
+            })
+    }
+
+    fn slot(&self, scope: Scope<'_>, expected: Layout) -> Result<Option<&Slot>> {
+        let slot = self.slots(scope)?.and_then(|slots| slots.get(scope.key));
+        match slot {
+            Some(slot) if slot.layout() != expected => Err(wrong(scope.state, expected, slot)),
+            other => Ok(other),
+        }
+    }
+
+    /// The slot for writing, created empty in `expected`'s layout when missing.
+    fn slot_mut(&mut self, scope: Scope<'_>, expected: Layout) -> Result<&mut Slot> {
+        let slots = self.slots_mut(scope)?;
+        if !slots.contains_key(scope.key) {
+            let empty = match expected {
+                Layout::Value => Slot::Value(Vec::new()),
+                Layout::List => Slot::List(Vec::new()),
+                Layout::Map => Slot::Map(BTreeMap::new()),
+            };
+            slots.insert(scope.key.to_vec(), empty);
+        }
+        let slot = slots.get_mut(scope.key).expect("slot inserted just above");
+        if slot.layout() != expected {
+            return Err(wrong(scope.state, expected, slot));
+        }
+        Ok(slot)
+    }
+}
+
+fn wrong(state: StateId, expected: Layout, found: &Slot) -> StateError {
+    StateError::WrongLayout {
+        state,
+        expected,
+        found: found.layout(),
+    }
+}
+
+impl StateBackend for MemoryBackend {
+    fn key_groups(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    fn value_get(&self, scope: Scope<'_>) -> Result<Option<Vec<u8>>> {
+        Ok(match self.slot(scope, Layout::Value)? {
+            Some(Slot::Value(value)) => Some(value.clone()),
+            _ => None,
+        })
+    }
+
+    fn value_put(&mut self, scope: Scope<'_>, value: Vec<u8>) -> Result<()> {
+        if let Slot::Value(slot) = self.slot_mut(scope, Layout::Value)? {
+            *slot = value;
+        }
+        Ok(())
+    }
+
+    fn list_get(&self, scope: Scope<'_>) -> Result<Vec<Vec<u8>>> {
+        Ok(match self.slot(scope, Layout::List)? {
+            Some(Slot::List(elements)) => elements.clone(),
+            _ => Vec::new(),
+        })
+    }
+
+    fn list_append(&mut self, scope: Scope<'_>, mut elements: Vec<Vec<u8>>) -> Result<()> {
+        if let Slot::List(list) = self.slot_mut(scope, Layout::List)? {
+            list.append(&mut elements);
+        }
+        Ok(())
+    }
+
+    fn list_replace(&mut self, scope: Scope<'_>, elements: Vec<Vec<u8>>) -> Result<()> {
+        if elements.is_empty() {
+            return self.clear(scope);
+        }
+        if let Slot::List(list) = self.slot_mut(scope, Layout::List)? {
+            *list = elements;
+        }
+        Ok(())
+    }
+
+    fn map_get(&self, scope: Scope<'_>, user_key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(match self.slot(scope, Layout::Map)? {
+            Some(Slot::Map(map)) => map.get(user_key).cloned(),
+            _ => None,
+        })
+    }
+
+    fn map_put(&mut self, scope: Scope<'_>, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        if let Slot::Map(map) = self.slot_mut(scope, Layout::Map)? {
+            map.extend(entries);
+        }
+        Ok(())
+    }
+
+    fn map_remove(&mut self, scope: Scope<'_>, user_key: &[u8]) -> Result<()> {
+        if self.slot(scope, Layout::Map)?.is_none() {
+            return Ok(());
+        }
+        let now_empty = match self.slot_mut(scope, Layout::Map)? {
+            Slot::Map(map) => {
+                map.remove(user_key);
+                map.is_empty()
+            }
+            _ => false,
+        };
+        if now_empty {
+            self.clear(scope)?;
+        }
+        Ok(())
+    }
+
+    fn map_entries(&self, scope: Scope<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(match self.slot(scope, Layout::Map)? {
+            Some(Slot::Map(map)) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    fn map_is_empty(&self, scope: Scope<'_>) -> Result<bool> {
+        Ok(match self.slot(scope, Layout::Map)? {
+            Some(Slot::Map(map)) => map.is_empty(),
+            _ => true,
+        })
+    }
+
+    fn clear(&mut self, scope: Scope<'_>) -> Result<()> {
+        self.slots_mut(scope)?.remove(scope.key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::KeyGroup;
+
+    fn scope(state: u32, key: &[u8]) -> Scope<'_> {
+        Scope {
+            state: StateId(state),
+            key_group: KeyGroup::of(key, 128),
+            key,
+        }
+    }
+
+    fn backend() -> MemoryBackend {
+        MemoryBackend::new(KeyGroupRange::all(128))
+    }
+
+    #[test]
+    fn values_are_scoped_by_state_and_key() {
+        let mut b = backend();
+        b.value_put(scope(0, b"a"), b"1".to_vec()).unwrap();
+        b.value_put(scope(1, b"a"), b"2".to_vec()).unwrap();
+        b.value_put(scope(0, b"b"), Vec::new()).unwrap();
+        assert_eq!(b.value_get(scope(0, b"a")).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(b.value_get(scope(1, b"a")).unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            b.value_get(scope(0, b"b")).unwrap(),
+            Some(Vec::new()),
+            "empty is not absent"
+        );
+        assert_eq!(b.value_get(scope(0, b"c")).unwrap(), None);
+        b.clear(scope(0, b"a")).unwrap();
+        assert_eq!(b.value_get(scope(0, b"a")).unwrap(), None);
+        assert_eq!(b.value_get(scope(1, b"a")).unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn lists_keep_insertion_order() {
+        let mut b = backend();
+        let s = scope(0, b"k");
+        b.list_append(s, vec![b"x".to_vec()]).unwrap();
+        b.list_append(s, vec![b"y".to_vec(), b"x".to_vec()])
+            .unwrap();
+        assert_eq!(
+            b.list_get(s).unwrap(),
+            vec![b"x".to_vec(), b"y".to_vec(), b"x".to_vec()]
+        );
+        b.list_replace(s, vec![b"z".to_vec()]).unwrap();
+        assert_eq!(b.list_get(s).unwrap(), vec![b"z".to_vec()]);
+        b.list_replace(s, Vec::new()).unwrap();
+        assert!(b.list_get(s).unwrap().is_empty());
+    }
+
+    #[test]
+    fn maps_are_sorted_by_user_key() {
+        let mut b = backend();
+        let s = scope(2, b"k");
+        assert!(b.map_is_empty(s).unwrap());
+        b.map_put(
+            s,
+            vec![
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"a".to_vec(), b"1".to_vec()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(b.map_get(s, b"a").unwrap(), Some(b"1".to_vec()));
+        let keys: Vec<_> = b
+            .map_entries(s)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+        b.map_remove(s, b"a").unwrap();
+        b.map_remove(s, b"b").unwrap();
+        assert!(b.map_is_empty(s).unwrap());
+        b.map_remove(s, b"absent").unwrap();
+    }
+
+    #[test]
+    fn a_slot_keeps_its_layout() {
+        let mut b = backend();
+        b.value_put(scope(0, b"k"), b"v".to_vec()).unwrap();
+        assert!(matches!(
+            b.list_get(scope(0, b"k")),
+            Err(StateError::WrongLayout {
+                expected: Layout::List,
+                found: Layout::Value,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn key_groups_outside_the_range_are_refused() {
+        let mut b = MemoryBackend::new(KeyGroupRange::for_subtask(128, 2, 0));
+        let outside = Scope {
+            state: StateId(0),
+            key_group: KeyGroup(100),
+            key: b"k",
+        };
+        assert!(matches!(
+            b.value_put(outside, Vec::new()),
+            Err(StateError::KeyGroupOutOfRange { .. })
+        ));
+    }
+}

@@ -1,0 +1,12 @@
+//! Generated bindings for the `weir:operator` world. Only `crate::wasm` uses them: no
+//! generated type crosses into the dataflow or state code.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "operator",
+    imports: { default: trappable },
+});
+
+pub use exports::weir::operator::guest::Record;
+pub use weir::operator::log::Level;
+pub use weir::operator::types::StateKind;

@@ -1,0 +1,348 @@
+//! The host side of the `state` and `log` imports, and the guest's sandboxed WASI.
+//!
+//! Invariant: every keyed state call is checked before it reaches the backend: the state
+//! id is registered with a matching kind, the operator has `key_by`, and the record index
+//! is inside the batch being processed. A failed check traps the call with a message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Result, bail};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, Level, Record, weir::operator::state};
+use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
+
+/// Everything a guest instance's calls can reach: its store data.
+pub struct GuestCtx {
+    pub(super) operator: String,
+    pub(super) backend: Box<dyn StateBackend>,
+    pub(super) registry: Registry,
+    pub(super) current: CurrentBatch,
+    /// The guest's last error-level log message since the last call began: a Rust guest's
+    /// panic message arrives this way before the trap.
+    pub(super) last_error: Option<String>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl GuestCtx {
+    pub(super) fn new(operator: &str, keyed: bool, backend: Box<dyn StateBackend>) -> GuestCtx {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        GuestCtx {
+            operator: operator.to_string(),
+            backend,
+            registry: Registry::default(),
+            current: CurrentBatch {
+                keyed,
+                records: Arc::new(Vec::new()),
+                key_groups: Vec::new(),
+            },
+            last_error: None,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+/// Guests see the Unix epoch and a monotonic clock that never moves: time comes from
+/// records, so that a replay after recovery computes what the first run computed.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for GuestCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+pub(super) fn add_to_linker(linker: &mut Linker<GuestCtx>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    bindings::Operator::add_to_linker::<GuestCtx, HasSelf<GuestCtx>>(linker, |ctx| ctx)
+}
+
+/// The states an instance registered, by id.
+#[derive(Default)]
+pub(super) struct Registry {
+    states: Vec<(String, StateKind)>,
+}
+
+impl Registry {
+    fn register(&mut self, name: String, kind: StateKind) -> Result<StateId> {
+        if let Some(id) = self.states.iter().position(|(n, _)| *n == name) {
+            let registered = self.states[id].1;
+            if registered != kind {
+                bail!(
+                    "state `{name}` is registered as {} state and cannot be registered again as {} state",
+                    registered.name(),
+                    kind.name()
+                );
+            }
+            return Ok(StateId(id as u32));
+        }
+        self.states.push((name, kind));
+        Ok(StateId((self.states.len() - 1) as u32))
+    }
+
+    fn check(&self, id: u32, layout: Layout) -> Result<StateId> {
+        match self.states.get(id as usize) {
+            None => bail!("state id {id} was never registered"),
+            Some((name, kind)) if kind.layout() != layout => bail!(
+                "state `{name}` is {} state, not {} state",
+                kind.name(),
+                layout_name(layout)
+            ),
+            Some(_) => Ok(StateId(id)),
+        }
+    }
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Value => "value",
+        Layout::List => "list",
+        Layout::Map => "map",
+    }
+}
+
+/// The batch being processed: the only keys whose state a guest can reach.
+pub(super) struct CurrentBatch {
+    keyed: bool,
+    pub(super) records: Arc<Vec<Record>>,
+    pub(super) key_groups: Vec<KeyGroup>,
+}
+
+impl CurrentBatch {
+    fn scope<'a>(
+        &'a self,
+        registry: &Registry,
+        state: u32,
+        rec: u32,
+        layout: Layout,
+    ) -> Result<Scope<'a>> {
+        let state = registry.check(state, layout)?;
+        if !self.keyed {
+            bail!("keyed state needs a key: give the operator `key_by` in the job file");
+        }
+        let index = rec as usize;
+        match (self.records.get(index), self.key_groups.get(index)) {
+            (Some(record), Some(&key_group)) => Ok(Scope {
+                state,
+                key_group,
+                key: &record.key,
+            }),
+            _ if self.records.is_empty() => {
+                bail!("keyed state can only be used while processing a batch")
+            }
+            _ => bail!(
+                "record index {rec} is outside the batch of {} records",
+                self.records.len()
+            ),
+        }
+    }
+}
+
+impl bindings::weir::operator::types::Host for GuestCtx {}
+
+impl state::Host for GuestCtx {
+    fn register(&mut self, name: String, kind: bindings::StateKind) -> Result<u32> {
+        let kind = match kind {
+            bindings::StateKind::Value => StateKind::Value,
+            bindings::StateKind::List => StateKind::List,
+            bindings::StateKind::Map => StateKind::Map,
+            bindings::StateKind::Reducing => StateKind::Reducing,
+            bindings::StateKind::Aggregating => StateKind::Aggregating,
+        };
+        Ok(self.registry.register(name, kind)?.0)
+    }
+
+    fn value_get(&mut self, state: u32, rec: u32) -> Result<Option<Vec<u8>>> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Value)?;
+        Ok(self.backend.value_get(scope)?)
+    }
+
+    fn value_update(&mut self, state: u32, rec: u32, value: Vec<u8>) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Value)?;
+        Ok(self.backend.value_put(scope, value)?)
+    }
+
+    fn value_clear(&mut self, state: u32, rec: u32) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Value)?;
+        Ok(self.backend.clear(scope)?)
+    }
+
+    fn list_get(&mut self, state: u32, rec: u32) -> Result<Vec<Vec<u8>>> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::List)?;
+        Ok(self.backend.list_get(scope)?)
+    }
+
+    fn list_add(&mut self, state: u32, rec: u32, element: Vec<u8>) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::List)?;
+        Ok(self.backend.list_append(scope, vec![element])?)
+    }
+
+    fn list_add_all(&mut self, state: u32, rec: u32, elements: Vec<Vec<u8>>) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::List)?;
+        Ok(self.backend.list_append(scope, elements)?)
+    }
+
+    fn list_update(&mut self, state: u32, rec: u32, elements: Vec<Vec<u8>>) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::List)?;
+        Ok(self.backend.list_replace(scope, elements)?)
+    }
+
+    fn list_clear(&mut self, state: u32, rec: u32) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::List)?;
+        Ok(self.backend.clear(scope)?)
+    }
+
+    fn map_get(&mut self, state: u32, rec: u32, user_key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_get(scope, &user_key)?)
+    }
+
+    fn map_put(&mut self, state: u32, rec: u32, user_key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_put(scope, vec![(user_key, value)])?)
+    }
+
+    fn map_put_all(
+        &mut self,
+        state: u32,
+        rec: u32,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_put(scope, entries)?)
+    }
+
+    fn map_remove(&mut self, state: u32, rec: u32, user_key: Vec<u8>) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_remove(scope, &user_key)?)
+    }
+
+    fn map_contains(&mut self, state: u32, rec: u32, user_key: Vec<u8>) -> Result<bool> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_get(scope, &user_key)?.is_some())
+    }
+
+    fn map_entries(&mut self, state: u32, rec: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_entries(scope)?)
+    }
+
+    fn map_keys(&mut self, state: u32, rec: u32) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .map_entries(state, rec)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    fn map_values(&mut self, state: u32, rec: u32) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .map_entries(state, rec)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    fn map_is_empty(&mut self, state: u32, rec: u32) -> Result<bool> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.map_is_empty(scope)?)
+    }
+
+    fn map_clear(&mut self, state: u32, rec: u32) -> Result<()> {
+        let scope = self
+            .current
+            .scope(&self.registry, state, rec, Layout::Map)?;
+        Ok(self.backend.clear(scope)?)
+    }
+}
+
+/// Longest guest log message kept; the rest is cut, so a guest cannot flood the log.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+impl bindings::weir::operator::log::Host for GuestCtx {
+    fn log(&mut self, level: Level, mut message: String) -> Result<()> {
+        if message.len() > MAX_LOG_MESSAGE {
+            let mut cut = MAX_LOG_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" …");
+        }
+        let label = match level {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        };
+        if !matches!(level, Level::Trace | Level::Debug) {
+            eprintln!("[{}] {label} {message}", self.operator);
+        }
+        if level == Level::Error {
+            self.last_error = Some(message);
+        }
+        Ok(())
+    }
+}
