@@ -70,26 +70,26 @@ fn an_unknown_key_names_the_file_line_and_key() {
     let text = GOOD.replace("key_by = \"/url\"", "key_by = \"/url\"\nkeyby = \"/x\"");
     let err = parse_str(&text).unwrap_err().to_string();
     assert!(err.starts_with("jobs/job.toml:"), "{err}");
-    assert!(err.contains("line 16"), "{err}");
+    assert!(err.contains("line 15"), "{err}");
     assert!(err.contains("unknown field `keyby`"), "{err}");
 }
 
 #[test]
 fn a_dangling_input_names_the_line() {
     let (line, key, message) = invalid(&GOOD.replace("input = \"logs\"", "input = \"log\""));
-    assert_eq!((line, key.as_str()), (14, "operator.input"));
+    assert_eq!((line, key.as_str()), (13, "operator.input"));
     assert!(
         message.contains("no source or operator is named `log`"),
         "{message}"
     );
     let (line, key, _) = invalid(&GOOD.replace("input = \"count\"", "input = \"counts\""));
-    assert_eq!((line, key.as_str()), (23, "sink.input"));
+    assert_eq!((line, key.as_str()), (21, "sink.input"));
 }
 
 #[test]
 fn a_bad_json_pointer_names_the_line() {
     let (line, key, message) = invalid(&GOOD.replace("\"/url\"", "\"url\""));
-    assert_eq!((line, key.as_str()), (15, "operator.key_by"));
+    assert_eq!((line, key.as_str()), (14, "operator.key_by"));
     assert!(message.contains("must start with `/`"), "{message}");
 }
 

@@ -129,7 +129,7 @@ impl OperatorInstance {
 fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
     let ctx = store.data_mut();
     let cause = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
     OperatorError::Trap {

@@ -1,0 +1,239 @@
+//! Bad input gets a clear error, the right exit code, and no host panic (the support
+//! module fails any test whose host printed a panic).
+
+use crate::support::{self, Job, host, pipeline};
+
+const FILE_SOURCE: &str = "type = \"file\"\npath = \"in.jsonl\"";
+
+fn keyed_visits(job: &Job, input: &str, source_extra: &str) -> support::Outcome {
+    job.write("in.jsonl", input);
+    let source = format!("{FILE_SOURCE}\n{source_extra}");
+    job.run(
+        &pipeline(&source, test_artifacts::VISIT_COUNT, r#"key_by = "/url""#),
+        "",
+    )
+}
+
+#[test]
+fn a_missing_component_file_is_a_configuration_error() {
+    let job = Job::new();
+    job.write("in.jsonl", "{}\n");
+    let out = job.run(&pipeline(FILE_SOURCE, "nope.wasm", ""), "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nope.wasm: component file not found"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let job = Job::new();
+    job.write("in.jsonl", "{}\n");
+    job.write("op.wasm", "this is text");
+    let out = job.run(&pipeline(FILE_SOURCE, "op.wasm", ""), "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not a WebAssembly file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_core_module_is_refused_with_a_hint_to_build_a_component() {
+    let job = Job::new();
+    job.write("in.jsonl", "{}\n");
+    // The smallest valid core module: magic and version 1, no sections.
+    std::fs::write(job.path("op.wasm"), b"\0asm\x01\0\0\0").expect("write module");
+    let out = job.run(&pipeline(FILE_SOURCE, "op.wasm", ""), "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("core Wasm module, not a component"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("wasm32-wasip2"), "{}", out.stderr);
+}
+
+#[test]
+fn a_component_of_another_world_says_what_is_missing() {
+    let job = Job::new();
+    job.write("in.jsonl", "{}\n");
+    let out = job.run(
+        &pipeline(FILE_SOURCE, test_artifacts::NOT_AN_OPERATOR, ""),
+        "",
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("does not implement the world `weir:operator/operator@0.1.0`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("weir:operator/guest"),
+        "names the missing export: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn job_file_errors_name_the_file_line_and_key() {
+    let job = Job::new();
+    let text = pipeline(FILE_SOURCE, "op.wasm", "colour = \"blue\"");
+    let out = job.run(&text, "");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("job.toml"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 14"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown field `colour`"),
+        "{}",
+        out.stderr
+    );
+
+    let out = job.run(
+        &pipeline(FILE_SOURCE, "op.wasm", "").replace("input = \"in\"", "input = \"inn\""),
+        "",
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("job.toml:13: `operator.input`: no source or operator is named `inn`"),
+        "{}",
+        out.stderr
+    );
+
+    let out = job.run(&pipeline(FILE_SOURCE, "op.wasm", "key_by = \"url\""), "");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("job.toml:14: `operator.key_by`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("as in `/url`"), "{}", out.stderr);
+}
+
+#[test]
+fn usage_errors_and_missing_job_files_exit_with_2() {
+    assert_eq!(host(&[], "").code, 2);
+    assert_eq!(host(&["run"], "").code, 2);
+    let out = host(&["run", "/nonexistent/job.toml"], "");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("cannot read job file /nonexistent/job.toml"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_malformed_line_fails_the_job_naming_file_and_line_and_commits_nothing() {
+    let job = Job::new();
+    let out = keyed_visits(
+        &job,
+        "{\"url\":\"/a\"}\n{\"url\":\"/b\"}\n{\"url\": oops\n{\"url\":\"/a\"}\n",
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("in.jsonl:3: not a JSON document"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("on_bad_record = \"skip\""),
+        "says what to do: {}",
+        out.stderr
+    );
+    assert_eq!(job.committed("out"), "", "a failed job commits no output");
+}
+
+#[test]
+fn skipped_bad_records_are_counted_and_the_rest_is_exact() {
+    let job = Job::new();
+    let input = "{\"url\":\"/a\"}\nnot json\n{\"path\":\"/x\"}\n{\"url\":\"/a\"}\n";
+    let out = keyed_visits(&job, input, "on_bad_record = \"skip\"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        job.committed("out"),
+        "{\"url\":\"/a\",\"count\":1}\n{\"url\":\"/a\",\"count\":2}\n"
+    );
+    assert!(
+        out.stderr.contains("skipped 2 bad records (the first at"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("in.jsonl:2)"), "{}", out.stderr);
+}
+
+#[test]
+fn a_record_without_its_key_names_the_pointer() {
+    let job = Job::new();
+    let out = keyed_visits(&job, "{\"path\":\"/a\"}\n", "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("in.jsonl:1: the record has no value at `key_by` pointer `/url`"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn misbehave(job: &Job, input: &str, operator_extra: &str) -> support::Outcome {
+    job.write("in.jsonl", input);
+    job.run(
+        &pipeline(FILE_SOURCE, test_artifacts::MISBEHAVE, operator_extra),
+        "",
+    )
+}
+
+#[test]
+fn a_guest_panic_fails_the_job_with_the_operator_and_the_guests_message() {
+    let job = Job::new();
+    let out = misbehave(
+        &job,
+        "{}\n{\"do\":\"panic\",\"message\":\"boom on purpose\"}\n",
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("operator `op` trapped"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("boom on purpose"), "{}", out.stderr);
+}
+
+#[test]
+fn a_guest_error_names_the_record_that_failed() {
+    let job = Job::new();
+    let out = misbehave(
+        &job,
+        "{}\n{\"do\":\"fail\",\"message\":\"cannot do it\"}\n",
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            r#"operator `op` failed on record {"do":"fail","message":"cannot do it"}: cannot do it"#
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn keyed_state_without_key_by_traps_with_a_hint() {
+    let job = Job::new();
+    let out = misbehave(&job, "{}\n", "[operator.config]\ncount = true");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("keyed state needs a key: give the operator `key_by`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `host` binary runs real components, built from the
+//! examples and test guests by `test-artifacts`, on real files.
+
+mod bad_input;
+mod examples;
+mod support;
