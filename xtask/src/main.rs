@@ -174,3 +174,9 @@ fn count(line: &str, label: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+fn ci() -> Result {
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    test()
+}
