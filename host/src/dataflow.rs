@@ -265,5 +265,8 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
             Err(_) => break,
         }
     }
+    report.sources.sort_by(|a, b| a.name.cmp(&b.name));
+    report.operators.sort_by(|a, b| a.name.cmp(&b.name));
+    report.sinks.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(report)
 }

@@ -3,4 +3,5 @@
 
 mod bad_input;
 mod examples;
+mod state_kinds;
 mod support;
