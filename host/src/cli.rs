@@ -24,6 +24,9 @@ enum Command {
     Run {
         /// The job file (TOML).
         job: PathBuf,
+        /// Runs every operator with this many parallel subtasks.
+        #[arg(short = 'p', long)]
+        parallelism: Option<u16>,
     },
 }
 
@@ -36,11 +39,11 @@ const CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { job } => run(&job),
+        Command::Run { job, parallelism } => run(&job, parallelism),
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, parallelism: Option<u16>) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -50,10 +53,15 @@ fn run(path: &Path) -> ExitCode {
             );
         }
     };
-    let job = match job::parse(path, &text) {
+    let mut job = match job::parse(path, &text) {
         Ok(job) => job,
         Err(e) => return fail(CONFIG, e.to_string()),
     };
+    if let Some(p) = parallelism
+        && let Err(e) = job.set_parallelism(p)
+    {
+        return fail(CONFIG, e);
+    }
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(FAILED, format!("cannot start the Wasm runtime: {e:#}")),

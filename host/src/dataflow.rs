@@ -1,20 +1,25 @@
-//! The running job: one thread per source, operator and sink, joined by bounded channels
-//! that carry batches of records.
+//! The running job: one thread per subtask of every source, operator and sink, joined by
+//! bounded channels that carry batches of records, barriers and ends.
 //!
-//! Invariants: channels are bounded, so a slow consumer back-pressures its producers; a
-//! task that fails reports a [`Failure`] and drops its channels, which stops every other
-//! task (they report [`Stop::Disconnected`], never a failure of their own); every
-//! operator is instantiated and opened before any source reads a record.
+//! Invariants: every consumer subtask has one channel per upstream subtask, so barriers
+//! can be aligned per channel; channels are bounded, so a slow consumer back-pressures
+//! its producers; a task that fails reports a [`Failure`] and drops its channels, which
+//! stops every other task (they report [`Stop::Disconnected`], never a failure of their
+//! own); every operator subtask is instantiated and opened before any source reads.
 
+mod alignment;
 mod edge;
+mod inputs;
 mod operator;
 mod sink;
 mod source;
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc;
 use std::thread;
+
+use crossbeam_channel::{Receiver, bounded};
 
 use crate::job::Job;
 use crate::record::{KeySelector, KeyedRecord};
@@ -22,7 +27,10 @@ use crate::state::KeyGroupRange;
 use crate::state::memory::MemoryBackend;
 use crate::wasm::{OperatorError, OperatorInstance, Runtime};
 
+pub use alignment::{CheckpointId, Mode};
 pub use edge::BadRecord;
+use edge::{Edge, Outputs, Routing};
+use inputs::Inputs;
 
 /// Records per batch: one Wasm call per batch keeps the per-call cost (~0.2–1 µs) small
 /// next to the per-record work.
@@ -32,10 +40,12 @@ pub const BATCH_SIZE: usize = 512;
 const CHANNEL_BATCHES: usize = 16;
 
 /// What flows on a channel.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Message {
     /// Records, in order.
     Batch(Vec<KeyedRecord>),
+    /// Checkpoint barrier: the records before it belong to this checkpoint.
+    Barrier(CheckpointId),
     /// The producer has no more records.
     End,
 }
@@ -146,50 +156,114 @@ enum TaskReport {
     Sink(SinkReport),
 }
 
+/// A task: one subtask of a node.
+type TaskKey = (String, usize);
+
+/// The channels of a job's physical graph.
+#[derive(Default)]
+struct Wiring {
+    /// Per consumer subtask, its input channels.
+    receivers: HashMap<TaskKey, Vec<Receiver<Message>>>,
+    /// Per producer subtask, its edges.
+    edges: HashMap<TaskKey, Vec<Edge>>,
+}
+
+impl Wiring {
+    fn new(job: &Job) -> Wiring {
+        let parallelism = |name: &str| -> usize {
+            job.sources
+                .iter()
+                .map(|s| (&s.name, s.parallelism))
+                .chain(job.operators.iter().map(|o| (&o.name, o.parallelism)))
+                .find(|(n, _)| *n == name)
+                .map_or(1, |(_, p)| usize::from(p))
+        };
+        let consumers = job
+            .operators
+            .iter()
+            .map(|o| (&o.name, o.parallelism, &o.inputs, o.key_by.clone()))
+            .chain(
+                job.sinks
+                    .iter()
+                    .map(|s| (&s.name, s.parallelism, &s.inputs, None)),
+            );
+        let mut wiring = Wiring::default();
+        for (name, consumer_parallelism, inputs, key_by) in consumers {
+            let selector = key_by.map(|pointer| KeySelector::new(pointer, job.max_parallelism));
+            for input in inputs {
+                let producer_parallelism = parallelism(input);
+                for producer in 0..producer_parallelism {
+                    let mut senders = Vec::new();
+                    for consumer in 0..usize::from(consumer_parallelism) {
+                        let (tx, rx) = bounded(CHANNEL_BATCHES);
+                        senders.push(tx);
+                        wiring
+                            .receivers
+                            .entry((name.clone(), consumer))
+                            .or_default()
+                            .push(rx);
+                    }
+                    let routing = match &selector {
+                        Some(_) => Routing::Keyed {
+                            max_parallelism: job.max_parallelism,
+                        },
+                        None if producer_parallelism == usize::from(consumer_parallelism) => {
+                            Routing::Forward(producer)
+                        }
+                        None => Routing::RoundRobin,
+                    };
+                    wiring
+                        .edges
+                        .entry((input.clone(), producer))
+                        .or_default()
+                        .push(Edge::new(name, selector.clone(), routing, senders));
+                }
+            }
+        }
+        wiring
+    }
+
+    fn outputs(&mut self, name: &str, subtask: usize) -> Outputs {
+        Outputs::new(
+            self.edges
+                .remove(&(name.to_string(), subtask))
+                .unwrap_or_default(),
+        )
+    }
+
+    fn inputs(&mut self, name: &str, subtask: usize, mode: Mode) -> Inputs {
+        Inputs::new(
+            self.receivers
+                .remove(&(name.to_string(), subtask))
+                .unwrap_or_default(),
+            mode,
+        )
+    }
+}
+
 /// Runs `job` to completion.
 pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
-    // Every operator is loaded, instantiated and opened before any input is read, so a
-    // broken component fails the job before it consumes anything.
+    // Every operator subtask is loaded, instantiated and opened before any input is
+    // read, so a broken component fails the job before it consumes anything.
     let mut instances = Vec::new();
     for op in &job.operators {
         let component = runtime.load(&op.component)?;
-        let backend = MemoryBackend::new(KeyGroupRange::all(job.max_parallelism));
-        let mut instance = OperatorInstance::new(
-            runtime,
-            &component,
-            &op.name,
-            op.key_by.is_some(),
-            Box::new(backend),
-        )?;
-        instance.open(&op.config_json)?;
-        instances.push(instance);
+        for subtask in 0..op.parallelism {
+            let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
+            let mut instance = OperatorInstance::new(
+                runtime,
+                &component,
+                &op.name,
+                op.key_by.is_some(),
+                Box::new(MemoryBackend::new(range)),
+            )?;
+            instance.open(&op.config_json)?;
+            instances.push((op.name.clone(), usize::from(subtask), instance));
+        }
     }
 
-    // One channel into every operator and sink; edges from each node to its consumers.
-    let mut receivers: HashMap<&str, Receiver<Message>> = HashMap::new();
-    let mut edges: HashMap<&str, Vec<edge::Edge>> = HashMap::new();
-    for op in &job.operators {
-        let (tx, rx): (SyncSender<Message>, _) = mpsc::sync_channel(CHANNEL_BATCHES);
-        let selector = op
-            .key_by
-            .clone()
-            .map(|pointer| KeySelector::new(pointer, job.max_parallelism));
-        edges
-            .entry(op.input.as_str())
-            .or_default()
-            .push(edge::Edge::new(&op.name, selector, tx));
-        receivers.insert(&op.name, rx);
-    }
-    for sink in &job.sinks {
-        let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
-        edges
-            .entry(sink.input.as_str())
-            .or_default()
-            .push(edge::Edge::new(&sink.name, None, tx));
-        receivers.insert(&sink.name, rx);
-    }
-    let mut outputs = |name: &str| edge::Outputs::new(edges.remove(name).unwrap_or_default());
-
+    let mode = Mode::ExactlyOnce;
+    let mut wiring = Wiring::new(job);
     let (done_tx, done_rx) = mpsc::channel::<Result<TaskReport, Stop>>();
     let mut tasks = 0;
     let mut spawn = |name: String, task: Box<dyn FnOnce() -> Result<TaskReport, Stop> + Send>| {
@@ -221,43 +295,44 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
             })
     };
 
-    for (op, instance) in job.operators.iter().zip(instances) {
-        let rx = receivers
-            .remove(op.name.as_str())
-            .expect("one receiver per operator");
-        let out = outputs(&op.name);
-        let name = op.name.clone();
+    for (name, subtask, instance) in instances {
+        let inputs = wiring.inputs(&name, subtask, mode);
+        let outputs = wiring.outputs(&name, subtask);
         spawn(
-            format!("op-{name}"),
-            Box::new(move || operator::run(&name, instance, rx, 1, out).map(TaskReport::Operator)),
+            format!("op-{name}-{subtask}"),
+            Box::new(move || {
+                operator::run(&name, instance, inputs, outputs).map(TaskReport::Operator)
+            }),
         )?;
     }
     for sink in &job.sinks {
-        let rx = receivers
-            .remove(sink.name.as_str())
-            .expect("one receiver per sink");
-        let sink = sink.clone();
-        spawn(
-            format!("sink-{}", sink.name),
-            Box::new(move || sink::run(&sink, rx, 1).map(TaskReport::Sink)),
-        )?;
+        for subtask in 0..usize::from(sink.parallelism) {
+            let inputs = wiring.inputs(&sink.name, subtask, mode);
+            let sink = sink.clone();
+            spawn(
+                format!("sink-{}-{subtask}", sink.name),
+                Box::new(move || sink::run(&sink, subtask, inputs).map(TaskReport::Sink)),
+            )?;
+        }
     }
     for source in &job.sources {
-        let out = outputs(&source.name);
-        let source = source.clone();
-        spawn(
-            format!("src-{}", source.name),
-            Box::new(move || source::run(&source, out).map(TaskReport::Source)),
-        )?;
+        for subtask in 0..usize::from(source.parallelism) {
+            let outputs = wiring.outputs(&source.name, subtask);
+            let source = source.clone();
+            spawn(
+                format!("src-{}-{subtask}", source.name),
+                Box::new(move || source::run(&source, subtask, outputs).map(TaskReport::Source)),
+            )?;
+        }
     }
     drop(done_tx);
 
     let mut report = Report::default();
     for _ in 0..tasks {
         match done_rx.recv() {
-            Ok(Ok(TaskReport::Source(r))) => report.sources.push(r),
-            Ok(Ok(TaskReport::Operator(r))) => report.operators.push(r),
-            Ok(Ok(TaskReport::Sink(r))) => report.sinks.push(r),
+            Ok(Ok(TaskReport::Source(r))) => report.add_source(r),
+            Ok(Ok(TaskReport::Operator(r))) => report.add_operator(r),
+            Ok(Ok(TaskReport::Sink(r))) => report.add_sink(r),
             // The root cause is reported by the task that failed; threads still blocked
             // (on stdin, say) end with the process.
             Ok(Err(Stop::Failed(failure))) => return Err(failure),
@@ -269,4 +344,35 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
     report.operators.sort_by(|a, b| a.name.cmp(&b.name));
     report.sinks.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(report)
+}
+
+impl Report {
+    /// Adds a source subtask's report to its node's.
+    fn add_source(&mut self, r: SourceReport) {
+        match self.sources.iter_mut().find(|s| s.name == r.name) {
+            Some(s) => {
+                s.records += r.records;
+                s.skipped += r.skipped;
+                s.first_skipped = s.first_skipped.take().or(r.first_skipped);
+            }
+            None => self.sources.push(r),
+        }
+    }
+
+    fn add_operator(&mut self, r: OperatorReport) {
+        match self.operators.iter_mut().find(|o| o.name == r.name) {
+            Some(o) => {
+                o.records_in += r.records_in;
+                o.records_out += r.records_out;
+            }
+            None => self.operators.push(r),
+        }
+    }
+
+    fn add_sink(&mut self, r: SinkReport) {
+        match self.sinks.iter_mut().find(|s| s.name == r.name) {
+            Some(s) => s.records += r.records,
+            None => self.sinks.push(r),
+        }
+    }
 }

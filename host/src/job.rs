@@ -36,6 +36,9 @@ pub struct Job {
 pub struct Source {
     /// Unique node name.
     pub name: String,
+    /// Number of parallel instances: a file source splits a directory's files among
+    /// them, the generator splits its record indices.
+    pub parallelism: u16,
     /// What it reads.
     pub kind: SourceKind,
     /// What to do with a line that is not JSON.
@@ -45,7 +48,8 @@ pub struct Source {
 /// What a source reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
-    /// A JSON-lines file; its position is a byte offset.
+    /// A JSON-lines file, or a directory of them (read in name order); a position is a
+    /// byte offset in one file.
     File {
         /// Absolute or relative to the working directory.
         path: PathBuf,
@@ -84,8 +88,8 @@ pub struct Operator {
     pub name: String,
     /// The component file.
     pub component: PathBuf,
-    /// The node whose records it reads.
-    pub input: String,
+    /// The nodes whose records it reads (several: a union of their streams).
+    pub inputs: Vec<String>,
     /// Where its records' keys are; `None` for a stateless operator.
     pub key_by: Option<JsonPointer>,
     /// Number of parallel instances.
@@ -99,8 +103,10 @@ pub struct Operator {
 pub struct Sink {
     /// Unique node name.
     pub name: String,
-    /// The node whose records it writes.
-    pub input: String,
+    /// The nodes whose records it writes.
+    pub inputs: Vec<String>,
+    /// Number of parallel instances; each writes its own part files.
+    pub parallelism: u16,
     /// Where it writes.
     pub kind: SinkKind,
 }
@@ -172,6 +178,7 @@ struct SourceSection {
     name: Spanned<String>,
     #[serde(rename = "type")]
     kind: Spanned<String>,
+    parallelism: Option<Spanned<i64>>,
     path: Option<Spanned<String>>,
     on_bad_record: Option<Spanned<OnBadRecord>>,
     count: Option<Spanned<i64>>,
@@ -185,7 +192,7 @@ struct SourceSection {
 struct OperatorSection {
     name: Spanned<String>,
     component: Spanned<String>,
-    input: Spanned<String>,
+    input: Spanned<Inputs>,
     key_by: Option<Spanned<String>>,
     parallelism: Option<Spanned<i64>>,
     #[serde(default)]
@@ -198,8 +205,26 @@ struct SinkSection {
     name: Spanned<String>,
     #[serde(rename = "type")]
     kind: Spanned<String>,
-    input: Spanned<String>,
+    input: Spanned<Inputs>,
     path: Option<Spanned<String>>,
+    parallelism: Option<Spanned<i64>>,
+}
+
+/// `input = "a"` or `input = ["a", "b"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Inputs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Inputs {
+    fn names(&self) -> Vec<String> {
+        match self {
+            Inputs::One(name) => vec![name.clone()],
+            Inputs::Many(names) => names.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -309,13 +334,13 @@ impl Validator<'_> {
         let sources = file
             .source
             .iter()
-            .map(|s| self.source(s))
+            .map(|s| self.source(s, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
-        let operators = self.operators(&file.operator, &sources)?;
+        let operators = self.operators(&file.operator, &sources, max_parallelism)?;
         let sinks = file
             .sink
             .iter()
-            .map(|s| self.sink(s, &sources, &operators))
+            .map(|s| self.sink(s, &sources, &operators, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Job {
             name: file.job.name,
@@ -333,7 +358,7 @@ impl Validator<'_> {
         }
     }
 
-    fn source(&self, s: &SourceSection) -> Result<Source, JobError> {
+    fn source(&self, s: &SourceSection, max_parallelism: u16) -> Result<Source, JobError> {
         let kind = match s.kind.get_ref().as_str() {
             "file" => {
                 let path = s.path.as_ref().ok_or_else(|| {
@@ -414,8 +439,22 @@ impl Validator<'_> {
                 ));
             }
         }
+        let parallelism = self.parallelism(
+            s.parallelism.as_ref(),
+            "source.parallelism",
+            max_parallelism,
+        )?;
+        if kind == SourceKind::Stdin && parallelism > 1 {
+            let span = s.parallelism.as_ref().map_or(s.kind.span(), Spanned::span);
+            return Err(self.error(
+                span,
+                "source.parallelism",
+                "a `stdin` source has parallelism 1",
+            ));
+        }
         Ok(Source {
             name: s.name.get_ref().clone(),
+            parallelism,
             kind,
             on_bad_record: s
                 .on_bad_record
@@ -424,11 +463,44 @@ impl Validator<'_> {
         })
     }
 
-    /// Validates operators and orders them so that each comes after its input.
+    /// A `parallelism` value: 1 up to the job's maximum parallelism.
+    fn parallelism(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        max: u16,
+    ) -> Result<u16, JobError> {
+        match value {
+            None => Ok(1),
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(self.error(
+                    p.span(),
+                    key,
+                    format!("must be between 1 and the job's max_parallelism ({max})"),
+                )),
+            },
+        }
+    }
+
+    /// Checks that every name in `input` is a source or an already placed operator;
+    /// returns the first one that is not.
+    fn unknown_input<'n>(
+        names: &'n [String],
+        sources: &[Source],
+        placed: &[Operator],
+    ) -> Option<&'n String> {
+        names.iter().find(|input| {
+            !sources.iter().any(|s| &s.name == *input) && !placed.iter().any(|p| &p.name == *input)
+        })
+    }
+
+    /// Validates operators and orders them so that each comes after its inputs.
     fn operators(
         &self,
         sections: &[OperatorSection],
         sources: &[Source],
+        max_parallelism: u16,
     ) -> Result<Vec<Operator>, JobError> {
         let mut placed: Vec<Operator> = Vec::new();
         let mut pending: Vec<&OperatorSection> = sections.iter().collect();
@@ -436,18 +508,17 @@ impl Validator<'_> {
             let before = pending.len();
             let mut waiting = Vec::new();
             for o in pending {
-                let input = o.input.get_ref();
-                let ready = sources.iter().any(|s| &s.name == input)
-                    || placed.iter().any(|p| &p.name == input);
-                if ready {
-                    placed.push(self.operator(o)?);
+                if Self::unknown_input(&o.input.get_ref().names(), sources, &placed).is_none() {
+                    placed.push(self.operator(o, max_parallelism)?);
                 } else {
                     waiting.push(o);
                 }
             }
             if waiting.len() == before {
                 let o = waiting[0];
-                let input = o.input.get_ref();
+                let names = o.input.get_ref().names();
+                let input =
+                    Self::unknown_input(&names, sources, &placed).expect("waiting on an input");
                 let message = if sections.iter().any(|other| other.name.get_ref() == input) {
                     format!(
                         "operators `{}` and `{input}` read from each other: a job's graph cannot have cycles",
@@ -463,7 +534,7 @@ impl Validator<'_> {
         Ok(placed)
     }
 
-    fn operator(&self, o: &OperatorSection) -> Result<Operator, JobError> {
+    fn operator(&self, o: &OperatorSection, max_parallelism: u16) -> Result<Operator, JobError> {
         let key_by = o
             .key_by
             .as_ref()
@@ -472,27 +543,26 @@ impl Validator<'_> {
                     .map_err(|e| self.error(p.span(), "operator.key_by", e))
             })
             .transpose()?;
-        let parallelism = match &o.parallelism {
-            None => 1,
-            Some(p) => {
-                if *p.get_ref() != 1 {
-                    return Err(self.error(
-                        p.span(),
-                        "operator.parallelism",
-                        "this version of Weir runs every operator with parallelism 1",
-                    ));
-                }
-                1
-            }
-        };
+        let inputs = o.input.get_ref().names();
+        if inputs.is_empty() {
+            return Err(self.error(
+                o.input.span(),
+                "operator.input",
+                "an operator needs at least one input",
+            ));
+        }
         let config_json = serde_json::to_string(&o.config)
             .map_err(|e| self.error(o.name.span(), "operator.config", e.to_string()))?;
         Ok(Operator {
             name: o.name.get_ref().clone(),
             component: self.resolve(o.component.get_ref()),
-            input: o.input.get_ref().clone(),
+            inputs,
             key_by,
-            parallelism,
+            parallelism: self.parallelism(
+                o.parallelism.as_ref(),
+                "operator.parallelism",
+                max_parallelism,
+            )?,
             config_json,
         })
     }
@@ -502,14 +572,21 @@ impl Validator<'_> {
         s: &SinkSection,
         sources: &[Source],
         operators: &[Operator],
+        max_parallelism: u16,
     ) -> Result<Sink, JobError> {
-        let input = s.input.get_ref();
-        if !sources.iter().any(|n| &n.name == input) && !operators.iter().any(|n| &n.name == input)
-        {
+        let inputs = s.input.get_ref().names();
+        if let Some(input) = Self::unknown_input(&inputs, sources, operators) {
             return Err(self.error(
                 s.input.span(),
                 "sink.input",
                 format!("no source or operator is named `{input}`"),
+            ));
+        }
+        if inputs.is_empty() {
+            return Err(self.error(
+                s.input.span(),
+                "sink.input",
+                "a sink needs at least one input",
             ));
         }
         let kind = match s.kind.get_ref().as_str() {
@@ -541,9 +618,30 @@ impl Validator<'_> {
         }
         Ok(Sink {
             name: s.name.get_ref().clone(),
-            input: input.clone(),
+            inputs,
+            parallelism: self.parallelism(
+                s.parallelism.as_ref(),
+                "sink.parallelism",
+                max_parallelism,
+            )?,
             kind,
         })
+    }
+}
+
+impl Job {
+    /// Runs every operator with `parallelism` subtasks (the command line's `-p`).
+    pub fn set_parallelism(&mut self, parallelism: u16) -> Result<(), String> {
+        if parallelism == 0 || parallelism > self.max_parallelism {
+            return Err(format!(
+                "-p {parallelism}: parallelism must be between 1 and the job's max_parallelism ({})",
+                self.max_parallelism
+            ));
+        }
+        for operator in &mut self.operators {
+            operator.parallelism = parallelism;
+        }
+        Ok(())
     }
 }
 

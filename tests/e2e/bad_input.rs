@@ -206,7 +206,11 @@ fn a_guest_panic_fails_the_job_with_the_operator_and_the_guests_message() {
     );
     assert!(out.stderr.contains("boom on purpose"), "{}", out.stderr);
     // The SDK's panic hook sends the message through the log import, tagged by the host.
-    assert!(out.stderr.contains("[op] ERROR panicked at"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[op] ERROR panicked at"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod examples;
+mod parallel;
 mod state_kinds;
 mod support;

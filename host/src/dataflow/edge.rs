@@ -1,16 +1,20 @@
 //! A task's outgoing edges: each record is checked to be JSON, keyed for every keyed
-//! consumer, buffered per edge and sent in batches over bounded channels.
+//! consumer, routed to one subtask of each consumer, buffered and sent in batches over
+//! bounded channels. Barriers and ends go to every subtask of every consumer.
 //!
-//! Invariant: a record is appended to all of a task's edges or to none of them.
+//! Invariants: a record is appended to all of a task's edges or to none of them; a
+//! record with key group *g* goes to the consumer subtask whose key-group range holds
+//! *g*; on each channel, records and barriers keep the order they were pushed in.
 
-use std::sync::mpsc::SyncSender;
+use crossbeam_channel::Sender;
 
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::Message;
+use super::alignment::CheckpointId;
 use crate::record::{KeySelector, KeyedRecord, MissingKey, Record};
-use crate::state::KeyGroup;
+use crate::state::{KeyGroup, KeyGroupRange};
 
 /// Why a record cannot go downstream.
 #[derive(Debug, thiserror::Error)]
@@ -36,22 +40,62 @@ pub enum BadRecord {
 #[derive(Debug)]
 pub struct Disconnected;
 
-/// One edge to a consumer.
+/// How an edge picks the consumer subtask of a record.
+#[derive(Debug, Clone, Copy)]
+pub enum Routing {
+    /// By key group (the edge has a key selector).
+    Keyed {
+        /// The job's maximum parallelism.
+        max_parallelism: u16,
+    },
+    /// Always to this subtask (same parallelism on both sides: subtask i → i).
+    Forward(usize),
+    /// To each subtask in turn.
+    RoundRobin,
+}
+
+/// One edge to a consumer: a channel and a pending batch per consumer subtask.
 pub struct Edge {
     consumer: String,
     selector: Option<KeySelector>,
-    pending: Vec<KeyedRecord>,
-    tx: SyncSender<Message>,
+    routing: Routing,
+    next: usize,
+    pending: Vec<Vec<KeyedRecord>>,
+    channels: Vec<Sender<Message>>,
 }
 
 impl Edge {
-    /// An edge into `consumer`; records are keyed when `selector` is given.
-    pub fn new(consumer: &str, selector: Option<KeySelector>, tx: SyncSender<Message>) -> Edge {
+    /// An edge into `consumer`, whose subtasks read `channels`; records are keyed when
+    /// `selector` is given (and then routed by key group).
+    pub fn new(
+        consumer: &str,
+        selector: Option<KeySelector>,
+        routing: Routing,
+        channels: Vec<Sender<Message>>,
+    ) -> Edge {
         Edge {
             consumer: consumer.to_string(),
             selector,
-            pending: Vec::new(),
-            tx,
+            routing,
+            next: 0,
+            pending: vec![Vec::new(); channels.len()],
+            channels,
+        }
+    }
+
+    fn target(&mut self, key_group: KeyGroup) -> usize {
+        let parallelism = self.channels.len();
+        match self.routing {
+            Routing::Keyed { max_parallelism } => usize::from(KeyGroupRange::subtask_of(
+                key_group,
+                max_parallelism,
+                parallelism as u16,
+            )),
+            Routing::Forward(index) => index % parallelism,
+            Routing::RoundRobin => {
+                self.next = (self.next + 1) % parallelism;
+                self.next
+            }
         }
     }
 }
@@ -60,13 +104,18 @@ impl Edge {
 pub struct Outputs {
     edges: Vec<Edge>,
     keyed: bool,
+    largest: usize,
 }
 
 impl Outputs {
     /// The outputs of a task with these edges.
     pub fn new(edges: Vec<Edge>) -> Outputs {
         let keyed = edges.iter().any(|e| e.selector.is_some());
-        Outputs { edges, keyed }
+        Outputs {
+            edges,
+            keyed,
+            largest: 0,
+        }
     }
 
     /// Checks and keys `record`, then buffers it on every edge.
@@ -98,39 +147,54 @@ impl Outputs {
             } else {
                 record.clone().expect("taken only by the last edge")
             };
-            edge.pending.push(KeyedRecord {
+            let target = edge.target(key_group);
+            let pending = &mut edge.pending[target];
+            pending.push(KeyedRecord {
                 key,
                 key_group,
                 payload,
                 timestamp,
             });
+            self.largest = self.largest.max(pending.len());
         }
         Ok(())
     }
 
-    /// Number of records buffered per edge.
+    /// The most records buffered for any one consumer subtask.
     pub fn pending(&self) -> usize {
-        self.edges.first().map_or(0, |e| e.pending.len())
+        self.largest
     }
 
     /// Sends every non-empty buffered batch.
     pub fn flush(&mut self) -> Result<(), Disconnected> {
         for edge in &mut self.edges {
-            if !edge.pending.is_empty() {
-                let batch = std::mem::take(&mut edge.pending);
-                edge.tx
-                    .send(Message::Batch(batch))
-                    .map_err(|_| Disconnected)?;
+            for (pending, channel) in edge.pending.iter_mut().zip(&edge.channels) {
+                if !pending.is_empty() {
+                    let batch = std::mem::take(pending);
+                    channel
+                        .send(Message::Batch(batch))
+                        .map_err(|_| Disconnected)?;
+                }
             }
         }
+        self.largest = 0;
         Ok(())
     }
 
-    /// Flushes, then tells every consumer that this input has ended.
+    /// Flushes, then sends barrier `id` to every consumer subtask.
+    pub fn barrier(&mut self, id: CheckpointId) -> Result<(), Disconnected> {
+        self.broadcast(Message::Barrier(id))
+    }
+
+    /// Flushes, then tells every consumer subtask that this input has ended.
     pub fn end(mut self) -> Result<(), Disconnected> {
+        self.broadcast(Message::End)
+    }
+
+    fn broadcast(&mut self, message: Message) -> Result<(), Disconnected> {
         self.flush()?;
-        for edge in &self.edges {
-            edge.tx.send(Message::End).map_err(|_| Disconnected)?;
+        for channel in self.edges.iter().flat_map(|e| &e.channels) {
+            channel.send(message.clone()).map_err(|_| Disconnected)?;
         }
         Ok(())
     }
@@ -140,12 +204,22 @@ impl Outputs {
 mod tests {
     use super::*;
     use crate::job::JsonPointer;
-    use std::sync::mpsc::{Receiver, sync_channel};
+    use crossbeam_channel::{Receiver, bounded};
 
-    fn edge(consumer: &str, pointer: Option<&str>) -> (Edge, Receiver<Message>) {
-        let (tx, rx) = sync_channel(8);
+    fn edge(
+        consumer: &str,
+        pointer: Option<&str>,
+        subtasks: usize,
+    ) -> (Edge, Vec<Receiver<Message>>) {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..subtasks).map(|_| bounded(8)).unzip();
         let selector = pointer.map(|p| KeySelector::new(JsonPointer::parse(p).unwrap(), 128));
-        (Edge::new(consumer, selector, tx), rx)
+        let routing = match selector {
+            Some(_) => Routing::Keyed {
+                max_parallelism: 128,
+            },
+            None => Routing::RoundRobin,
+        };
+        (Edge::new(consumer, selector, routing, txs), rxs)
     }
 
     fn record(payload: &str) -> Record {
@@ -158,35 +232,69 @@ mod tests {
     fn batch(rx: &Receiver<Message>) -> Vec<KeyedRecord> {
         match rx.recv().unwrap() {
             Message::Batch(b) => b,
-            Message::End => panic!("expected a batch"),
+            other => panic!("expected a batch, got {other:?}"),
         }
     }
 
     #[test]
     fn every_edge_gets_every_record_keyed_its_own_way() {
-        let (a, rx_a) = edge("count", Some("/url"));
-        let (b, rx_b) = edge("out", None);
+        let (a, rx_a) = edge("count", Some("/url"), 1);
+        let (b, rx_b) = edge("out", None, 1);
         let mut outputs = Outputs::new(vec![a, b]);
         outputs.push(record(r#"{"url":"/x"}"#)).unwrap();
         outputs.push(record(r#"{"url":"/y"}"#)).unwrap();
         assert_eq!(outputs.pending(), 2);
         outputs.end().unwrap();
-        let keyed = batch(&rx_a);
+        let keyed = batch(&rx_a[0]);
         assert_eq!(
             keyed.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
             [b"/x".to_vec(), b"/y".to_vec()]
         );
         assert_eq!(keyed[0].timestamp, Some(7));
-        let plain = batch(&rx_b);
+        let plain = batch(&rx_b[0]);
         assert!(plain.iter().all(|r| r.key.is_empty()));
         assert_eq!(plain[1].payload, br#"{"url":"/y"}"#);
-        assert!(matches!(rx_a.recv().unwrap(), Message::End));
+        assert!(matches!(rx_a[0].recv().unwrap(), Message::End));
+    }
+
+    #[test]
+    fn keyed_records_go_to_the_subtask_owning_their_key_group() {
+        let (a, rxs) = edge("count", Some("/k"), 3);
+        let mut outputs = Outputs::new(vec![a]);
+        for i in 0..300 {
+            outputs
+                .push(record(&format!(r#"{{"k":"key-{i}"}}"#)))
+                .unwrap();
+        }
+        outputs.barrier(CheckpointId(1)).unwrap();
+        for (index, rx) in rxs.iter().enumerate() {
+            let records = batch(rx);
+            assert!(!records.is_empty());
+            let range = KeyGroupRange::for_subtask(128, 3, index as u16);
+            assert!(records.iter().all(|r| range.contains(r.key_group)));
+            assert!(
+                matches!(rx.recv().unwrap(), Message::Barrier(CheckpointId(1))),
+                "barrier after the records"
+            );
+        }
+    }
+
+    #[test]
+    fn unkeyed_records_are_spread_over_subtasks() {
+        let (a, rxs) = edge("out", None, 2);
+        let mut outputs = Outputs::new(vec![a]);
+        for _ in 0..4 {
+            outputs.push(record("{}")).unwrap();
+        }
+        outputs.flush().unwrap();
+        assert_eq!(batch(&rxs[0]).len(), 2);
+        assert_eq!(batch(&rxs[1]).len(), 2);
     }
 
     #[test]
     fn a_bad_record_reaches_no_edge() {
-        let (a, rx_a) = edge("out", None);
-        let (b, _rx_b) = edge("count", Some("/url"));
+        let (a, rx_a) = edge("out", None, 1);
+        let (b, _rx_b) = edge("count", Some("/url"), 1);
         let mut outputs = Outputs::new(vec![a, b]);
         let err = outputs.push(record(r#"{"path":"/x"}"#)).unwrap_err();
         assert!(err.to_string().contains("operator `count`"), "{err}");
@@ -196,12 +304,12 @@ mod tests {
         ));
         assert_eq!(outputs.pending(), 0);
         outputs.end().unwrap();
-        assert!(matches!(rx_a.recv().unwrap(), Message::End));
+        assert!(matches!(rx_a[0].recv().unwrap(), Message::End));
     }
 
     #[test]
     fn unkeyed_edges_still_refuse_what_is_not_json() {
-        let (a, _rx) = edge("out", None);
+        let (a, _rx) = edge("out", None, 1);
         let mut outputs = Outputs::new(vec![a]);
         assert!(outputs.push(record("plain text")).is_err());
         assert!(outputs.push(record("[1, 2]")).is_ok());
@@ -213,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_gone_consumer_is_reported_as_disconnected() {
-        let (a, rx) = edge("out", None);
+        let (a, rx) = edge("out", None, 1);
         drop(rx);
         let mut outputs = Outputs::new(vec![a]);
         outputs.push(record("{}")).unwrap();

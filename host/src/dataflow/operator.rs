@@ -1,27 +1,24 @@
 //! Operator tasks: feed each input batch to the Wasm instance and push what it emits.
 
-use std::sync::mpsc::Receiver;
-
 use super::edge::Outputs;
-use super::{Failure, Message, OperatorReport, Stop};
+use super::inputs::{Event, Inputs};
+use super::{Failure, OperatorReport, Stop};
 use crate::wasm::OperatorInstance;
 
-/// Runs an opened operator instance until all of its `inputs` have ended.
+/// Runs an opened operator instance until all of its inputs have ended.
 pub fn run(
     name: &str,
     mut instance: OperatorInstance,
-    rx: Receiver<Message>,
-    inputs: usize,
+    mut inputs: Inputs,
     mut outputs: Outputs,
 ) -> Result<OperatorReport, Stop> {
     let mut report = OperatorReport {
         name: name.to_string(),
         ..OperatorReport::default()
     };
-    let mut ended = 0;
-    while ended < inputs {
-        match rx.recv().map_err(|_| Stop::Disconnected)? {
-            Message::Batch(batch) => {
+    while let Some(event) = inputs.next()? {
+        match event {
+            Event::Batch(batch) => {
                 report.records_in += batch.len() as u64;
                 let emitted = instance
                     .process(batch)
@@ -37,7 +34,7 @@ pub fn run(
                 }
                 outputs.flush().map_err(|_| Stop::Disconnected)?;
             }
-            Message::End => ended += 1,
+            Event::Checkpoint(id) => outputs.barrier(id).map_err(|_| Stop::Disconnected)?,
         }
     }
     instance.close().map_err(|e| Stop::Failed(e.into()))?;

@@ -5,16 +5,16 @@
 //! `part-<subtask>-<n>.jsonl` only once the job has finished and the file is synced, so
 //! a reader of the directory never sees the output of a failed run.
 
+use super::inputs::{Event, Inputs};
+use super::{Failure, SinkReport, Stop};
+use crate::job::{Sink, SinkKind};
+use crate::record::KeyedRecord;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::sync::mpsc::Receiver;
 
-use super::{Failure, Message, SinkReport, Stop};
-use crate::job::{Sink, SinkKind};
-
-/// Runs `sink` until all of its `inputs` have ended.
-pub fn run(sink: &Sink, rx: Receiver<Message>, inputs: usize) -> Result<SinkReport, Stop> {
+/// Runs subtask `subtask` of `sink` until all of its inputs have ended.
+pub fn run(sink: &Sink, subtask: usize, mut inputs: Inputs) -> Result<SinkReport, Stop> {
     let io_failure = |what: String| {
         let task = format!("sink `{}`", sink.name);
         move |error: io::Error| Stop::Failed(Failure::Io { task, what, error })
@@ -27,25 +27,25 @@ pub fn run(sink: &Sink, rx: Receiver<Message>, inputs: usize) -> Result<SinkRepo
         SinkKind::Stdout => {
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            drain(&rx, inputs, &mut report, |batch| {
+            drain(&mut inputs, &mut report, |batch| {
                 write_batch(&mut out, batch)?;
                 out.flush()
             })
             .map_err(|e| e.map_io(io_failure("cannot write to stdout".into())))?;
         }
         SinkKind::File { path } => {
-            let part = "part-0-0.jsonl";
+            let part = format!("part-{subtask}-0.jsonl");
             let pending = path.join(format!(".{part}.inprogress"));
             fs::create_dir_all(path)
                 .map_err(io_failure(format!("cannot create {}", path.display())))?;
             let file = File::create(&pending)
                 .map_err(io_failure(format!("cannot create {}", pending.display())))?;
             let mut out = BufWriter::new(file);
-            drain(&rx, inputs, &mut report, |batch| {
+            drain(&mut inputs, &mut report, |batch| {
                 write_batch(&mut out, batch)
             })
             .map_err(|e| e.map_io(io_failure(format!("cannot write {}", pending.display()))))?;
-            commit(out, &pending, &path.join(part)).map_err(io_failure(format!(
+            commit(out, &pending, &path.join(&part)).map_err(io_failure(format!(
                 "cannot commit {} in {}",
                 part,
                 path.display()
@@ -70,25 +70,23 @@ impl DrainError {
 }
 
 fn drain(
-    rx: &Receiver<Message>,
-    inputs: usize,
+    inputs: &mut Inputs,
     report: &mut SinkReport,
-    mut write: impl FnMut(&[crate::record::KeyedRecord]) -> io::Result<()>,
+    mut write: impl FnMut(&[KeyedRecord]) -> io::Result<()>,
 ) -> Result<(), DrainError> {
-    let mut ended = 0;
-    while ended < inputs {
-        match rx.recv().map_err(|_| DrainError::Disconnected)? {
-            Message::Batch(batch) => {
+    while let Some(event) = inputs.next().map_err(|_| DrainError::Disconnected)? {
+        match event {
+            Event::Batch(batch) => {
                 write(&batch).map_err(DrainError::Io)?;
                 report.records += batch.len() as u64;
             }
-            Message::End => ended += 1,
+            Event::Checkpoint(_) => {}
         }
     }
     Ok(())
 }
 
-fn write_batch(out: &mut impl Write, batch: &[crate::record::KeyedRecord]) -> io::Result<()> {
+fn write_batch(out: &mut impl Write, batch: &[KeyedRecord]) -> io::Result<()> {
     for record in batch {
         out.write_all(&record.payload)?;
         out.write_all(b"\n")?;

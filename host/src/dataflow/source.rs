@@ -7,29 +7,38 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 
 use super::edge::Outputs;
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
 use crate::job::{OnBadRecord, Source, SourceKind};
 use crate::record::Record;
 
-/// Runs `source` to its end, or until it fails or its consumers are gone.
-pub fn run(source: &Source, mut outputs: Outputs) -> Result<SourceReport, Stop> {
+/// Runs subtask `subtask` of `source` to its end, or until it fails or its consumers
+/// are gone.
+pub fn run(source: &Source, subtask: usize, mut outputs: Outputs) -> Result<SourceReport, Stop> {
+    let parallelism = usize::from(source.parallelism);
     let mut report = SourceReport {
         name: source.name.clone(),
         ..SourceReport::default()
     };
     match &source.kind {
         SourceKind::File { path } => {
-            let file = File::open(path).map_err(|e| {
-                Stop::Failed(Failure::Io {
-                    task: format!("source `{}`", source.name),
-                    what: format!("cannot open {}", path.display()),
-                    error: e,
-                })
-            })?;
-            let label = path.display().to_string();
-            read_lines(source, &label, Box::new(file), &mut outputs, &mut report)?;
+            let io_error = |what: String| {
+                let task = format!("source `{}`", source.name);
+                move |error| Stop::Failed(Failure::Io { task, what, error })
+            };
+            for file in split_files(path)
+                .map_err(io_error(format!("cannot list {}", path.display())))?
+                .into_iter()
+                .skip(subtask)
+                .step_by(parallelism)
+            {
+                let reader = File::open(&file)
+                    .map_err(io_error(format!("cannot open {}", file.display())))?;
+                let label = file.display().to_string();
+                read_lines(source, &label, Box::new(reader), &mut outputs, &mut report)?;
+            }
         }
         SourceKind::Stdin => read_lines(
             source,
@@ -45,7 +54,7 @@ pub fn run(source: &Source, mut outputs: Outputs) -> Result<SourceReport, Stop> 
             key_prefix,
         } => {
             let generator = Generator::new(key_field, key_prefix, *keys);
-            for index in 0..*count {
+            for index in (subtask as u64..*count).step_by(parallelism) {
                 outputs
                     .push(generator.record(index))
                     .expect("generated records are JSON documents with their key field");
@@ -58,6 +67,23 @@ pub fn run(source: &Source, mut outputs: Outputs) -> Result<SourceReport, Stop> 
     }
     outputs.end().map_err(|_| Stop::Disconnected)?;
     Ok(report)
+}
+
+/// The files a file source reads: `path` itself, or the regular, non-hidden files of the
+/// directory `path` in name order.
+fn split_files(path: &Path) -> io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .collect::<io::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Reads JSON lines; a batch is sent when full, or as soon as no more input is buffered,

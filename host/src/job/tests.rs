@@ -111,6 +111,7 @@ fn operators_are_ordered_after_their_inputs() {
     let job = parse_str(&text).unwrap();
     let order: Vec<_> = job.operators.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(order, ["first", "count"]);
+    assert_eq!(job.operators[1].inputs, ["first"]);
 }
 
 #[test]
@@ -152,4 +153,27 @@ fn generator_defaults() {
             key_prefix: "key-".into()
         }
     );
+}
+
+#[test]
+fn inputs_can_be_a_union_and_parallelism_is_bounded_by_max_parallelism() {
+    let text = GOOD
+        .replace(
+            "input = \"logs\"",
+            "input = [\"logs\", \"more\"]\nparallelism = 4",
+        )
+        .replace(
+            "[[operator]]",
+            "[[source]]\nname = \"more\"\ntype = \"stdin\"\n\n[[operator]]",
+        );
+    let job = parse_str(&text).unwrap();
+    assert_eq!(job.operators[0].inputs, ["logs", "more"]);
+    assert_eq!(job.operators[0].parallelism, 4);
+    let (_, key, message) = invalid(&text.replace("parallelism = 4", "parallelism = 129"));
+    assert_eq!(key, "operator.parallelism");
+    assert!(message.contains("max_parallelism (128)"), "{message}");
+    let mut job = parse_str(GOOD).unwrap();
+    job.set_parallelism(8).unwrap();
+    assert_eq!(job.operators[0].parallelism, 8);
+    assert!(job.set_parallelism(200).is_err());
 }

@@ -77,6 +77,12 @@ impl KeyGroupRange {
         }
     }
 
+    /// The subtask of `parallelism` whose range holds `group`: the inverse of
+    /// [`KeyGroupRange::for_subtask`].
+    pub fn subtask_of(group: KeyGroup, max_parallelism: u16, parallelism: u16) -> u16 {
+        ((u32::from(group.0 + 1) * u32::from(parallelism) - 1) / u32::from(max_parallelism)) as u16
+    }
+
     /// Whether `group` is in the range.
     pub fn contains(&self, group: KeyGroup) -> bool {
         (self.start..self.end).contains(&group.0)
@@ -152,6 +158,19 @@ mod tests {
                     next = range.end;
                 }
                 assert_eq!(next, max);
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_group_routes_to_the_subtask_whose_range_holds_it() {
+        for max in [1u16, 2, 7, 128, 1000] {
+            for parallelism in 1..=max.min(40) {
+                for index in 0..parallelism {
+                    for group in KeyGroupRange::for_subtask(max, parallelism, index).iter() {
+                        assert_eq!(KeyGroupRange::subtask_of(group, max, parallelism), index);
+                    }
+                }
             }
         }
     }
