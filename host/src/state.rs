@@ -7,8 +7,10 @@
 
 pub mod key_group;
 pub mod memory;
+pub mod snapshot;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
+use snapshot::GroupEntries;
 
 /// The id of a state registered by an operator instance: an index into its registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,4 +138,18 @@ pub trait StateBackend: Send {
 
     /// Any layout: removes the key's slot.
     fn clear(&mut self, scope: Scope<'_>) -> Result<()>;
+
+    /// A point-in-time copy of all state. Taking it must be cheap — the task waits for
+    /// it — while turning it into entries happens later, on another thread.
+    fn snapshot(&self) -> Box<dyn BackendSnapshot>;
+
+    /// Loads snapshot entries (whose `state` is a [`StateId`]). Key groups outside this
+    /// backend's range are skipped: they belong to other subtasks.
+    fn restore(&mut self, groups: &[GroupEntries]) -> Result<()>;
+}
+
+/// A backend's point-in-time copy of its state.
+pub trait BackendSnapshot: Send {
+    /// The non-empty key groups in order, entries sorted by state id, then key.
+    fn into_groups(self: Box<Self>) -> Vec<GroupEntries>;
 }

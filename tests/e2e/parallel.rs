@@ -17,7 +17,10 @@ fn run_visits(parallelism: &str, source_parallelism: u16) -> String {
     let text = pipeline(&source, test_artifacts::VISIT_COUNT, "key_by = \"/url\"")
         .replace("path = \"out\"", "path = \"out\"\nparallelism = 2");
     let path = job.write("job.toml", &text);
-    let out = crate::support::host(&["run", path.to_str().expect("UTF-8 path"), "-p", parallelism], "");
+    let out = crate::support::host(
+        &["run", path.to_str().expect("UTF-8 path"), "-p", parallelism],
+        "",
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("operator `op` processed 20000"),

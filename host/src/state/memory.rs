@@ -1,11 +1,17 @@
 //! The memory state backend: one hash map per key group and registered state.
 //!
-//! Invariant: a slot's layout is fixed by the first write to it; operations for another
-//! layout fail rather than reinterpret bytes.
+//! Invariants: a slot's layout is fixed by the first write to it; operations for another
+//! layout fail rather than reinterpret bytes. Snapshots are copy-on-write per key group:
+//! taking one clones a pointer per group, and the first write to a group afterwards
+//! copies that group only, so the task is never stopped for a copy of all state.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use super::{KeyGroupRange, Layout, Result, Scope, StateBackend, StateError, StateId};
+use super::snapshot::{Entry, GroupEntries, SlotData};
+use super::{
+    BackendSnapshot, KeyGroupRange, Layout, Result, Scope, StateBackend, StateError, StateId,
+};
 
 /// One key's state in one registered state.
 #[derive(Debug, Clone)]
@@ -35,7 +41,7 @@ struct Group {
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
     range: KeyGroupRange,
-    groups: Vec<Group>,
+    groups: Vec<Arc<Group>>,
 }
 
 impl MemoryBackend {
@@ -43,7 +49,7 @@ impl MemoryBackend {
     pub fn new(range: KeyGroupRange) -> MemoryBackend {
         MemoryBackend {
             range,
-            groups: vec![Group::default(); range.len()],
+            groups: (0..range.len()).map(|_| Arc::default()).collect(),
         }
     }
 
@@ -54,7 +60,7 @@ impl MemoryBackend {
 
     fn slots_mut(&mut self, scope: Scope<'_>) -> Result<&mut HashMap<Vec<u8>, Slot>> {
         let group = self.group_index(scope)?;
-        let states = &mut self.groups[group].states;
+        let states = &mut Arc::make_mut(&mut self.groups[group]).states;
         let index = scope.state.0 as usize;
         if states.len() <= index {
             states.resize_with(index + 1, HashMap::new);
@@ -198,6 +204,72 @@ impl StateBackend for MemoryBackend {
         self.slots_mut(scope)?.remove(scope.key);
         Ok(())
     }
+
+    fn snapshot(&self) -> Box<dyn BackendSnapshot> {
+        Box::new(MemorySnapshot {
+            range: self.range,
+            groups: self.groups.clone(),
+        })
+    }
+
+    fn restore(&mut self, groups: &[GroupEntries]) -> Result<()> {
+        for group in groups {
+            let Some(index) = self.range.offset(group.group) else {
+                continue;
+            };
+            let states = &mut Arc::make_mut(&mut self.groups[index]).states;
+            for entry in &group.entries {
+                let state = entry.state as usize;
+                if states.len() <= state {
+                    states.resize_with(state + 1, HashMap::new);
+                }
+                let slot = match &entry.data {
+                    SlotData::Value(v) => Slot::Value(v.clone()),
+                    SlotData::List(l) => Slot::List(l.clone()),
+                    SlotData::Map(m) => Slot::Map(m.iter().cloned().collect()),
+                };
+                states[state].insert(entry.key.clone(), slot);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key groups of a [`MemoryBackend`] at one moment.
+struct MemorySnapshot {
+    range: KeyGroupRange,
+    groups: Vec<Arc<Group>>,
+}
+
+impl BackendSnapshot for MemorySnapshot {
+    fn into_groups(self: Box<Self>) -> Vec<GroupEntries> {
+        self.range
+            .iter()
+            .zip(&self.groups)
+            .filter_map(|(group, slots)| {
+                let mut entries: Vec<Entry> = slots
+                    .states
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(state, keys)| {
+                        keys.iter().map(move |(key, slot)| Entry {
+                            state: state as u32,
+                            key: key.clone(),
+                            data: match slot {
+                                Slot::Value(v) => SlotData::Value(v.clone()),
+                                Slot::List(l) => SlotData::List(l.clone()),
+                                Slot::Map(m) => SlotData::Map(
+                                    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                                ),
+                            },
+                        })
+                    })
+                    .collect();
+                entries.sort_by(|a, b| (a.state, &a.key).cmp(&(b.state, &b.key)));
+                (!entries.is_empty()).then_some(GroupEntries { group, entries })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +364,57 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_snapshot_is_the_state_when_it_was_taken_and_restores_exactly() {
+        let mut b = backend();
+        for i in 0..200u32 {
+            let key = format!("k{i}");
+            b.value_put(scope(0, key.as_bytes()), i.to_le_bytes().to_vec())
+                .unwrap();
+            b.map_put(
+                scope(1, key.as_bytes()),
+                vec![(b"m".to_vec(), b"v".to_vec())],
+            )
+            .unwrap();
+        }
+        let taken = b.snapshot();
+        // Writes after the snapshot do not change it.
+        b.value_put(scope(0, b"k1"), b"changed".to_vec()).unwrap();
+        b.clear(scope(1, b"k2")).unwrap();
+        let groups = taken.into_groups();
+        assert_eq!(groups.iter().map(|g| g.entries.len()).sum::<usize>(), 400);
+        for g in &groups {
+            assert!(
+                g.entries
+                    .windows(2)
+                    .all(|w| (w[0].state, &w[0].key) < (w[1].state, &w[1].key))
+            );
+        }
+
+        let mut restored = backend();
+        restored.restore(&groups).unwrap();
+        assert_eq!(
+            restored.value_get(scope(0, b"k1")).unwrap(),
+            Some(1u32.to_le_bytes().to_vec())
+        );
+        assert_eq!(
+            restored.map_get(scope(1, b"k2"), b"m").unwrap(),
+            Some(b"v".to_vec())
+        );
+        assert_eq!(restored.snapshot().into_groups(), groups);
+
+        // A subtask restores only its own key groups.
+        let mut half = MemoryBackend::new(KeyGroupRange::for_subtask(128, 2, 1));
+        half.restore(&groups).unwrap();
+        let kept: usize = half
+            .snapshot()
+            .into_groups()
+            .iter()
+            .map(|g| g.entries.len())
+            .sum();
+        assert!(kept > 100 && kept < 300, "{kept}");
     }
 
     #[test]

@@ -1,0 +1,390 @@
+//! The canonical snapshot of one operator subtask's keyed state, and its file codec.
+//!
+//! Canonical: per key group, the entries of each state, states named (never numbered)
+//! and their kind recorded, entries sorted by state and key — so a snapshot does not
+//! depend on the backend that took it or on registration order.
+//!
+//! File layout (little-endian): `WEIRSNAP`, format version (u16), the states (count,
+//! then name and kind each), the key groups (count, then group, entry count and entries
+//! each), and a CRC-32C of everything before it. Decoding checks the magic, the version,
+//! the checksum and every length, so a torn or corrupted file is refused, never read.
+
+use super::{KeyGroup, StateKind};
+
+const MAGIC: &[u8; 8] = b"WEIRSNAP";
+/// The format version this host writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// A registered state, as snapshots name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateInfo {
+    /// The state's name (its identity).
+    pub name: String,
+    /// Its kind.
+    pub kind: StateKind,
+}
+
+/// One key's slot in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Index into [`Snapshot::states`].
+    pub state: u32,
+    /// The record key.
+    pub key: Vec<u8>,
+    /// The slot's contents.
+    pub data: SlotData,
+}
+
+/// A slot's contents, by layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotData {
+    /// One value.
+    Value(Vec<u8>),
+    /// Elements in insertion order.
+    List(Vec<Vec<u8>>),
+    /// Entries sorted by user key.
+    Map(Vec<(Vec<u8>, Vec<u8>)>),
+}
+
+/// The entries of one key group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntries {
+    /// The key group.
+    pub group: KeyGroup,
+    /// Its entries, sorted by state, then key.
+    pub entries: Vec<Entry>,
+}
+
+/// One subtask's keyed state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The states, indexed by [`Entry::state`].
+    pub states: Vec<StateInfo>,
+    /// The non-empty key groups, in order.
+    pub groups: Vec<GroupEntries>,
+}
+
+/// Why a snapshot file cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Not a snapshot file.
+    #[error("not a Weir state snapshot (bad magic bytes)")]
+    Magic,
+    /// Written by another format version.
+    #[error(
+        "snapshot format version {0} is not supported (this host reads version {FORMAT_VERSION})"
+    )]
+    Version(u16),
+    /// The checksum does not match: the file is damaged.
+    #[error(
+        "checksum mismatch: the file is damaged (stored {stored:08x}, computed {computed:08x})"
+    )]
+    Checksum {
+        /// The checksum in the file.
+        stored: u32,
+        /// The checksum of its contents.
+        computed: u32,
+    },
+    /// The file ends early or a length is out of bounds.
+    #[error("the file is truncated or malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl Snapshot {
+    /// Number of entries.
+    pub fn entry_count(&self) -> usize {
+        self.groups.iter().map(|g| g.entries.len()).sum()
+    }
+
+    /// Encodes the snapshot as a file.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        put_u32(&mut out, self.states.len() as u32);
+        for state in &self.states {
+            put_bytes(&mut out, state.name.as_bytes());
+            out.push(kind_code(state.kind));
+        }
+        put_u32(&mut out, self.groups.len() as u32);
+        for group in &self.groups {
+            out.extend_from_slice(&group.group.0.to_le_bytes());
+            put_u32(&mut out, group.entries.len() as u32);
+            for entry in &group.entries {
+                put_u32(&mut out, entry.state);
+                put_bytes(&mut out, &entry.key);
+                match &entry.data {
+                    SlotData::Value(v) => {
+                        out.push(0);
+                        put_bytes(&mut out, v);
+                    }
+                    SlotData::List(elements) => {
+                        out.push(1);
+                        put_u32(&mut out, elements.len() as u32);
+                        for e in elements {
+                            put_bytes(&mut out, e);
+                        }
+                    }
+                    SlotData::Map(entries) => {
+                        out.push(2);
+                        put_u32(&mut out, entries.len() as u32);
+                        for (k, v) in entries {
+                            put_bytes(&mut out, k);
+                            put_bytes(&mut out, v);
+                        }
+                    }
+                }
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes a snapshot file, checking its magic, version, checksum and lengths.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        if bytes.len() < MAGIC.len() + 2 + 4 {
+            return Err(SnapshotError::Malformed(
+                "shorter than a header and a checksum",
+            ));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(SnapshotError::Magic);
+        }
+        let (body, trailer) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
+        let computed = crc32c::crc32c(body);
+        if stored != computed {
+            return Err(SnapshotError::Checksum { stored, computed });
+        }
+        let mut r = Reader { bytes: &body[8..] };
+        let version = r.u16()?;
+        if version != FORMAT_VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        let mut snapshot = Snapshot::default();
+        for _ in 0..r.count()? {
+            let name = String::from_utf8(r.bytes()?.to_vec())
+                .map_err(|_| SnapshotError::Malformed("state name is not UTF-8"))?;
+            let kind = kind_from_code(r.u8()?)?;
+            snapshot.states.push(StateInfo { name, kind });
+        }
+        for _ in 0..r.count()? {
+            let group = KeyGroup(r.u16()?);
+            let mut entries = Vec::new();
+            for _ in 0..r.count()? {
+                let state = r.u32()?;
+                if state as usize >= snapshot.states.len() {
+                    return Err(SnapshotError::Malformed("entry of an unknown state"));
+                }
+                let key = r.bytes()?.to_vec();
+                let data = match r.u8()? {
+                    0 => SlotData::Value(r.bytes()?.to_vec()),
+                    1 => SlotData::List(
+                        (0..r.count()?)
+                            .map(|_| Ok(r.bytes()?.to_vec()))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    2 => SlotData::Map(
+                        (0..r.count()?)
+                            .map(|_| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    _ => return Err(SnapshotError::Malformed("unknown slot layout")),
+                };
+                entries.push(Entry { state, key, data });
+            }
+            snapshot.groups.push(GroupEntries { group, entries });
+        }
+        if !r.bytes.is_empty() {
+            return Err(SnapshotError::Malformed(
+                "trailing bytes after the last key group",
+            ));
+        }
+        Ok(snapshot)
+    }
+}
+
+fn kind_code(kind: StateKind) -> u8 {
+    match kind {
+        StateKind::Value => 0,
+        StateKind::List => 1,
+        StateKind::Map => 2,
+        StateKind::Reducing => 3,
+        StateKind::Aggregating => 4,
+    }
+}
+
+fn kind_from_code(code: u8) -> Result<StateKind, SnapshotError> {
+    Ok(match code {
+        0 => StateKind::Value,
+        1 => StateKind::List,
+        2 => StateKind::Map,
+        3 => StateKind::Reducing,
+        4 => StateKind::Aggregating,
+        _ => return Err(SnapshotError::Malformed("unknown state kind")),
+    })
+}
+
+fn put_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len() as u32);
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        if self.bytes.len() < n {
+            return Err(SnapshotError::Malformed(
+                "a length runs past the end of the file",
+            ));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    /// A count of items that each take at least one byte: bounded by what is left, so a
+    /// corrupted count cannot make the decoder allocate or loop without end.
+    fn count(&mut self) -> Result<usize, SnapshotError> {
+        let n = self.u32()? as usize;
+        if n > self.bytes.len() {
+            return Err(SnapshotError::Malformed("a count exceeds the bytes left"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            states: vec![
+                StateInfo {
+                    name: "visits".into(),
+                    kind: StateKind::Value,
+                },
+                StateInfo {
+                    name: "seen".into(),
+                    kind: StateKind::Map,
+                },
+                StateInfo {
+                    name: "last".into(),
+                    kind: StateKind::List,
+                },
+            ],
+            groups: vec![
+                GroupEntries {
+                    group: KeyGroup(3),
+                    entries: vec![
+                        Entry {
+                            state: 0,
+                            key: b"/a".to_vec(),
+                            data: SlotData::Value(b"2".to_vec()),
+                        },
+                        Entry {
+                            state: 0,
+                            key: b"".to_vec(),
+                            data: SlotData::Value(Vec::new()),
+                        },
+                    ],
+                },
+                GroupEntries {
+                    group: KeyGroup(127),
+                    entries: vec![
+                        Entry {
+                            state: 1,
+                            key: b"u".to_vec(),
+                            data: SlotData::Map(vec![(b"k".to_vec(), vec![0; 100_000])]),
+                        },
+                        Entry {
+                            state: 2,
+                            key: b"u".to_vec(),
+                            data: SlotData::List(vec![b"x".to_vec(), Vec::new()]),
+                        },
+                    ],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let snapshot = sample();
+        assert_eq!(Snapshot::decode(&snapshot.encode()).unwrap(), snapshot);
+        assert_eq!(
+            Snapshot::decode(&Snapshot::default().encode()).unwrap(),
+            Snapshot::default()
+        );
+        assert_eq!(snapshot.entry_count(), 4);
+    }
+
+    #[test]
+    fn every_truncation_and_every_bit_flip_is_detected() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                Snapshot::decode(&bytes[..len]).is_err(),
+                "truncated to {len}"
+            );
+        }
+        // Flip one bit in every byte of a small snapshot (the large value is skipped).
+        let small = Snapshot {
+            groups: sample().groups[..1].to_vec(),
+            ..sample()
+        }
+        .encode();
+        for i in 0..small.len() {
+            let mut damaged = small.clone();
+            damaged[i] ^= 0x10;
+            assert!(Snapshot::decode(&damaged).is_err(), "bit flip at byte {i}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let mut bytes = sample().encode();
+        assert_eq!(
+            Snapshot::decode(b"NOTASNAPSHOTxxxx"),
+            Err(SnapshotError::Magic)
+        );
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(matches!(
+            Snapshot::decode(&bytes),
+            Err(SnapshotError::Checksum { .. })
+        ));
+        // A future version with a valid checksum.
+        let mut future = Snapshot::default().encode();
+        future[8] = 9;
+        let body = future.len() - 4;
+        let crc = crc32c::crc32c(&future[..body]).to_le_bytes();
+        future[body..].copy_from_slice(&crc);
+        assert_eq!(Snapshot::decode(&future), Err(SnapshotError::Version(9)));
+    }
+}
