@@ -47,7 +47,7 @@ pub mod testing;
 mod wasm;
 
 pub use error::{Error, Result};
-pub use runtime::{Config, Context, Level, log};
+pub use runtime::{Config, Context, Level, TaskInfo, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 
 /// A stream operator.
@@ -94,8 +94,9 @@ macro_rules! export_operator {
             impl $crate::__private::Guest for Export {
                 fn open(
                     config: ::std::string::String,
+                    task: $crate::__private::WitTaskInfo,
                 ) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::__private::open(&INSTANCE, &config)
+                    $crate::__private::open(&INSTANCE, &config, task)
                 }
                 fn process(
                     batch: ::std::vec::Vec<$crate::__private::WitRecord>,
@@ -122,6 +123,7 @@ pub mod __private {
     }
     pub use crate::bindings::exports::weir::operator::guest::{
         Guest, Output as WitOutput, ProcessError as WitProcessError, Record as WitRecord,
+        TaskInfo as WitTaskInfo,
     };
     #[cfg(target_arch = "wasm32")]
     pub use crate::wasm::{close, open, process};

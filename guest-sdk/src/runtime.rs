@@ -149,22 +149,42 @@ pub fn log(level: Level, message: impl fmt::Display) {
     }
 }
 
-/// The operator's `[operator.config]` table from the job file.
-#[derive(Debug, Clone, Default)]
+/// Which instance of which operator is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The operator's name in the job file.
+    pub operator: String,
+    /// This instance's index among the operator's parallel subtasks (0-based).
+    pub subtask: u32,
+    /// Number of parallel subtasks.
+    pub parallelism: u32,
+    /// 0 on the job's first run, then 1, 2, … after each restart from a checkpoint.
+    pub attempt: u32,
+}
+
+/// The operator's `[operator.config]` table from the job file, and which instance of
+/// the operator this is.
+#[derive(Debug, Clone)]
 pub struct Config {
     table: serde_json::Map<String, serde_json::Value>,
+    task: TaskInfo,
 }
 
 impl Config {
     /// Parses the JSON object the host passes to `open`.
-    pub(crate) fn from_json(json: &str) -> Result<Config> {
+    pub(crate) fn from_json(json: &str, task: TaskInfo) -> Result<Config> {
         let table = if json.trim().is_empty() {
             serde_json::Map::new()
         } else {
             serde_json::from_str(json)
                 .map_err(|e| Error::new(format!("operator config is not a JSON object: {e}")))?
         };
-        Ok(Config { table })
+        Ok(Config { table, task })
+    }
+
+    /// Which instance this is.
+    pub fn task(&self) -> &TaskInfo {
+        &self.task
     }
 
     /// The value of `key`, decoded as `T`, if present.
@@ -227,8 +247,8 @@ pub(crate) struct Input<'a> {
 }
 
 /// Creates and opens an operator; the environment must be installed.
-pub(crate) fn open<O: Operator>(config_json: &str) -> Result<O> {
-    let config = Config::from_json(config_json)?;
+pub(crate) fn open<O: Operator>(config_json: &str, task: TaskInfo) -> Result<O> {
+    let config = Config::from_json(config_json, task)?;
     let mut operator = O::default();
     operator.open(&config)?;
     Ok(operator)

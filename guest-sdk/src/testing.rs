@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::runtime::{self, Env, Host, Input, Kind, Level};
+use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 use crate::state::decode;
 use crate::{
     AggregatingState, Error, ListState, MapState, Operator, ReducingState, Result, ValueState,
@@ -44,6 +44,7 @@ pub struct Harness<O: Operator> {
     env: Option<Env>,
     shared: Rc<RefCell<Shared>>,
     config: String,
+    attempt: u32,
 }
 
 /// A copy of a harness's state, to restore into a fresh operator instance.
@@ -51,6 +52,7 @@ pub struct Harness<O: Operator> {
 pub struct Snapshot {
     store: Store,
     config: String,
+    attempt: u32,
 }
 
 impl<O: Operator> Harness<O> {
@@ -62,16 +64,21 @@ impl<O: Operator> Harness<O> {
     /// Creates and opens the operator with `config` (a JSON object, like the job
     /// file's `[operator.config]` table).
     pub fn with_config(config: Value) -> Result<Harness<O>> {
-        Harness::start(Store::default(), config.to_string())
+        Harness::start(Store::default(), config.to_string(), 0)
     }
 
     /// Creates and opens a fresh operator instance whose state is `snapshot`, with the
-    /// config the snapshotted harness had.
+    /// config the snapshotted harness had, as the host does after a failure: its
+    /// [`TaskInfo::attempt`](crate::TaskInfo) is one more than the snapshotted one's.
     pub fn restore(snapshot: &Snapshot) -> Result<Harness<O>> {
-        Harness::start(snapshot.store.clone(), snapshot.config.clone())
+        Harness::start(
+            snapshot.store.clone(),
+            snapshot.config.clone(),
+            snapshot.attempt + 1,
+        )
     }
 
-    fn start(store: Store, config: String) -> Result<Harness<O>> {
+    fn start(store: Store, config: String, attempt: u32) -> Result<Harness<O>> {
         let shared = Rc::new(RefCell::new(Shared {
             store,
             keys: Vec::new(),
@@ -85,9 +92,20 @@ impl<O: Operator> Harness<O> {
             env: Some(env),
             shared,
             config,
+            attempt,
         };
         let config = harness.config.clone();
-        harness.operator = harness.in_env(|_| runtime::open::<O>(&config))?;
+        let task = TaskInfo {
+            operator: std::any::type_name::<O>()
+                .rsplit("::")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            subtask: 0,
+            parallelism: 1,
+            attempt,
+        };
+        harness.operator = harness.in_env(|_| runtime::open::<O>(&config, task))?;
         Ok(harness)
     }
 
@@ -145,6 +163,7 @@ impl<O: Operator> Harness<O> {
         Snapshot {
             store: self.shared.borrow().store.clone(),
             config: self.config.clone(),
+            attempt: self.attempt,
         }
     }
 }

@@ -4,10 +4,10 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-use crate::__private::{WitOutput, WitProcessError, WitRecord};
+use crate::__private::{WitOutput, WitProcessError, WitRecord, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::{log, state, types::StateKind};
-use crate::runtime::{self, Env, Host, Input, Kind, Level};
+use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 
 struct Imports;
 
@@ -93,12 +93,22 @@ pub type Instance<O> = LocalKey<RefCell<Option<O>>>;
 
 /// `open` export: installs the environment and a panic hook that sends the panic message
 /// to the host's log (the host shows it with the trap), then creates the operator.
-pub fn open<O: Operator>(instance: &'static Instance<O>, config: &str) -> Result<(), String> {
+pub fn open<O: Operator>(
+    instance: &'static Instance<O>,
+    config: &str,
+    task: WitTaskInfo,
+) -> Result<(), String> {
     std::panic::set_hook(Box::new(|info| {
         log::log(log::Level::Error, &format!("{info}"));
     }));
     runtime::install(Some(Env::new(Box::new(Imports))));
-    let operator = runtime::open::<O>(config).map_err(|e| e.to_string())?;
+    let task = TaskInfo {
+        operator: task.operator,
+        subtask: task.subtask,
+        parallelism: task.parallelism,
+        attempt: task.attempt,
+    };
+    let operator = runtime::open::<O>(config, task).map_err(|e| e.to_string())?;
     instance.with(|slot| *slot.borrow_mut() = Some(operator));
     Ok(())
 }

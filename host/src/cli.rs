@@ -27,6 +27,9 @@ enum Command {
         /// Runs every operator with this many parallel subtasks.
         #[arg(short = 'p', long)]
         parallelism: Option<u16>,
+        /// Keeps checkpoints under this directory (overrides `[checkpoint] dir`).
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
     },
 }
 
@@ -39,11 +42,15 @@ const CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { job, parallelism } => run(&job, parallelism),
+        Command::Run {
+            job,
+            parallelism,
+            checkpoint_dir,
+        } => run(&job, parallelism, checkpoint_dir.as_deref()),
     }
 }
 
-fn run(path: &Path, parallelism: Option<u16>) -> ExitCode {
+fn run(path: &Path, parallelism: Option<u16>, checkpoint_dir: Option<&Path>) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -62,11 +69,23 @@ fn run(path: &Path, parallelism: Option<u16>) -> ExitCode {
     {
         return fail(CONFIG, e);
     }
+    if let Some(dir) = checkpoint_dir
+        && let Err(e) = job.set_checkpoint_dir(dir)
+    {
+        return fail(CONFIG, e);
+    }
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(FAILED, format!("cannot start the Wasm runtime: {e:#}")),
     };
     match dataflow::run(&job, &runtime) {
+        Ok(report) if report.already_finished => {
+            eprintln!(
+                "weir: job `{}` had already finished in a previous run; its output is committed and its checkpoints deleted, so the next run starts afresh",
+                job.name
+            );
+            ExitCode::SUCCESS
+        }
         Ok(report) => {
             eprintln!("weir: job `{}` finished: {}", job.name, summary(&report));
             ExitCode::SUCCESS
@@ -108,6 +127,16 @@ fn summary(report: &Report) -> String {
     }
     for s in &report.sinks {
         parts.push(format!("sink `{}` wrote {}", s.name, s.records));
+    }
+    let c = &report.checkpoints;
+    if c.completed + c.aborted > 0 {
+        parts.push(format!(
+            "{} checkpoints completed ({} aborted; longest synchronous part {:?})",
+            c.completed, c.aborted, c.max_sync
+        ));
+    }
+    if report.restarts > 0 {
+        parts.push(format!("{} restarts after failures", report.restarts));
     }
     parts.join("; ")
 }

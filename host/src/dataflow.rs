@@ -16,16 +16,21 @@ mod source;
 
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-use crate::job::Job;
+use crate::checkpoint::coordinator::{self, Coordinator};
+use crate::checkpoint::restart::Restarts;
+use crate::checkpoint::{CheckpointError, Metadata, Store};
+use crate::job::{Job, SinkKind};
 use crate::record::{KeySelector, KeyedRecord};
 use crate::state::KeyGroupRange;
 use crate::state::memory::MemoryBackend;
-use crate::wasm::{OperatorError, OperatorInstance, Runtime};
+use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
 pub use alignment::{CheckpointId, Mode};
 pub use edge::BadRecord;
@@ -94,6 +99,9 @@ pub enum Failure {
         /// The panic message.
         message: String,
     },
+    /// A checkpoint could not be written or restored.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// Reading or writing a file or stream failed.
     #[error("{task}: {what}: {error}")]
     Io {
@@ -106,9 +114,32 @@ pub enum Failure {
     },
 }
 
+impl Failure {
+    /// Whether restarting from a checkpoint can get past this failure. Bad input and a
+    /// broken component or checkpoint fail the same way again.
+    fn is_recoverable(&self) -> bool {
+        match self {
+            Failure::Operator(OperatorError::Trap { .. } | OperatorError::Failed { .. }) => true,
+            Failure::Panic { .. } | Failure::Io { .. } => true,
+            Failure::Operator(_)
+            | Failure::BadRecord { .. }
+            | Failure::BadOutput { .. }
+            | Failure::Checkpoint(_) => false,
+        }
+    }
+}
+
 /// What a finished job did.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The checkpoint the job resumed from when it started, if any.
+    pub resumed_from: Option<u64>,
+    /// Restarts after failures.
+    pub restarts: usize,
+    /// What the checkpoint coordinator did, over all attempts.
+    pub checkpoints: coordinator::Summary,
+    /// Set when a previous run had already finished this job (nothing was run).
+    pub already_finished: bool,
     /// Per source.
     pub sources: Vec<SourceReport>,
     /// Per operator.
@@ -148,6 +179,8 @@ pub struct SinkReport {
     pub name: String,
     /// Records written.
     pub records: u64,
+    /// Part files to commit once the whole job has finished: (pending, committed).
+    pub final_parts: Vec<(PathBuf, PathBuf)>,
 }
 
 enum TaskReport {
@@ -241,13 +274,264 @@ impl Wiring {
     }
 }
 
-/// Runs `job` to completion.
+/// Runs `job` to completion: resumes from its latest completed checkpoint if it has
+/// one, and restarts from the latest completed checkpoint after a task failure, as its
+/// restart strategy allows.
 pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
-    // Every operator subtask is loaded, instantiated and opened before any input is
-    // read, so a broken component fails the job before it consumes anything.
+    let store = job
+        .checkpoint
+        .as_ref()
+        .map(|c| Store::new(&c.dir, &job.name));
+    if let Some(store) = &store
+        && finish_previous(store)?
+    {
+        return Ok(Report {
+            already_finished: true,
+            ..Report::default()
+        });
+    }
+    let mut restore = latest(job, store.as_ref())?;
+    let resumed_from = restore.as_ref().map(|m| m.checkpoint);
+    if let (Some(store), Some(id)) = (&store, resumed_from) {
+        eprintln!(
+            "weir: resuming job `{}` from checkpoint {id} ({})",
+            job.name,
+            store.checkpoint_dir(id).display()
+        );
+    }
+    let mut restarts = Restarts::new(job.restart.clone());
+    let mut checkpoints = coordinator::Summary::default();
+    let mut attempt = 0u32;
+    loop {
+        let (result, summary) =
+            run_attempt(job, runtime, store.as_ref(), restore.as_ref(), attempt);
+        checkpoints.completed += summary.completed;
+        checkpoints.aborted += summary.aborted;
+        checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
+        if summary.completed > 0 {
+            checkpoints.last_bytes = summary.last_bytes;
+        }
+        match result {
+            Ok(mut report) => {
+                finish(store.as_ref(), &report)?;
+                report.resumed_from = resumed_from;
+                report.restarts = restarts.failures();
+                report.checkpoints = checkpoints;
+                return Ok(report);
+            }
+            Err(failure) if failure.is_recoverable() => {
+                let Some(delay) = restarts.on_failure(Instant::now()) else {
+                    return Err(failure);
+                };
+                restore = latest(job, store.as_ref())?;
+                let from = match &restore {
+                    Some(m) => format!("from checkpoint {}", m.checkpoint),
+                    None => "from the start".into(),
+                };
+                eprintln!(
+                    "weir: {failure}\nweir: restarting job `{}` {from} in {delay:?} (restart {})",
+                    job.name,
+                    restarts.failures()
+                );
+                thread::sleep(delay);
+                attempt += 1;
+            }
+            Err(failure) => return Err(failure),
+        }
+    }
+}
+
+/// The latest completed checkpoint, checked against the job.
+fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Metadata>, Failure> {
+    let Some(metadata) = store.map(Store::latest).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    if metadata.max_parallelism != job.max_parallelism {
+        return Err(Failure::Checkpoint(CheckpointError::State {
+            path: store
+                .map(|s| s.checkpoint_dir(metadata.checkpoint))
+                .unwrap_or_default(),
+            reason: format!(
+                "taken with max_parallelism {}, but the job has {}: the maximum parallelism is fixed for the life of a job",
+                metadata.max_parallelism, job.max_parallelism
+            ),
+        }));
+    }
+    Ok(Some(metadata))
+}
+
+const FINISHED: &str = "_finished";
+
+/// After every task finished: commits the sinks' final part files and deletes the
+/// job's checkpoints. A marker listing the files is written first, so that a crash in
+/// between is completed by the next `host run` instead of replaying committed output.
+fn finish(store: Option<&Store>, report: &Report) -> Result<(), Failure> {
+    let parts: Vec<(PathBuf, PathBuf)> = report
+        .sinks
+        .iter()
+        .flat_map(|s| s.final_parts.clone())
+        .collect();
+    let io_failure = |what: &str| {
+        let what = what.to_string();
+        move |error| Failure::Io {
+            task: "job".into(),
+            what,
+            error,
+        }
+    };
+    let Some(store) = store else {
+        return sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"));
+    };
+    let marker = store.root().join(FINISHED);
+    std::fs::create_dir_all(store.root())
+        .map_err(io_failure("cannot create the checkpoint directory"))?;
+    let listing = serde_json::to_vec(&parts).expect("paths serialize");
+    crate::checkpoint::storage::write_synced(&marker, &listing)
+        .map_err(io_failure("cannot write the finish marker"))?;
+    sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"))?;
+    store.discard_all()?;
+    std::fs::remove_file(&marker).map_err(io_failure("cannot remove the finish marker"))
+}
+
+/// Completes a finish that a crash interrupted; returns whether there was one.
+fn finish_previous(store: &Store) -> Result<bool, Failure> {
+    let marker = store.root().join(FINISHED);
+    let Ok(listing) = std::fs::read(&marker) else {
+        return Ok(false);
+    };
+    let parts: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(&listing).map_err(|e| {
+        Failure::Checkpoint(CheckpointError::State {
+            path: marker.clone(),
+            reason: format!("malformed finish marker: {e}"),
+        })
+    })?;
+    let report = Report {
+        sinks: vec![SinkReport {
+            final_parts: parts,
+            ..SinkReport::default()
+        }],
+        ..Report::default()
+    };
+    finish(Some(store), &report)?;
+    Ok(true)
+}
+
+/// One run of the job's tasks, from `restore` if given.
+fn run_attempt(
+    job: &Job,
+    runtime: &Runtime,
+    store: Option<&Store>,
+    restore: Option<&Metadata>,
+    attempt: u32,
+) -> (Result<Report, Failure>, coordinator::Summary) {
+    let (reports_tx, reports_rx) = unbounded::<coordinator::Report>();
+    let mut coordinator = store
+        .zip(job.checkpoint.as_ref())
+        .map(|(store, checkpointing)| Coordinator {
+            store: store.clone(),
+            config: checkpointing.config.clone(),
+            job: job.name.clone(),
+            max_parallelism: job.max_parallelism,
+            tasks: Vec::new(),
+            triggers: Vec::new(),
+            commits: Vec::new(),
+            first_id: 0,
+        });
+    let result = (|| {
+        if let Some(c) = &mut coordinator {
+            c.first_id = c.store.next_id()?;
+        }
+        start_tasks(
+            job,
+            runtime,
+            store,
+            restore,
+            attempt,
+            coordinator.as_mut(),
+            &reports_tx,
+        )
+    })();
+    let (done_rx, tasks) = match result {
+        Ok(started) => started,
+        Err(failure) => return (Err(failure), coordinator::Summary::default()),
+    };
+    drop(reports_tx);
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    let coordinator = coordinator.map(|c| thread::spawn(move || c.run(reports_rx, stop_rx)));
+
+    let mut report = Report::default();
+    let mut failure = None;
+    for _ in 0..tasks {
+        match done_rx.recv() {
+            Ok(Ok(TaskReport::Source(r))) => report.add_source(r),
+            Ok(Ok(TaskReport::Operator(r))) => report.add_operator(r),
+            Ok(Ok(TaskReport::Sink(r))) => report.add_sink(r),
+            Ok(Err(Stop::Failed(f))) => {
+                // Without checkpoints nothing restarts, and a task may be blocked on
+                // stdin: report at once. Otherwise wait for every task to stop, so that
+                // none of this attempt's threads is still writing when the next starts.
+                if coordinator.is_none() {
+                    return (Err(f), coordinator::Summary::default());
+                }
+                failure.get_or_insert(f);
+            }
+            Ok(Err(Stop::Disconnected)) => {}
+            Err(_) => break,
+        }
+    }
+    drop(stop_tx);
+    let summary = match coordinator.map(|c| c.join()) {
+        Some(Ok(Ok(summary))) => summary,
+        Some(Ok(Err(e))) => {
+            failure.get_or_insert(Failure::Checkpoint(e));
+            coordinator::Summary::default()
+        }
+        Some(Err(_)) => {
+            failure.get_or_insert(Failure::Panic {
+                task: "checkpoint coordinator".into(),
+                message: String::new(),
+            });
+            coordinator::Summary::default()
+        }
+        None => coordinator::Summary::default(),
+    };
+    if let Some(failure) = failure {
+        return (Err(failure), summary);
+    }
+    report.sources.sort_by(|a, b| a.name.cmp(&b.name));
+    report.operators.sort_by(|a, b| a.name.cmp(&b.name));
+    report.sinks.sort_by(|a, b| a.name.cmp(&b.name));
+    (Ok(report), summary)
+}
+
+type Done = mpsc::Receiver<Result<TaskReport, Stop>>;
+
+/// Instantiates, restores and opens every operator subtask, readies the sinks'
+/// directories, and starts every task; returns where they report and how many there are.
+fn start_tasks(
+    job: &Job,
+    runtime: &Runtime,
+    store: Option<&Store>,
+    restore: Option<&Metadata>,
+    attempt: u32,
+    mut coordinator: Option<&mut Coordinator>,
+    reports: &Sender<coordinator::Report>,
+) -> Result<(Done, usize), Failure> {
+    // Every operator subtask is loaded, instantiated, restored and opened before any
+    // input is read, so a broken component or checkpoint fails before anything runs.
     let mut instances = Vec::new();
     for op in &job.operators {
         let component = runtime.load(&op.component)?;
+        let snapshots = match (store, restore) {
+            (Some(store), Some(metadata)) => metadata
+                .operators
+                .get(&op.name)
+                .into_iter()
+                .flatten()
+                .map(|file| store.read_state(metadata.checkpoint, file))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
         for subtask in 0..op.parallelism {
             let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
             let mut instance = OperatorInstance::new(
@@ -257,12 +541,22 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
                 op.key_by.is_some(),
                 Box::new(MemoryBackend::new(range)),
             )?;
-            instance.open(&op.config_json)?;
+            for snapshot in &snapshots {
+                instance.restore(snapshot)?;
+            }
+            let task = TaskInfo {
+                subtask,
+                parallelism: op.parallelism,
+                attempt,
+            };
+            instance.open(&op.config_json, task)?;
             instances.push((op.name.clone(), usize::from(subtask), instance));
         }
     }
-
-    let mode = Mode::ExactlyOnce;
+    let mode = job
+        .checkpoint
+        .as_ref()
+        .map_or(Mode::ExactlyOnce, |c| c.mode);
     let mut wiring = Wiring::new(job);
     let (done_tx, done_rx) = mpsc::channel::<Result<TaskReport, Stop>>();
     let mut tasks = 0;
@@ -298,52 +592,88 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
     for (name, subtask, instance) in instances {
         let inputs = wiring.inputs(&name, subtask, mode);
         let outputs = wiring.outputs(&name, subtask);
+        let task = (name, subtask);
+        let checkpoints = coordinator.as_deref_mut().map(|c| {
+            c.tasks.push(task.clone());
+            operator::Checkpoints {
+                store: c.store.clone(),
+                reports: reports.clone(),
+            }
+        });
         spawn(
-            format!("op-{name}-{subtask}"),
+            format!("op-{}-{subtask}", task.0),
             Box::new(move || {
-                operator::run(&name, instance, inputs, outputs).map(TaskReport::Operator)
+                operator::run(task, instance, inputs, outputs, checkpoints)
+                    .map(TaskReport::Operator)
             }),
         )?;
     }
     for sink in &job.sinks {
-        for subtask in 0..usize::from(sink.parallelism) {
-            let inputs = wiring.inputs(&sink.name, subtask, mode);
+        let first_parts = match &sink.kind {
+            SinkKind::File { path } => {
+                let restored = restore
+                    .and_then(|m| m.sinks.get(&sink.name))
+                    .map(Vec::as_slice);
+                sink::prepare_dir(path, sink.parallelism, restored).map_err(|error| {
+                    Failure::Io {
+                        task: format!("sink `{}`", sink.name),
+                        what: format!("cannot prepare {}", path.display()),
+                        error,
+                    }
+                })?
+            }
+            SinkKind::Stdout => vec![0; usize::from(sink.parallelism)],
+        };
+        for (subtask, first_part) in first_parts.into_iter().enumerate() {
+            let task = (sink.name.clone(), subtask);
+            let mut inputs = wiring.inputs(&sink.name, subtask, mode);
+            let mut sink_reports = None;
+            if let Some(c) = coordinator.as_deref_mut() {
+                let (commit_tx, commit_rx) = unbounded();
+                c.commits.push(commit_tx);
+                c.tasks.push(task.clone());
+                inputs = inputs.with_commits(commit_rx);
+                sink_reports = Some(reports.clone());
+            }
             let sink = sink.clone();
             spawn(
                 format!("sink-{}-{subtask}", sink.name),
-                Box::new(move || sink::run(&sink, subtask, inputs).map(TaskReport::Sink)),
+                Box::new(move || {
+                    sink::run(&sink, task, inputs, first_part, sink_reports).map(TaskReport::Sink)
+                }),
             )?;
         }
     }
     for source in &job.sources {
         for subtask in 0..usize::from(source.parallelism) {
             let outputs = wiring.outputs(&source.name, subtask);
+            let task = (source.name.clone(), subtask);
+            let start = restore
+                .and_then(|m| m.sources.get(&source.name))
+                .and_then(|positions| positions.get(subtask))
+                .cloned();
+            let checkpoints = coordinator.as_deref_mut().map(|c| {
+                let (trigger_tx, trigger_rx) = unbounded();
+                c.triggers.push((task.clone(), trigger_tx));
+                c.tasks.push(task.clone());
+                source::Checkpoints {
+                    triggers: trigger_rx,
+                    reports: reports.clone(),
+                }
+            });
+            let context = source::Context {
+                task,
+                start,
+                checkpoints,
+            };
             let source = source.clone();
             spawn(
                 format!("src-{}-{subtask}", source.name),
-                Box::new(move || source::run(&source, subtask, outputs).map(TaskReport::Source)),
+                Box::new(move || source::run(&source, context, outputs).map(TaskReport::Source)),
             )?;
         }
     }
-    drop(done_tx);
-
-    let mut report = Report::default();
-    for _ in 0..tasks {
-        match done_rx.recv() {
-            Ok(Ok(TaskReport::Source(r))) => report.add_source(r),
-            Ok(Ok(TaskReport::Operator(r))) => report.add_operator(r),
-            Ok(Ok(TaskReport::Sink(r))) => report.add_sink(r),
-            // The root cause is reported by the task that failed; threads still blocked
-            // (on stdin, say) end with the process.
-            Ok(Err(Stop::Failed(failure))) => return Err(failure),
-            Ok(Err(Stop::Disconnected)) => {}
-            Err(_) => break,
-        }
-    }
-    report.sources.sort_by(|a, b| a.name.cmp(&b.name));
-    report.operators.sort_by(|a, b| a.name.cmp(&b.name));
-    report.sinks.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(report)
+    Ok((done_rx, tasks))
 }
 
 impl Report {
@@ -371,7 +701,10 @@ impl Report {
 
     fn add_sink(&mut self, r: SinkReport) {
         match self.sinks.iter_mut().find(|s| s.name == r.name) {
-            Some(s) => s.records += r.records,
+            Some(s) => {
+                s.records += r.records;
+                s.final_parts.extend(r.final_parts);
+            }
             None => self.sinks.push(r),
         }
     }

@@ -14,6 +14,9 @@ use toml::Spanned;
 
 pub use pointer::JsonPointer;
 
+use crate::checkpoint::coordinator;
+use crate::checkpoint::restart::Strategy;
+use crate::dataflow::Mode;
 use crate::state::key_group::MAX_PARALLELISM_LIMIT;
 
 /// A validated job.
@@ -29,6 +32,33 @@ pub struct Job {
     pub operators: Vec<Operator>,
     /// Sinks, in file order.
     pub sinks: Vec<Sink>,
+    /// `[checkpoint]`, when the job checkpoints.
+    pub checkpoint: Option<Checkpointing>,
+    /// `[restart]`: what a task failure does.
+    pub restart: Strategy,
+}
+
+/// How a job checkpoints.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// Timing and retention.
+    pub config: coordinator::Config,
+    /// Exactly-once (aligned) or at-least-once.
+    pub mode: Mode,
+    /// The checkpoint directory (the job's checkpoints go in `<dir>/<job name>/`).
+    pub dir: PathBuf,
+    /// Whether a cancelled job keeps its checkpoints.
+    pub on_cancel: OnCancel,
+}
+
+/// What happens to checkpoints when a job is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnCancel {
+    /// Keep them, to resume later.
+    Retain,
+    /// Delete them.
+    Delete,
 }
 
 /// A source of records.
@@ -161,8 +191,35 @@ struct JobFile {
     #[serde(default)]
     sink: Vec<SinkSection>,
     state: Option<StateSection>,
-    checkpoint: Option<Spanned<toml::Table>>,
-    restart: Option<Spanned<toml::Table>>,
+    checkpoint: Option<CheckpointSection>,
+    restart: Option<RestartSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointSection {
+    interval_ms: Option<Spanned<i64>>,
+    mode: Option<Spanned<String>>,
+    timeout_ms: Option<Spanned<i64>>,
+    min_pause_ms: Option<Spanned<i64>>,
+    max_concurrent: Option<Spanned<i64>>,
+    retain: Option<Spanned<i64>>,
+    on_cancel: Option<OnCancel>,
+    dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestartSection {
+    strategy: Spanned<String>,
+    attempts: Option<Spanned<i64>>,
+    delay_ms: Option<Spanned<i64>>,
+    initial_delay_ms: Option<Spanned<i64>>,
+    max_delay_ms: Option<Spanned<i64>>,
+    multiplier: Option<f64>,
+    reset_after_ms: Option<Spanned<i64>>,
+    max_failures: Option<Spanned<i64>>,
+    interval_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -270,20 +327,6 @@ impl Validator<'_> {
     }
 
     fn job(&self, file: JobFile) -> Result<Job, JobError> {
-        if let Some(section) = file.checkpoint {
-            return Err(self.error(
-                section.span(),
-                "checkpoint",
-                "checkpointing is not available in this version of Weir yet; remove the section",
-            ));
-        }
-        if let Some(section) = file.restart {
-            return Err(self.error(
-                section.span(),
-                "restart",
-                "restart strategies are not available in this version of Weir yet; remove the section",
-            ));
-        }
         if let Some(state) = &file.state
             && state.backend.get_ref() != "memory"
         {
@@ -342,12 +385,130 @@ impl Validator<'_> {
             .iter()
             .map(|s| self.sink(s, &sources, &operators, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpoint = file
+            .checkpoint
+            .as_ref()
+            .map(|c| self.checkpointing(c))
+            .transpose()?;
+        if checkpoint.is_some()
+            && let Some(stdin) = file.source.iter().find(|s| s.kind.get_ref() == "stdin")
+        {
+            return Err(self.error(
+                stdin.kind.span(),
+                "source.type",
+                "a `stdin` source cannot be replayed after a failure, so a job that checkpoints cannot read one: use a file source",
+            ));
+        }
+        let restart = match &file.restart {
+            Some(r) => self.restart(r)?,
+            // With checkpoints, a failed task restarts the job from the latest one.
+            None if checkpoint.is_some() => Strategy::FixedDelay {
+                attempts: 3,
+                delay: std::time::Duration::from_secs(1),
+            },
+            None => Strategy::None,
+        };
         Ok(Job {
             name: file.job.name,
             max_parallelism,
             sources,
             operators,
             sinks,
+            checkpoint,
+            restart,
+        })
+    }
+
+    fn millis(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        default: u64,
+    ) -> Result<std::time::Duration, JobError> {
+        let ms = match value {
+            None => default,
+            Some(v) => match u64::try_from(*v.get_ref()) {
+                Ok(ms) => ms,
+                Err(_) => return Err(self.error(v.span(), key, "must not be negative")),
+            },
+        };
+        Ok(std::time::Duration::from_millis(ms))
+    }
+
+    fn checkpointing(&self, c: &CheckpointSection) -> Result<Checkpointing, JobError> {
+        let interval = self.millis(c.interval_ms.as_ref(), "checkpoint.interval_ms", 1000)?;
+        if interval.is_zero() {
+            let span = c.interval_ms.as_ref().map_or(0..0, Spanned::span);
+            return Err(self.error(span, "checkpoint.interval_ms", "must be at least 1"));
+        }
+        let mode = match c.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("exactly-once", _)) => Mode::ExactlyOnce,
+            Some(("at-least-once", _)) => Mode::AtLeastOnce,
+            Some((other, span)) => {
+                return Err(self.error(
+                    span,
+                    "checkpoint.mode",
+                    format!("unknown mode `{other}`: expected `exactly-once` or `at-least-once`"),
+                ));
+            }
+        };
+        let count = |v: Option<&Spanned<i64>>, key: &str, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.count(v, key, 1000),
+        };
+        Ok(Checkpointing {
+            config: coordinator::Config {
+                interval,
+                timeout: self.millis(c.timeout_ms.as_ref(), "checkpoint.timeout_ms", 600_000)?,
+                min_pause: self.millis(c.min_pause_ms.as_ref(), "checkpoint.min_pause_ms", 0)?,
+                max_concurrent: count(c.max_concurrent.as_ref(), "checkpoint.max_concurrent", 1)?
+                    as usize,
+                retain: count(c.retain.as_ref(), "checkpoint.retain", 1)? as usize,
+            },
+            mode,
+            dir: self.resolve(
+                c.dir
+                    .as_ref()
+                    .map_or("checkpoints", |d| d.get_ref().as_str()),
+            ),
+            on_cancel: c.on_cancel.unwrap_or(OnCancel::Retain),
+        })
+    }
+
+    fn restart(&self, r: &RestartSection) -> Result<Strategy, JobError> {
+        let ms = |v: Option<&Spanned<i64>>, key: &str, default: u64| {
+            self.millis(v, &format!("restart.{key}"), default)
+        };
+        let count = |v: Option<&Spanned<i64>>, key: &str, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.count(v, &format!("restart.{key}"), u64::from(u32::MAX)),
+        };
+        Ok(match r.strategy.get_ref().as_str() {
+            "none" => Strategy::None,
+            "fixed-delay" => Strategy::FixedDelay {
+                attempts: count(r.attempts.as_ref(), "attempts", 3)? as u32,
+                delay: ms(r.delay_ms.as_ref(), "delay_ms", 1000)?,
+            },
+            "exponential-delay" => Strategy::ExponentialDelay {
+                initial_delay: ms(r.initial_delay_ms.as_ref(), "initial_delay_ms", 1000)?,
+                max_delay: ms(r.max_delay_ms.as_ref(), "max_delay_ms", 300_000)?,
+                multiplier: r.multiplier.unwrap_or(2.0),
+                reset_after: ms(r.reset_after_ms.as_ref(), "reset_after_ms", 3_600_000)?,
+            },
+            "failure-rate" => Strategy::FailureRate {
+                max_failures: count(r.max_failures.as_ref(), "max_failures", 1)? as u32,
+                interval: ms(r.interval_ms.as_ref(), "interval_ms", 60_000)?,
+                delay: ms(r.delay_ms.as_ref(), "delay_ms", 1000)?,
+            },
+            other => {
+                return Err(self.error(
+                    r.strategy.span(),
+                    "restart.strategy",
+                    format!(
+                        "unknown strategy `{other}`: expected `none`, `fixed-delay`, `exponential-delay` or `failure-rate`"
+                    ),
+                ));
+            }
         })
     }
 
@@ -630,6 +791,17 @@ impl Validator<'_> {
 }
 
 impl Job {
+    /// Puts checkpoints under `dir` (the command line's `--checkpoint-dir`).
+    pub fn set_checkpoint_dir(&mut self, dir: &Path) -> Result<(), String> {
+        match &mut self.checkpoint {
+            Some(checkpoint) => {
+                checkpoint.dir = dir.to_path_buf();
+                Ok(())
+            }
+            None => Err("--checkpoint-dir: the job has no [checkpoint] section".into()),
+        }
+    }
+
     /// Runs every operator with `parallelism` subtasks (the command line's `-p`).
     pub fn set_parallelism(&mut self, parallelism: u16) -> Result<(), String> {
         if parallelism == 0 || parallelism > self.max_parallelism {

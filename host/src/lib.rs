@@ -1,9 +1,11 @@
 //! The Weir host: runs streaming dataflows whose operators are WebAssembly components.
 //!
 //! Layers, from the edge inwards: [`cli`] (commands, exit codes) → [`dataflow`] (tasks,
-//! channels) → [`wasm`] (components, sandbox, imports) → [`state`] (backends). [`job`]
-//! and [`record`] are pure models shared by all of them.
+//! channels, recovery) → [`checkpoint`] (coordinator, storage, restart strategies) and
+//! [`wasm`] (components, sandbox, imports) → [`state`] (backends, snapshots). [`job`] and
+//! [`record`] are pure models shared by all of them.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod dataflow;
 pub mod job;

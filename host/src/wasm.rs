@@ -12,7 +12,7 @@ mod instance;
 
 use std::path::{Path, PathBuf};
 
-pub use instance::{Batch, OperatorInstance, Output};
+pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
 
 /// Shared compiler and linker configuration for every operator of a process.
 #[derive(Clone)]

@@ -14,6 +14,8 @@ pub enum Event {
     Batch(Vec<KeyedRecord>),
     /// Snapshot state for this checkpoint, then forward its barrier.
     Checkpoint(CheckpointId),
+    /// This checkpoint completed: its output may be committed.
+    Committed(u64),
 }
 
 /// A task's input channels and their alignment.
@@ -22,6 +24,7 @@ pub struct Inputs {
     aligner: Aligner,
     ended: Vec<bool>,
     ready: Vec<Event>,
+    commits: Option<Receiver<u64>>,
 }
 
 impl Inputs {
@@ -33,7 +36,15 @@ impl Inputs {
             aligner: Aligner::new(n, mode),
             ended: vec![false; n],
             ready: Vec::new(),
+            commits: None,
         }
+    }
+
+    /// Also reports the coordinator's completed checkpoints, read from `commits`, as
+    /// [`Event::Committed`] (never blocked by alignment).
+    pub fn with_commits(mut self, commits: Receiver<u64>) -> Inputs {
+        self.commits = Some(commits);
+        self
     }
 
     /// The next event, or `None` once every input has ended.
@@ -52,7 +63,19 @@ impl Inputs {
             for &i in &readable {
                 select.recv(&self.channels[i]);
             }
+            if let Some(commits) = &self.commits {
+                select.recv(commits);
+            }
             let operation = select.select();
+            if operation.index() == readable.len() {
+                let commits = self.commits.as_ref().expect("selected the commits channel");
+                match operation.recv(commits) {
+                    Ok(id) => return Ok(Some(Event::Committed(id))),
+                    // The coordinator has stopped: no more commits to wait for.
+                    Err(_) => self.commits = None,
+                }
+                continue;
+            }
             let input = readable[operation.index()];
             let message = operation
                 .recv(&self.channels[input])

@@ -1,19 +1,40 @@
-//! Operator tasks: feed each input batch to the Wasm instance and push what it emits.
+//! Operator tasks: feed each input batch to the Wasm instance and push what it emits;
+//! at a checkpoint, take the state's copy, forward the barrier, and write the copy on
+//! another thread.
+//!
+//! Invariant: the snapshot for checkpoint *n* is taken after every record before
+//! barrier *n* was processed and before any record after it (alignment guarantees the
+//! inputs; this task does the rest in order), and the barrier is forwarded only after.
+
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
 
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
 use super::{Failure, OperatorReport, Stop};
-use crate::wasm::OperatorInstance;
+use crate::checkpoint::Store;
+use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
+use crate::wasm::{OperatorInstance, into_snapshot};
+
+/// Where an operator subtask writes its checkpoints.
+pub struct Checkpoints {
+    /// The job's checkpoint store.
+    pub store: Store,
+    /// Acknowledgements go here.
+    pub reports: Sender<Report>,
+}
 
 /// Runs an opened operator instance until all of its inputs have ended.
 pub fn run(
-    name: &str,
+    task: TaskId,
     mut instance: OperatorInstance,
     mut inputs: Inputs,
     mut outputs: Outputs,
+    checkpoints: Option<Checkpoints>,
 ) -> Result<OperatorReport, Stop> {
     let mut report = OperatorReport {
-        name: name.to_string(),
+        name: task.0.clone(),
         ..OperatorReport::default()
     };
     while let Some(event) = inputs.next()? {
@@ -27,14 +48,42 @@ pub fn run(
                 for record in emitted {
                     outputs.push(record).map_err(|error| {
                         Stop::Failed(Failure::BadOutput {
-                            operator: name.to_string(),
+                            operator: task.0.clone(),
                             error,
                         })
                     })?;
                 }
                 outputs.flush().map_err(|_| Stop::Disconnected)?;
             }
-            Event::Checkpoint(id) => outputs.barrier(id).map_err(|_| Stop::Disconnected)?,
+            Event::Checkpoint(id) => {
+                let started = Instant::now();
+                let (states, copy) = instance.snapshot();
+                let sync = started.elapsed();
+                outputs.barrier(id).map_err(|_| Stop::Disconnected)?;
+                if let Some(checkpoints) = &checkpoints {
+                    let (store, reports, task) = (
+                        checkpoints.store.clone(),
+                        checkpoints.reports.clone(),
+                        task.clone(),
+                    );
+                    // The asynchronous part: the task goes on while the state is written.
+                    std::thread::spawn(move || {
+                        let file = format!("{}-{}.state", task.0, task.1);
+                        match store.write_state(id.0, &file, &into_snapshot(states, copy)) {
+                            Ok(file) => {
+                                let _ = reports.send(Report::Ack(Ack {
+                                    checkpoint: id.0,
+                                    task,
+                                    state: AckState::Operator { file, sync },
+                                }));
+                            }
+                            // Without an acknowledgement the checkpoint times out.
+                            Err(e) => eprintln!("weir: checkpoint {}: {e}", id.0),
+                        }
+                    });
+                }
+            }
+            Event::Committed(_) => {}
         }
     }
     instance.close().map_err(|e| Stop::Failed(e.into()))?;

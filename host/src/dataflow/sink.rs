@@ -1,20 +1,37 @@
-//! Sink tasks: write records as JSON lines to stdout or to part files in a directory.
+//! Sink tasks: write records as JSON lines to stdout, or to part files in a directory
+//! with a two-phase commit.
 //!
-//! Delivery: the stdout sink is at-least-once (what it printed stays printed). The file
-//! sink writes a hidden `.part-<subtask>-<n>.jsonl.inprogress` file and renames it to
-//! `part-<subtask>-<n>.jsonl` only once the job has finished and the file is synced, so
-//! a reader of the directory never sees the output of a failed run.
+//! Delivery: the stdout sink is at-least-once (what it printed stays printed, and a
+//! replay after a failure prints it again). The file sink is exactly-once: subtask *i*
+//! writes `.part-<i>-<n>.inprogress`; at barrier *k* it syncs the file and renames it
+//! `.part-<i>-<n>.pending` (phase one, acknowledged with checkpoint *k*); when *k*
+//! completes it renames it `part-<i>-<n>.jsonl` (phase two). Hidden files are never
+//! committed output: a job resuming from checkpoint *k* commits the pending files *k*
+//! lists and deletes every other hidden file, whose records it replays.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
 
 use super::inputs::{Event, Inputs};
 use super::{Failure, SinkReport, Stop};
+use crate::checkpoint::SinkState;
+use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
+use crate::checkpoint::storage::sync_dir;
 use crate::job::{Sink, SinkKind};
 use crate::record::KeyedRecord;
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
 
-/// Runs subtask `subtask` of `sink` until all of its inputs have ended.
-pub fn run(sink: &Sink, subtask: usize, mut inputs: Inputs) -> Result<SinkReport, Stop> {
+/// Runs a subtask of `sink` until all of its inputs have ended. `first_part` is the
+/// number of its first part file; `reports` takes its checkpoint acknowledgements.
+pub fn run(
+    sink: &Sink,
+    task: TaskId,
+    mut inputs: Inputs,
+    first_part: u64,
+    reports: Option<Sender<Report>>,
+) -> Result<SinkReport, Stop> {
     let io_failure = |what: String| {
         let task = format!("sink `{}`", sink.name);
         move |error: io::Error| Stop::Failed(Failure::Io { task, what, error })
@@ -23,67 +40,60 @@ pub fn run(sink: &Sink, subtask: usize, mut inputs: Inputs) -> Result<SinkReport
         name: sink.name.clone(),
         ..SinkReport::default()
     };
+    let acknowledge = |checkpoint: u64, state: SinkState| {
+        if let Some(reports) = &reports {
+            let _ = reports.send(Report::Ack(Ack {
+                checkpoint,
+                task: task.clone(),
+                state: AckState::Sink(state),
+            }));
+        }
+    };
     match &sink.kind {
         SinkKind::Stdout => {
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            drain(&mut inputs, &mut report, |batch| {
-                write_batch(&mut out, batch)?;
-                out.flush()
-            })
-            .map_err(|e| e.map_io(io_failure("cannot write to stdout".into())))?;
+            while let Some(event) = inputs.next()? {
+                match event {
+                    Event::Batch(batch) => {
+                        write_batch(&mut out, &batch)
+                            .and_then(|()| out.flush())
+                            .map_err(io_failure("cannot write to stdout".into()))?;
+                        report.records += batch.len() as u64;
+                    }
+                    Event::Checkpoint(id) => acknowledge(id.0, SinkState::default()),
+                    Event::Committed(_) => {}
+                }
+            }
         }
         SinkKind::File { path } => {
-            let part = format!("part-{subtask}-0.jsonl");
-            let pending = path.join(format!(".{part}.inprogress"));
-            fs::create_dir_all(path)
-                .map_err(io_failure(format!("cannot create {}", path.display())))?;
-            let file = File::create(&pending)
-                .map_err(io_failure(format!("cannot create {}", pending.display())))?;
-            let mut out = BufWriter::new(file);
-            drain(&mut inputs, &mut report, |batch| {
-                write_batch(&mut out, batch)
-            })
-            .map_err(|e| e.map_io(io_failure(format!("cannot write {}", pending.display()))))?;
-            commit(out, &pending, &path.join(&part)).map_err(io_failure(format!(
-                "cannot commit {} in {}",
-                part,
-                path.display()
-            )))?;
+            let mut parts = PartFiles {
+                dir: path.clone(),
+                subtask: task.1,
+                next: first_part,
+                current: None,
+                pending: Vec::new(),
+            };
+            let failure = |what: &str| io_failure(format!("cannot {what} in {}", path.display()));
+            while let Some(event) = inputs.next()? {
+                match event {
+                    Event::Batch(batch) => {
+                        parts.write(&batch).map_err(failure("write a part file"))?;
+                        report.records += batch.len() as u64;
+                    }
+                    Event::Checkpoint(id) => {
+                        let state = parts.prepare(id.0).map_err(failure("close a part file"))?;
+                        acknowledge(id.0, state);
+                    }
+                    Event::Committed(id) => {
+                        parts.commit(id).map_err(failure("commit part files"))?
+                    }
+                }
+            }
+            report.final_parts = parts.finish().map_err(failure("close a part file"))?;
         }
     }
     Ok(report)
-}
-
-enum DrainError {
-    Disconnected,
-    Io(io::Error),
-}
-
-impl DrainError {
-    fn map_io(self, f: impl FnOnce(io::Error) -> Stop) -> Stop {
-        match self {
-            DrainError::Disconnected => Stop::Disconnected,
-            DrainError::Io(e) => f(e),
-        }
-    }
-}
-
-fn drain(
-    inputs: &mut Inputs,
-    report: &mut SinkReport,
-    mut write: impl FnMut(&[KeyedRecord]) -> io::Result<()>,
-) -> Result<(), DrainError> {
-    while let Some(event) = inputs.next().map_err(|_| DrainError::Disconnected)? {
-        match event {
-            Event::Batch(batch) => {
-                write(&batch).map_err(DrainError::Io)?;
-                report.records += batch.len() as u64;
-            }
-            Event::Checkpoint(_) => {}
-        }
-    }
-    Ok(())
 }
 
 fn write_batch(out: &mut impl Write, batch: &[KeyedRecord]) -> io::Result<()> {
@@ -94,13 +104,237 @@ fn write_batch(out: &mut impl Write, batch: &[KeyedRecord]) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes the pending file durable, then visible under its final name.
-fn commit(out: BufWriter<File>, pending: &Path, committed: &Path) -> io::Result<()> {
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    fs::rename(pending, committed)?;
-    if let Some(dir) = committed.parent() {
-        File::open(dir)?.sync_all()?;
+/// One file sink subtask's part files.
+struct PartFiles {
+    dir: PathBuf,
+    subtask: usize,
+    next: u64,
+    current: Option<(BufWriter<File>, u64)>,
+    /// Pending part numbers, with the checkpoint that commits them.
+    pending: Vec<(u64, u64)>,
+}
+
+impl PartFiles {
+    fn in_progress(&self, n: u64) -> PathBuf {
+        self.dir
+            .join(format!(".part-{}-{n}.inprogress", self.subtask))
+    }
+
+    fn pending_name(&self, n: u64) -> String {
+        format!(".part-{}-{n}.pending", self.subtask)
+    }
+
+    fn write(&mut self, batch: &[KeyedRecord]) -> io::Result<()> {
+        if self.current.is_none() {
+            let n = self.next;
+            self.next += 1;
+            self.current = Some((BufWriter::new(File::create(self.in_progress(n))?), n));
+        }
+        let (out, _) = self.current.as_mut().expect("opened above");
+        write_batch(out, batch)
+    }
+
+    /// Phase one: the current file becomes pending, committed by `checkpoint`.
+    fn prepare(&mut self, checkpoint: u64) -> io::Result<SinkState> {
+        if let Some((out, n)) = self.current.take() {
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            fs::rename(self.in_progress(n), self.dir.join(self.pending_name(n)))?;
+            sync_dir(&self.dir)?;
+            self.pending.push((checkpoint, n));
+        }
+        Ok(SinkState {
+            pending: self
+                .pending
+                .iter()
+                .map(|(_, n)| self.pending_name(*n))
+                .collect(),
+        })
+    }
+
+    /// Phase two: checkpoint `completed` is durable; commit what it covers.
+    fn commit(&mut self, completed: u64) -> io::Result<()> {
+        let (done, rest): (Vec<_>, Vec<_>) =
+            self.pending.iter().partition(|(c, _)| *c <= completed);
+        for (_, n) in &done {
+            commit_part(&self.dir, &self.pending_name(*n))?;
+        }
+        if !done.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        self.pending = rest;
+        Ok(())
+    }
+
+    /// At the end of input: everything still open or pending, as (pending, committed)
+    /// paths for the job to commit once every task has finished.
+    fn finish(mut self) -> io::Result<Vec<(PathBuf, PathBuf)>> {
+        self.prepare(u64::MAX)?;
+        Ok(self
+            .pending
+            .iter()
+            .map(|(_, n)| {
+                let name = self.pending_name(*n);
+                (self.dir.join(&name), self.dir.join(committed_name(&name)))
+            })
+            .collect())
+    }
+}
+
+/// `.part-<i>-<n>.pending` → `part-<i>-<n>.jsonl`.
+pub fn committed_name(pending: &str) -> String {
+    let name = pending.strip_prefix('.').unwrap_or(pending);
+    format!("{}.jsonl", name.strip_suffix(".pending").unwrap_or(name))
+}
+
+/// Renames a pending part file to its committed name; one already committed is left
+/// alone, so committing twice (after a crash) is harmless.
+fn commit_part(dir: &Path, pending: &str) -> io::Result<()> {
+    match fs::rename(dir.join(pending), dir.join(committed_name(pending))) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Readies a file sink's directory for an attempt: commits the pending files that
+/// `restored` lists, deletes every other hidden part file (output past the checkpoint,
+/// which will be replayed), and returns each subtask's first part number (after every
+/// committed part, so nothing committed is overwritten).
+pub fn prepare_dir(
+    dir: &Path,
+    parallelism: u16,
+    restored: Option<&[SinkState]>,
+) -> io::Result<Vec<u64>> {
+    fs::create_dir_all(dir)?;
+    for state in restored.unwrap_or_default() {
+        for pending in &state.pending {
+            commit_part(dir, pending)?;
+        }
+    }
+    let mut next = vec![0u64; usize::from(parallelism)];
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".part-") {
+            fs::remove_file(dir.join(&name))?;
+        } else if let Some((subtask, n)) = part_number(&name)
+            && let Some(slot) = next.get_mut(subtask)
+        {
+            *slot = (*slot).max(n + 1);
+        }
+    }
+    sync_dir(dir)?;
+    Ok(next)
+}
+
+/// `part-<i>-<n>.jsonl` → `(i, n)`.
+fn part_number(name: &str) -> Option<(usize, u64)> {
+    let (subtask, n) = name
+        .strip_prefix("part-")?
+        .strip_suffix(".jsonl")?
+        .split_once('-')?;
+    Some((subtask.parse().ok()?, n.parse().ok()?))
+}
+
+/// Commits final part files: `(pending, committed)` paths.
+pub fn commit_final(parts: &[(PathBuf, PathBuf)]) -> io::Result<()> {
+    for (pending, committed) in parts {
+        match fs::rename(pending, committed) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+        if let Some(dir) = committed.parent() {
+            sync_dir(dir)?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::KeyGroup;
+
+    fn records(n: usize) -> Vec<KeyedRecord> {
+        (0..n)
+            .map(|i| KeyedRecord {
+                key: Vec::new(),
+                key_group: KeyGroup(0),
+                payload: format!("{{\"i\":{i}}}").into_bytes(),
+                timestamp: None,
+            })
+            .collect()
+    }
+
+    fn visible(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn output_becomes_visible_only_when_its_checkpoint_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut parts = PartFiles {
+            dir: dir.path().into(),
+            subtask: 1,
+            next: 0,
+            current: None,
+            pending: Vec::new(),
+        };
+        parts.write(&records(2)).unwrap();
+        let state = parts.prepare(1).unwrap();
+        assert_eq!(state.pending, [".part-1-0.pending"]);
+        parts.write(&records(1)).unwrap();
+        parts.prepare(2).unwrap();
+        assert!(
+            visible(dir.path()).is_empty(),
+            "nothing committed before completion"
+        );
+        parts.commit(1).unwrap();
+        assert_eq!(visible(dir.path()), ["part-1-0.jsonl"]);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("part-1-0.jsonl")).unwrap(),
+            "{\"i\":0}\n{\"i\":1}\n"
+        );
+        // A checkpoint with no new output prepares nothing new.
+        assert_eq!(parts.prepare(3).unwrap().pending, [".part-1-1.pending"]);
+        parts.commit(3).unwrap();
+        assert_eq!(visible(dir.path()), ["part-1-0.jsonl", "part-1-1.jsonl"]);
+    }
+
+    #[test]
+    fn resuming_commits_what_the_checkpoint_lists_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut parts = PartFiles {
+            dir: dir.path().into(),
+            subtask: 0,
+            next: 0,
+            current: None,
+            pending: Vec::new(),
+        };
+        parts.write(&records(1)).unwrap();
+        let at_checkpoint = parts.prepare(1).unwrap();
+        parts.write(&records(1)).unwrap();
+        parts.prepare(2).unwrap(); // checkpoint 2 never completes
+        parts.write(&records(1)).unwrap(); // in progress at the crash
+        drop(parts);
+        let next = prepare_dir(dir.path(), 2, Some(std::slice::from_ref(&at_checkpoint))).unwrap();
+        assert_eq!(visible(dir.path()), ["part-0-0.jsonl"]);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "hidden files deleted"
+        );
+        assert_eq!(next, [1, 0]);
+        // Resuming twice from the same checkpoint changes nothing.
+        assert_eq!(
+            prepare_dir(dir.path(), 2, Some(&[at_checkpoint])).unwrap(),
+            [1, 0]
+        );
+        assert_eq!(committed_name(".part-3-12.pending"), "part-3-12.jsonl");
+    }
 }

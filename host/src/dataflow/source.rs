@@ -1,22 +1,69 @@
-//! Source tasks: read JSON lines from a file or stdin, or generate records, and push
-//! them downstream in batches.
+//! Source tasks: read JSON lines from files or stdin, or generate records, and push them
+//! downstream in batches; inject checkpoint barriers when the coordinator asks.
 //!
-//! Invariant: a source's position is the byte offset of the next line it will read (the
-//! record index for the generator), so that a later version can rewind it to a
-//! checkpoint's position and replay exactly what followed.
+//! Invariant: a source's position is where the next record comes from (file index, byte
+//! offset and line; or the generator's next index). A barrier is sent after every record
+//! before that position and before any after it, so restoring a checkpoint and seeking
+//! to its position replays exactly the records that followed the barrier.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{Receiver, Sender};
 
 use super::edge::Outputs;
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
+use crate::checkpoint::SourcePosition;
+use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
 use crate::job::{OnBadRecord, Source, SourceKind};
 use crate::record::Record;
 
-/// Runs subtask `subtask` of `source` to its end, or until it fails or its consumers
-/// are gone.
-pub fn run(source: &Source, subtask: usize, mut outputs: Outputs) -> Result<SourceReport, Stop> {
+/// A source subtask's link to the checkpoint coordinator.
+pub struct Checkpoints {
+    /// Triggers: "inject barrier n now".
+    pub triggers: Receiver<u64>,
+    /// Acknowledgements and the end of the source.
+    pub reports: Sender<Report>,
+}
+
+/// Where a source subtask starts, and who it answers to.
+pub struct Context {
+    /// This subtask.
+    pub task: TaskId,
+    /// The position to resume from (none: the start).
+    pub start: Option<SourcePosition>,
+    /// Present when the job checkpoints.
+    pub checkpoints: Option<Checkpoints>,
+}
+
+impl Context {
+    /// Injects a barrier if one was asked for, with `position` as this source's part.
+    fn poll_trigger(
+        &self,
+        outputs: &mut Outputs,
+        position: impl FnOnce() -> SourcePosition,
+    ) -> Result<(), Stop> {
+        let Some(checkpoints) = &self.checkpoints else {
+            return Ok(());
+        };
+        if let Ok(id) = checkpoints.triggers.try_recv() {
+            outputs
+                .barrier(super::CheckpointId(id))
+                .map_err(|_| Stop::Disconnected)?;
+            let _ = checkpoints.reports.send(Report::Ack(Ack {
+                checkpoint: id,
+                task: self.task.clone(),
+                state: AckState::Source(position()),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Runs a subtask of `source` to its end, or until it fails or its consumers are gone.
+pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<SourceReport, Stop> {
+    let subtask = context.task.1;
     let parallelism = usize::from(source.parallelism);
     let mut report = SourceReport {
         name: source.name.clone(),
@@ -28,25 +75,57 @@ pub fn run(source: &Source, subtask: usize, mut outputs: Outputs) -> Result<Sour
                 let task = format!("source `{}`", source.name);
                 move |error| Stop::Failed(Failure::Io { task, what, error })
             };
-            for file in split_files(path)
+            let files: Vec<PathBuf> = split_files(path)
                 .map_err(io_error(format!("cannot list {}", path.display())))?
                 .into_iter()
                 .skip(subtask)
                 .step_by(parallelism)
-            {
-                let reader = File::open(&file)
+                .collect();
+            let (first, offset, line) = match context.start {
+                Some(SourcePosition::File { file, offset, line }) => (file, offset, line),
+                _ => (0, 0, 0),
+            };
+            for (index, file) in files.iter().enumerate().skip(first) {
+                let mut reader = File::open(file)
                     .map_err(io_error(format!("cannot open {}", file.display())))?;
-                let label = file.display().to_string();
-                read_lines(source, &label, Box::new(reader), &mut outputs, &mut report)?;
+                let start = if index == first {
+                    (offset, line)
+                } else {
+                    (0, 0)
+                };
+                reader
+                    .seek(SeekFrom::Start(start.0))
+                    .map_err(io_error(format!("cannot seek in {}", file.display())))?;
+                let mut lines = Lines {
+                    label: file.display().to_string(),
+                    file: index,
+                    offset: start.0,
+                    line: start.1,
+                };
+                lines.read(
+                    source,
+                    &context,
+                    Box::new(reader),
+                    &mut outputs,
+                    &mut report,
+                )?;
             }
         }
-        SourceKind::Stdin => read_lines(
-            source,
-            "stdin",
-            Box::new(io::stdin()),
-            &mut outputs,
-            &mut report,
-        )?,
+        SourceKind::Stdin => {
+            let mut lines = Lines {
+                label: "stdin".into(),
+                file: 0,
+                offset: 0,
+                line: 0,
+            };
+            lines.read(
+                source,
+                &context,
+                Box::new(io::stdin()),
+                &mut outputs,
+                &mut report,
+            )?;
+        }
         SourceKind::Generator {
             count,
             keys,
@@ -54,7 +133,12 @@ pub fn run(source: &Source, subtask: usize, mut outputs: Outputs) -> Result<Sour
             key_prefix,
         } => {
             let generator = Generator::new(key_field, key_prefix, *keys);
-            for index in (subtask as u64..*count).step_by(parallelism) {
+            let first = match context.start {
+                Some(SourcePosition::Generator { next }) => next,
+                _ => subtask as u64,
+            };
+            for index in (first..*count).step_by(parallelism) {
+                context.poll_trigger(&mut outputs, || SourcePosition::Generator { next: index })?;
                 outputs
                     .push(generator.record(index))
                     .expect("generated records are JSON documents with their key field");
@@ -64,6 +148,11 @@ pub fn run(source: &Source, subtask: usize, mut outputs: Outputs) -> Result<Sour
                 }
             }
         }
+    }
+    if let Some(checkpoints) = &context.checkpoints {
+        let _ = checkpoints
+            .reports
+            .send(Report::SourceFinished(context.task.clone()));
     }
     outputs.end().map_err(|_| Stop::Disconnected)?;
     Ok(report)
@@ -86,62 +175,81 @@ fn split_files(path: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads JSON lines; a batch is sent when full, or as soon as no more input is buffered,
-/// so that records typed on a terminal are processed at once.
-fn read_lines(
-    source: &Source,
-    label: &str,
-    input: Box<dyn Read + Send>,
-    outputs: &mut Outputs,
-    report: &mut SourceReport,
-) -> Result<(), Stop> {
-    let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut line_number: u64 = 0;
-    let mut position: u64 = 0;
-    loop {
-        let mut line = Vec::new();
-        let read = reader.read_until(b'\n', &mut line).map_err(|e| {
-            Stop::Failed(Failure::Io {
-                task: format!("source `{}`", source.name),
-                what: format!("cannot read {label} at byte offset {position}"),
-                error: e,
-            })
-        })?;
-        if read == 0 {
-            return Ok(());
+/// Reading one file (or stdin) line by line, with its position.
+struct Lines {
+    label: String,
+    file: usize,
+    offset: u64,
+    line: u64,
+}
+
+impl Lines {
+    fn position(&self) -> SourcePosition {
+        SourcePosition::File {
+            file: self.file,
+            offset: self.offset,
+            line: self.line,
         }
-        line_number += 1;
-        position += read as u64;
-        while line.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match outputs.push(Record {
-            payload: line,
-            timestamp: None,
-        }) {
-            Ok(()) => report.records += 1,
-            Err(error) => match source.on_bad_record {
-                OnBadRecord::Fail => {
-                    return Err(Stop::Failed(Failure::BadRecord {
-                        source_name: source.name.clone(),
-                        location: format!("{label}:{line_number}"),
-                        error,
-                    }));
-                }
-                OnBadRecord::Skip => {
-                    report.skipped += 1;
-                    report
-                        .first_skipped
-                        .get_or_insert(format!("{label}:{line_number}"));
-                }
-            },
-        }
-        if outputs.pending() >= BATCH_SIZE || (reader.buffer().is_empty() && outputs.pending() > 0)
-        {
-            outputs.flush().map_err(|_| Stop::Disconnected)?;
+    }
+
+    /// Reads JSON lines; a batch is sent when full, or as soon as no more input is
+    /// buffered, so that records typed on a terminal are processed at once.
+    fn read(
+        &mut self,
+        source: &Source,
+        context: &Context,
+        input: Box<dyn Read + Send>,
+        outputs: &mut Outputs,
+        report: &mut SourceReport,
+    ) -> Result<(), Stop> {
+        let mut reader = BufReader::with_capacity(1 << 16, input);
+        loop {
+            context.poll_trigger(outputs, || self.position())?;
+            let mut line = Vec::new();
+            let read = reader.read_until(b'\n', &mut line).map_err(|e| {
+                Stop::Failed(Failure::Io {
+                    task: format!("source `{}`", source.name),
+                    what: format!("cannot read {} at byte offset {}", self.label, self.offset),
+                    error: e,
+                })
+            })?;
+            if read == 0 {
+                return outputs.flush().map_err(|_| Stop::Disconnected);
+            }
+            self.line += 1;
+            self.offset += read as u64;
+            while line.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match outputs.push(Record {
+                payload: line,
+                timestamp: None,
+            }) {
+                Ok(()) => report.records += 1,
+                Err(error) => match source.on_bad_record {
+                    OnBadRecord::Fail => {
+                        return Err(Stop::Failed(Failure::BadRecord {
+                            source_name: source.name.clone(),
+                            location: format!("{}:{}", self.label, self.line),
+                            error,
+                        }));
+                    }
+                    OnBadRecord::Skip => {
+                        report.skipped += 1;
+                        report
+                            .first_skipped
+                            .get_or_insert(format!("{}:{}", self.label, self.line));
+                    }
+                },
+            }
+            if outputs.pending() >= BATCH_SIZE
+                || (reader.buffer().is_empty() && outputs.pending() > 0)
+            {
+                outputs.flush().map_err(|_| Stop::Disconnected)?;
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
 use super::*;
+use crate::checkpoint::restart::Strategy;
+use crate::dataflow::Mode;
 
 const GOOD: &str = r#"
 [job]
@@ -129,9 +131,45 @@ fn fields_of_another_source_type_are_refused() {
 }
 
 #[test]
-fn sections_of_later_versions_are_refused_not_ignored() {
-    let (_, key, _) = invalid(&format!("{GOOD}\n[checkpoint]\ninterval_ms = 1000\n"));
-    assert_eq!(key, "checkpoint");
+fn checkpoint_and_restart_sections() {
+    let job = parse_str(GOOD).unwrap();
+    assert!(job.checkpoint.is_none());
+    assert_eq!(job.restart, Strategy::None);
+    let text = format!(
+        "{GOOD}\n[checkpoint]\ninterval_ms = 250\nmode = \"at-least-once\"\nretain = 3\ndir = \"chk\"\n"
+    );
+    let job = parse_str(&text).unwrap();
+    let c = job.checkpoint.unwrap();
+    assert_eq!(c.config.interval, std::time::Duration::from_millis(250));
+    assert_eq!(
+        (c.mode, c.config.retain, c.dir),
+        (Mode::AtLeastOnce, 3, "jobs/chk".into())
+    );
+    assert!(
+        matches!(job.restart, Strategy::FixedDelay { attempts: 3, .. }),
+        "default with checkpoints"
+    );
+    let text = format!("{text}\n[restart]\nstrategy = \"failure-rate\"\nmax_failures = 5\n");
+    assert!(matches!(
+        parse_str(&text).unwrap().restart,
+        Strategy::FailureRate {
+            max_failures: 5,
+            ..
+        }
+    ));
+    let (_, key, _) = invalid(&format!("{GOOD}\n[checkpoint]\nmode = \"twice\"\n"));
+    assert_eq!(key, "checkpoint.mode");
+    let stdin = GOOD.replace(
+        "type = \"file\"\npath = \"access.jsonl\"",
+        "type = \"stdin\"",
+    );
+    let (_, key, message) = invalid(&format!("{stdin}\n[checkpoint]\n"));
+    assert_eq!(key, "source.type");
+    assert!(message.contains("cannot be replayed"), "{message}");
+}
+
+#[test]
+fn unknown_backends_are_refused() {
     let (_, key, _) = invalid(&format!("{GOOD}\n[state]\nbackend = \"rocksdb\"\n"));
     assert_eq!(key, "state.backend");
     assert!(parse_str(&format!("{GOOD}\n[state]\nbackend = \"memory\"\n")).is_ok());

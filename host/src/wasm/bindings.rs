@@ -7,6 +7,6 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use exports::weir::operator::guest::Record;
+pub use exports::weir::operator::guest::{Record, TaskInfo};
 pub use weir::operator::log::Level;
 pub use weir::operator::types::StateKind;

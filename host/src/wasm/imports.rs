@@ -95,7 +95,12 @@ pub(super) struct Registry {
 }
 
 impl Registry {
-    fn register(&mut self, name: String, kind: StateKind) -> Result<StateId> {
+    /// The registered states, indexed by id.
+    pub(super) fn states(&self) -> &[(String, StateKind)] {
+        &self.states
+    }
+
+    pub(super) fn register(&mut self, name: String, kind: StateKind) -> Result<StateId> {
         if let Some(id) = self.states.iter().position(|(n, _)| *n == name) {
             let registered = self.states[id].1;
             if registered != kind {

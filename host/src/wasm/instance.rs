@@ -9,7 +9,19 @@ use super::bindings::{self, Operator};
 use super::imports::GuestCtx;
 use super::{LoadedComponent, OperatorError, Runtime};
 use crate::record::{KeyedRecord, Record};
-use crate::state::StateBackend;
+use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
+use crate::state::{BackendSnapshot, StateBackend};
+
+/// Which instance of an operator this is, as the guest's `open` sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskInfo {
+    /// Index among the operator's subtasks.
+    pub subtask: u16,
+    /// Number of subtasks.
+    pub parallelism: u16,
+    /// 0, then one more after each restart.
+    pub attempt: u32,
+}
 
 /// A batch of records for one `process` call.
 pub type Batch = Vec<KeyedRecord>;
@@ -42,10 +54,16 @@ impl OperatorInstance {
     }
 
     /// Calls the guest's `open` with the operator's config as a JSON object.
-    pub fn open(&mut self, config_json: &str) -> Result<(), OperatorError> {
+    pub fn open(&mut self, config_json: &str, task: TaskInfo) -> Result<(), OperatorError> {
         self.store.data_mut().last_error = None;
+        let info = bindings::TaskInfo {
+            operator: self.store.data().operator.clone(),
+            subtask: u32::from(task.subtask),
+            parallelism: u32::from(task.parallelism),
+            attempt: task.attempt,
+        };
         let guest = self.bindings.weir_operator_guest();
-        match guest.call_open(&mut self.store, config_json) {
+        match guest.call_open(&mut self.store, config_json, &info) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(OperatorError::Failed {
                 operator: self.store.data().operator.clone(),
@@ -118,9 +136,61 @@ impl OperatorInstance {
         }
     }
 
-    /// The instance's state backend.
-    pub fn backend(&self) -> &dyn StateBackend {
-        self.store.data().backend.as_ref()
+    /// A point-in-time copy of the instance's state: its registered states, and the
+    /// backend's copy (cheap to take; turn it into a [`Snapshot`] with
+    /// [`into_snapshot`] on another thread).
+    pub fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
+        let ctx = self.store.data();
+        let states = ctx
+            .registry
+            .states()
+            .iter()
+            .map(|(name, kind)| StateInfo {
+                name: name.clone(),
+                kind: *kind,
+            })
+            .collect();
+        (states, ctx.backend.snapshot())
+    }
+
+    /// Loads `snapshot`'s entries for this instance's key groups. States are matched by
+    /// name; call it before `open`.
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), OperatorError> {
+        let ctx = self.store.data_mut();
+        let restore_error = |message: String| OperatorError::Failed {
+            operator: ctx.operator.clone(),
+            message,
+            on_record: None,
+        };
+        let mut ids = Vec::new();
+        for state in &snapshot.states {
+            let id = ctx
+                .registry
+                .register(state.name.clone(), state.kind)
+                .map_err(|e| restore_error(format!("restoring state: {e}")))?;
+            ids.push(id.0);
+        }
+        let range = ctx.backend.key_groups();
+        let groups: Vec<GroupEntries> = snapshot
+            .groups
+            .iter()
+            .filter(|g| range.contains(g.group))
+            .map(|g| GroupEntries {
+                group: g.group,
+                entries: g
+                    .entries
+                    .iter()
+                    .map(|e| Entry {
+                        state: ids[e.state as usize],
+                        key: e.key.clone(),
+                        data: e.data.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        ctx.backend
+            .restore(&groups)
+            .map_err(|e| restore_error(format!("restoring state: {e}")))
     }
 }
 
@@ -149,5 +219,13 @@ fn excerpt(payload: &[u8]) -> String {
         format!("{text}…")
     } else {
         text.into_owned()
+    }
+}
+
+/// Turns an instance's [`OperatorInstance::snapshot`] into a canonical [`Snapshot`].
+pub fn into_snapshot(states: Vec<StateInfo>, backend: Box<dyn BackendSnapshot>) -> Snapshot {
+    Snapshot {
+        states,
+        groups: backend.into_groups(),
     }
 }

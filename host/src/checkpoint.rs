@@ -1,0 +1,15 @@
+//! Checkpoints on disk, the coordinator that takes them, and the restart strategies that
+//! decide whether a failed job goes back to one.
+//!
+//! Layout: `<dir>/<job>/chk-<n>/` holds one state file per operator subtask and, once
+//! the checkpoint is complete, `_metadata`, written last and atomically (temp file,
+//! fsync, rename, directory fsync). A `chk-<n>` without `_metadata` was never completed
+//! and is never restored. Every file carries a format version and a checksum.
+
+pub mod coordinator;
+pub mod metadata;
+pub mod restart;
+pub mod storage;
+
+pub use metadata::{Metadata, SinkState, SourcePosition, StateFile};
+pub use storage::{CheckpointError, Store};

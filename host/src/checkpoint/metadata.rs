@@ -1,0 +1,186 @@
+//! A completed checkpoint's metadata: where each source was, which file holds each
+//! operator subtask's state, and each sink subtask's uncommitted part files.
+//!
+//! File format: a header line `weir-checkpoint <version> <crc32c of the rest, hex>`,
+//! then the metadata as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The metadata format version this host writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER: &str = "weir-checkpoint";
+
+/// What a completed checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The job's name.
+    pub job: String,
+    /// The checkpoint's number.
+    pub checkpoint: u64,
+    /// The job's maximum parallelism (key groups).
+    pub max_parallelism: u16,
+    /// Per source, the position of each subtask.
+    pub sources: BTreeMap<String, Vec<SourcePosition>>,
+    /// Per operator, the state file of each subtask.
+    pub operators: BTreeMap<String, Vec<StateFile>>,
+    /// Per sink, the state of each subtask.
+    pub sinks: BTreeMap<String, Vec<SinkState>>,
+}
+
+/// Where a source subtask resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum SourcePosition {
+    /// In the subtask's `file`-th file (of those it reads), at a byte offset.
+    File {
+        /// Index among the subtask's files.
+        file: usize,
+        /// Byte offset of the next line.
+        offset: u64,
+        /// Number of lines before it (for error messages).
+        line: u64,
+    },
+    /// The next record index of a generator subtask.
+    Generator {
+        /// The next index.
+        next: u64,
+    },
+}
+
+/// One operator subtask's state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// File name inside the checkpoint's directory.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// CRC-32C of its contents.
+    pub crc32c: u32,
+    /// Number of entries.
+    pub entries: u64,
+}
+
+/// One sink subtask's two-phase-commit state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SinkState {
+    /// Pending part files (names inside the sink's directory) that this checkpoint
+    /// commits when it completes, or when a job resumes from it.
+    pub pending: Vec<String>,
+}
+
+/// Why metadata cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetadataError {
+    /// The header line is missing or wrong.
+    #[error("not checkpoint metadata (no `{HEADER}` header)")]
+    Header,
+    /// Another format version.
+    #[error(
+        "metadata format version {0} is not supported (this host reads version {FORMAT_VERSION})"
+    )]
+    Version(u32),
+    /// The checksum does not match.
+    #[error("checksum mismatch: the file is damaged")]
+    Checksum,
+    /// The JSON does not parse.
+    #[error("malformed metadata: {0}")]
+    Json(String),
+}
+
+impl Metadata {
+    /// The metadata file's contents.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = serde_json::to_vec_pretty(self).expect("metadata serializes");
+        let mut out =
+            format!("{HEADER} {FORMAT_VERSION} {:08x}\n", crc32c::crc32c(&body)).into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Parses a metadata file, checking header, version and checksum.
+    pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
+        let newline = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or(MetadataError::Header)?;
+        let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| MetadataError::Header)?;
+        let body = &bytes[newline + 1..];
+        let mut words = header.split(' ');
+        if words.next() != Some(HEADER) {
+            return Err(MetadataError::Header);
+        }
+        let version: u32 = words
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or(MetadataError::Header)?;
+        if version != FORMAT_VERSION {
+            return Err(MetadataError::Version(version));
+        }
+        let crc = words
+            .next()
+            .and_then(|c| u32::from_str_radix(c, 16).ok())
+            .ok_or(MetadataError::Header)?;
+        if crc != crc32c::crc32c(body) {
+            return Err(MetadataError::Checksum);
+        }
+        serde_json::from_slice(body).map_err(|e| MetadataError::Json(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Metadata {
+        Metadata {
+            job: "j".into(),
+            checkpoint: 7,
+            max_parallelism: 128,
+            sources: [(
+                "in".to_string(),
+                vec![SourcePosition::File {
+                    file: 0,
+                    offset: 120,
+                    line: 3,
+                }],
+            )]
+            .into(),
+            operators: [(
+                "count".to_string(),
+                vec![StateFile {
+                    file: "count-0.state".into(),
+                    bytes: 10,
+                    crc32c: 1,
+                    entries: 2,
+                }],
+            )]
+            .into(),
+            sinks: [(
+                "out".to_string(),
+                vec![SinkState {
+                    pending: vec![".part-0-2.pending".into()],
+                }],
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let bytes = sample().encode();
+        assert_eq!(Metadata::decode(&bytes).unwrap(), sample());
+        for len in 0..bytes.len() {
+            assert!(
+                Metadata::decode(&bytes[..len]).is_err(),
+                "truncated to {len}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x04;
+            assert!(Metadata::decode(&damaged).is_err(), "bit flip at {i}");
+        }
+    }
+}

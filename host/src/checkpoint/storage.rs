@@ -1,0 +1,341 @@
+//! The checkpoint directory of one job: writing state files and metadata durably,
+//! finding the latest completed checkpoint, and deleting what is no longer retained.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::metadata::{Metadata, MetadataError, StateFile};
+use crate::state::snapshot::{Snapshot, SnapshotError};
+
+const METADATA: &str = "_metadata";
+
+/// Why a checkpoint cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("{what}: {error}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// The metadata file is damaged.
+    #[error(
+        "{path}: {error}. This checkpoint cannot be restored; move it away to resume from an older one"
+    )]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: MetadataError,
+    },
+    /// A state file is damaged or does not match its metadata.
+    #[error(
+        "{path}: {reason}. This checkpoint cannot be restored; move it away to resume from an older one"
+    )]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> CheckpointError {
+    let what = what.into();
+    move |error| CheckpointError::Io { what, error }
+}
+
+/// The checkpoints of one job: `<dir>/<job>/`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The store of `job` under `dir`.
+    pub fn new(dir: &Path, job: &str) -> Store {
+        Store {
+            root: dir.join(job),
+        }
+    }
+
+    /// The job's checkpoint folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of checkpoint `id`.
+    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
+        self.root.join(format!("chk-{id}"))
+    }
+
+    /// Writes one subtask's state into checkpoint `id`, durably.
+    pub fn write_state(
+        &self,
+        id: u64,
+        file: &str,
+        snapshot: &Snapshot,
+    ) -> Result<StateFile, CheckpointError> {
+        let dir = self.checkpoint_dir(id);
+        fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+        let bytes = snapshot.encode();
+        let path = dir.join(file);
+        write_synced(&path, &bytes)
+            .map_err(io_error(format!("cannot write {}", path.display())))?;
+        Ok(StateFile {
+            file: file.to_string(),
+            bytes: bytes.len() as u64,
+            crc32c: crc32c::crc32c(&bytes),
+            entries: snapshot.entry_count() as u64,
+        })
+    }
+
+    /// Completes checkpoint `metadata.checkpoint`: its metadata is written last and
+    /// atomically (temp file, fsync, rename, directory fsync).
+    pub fn complete(&self, metadata: &Metadata) -> Result<(), CheckpointError> {
+        let dir = self.checkpoint_dir(metadata.checkpoint);
+        fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+        let temp = dir.join(format!("{METADATA}.inprogress"));
+        write_synced(&temp, &metadata.encode())
+            .map_err(io_error(format!("cannot write {}", temp.display())))?;
+        let path = dir.join(METADATA);
+        fs::rename(&temp, &path).map_err(io_error(format!("cannot rename {}", temp.display())))?;
+        sync_dir(&dir).map_err(io_error(format!("cannot sync {}", dir.display())))
+    }
+
+    /// Numbers of the `chk-<n>` folders, ascending.
+    fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(format!("cannot list {}", self.root.display()))(e)),
+        };
+        let mut ids: Vec<u64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Whether checkpoint `id` was completed (has metadata).
+    fn is_complete(&self, id: u64) -> bool {
+        self.checkpoint_dir(id).join(METADATA).is_file()
+    }
+
+    /// The next checkpoint number: after every existing one, complete or not.
+    pub fn next_id(&self) -> Result<u64, CheckpointError> {
+        Ok(self.ids()?.last().map_or(1, |last| last + 1))
+    }
+
+    /// The latest completed checkpoint's metadata, checked. A damaged one is an error,
+    /// never silently skipped.
+    pub fn latest(&self) -> Result<Option<Metadata>, CheckpointError> {
+        let Some(id) = self
+            .ids()?
+            .into_iter()
+            .rev()
+            .find(|id| self.is_complete(*id))
+        else {
+            return Ok(None);
+        };
+        let path = self.checkpoint_dir(id).join(METADATA);
+        let bytes = fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
+        Metadata::decode(&bytes)
+            .map(Some)
+            .map_err(|error| CheckpointError::Metadata { path, error })
+    }
+
+    /// Reads a state file of checkpoint `id`, checking it against its metadata and its
+    /// own checksum.
+    pub fn read_state(&self, id: u64, file: &StateFile) -> Result<Snapshot, CheckpointError> {
+        let path = self.checkpoint_dir(id).join(&file.file);
+        let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
+            path: path.clone(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        let damaged = |reason: String| CheckpointError::State {
+            path: path.clone(),
+            reason,
+        };
+        if bytes.len() as u64 != file.bytes {
+            return Err(damaged(format!(
+                "size {} differs from the {} bytes recorded",
+                bytes.len(),
+                file.bytes
+            )));
+        }
+        if crc32c::crc32c(&bytes) != file.crc32c {
+            return Err(damaged(
+                "checksum differs from the one recorded: the file is damaged".into(),
+            ));
+        }
+        Snapshot::decode(&bytes).map_err(|e: SnapshotError| damaged(e.to_string()))
+    }
+
+    /// Deletes checkpoint `id`'s folder.
+    pub fn discard(&self, id: u64) -> Result<(), CheckpointError> {
+        let dir = self.checkpoint_dir(id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_error(format!("cannot delete {}", dir.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the newest `retain` completed checkpoints and anything newer than the
+    /// newest completed one (possibly in progress); deletes the rest.
+    pub fn retain(&self, retain: usize) -> Result<(), CheckpointError> {
+        let ids = self.ids()?;
+        let completed: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.is_complete(*id))
+            .collect();
+        let Some(&newest) = completed.last() else {
+            return Ok(());
+        };
+        let kept: Vec<u64> = completed
+            .iter()
+            .rev()
+            .take(retain.max(1))
+            .copied()
+            .collect();
+        for id in ids {
+            if id < newest && !kept.contains(&id) {
+                self.discard(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every checkpoint of the job.
+    pub fn discard_all(&self) -> Result<(), CheckpointError> {
+        for id in self.ids()? {
+            self.discard(id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` and syncs the file.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Syncs a directory, so that renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::KeyGroup;
+    use crate::state::StateKind;
+    use crate::state::snapshot::{Entry, GroupEntries, SlotData, StateInfo};
+
+    fn metadata(id: u64) -> Metadata {
+        Metadata {
+            job: "j".into(),
+            checkpoint: id,
+            max_parallelism: 128,
+            sources: Default::default(),
+            operators: Default::default(),
+            sinks: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_checkpoints_with_metadata_are_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "j");
+        assert_eq!(store.latest().unwrap(), None);
+        assert_eq!(store.next_id().unwrap(), 1);
+        store.complete(&metadata(1)).unwrap();
+        // Checkpoint 2 wrote state but never completed.
+        store
+            .write_state(2, "op-0.state", &Snapshot::default())
+            .unwrap();
+        assert_eq!(store.latest().unwrap().map(|m| m.checkpoint), Some(1));
+        assert_eq!(store.next_id().unwrap(), 3);
+    }
+
+    #[test]
+    fn state_files_are_checked_against_their_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "j");
+        let snapshot = Snapshot {
+            states: vec![StateInfo {
+                name: "s".into(),
+                kind: StateKind::Value,
+            }],
+            groups: vec![GroupEntries {
+                group: KeyGroup(1),
+                entries: vec![Entry {
+                    state: 0,
+                    key: b"k".to_vec(),
+                    data: SlotData::Value(b"v".to_vec()),
+                }],
+            }],
+        };
+        let file = store.write_state(1, "op-0.state", &snapshot).unwrap();
+        assert_eq!(store.read_state(1, &file).unwrap(), snapshot);
+        let path = store.checkpoint_dir(1).join("op-0.state");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let err = store.read_state(1, &file).unwrap_err().to_string();
+        assert!(
+            err.contains("op-0.state") && err.contains("damaged"),
+            "{err}"
+        );
+        fs::write(&path, &bytes[..10]).unwrap();
+        assert!(
+            store
+                .read_state(1, &file)
+                .unwrap_err()
+                .to_string()
+                .contains("size 10 differs")
+        );
+    }
+
+    #[test]
+    fn damaged_metadata_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "j");
+        store.complete(&metadata(1)).unwrap();
+        let path = store.checkpoint_dir(1).join(METADATA);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let err = store.latest().unwrap_err().to_string();
+        assert!(
+            err.contains("chk-1/_metadata") && err.contains("checksum"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_completed_and_anything_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "j");
+        for id in 1..=4 {
+            store.complete(&metadata(id)).unwrap();
+        }
+        store
+            .write_state(5, "op-0.state", &Snapshot::default())
+            .unwrap();
+        store.retain(2).unwrap();
+        assert_eq!(store.ids().unwrap(), [3, 4, 5]);
+        store.discard_all().unwrap();
+        assert_eq!(store.ids().unwrap(), Vec::<u64>::new());
+    }
+}
