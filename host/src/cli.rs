@@ -30,6 +30,9 @@ enum Command {
         /// Keeps checkpoints under this directory (overrides `[checkpoint] dir`).
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
+        /// Prints a line for every completed checkpoint.
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -46,11 +49,17 @@ pub fn main() -> ExitCode {
             job,
             parallelism,
             checkpoint_dir,
-        } => run(&job, parallelism, checkpoint_dir.as_deref()),
+            verbose,
+        } => run(&job, parallelism, checkpoint_dir.as_deref(), verbose),
     }
 }
 
-fn run(path: &Path, parallelism: Option<u16>, checkpoint_dir: Option<&Path>) -> ExitCode {
+fn run(
+    path: &Path,
+    parallelism: Option<u16>,
+    checkpoint_dir: Option<&Path>,
+    verbose: bool,
+) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -73,6 +82,9 @@ fn run(path: &Path, parallelism: Option<u16>, checkpoint_dir: Option<&Path>) -> 
         && let Err(e) = job.set_checkpoint_dir(dir)
     {
         return fail(CONFIG, e);
+    }
+    if let Some(checkpoint) = &mut job.checkpoint {
+        checkpoint.config.verbose = verbose;
     }
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,

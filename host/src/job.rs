@@ -464,6 +464,7 @@ impl Validator<'_> {
                 max_concurrent: count(c.max_concurrent.as_ref(), "checkpoint.max_concurrent", 1)?
                     as usize,
                 retain: count(c.retain.as_ref(), "checkpoint.retain", 1)? as usize,
+                verbose: false,
             },
             mode,
             dir: self.resolve(

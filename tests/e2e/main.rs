@@ -4,5 +4,6 @@
 mod bad_input;
 mod examples;
 mod parallel;
+mod recovery;
 mod state_kinds;
 mod support;

@@ -28,6 +28,8 @@ pub struct Config {
     pub max_concurrent: usize,
     /// Completed checkpoints kept.
     pub retain: usize,
+    /// Print a line for every completed checkpoint (`host run --verbose`).
+    pub verbose: bool,
 }
 
 /// A task, by node name and subtask index.
@@ -195,6 +197,13 @@ impl Coordinator {
                             summary.last_bytes = metadata.operators.values().flatten().map(|f| f.bytes).sum();
                             self.store.complete(&metadata)?;
                             summary.completed += 1;
+                            if self.config.verbose {
+                                eprintln!(
+                                    "weir: checkpoint {id} completed in {:?} ({} bytes of state)",
+                                    done.started.elapsed(),
+                                    summary.last_bytes
+                                );
+                            }
                             last_completion = Some(Instant::now());
                             for commit in &self.commits {
                                 let _ = commit.send(id);

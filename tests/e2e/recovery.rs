@@ -1,0 +1,254 @@
+//! Checkpoints and recovery with real processes and real files: injected guest traps
+//! and `kill -9` of the host leave the committed output exactly a failure-free run's.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::{Job, host};
+
+const KEYS: u64 = 1000;
+
+/// A generator (2 subtasks: each key comes from one of them) → sequence checker → file
+/// sink (2 subtasks), checkpointing every `interval_ms`.
+fn sequence_job(count: u64, parallelism: u16, checkpoint: &str, config: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "sequence"
+
+[[source]]
+name = "gen"
+type = "generator"
+count = {count}
+keys = {KEYS}
+parallelism = 2
+
+[[operator]]
+name = "check"
+component = {component:?}
+input = "gen"
+key_by = "/key"
+parallelism = {parallelism}
+[operator.config]
+{config}
+
+[[sink]]
+name = "out"
+type = "file"
+input = "check"
+path = "out"
+parallelism = 2
+
+{checkpoint}
+"#,
+        component = test_artifacts::SEQUENCE_CHECK,
+    )
+}
+
+const EXACTLY_ONCE: &str = "[checkpoint]\ninterval_ms = 10\ndir = \"checkpoints\"\n\n[restart]\nstrategy = \"fixed-delay\"\nattempts = 10\ndelay_ms = 0";
+
+/// What a failure-free run outputs, sorted: every key's numbers, once each.
+fn expected(count: u64) -> Vec<String> {
+    let mut lines: Vec<String> = (0..count)
+        .map(|i| format!("{{\"key\":\"key-{}\",\"seq\":{}}}", i % KEYS, i / KEYS))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn sorted(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// The number before `label` in the job's closing summary.
+fn reported(stderr: &str, label: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.contains("finished:"))
+        .flat_map(|l| l.split(['(', ';']))
+        .find_map(|part| part.trim().strip_suffix(label)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failure_free_run_outputs_every_number_once() {
+    let job = Job::new();
+    let out = job.run(&sequence_job(20_000, 2, "", ""), "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sorted(&job.committed("out")), expected(20_000));
+}
+
+#[test]
+fn exactly_once_state_and_output_survive_injected_traps_at_every_parallelism() {
+    let count = 600_000;
+    for parallelism in [1, 2, 4] {
+        let job = Job::new();
+        let config =
+            format!("fail_attempts = 5\nseed = {parallelism}\nfirst = 3000\nwindow = 30000");
+        let out = job.run(&sequence_job(count, parallelism, EXACTLY_ONCE, &config), "");
+        assert_eq!(out.code, 0, "p={parallelism}: {}", out.stderr);
+        assert_eq!(
+            reported(&out.stderr, "restarts after failures"),
+            5,
+            "p={parallelism}: {}",
+            out.stderr
+        );
+        let checkpoints = reported(&out.stderr, "checkpoints completed");
+        assert!(
+            checkpoints >= 10,
+            "p={parallelism}: only {checkpoints} checkpoints: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("injected failure"), "{}", out.stderr);
+        let output = job.committed("out");
+        assert!(
+            !output.contains("alert"),
+            "p={parallelism}: sequence alerts"
+        );
+        assert_eq!(
+            sorted(&output),
+            expected(count),
+            "p={parallelism}: output differs from a failure-free run"
+        );
+        assert!(
+            !job.path("checkpoints/sequence").join("chk-1").exists(),
+            "a finished job deletes its checkpoints"
+        );
+    }
+}
+
+#[test]
+fn at_least_once_loses_nothing() {
+    let count = 100_000;
+    let job = Job::new();
+    let checkpoint = EXACTLY_ONCE.replace(
+        "interval_ms = 20",
+        "interval_ms = 20\nmode = \"at-least-once\"",
+    );
+    let config = "fail_attempts = 3\nseed = 11\nfirst = 3000\nwindow = 20000\nat_least_once = true";
+    let out = job.run(&sequence_job(count, 2, &checkpoint, config), "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let output = job.committed("out");
+    assert!(!output.contains("alert"), "a number was lost");
+    let duplicates = output.lines().filter(|l| l.contains("duplicate")).count();
+    let mut delivered: Vec<String> = output
+        .lines()
+        .filter(|l| !l.contains("duplicate"))
+        .map(str::to_string)
+        .collect();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(
+        delivered,
+        expected(count),
+        "every number arrives ({duplicates} duplicates)"
+    );
+}
+
+/// Starts `host run --verbose`, kills it with SIGKILL once it has reported `completions`
+/// completed checkpoints, and says whether it had resumed from one.
+fn run_and_kill(job: &Job, completions: usize) -> bool {
+    let path = job.path("job.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--verbose", path.to_str().expect("UTF-8 path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start host");
+    let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut seen = 0;
+    let mut resumed = false;
+    for line in stderr.lines() {
+        let line = line.expect("stderr line");
+        resumed |= line.contains("resuming job");
+        assert!(
+            !line.contains("finished:"),
+            "the job finished before it was killed"
+        );
+        if line.contains("completed in") {
+            seen += 1;
+            if seen == completions {
+                child.kill().expect("kill -9");
+                break;
+            }
+        }
+    }
+    child.wait().expect("reap host");
+    resumed
+}
+
+#[test]
+fn kill_9_at_random_moments_then_resume_gives_exactly_the_output() {
+    let count = 400_000;
+    let job = Job::new();
+    let checkpoint = "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"";
+    job.write("job.toml", &sequence_job(count, 2, checkpoint, ""));
+    // Moments chosen by a fixed seed: after 1 to 3 more completed checkpoints.
+    let mut seed = 0x5eed_u64;
+    for round in 0..5 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let resumed = run_and_kill(&job, 1 + (seed >> 33) as usize % 3);
+        assert_eq!(
+            resumed,
+            round > 0,
+            "round {round}: a restarted run resumes by itself"
+        );
+    }
+    let path = job.path("job.toml");
+    let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("resuming job `sequence` from checkpoint"),
+        "{}",
+        out.stderr
+    );
+    let output = job.committed("out");
+    assert!(!output.contains("alert"));
+    assert_eq!(sorted(&output), expected(count));
+}
+
+#[test]
+fn a_damaged_checkpoint_is_never_restored() {
+    let job = Job::new();
+    let checkpoint = "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"";
+    job.write("job.toml", &sequence_job(400_000, 2, checkpoint, ""));
+    run_and_kill(&job, 2);
+    let root = job.path("checkpoints/sequence");
+    let latest = std::fs::read_dir(&root)
+        .expect("checkpoint folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").is_file())
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        })
+        .expect("a completed checkpoint");
+    let state = latest.join("check-1.state");
+    let mut bytes = std::fs::read(&state).expect("state file");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&state, bytes).expect("damage the state file");
+
+    let path = job.path("job.toml");
+    let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("check-1.state"),
+        "names the file: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("damaged"), "{}", out.stderr);
+    assert_eq!(
+        job.committed("out")
+            .lines()
+            .filter(|l| l.contains("alert"))
+            .count(),
+        0
+    );
+}
