@@ -15,6 +15,10 @@ tasks:
                      (examples: visit-count, consumer-lag, state-machine, dedup)
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
+  bench checkpoints [RECORDS]
+                     keyed count over 1M keys at parallelism 1 and 2, with checkpoints
+                     off, every 1 s and every 100 ms: records/s and ratios, the longest
+                     synchronous part of a checkpoint, and the checkpoint size
 
 Builds go to $CARGO_TARGET_DIR, by default ~/.cache/weir/target, so that clones share
 them: the first build compiles wasmtime and takes several minutes on two cores.";
@@ -27,6 +31,11 @@ fn main() -> ExitCode {
         ["example", name] => setup().and_then(|()| example(name)),
         ["test"] => setup().and_then(|()| test()),
         ["ci"] => setup().and_then(|()| ci()),
+        ["bench", "checkpoints"] => setup().and_then(|()| bench_checkpoints(3_000_000)),
+        ["bench", "checkpoints", records] => match records.parse() {
+            Ok(n) => setup().and_then(|()| bench_checkpoints(n)),
+            Err(_) => Err(format!("RECORDS must be a number, not `{records}`")),
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -186,4 +195,72 @@ fn ci() -> Result {
         "warnings",
     ])?;
     test()
+}
+
+/// Builds the visit-count component and the host, then runs keyed count jobs on a
+/// generator with 1M distinct keys and prints their throughput.
+fn bench_checkpoints(records: u64) -> Result {
+    cargo(&[
+        "build",
+        "--target",
+        "wasm32-wasip2",
+        "--profile",
+        "guest",
+        "-p",
+        "visit-count",
+    ])?;
+    cargo(&["build", "-p", "host"])?;
+    let component = target_dir().join("wasm32-wasip2/guest/visit_count.wasm");
+    let host = target_dir().join("debug/host");
+    let work = env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    println!(
+        "keyed count (visit-count), {records} records, 1000000 keys, memory backend, file sink"
+    );
+    for parallelism in [1, 2] {
+        let mut baseline = None;
+        for interval in [None, Some(1000), Some(100)] {
+            let _ = std::fs::remove_dir_all(&work);
+            std::fs::create_dir_all(&work)
+                .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+            let checkpoint = interval.map_or(String::new(), |ms| {
+                format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
+            });
+            let job = format!(
+                "[job]\nname = \"bench\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\ncount = {records}\n\
+                 keys = 1000000\nkey_field = \"url\"\nparallelism = {parallelism}\n\n[[operator]]\nname = \"count\"\n\
+                 component = {component:?}\ninput = \"gen\"\nkey_by = \"/url\"\nparallelism = {parallelism}\n\n\
+                 [[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"count\"\npath = \"out\"\nparallelism = {parallelism}\n\n{checkpoint}"
+            );
+            let path = work.join("job.toml");
+            std::fs::write(&path, job)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let started = std::time::Instant::now();
+            let output = Command::new(&host)
+                .args(["run", path.to_str().ok_or("non-UTF-8 path")?])
+                .output()
+                .map_err(|e| format!("cannot run the host: {e}"))?;
+            let seconds = started.elapsed().as_secs_f64();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if !output.status.success() {
+                return Err(format!("the benchmark job failed:\n{stderr}"));
+            }
+            let rate = records as f64 / seconds;
+            let ratio = rate / *baseline.get_or_insert(rate);
+            // "N checkpoints completed (…)" from the job's summary line.
+            let checkpoints = stderr
+                .find("checkpoints completed")
+                .map(|at| {
+                    let start = stderr[..at].rfind("; ").map_or(0, |i| i + 2);
+                    let end = stderr[at..].find(')').map_or(stderr.len(), |i| at + i + 1);
+                    stderr[start..end].to_string()
+                })
+                .unwrap_or_else(|| "no checkpoints".into());
+            let label = interval.map_or("off".to_string(), |ms| format!("every {ms} ms"));
+            println!(
+                "p={parallelism} checkpoints {label:>12}: {rate:>10.0} records/s  ratio to off {ratio:.3}  {checkpoints}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
 }
