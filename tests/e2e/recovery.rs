@@ -252,3 +252,24 @@ fn a_damaged_checkpoint_is_never_restored() {
         0
     );
 }
+
+#[test]
+fn checkpoints_that_time_out_are_aborted_and_the_job_goes_on() {
+    let job = Job::new();
+    // No checkpoint can write and sync its files within a millisecond.
+    let checkpoint = "[checkpoint]\ninterval_ms = 5\ntimeout_ms = 1\ndir = \"checkpoints\"";
+    let out = job.run(&sequence_job(100_000, 2, checkpoint, ""), "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("expired after 1ms and was aborted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        reported(&out.stderr, "checkpoints completed"),
+        0,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sorted(&job.committed("out")), expected(100_000));
+}

@@ -3,7 +3,8 @@
 //! and completes *n* by writing its metadata last; then the sinks may commit.
 //!
 //! Invariants: a checkpoint completes only when every source, operator and sink subtask
-//! has acknowledged it; one that outlives its timeout is aborted and its folder deleted;
+//! has acknowledged it; one that outlives its timeout, or that a task declines, is
+//! aborted and its folder deleted, and the next one goes on;
 //! once a source subtask has finished, no new checkpoint is triggered (a finished task
 //! can no longer take part) and pending ones that it had not acknowledged are aborted.
 
@@ -69,6 +70,13 @@ pub enum Report {
     Ack(Ack),
     /// A source subtask reached its end.
     SourceFinished(TaskId),
+    /// A task could not take its part in a checkpoint (writing its state failed).
+    Declined {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// What the coordinator did.
@@ -182,6 +190,13 @@ impl Coordinator {
                             pending.remove(&id);
                             summary.aborted += 1;
                             self.store.discard(id)?;
+                        }
+                    }
+                    Ok(Report::Declined { checkpoint, reason }) => {
+                        if pending.remove(&checkpoint).is_some() {
+                            summary.aborted += 1;
+                            eprintln!("weir: checkpoint {checkpoint} aborted: {reason}");
+                            self.store.discard(checkpoint)?;
                         }
                     }
                     Ok(Report::Ack(ack)) => {

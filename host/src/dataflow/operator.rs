@@ -77,8 +77,12 @@ pub fn run(
                                     state: AckState::Operator { file, sync },
                                 }));
                             }
-                            // Without an acknowledgement the checkpoint times out.
-                            Err(e) => eprintln!("weir: checkpoint {}: {e}", id.0),
+                            Err(e) => {
+                                let _ = reports.send(Report::Declined {
+                                    checkpoint: id.0,
+                                    reason: e.to_string(),
+                                });
+                            }
                         }
                     });
                 }
