@@ -1,10 +1,14 @@
 //! The `host` command line: parses arguments, runs the command, maps the outcome to an
-//! exit code (0 finished, 1 the job failed, 2 usage or configuration error).
+//! exit code (0 finished, 1 the job failed, 2 usage or configuration error, 130 the job
+//! was cancelled by SIGINT or SIGTERM).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::dataflow::{self, Failure, Report};
 use crate::job;
@@ -40,6 +44,8 @@ enum Command {
 const FAILED: u8 = 1;
 /// Exit code of a usage or configuration error (clap uses it for bad arguments too).
 const CONFIG: u8 = 2;
+/// Exit code of a job cancelled by SIGINT or SIGTERM (128 + SIGINT, as shells report).
+const CANCELLED: u8 = 130;
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
@@ -90,7 +96,20 @@ fn run(
         Ok(runtime) => runtime,
         Err(e) => return fail(FAILED, format!("cannot start the Wasm runtime: {e:#}")),
     };
-    match dataflow::run(&job, &runtime) {
+    // The first SIGINT or SIGTERM cancels the job; a second one exits at once.
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(CANCELLED),
+            Arc::clone(&cancel),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&cancel)));
+        if let Err(e) = registered {
+            return fail(FAILED, format!("cannot install the signal handlers: {e}"));
+        }
+    }
+    match dataflow::run(&job, &runtime, &cancel) {
         Ok(report) if report.already_finished => {
             eprintln!(
                 "weir: job `{}` had already finished in a previous run; its output is committed and its checkpoints deleted, so the next run starts afresh",
@@ -104,6 +123,7 @@ fn run(
         }
         Err(failure) => {
             let code = match failure {
+                Failure::Cancelled => CANCELLED,
                 Failure::Operator(OperatorError::Load { .. } | OperatorError::Contract { .. }) => {
                     CONFIG
                 }

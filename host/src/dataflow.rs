@@ -17,7 +17,8 @@ mod source;
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use crate::checkpoint::coordinator::{self, Coordinator};
 use crate::checkpoint::restart::Restarts;
 use crate::checkpoint::{CheckpointError, Metadata, Store};
-use crate::job::{Job, SinkKind};
+use crate::job::{Job, OnCancel, SinkKind};
 use crate::record::{KeySelector, KeyedRecord};
 use crate::state::KeyGroupRange;
 use crate::state::memory::MemoryBackend;
@@ -99,6 +100,9 @@ pub enum Failure {
         /// The panic message.
         message: String,
     },
+    /// The job was cancelled (SIGINT or SIGTERM).
+    #[error("the job was cancelled")]
+    Cancelled,
     /// A checkpoint could not be written or restored.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -116,7 +120,7 @@ pub enum Failure {
 
 impl Failure {
     /// Whether restarting from a checkpoint can get past this failure. Bad input and a
-    /// broken component or checkpoint fail the same way again.
+    /// broken component or checkpoint fail the same way again; a cancellation is wanted.
     fn is_recoverable(&self) -> bool {
         match self {
             Failure::Operator(OperatorError::Trap { .. } | OperatorError::Failed { .. }) => true,
@@ -124,7 +128,8 @@ impl Failure {
             Failure::Operator(_)
             | Failure::BadRecord { .. }
             | Failure::BadOutput { .. }
-            | Failure::Checkpoint(_) => false,
+            | Failure::Checkpoint(_)
+            | Failure::Cancelled => false,
         }
     }
 }
@@ -276,8 +281,9 @@ impl Wiring {
 
 /// Runs `job` to completion: resumes from its latest completed checkpoint if it has
 /// one, and restarts from the latest completed checkpoint after a task failure, as its
-/// restart strategy allows.
-pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
+/// restart strategy allows. Setting `cancel` stops the job (sources stop between two
+/// records) and applies `[checkpoint] on_cancel`.
+pub fn run(job: &Job, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Report, Failure> {
     let store = job
         .checkpoint
         .as_ref()
@@ -303,8 +309,14 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
     let mut checkpoints = coordinator::Summary::default();
     let mut attempt = 0u32;
     loop {
-        let (result, summary) =
-            run_attempt(job, runtime, store.as_ref(), restore.as_ref(), attempt);
+        let (result, summary) = run_attempt(
+            job,
+            runtime,
+            store.as_ref(),
+            restore.as_ref(),
+            attempt,
+            cancel,
+        );
         checkpoints.completed += summary.completed;
         checkpoints.aborted += summary.aborted;
         checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
@@ -319,7 +331,25 @@ pub fn run(job: &Job, runtime: &Runtime) -> Result<Report, Failure> {
                 report.checkpoints = checkpoints;
                 return Ok(report);
             }
-            Err(failure) if failure.is_recoverable() => {
+            Err(Failure::Cancelled) => {
+                if let (Some(store), Some(checkpointing)) = (&store, &job.checkpoint) {
+                    if checkpointing.on_cancel == OnCancel::Delete {
+                        store.discard_all()?;
+                        eprintln!(
+                            "weir: job `{}` cancelled; its checkpoints were deleted (on_cancel = \"delete\")",
+                            job.name
+                        );
+                    } else {
+                        eprintln!(
+                            "weir: job `{}` cancelled; its checkpoints are kept in {}: `host run` resumes from the latest",
+                            job.name,
+                            store.root().display()
+                        );
+                    }
+                }
+                return Err(Failure::Cancelled);
+            }
+            Err(failure) if failure.is_recoverable() && !cancel.load(Ordering::SeqCst) => {
                 let Some(delay) = restarts.on_failure(Instant::now()) else {
                     return Err(failure);
                 };
@@ -423,6 +453,7 @@ fn run_attempt(
     store: Option<&Store>,
     restore: Option<&Metadata>,
     attempt: u32,
+    cancel: &Arc<AtomicBool>,
 ) -> (Result<Report, Failure>, coordinator::Summary) {
     let (reports_tx, reports_rx) = unbounded::<coordinator::Report>();
     let mut coordinator = store
@@ -449,6 +480,7 @@ fn run_attempt(
             attempt,
             coordinator.as_mut(),
             &reports_tx,
+            cancel,
         )
     })();
     let (done_rx, tasks) = match result {
@@ -516,6 +548,7 @@ fn start_tasks(
     attempt: u32,
     mut coordinator: Option<&mut Coordinator>,
     reports: &Sender<coordinator::Report>,
+    cancel: &Arc<AtomicBool>,
 ) -> Result<(Done, usize), Failure> {
     // Every operator subtask is loaded, instantiated, restored and opened before any
     // input is read, so a broken component or checkpoint fails before anything runs.
@@ -665,6 +698,7 @@ fn start_tasks(
                 task,
                 start,
                 checkpoints,
+                cancel: Arc::clone(cancel),
             };
             let source = source.clone();
             spawn(

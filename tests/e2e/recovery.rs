@@ -1,7 +1,7 @@
 //! Checkpoints and recovery with real processes and real files: injected guest traps
 //! and `kill -9` of the host leave the committed output exactly a failure-free run's.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use crate::support::{Job, host};
@@ -147,9 +147,10 @@ fn at_least_once_loses_nothing() {
     );
 }
 
-/// Starts `host run --verbose`, kills it with SIGKILL once it has reported `completions`
-/// completed checkpoints, and says whether it had resumed from one.
-fn run_and_kill(job: &Job, completions: usize) -> bool {
+/// Starts `host run --verbose`, sends it `signal` once it has reported `completions`
+/// completed checkpoints, and returns whether it had resumed from one, its exit code
+/// (none when killed) and the rest of its stderr.
+fn run_and_signal(job: &Job, completions: usize, signal: &str) -> (bool, Option<i32>, String) {
     let path = job.path("job.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["run", "--verbose", path.to_str().expect("UTF-8 path")])
@@ -157,10 +158,10 @@ fn run_and_kill(job: &Job, completions: usize) -> bool {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start host");
-    let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
     let mut seen = 0;
     let mut resumed = false;
-    for line in stderr.lines() {
+    for line in stderr.by_ref().lines() {
         let line = line.expect("stderr line");
         resumed |= line.contains("resuming job");
         assert!(
@@ -170,12 +171,25 @@ fn run_and_kill(job: &Job, completions: usize) -> bool {
         if line.contains("completed in") {
             seen += 1;
             if seen == completions {
-                child.kill().expect("kill -9");
+                let status = Command::new("kill")
+                    .args([signal, &child.id().to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(status.success(), "kill {signal}");
                 break;
             }
         }
     }
-    child.wait().expect("reap host");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("rest of stderr");
+    let status = child.wait().expect("reap host");
+    (resumed, status.code(), rest)
+}
+
+/// Kills `host run` with SIGKILL after `completions` checkpoints.
+fn run_and_kill(job: &Job, completions: usize) -> bool {
+    let (resumed, code, _) = run_and_signal(job, completions, "-KILL");
+    assert_eq!(code, None, "killed by SIGKILL");
     resumed
 }
 
@@ -272,4 +286,45 @@ fn checkpoints_that_time_out_are_aborted_and_the_job_goes_on() {
         out.stderr
     );
     assert_eq!(sorted(&job.committed("out")), expected(100_000));
+}
+
+#[test]
+fn sigterm_cancels_keeping_or_deleting_checkpoints_as_on_cancel_says() {
+    let count = 400_000;
+    let job = Job::new();
+    job.write(
+        "job.toml",
+        &sequence_job(
+            count,
+            2,
+            "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
+            "",
+        ),
+    );
+    let (_, code, stderr) = run_and_signal(&job, 2, "-TERM");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("cancelled; its checkpoints are kept in"),
+        "{stderr}"
+    );
+    let path = job.path("job.toml");
+    let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("resuming job `sequence` from checkpoint"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sorted(&job.committed("out")), expected(count));
+
+    let job = Job::new();
+    let checkpoint =
+        "[checkpoint]\ninterval_ms = 30\non_cancel = \"delete\"\ndir = \"checkpoints\"";
+    job.write("job.toml", &sequence_job(count, 2, checkpoint, ""));
+    let (_, code, stderr) = run_and_signal(&job, 2, "-TERM");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("its checkpoints were deleted"), "{stderr}");
+    let left = std::fs::read_dir(job.path("checkpoints/sequence")).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "no checkpoint left");
 }

@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -35,15 +37,21 @@ pub struct Context {
     pub start: Option<SourcePosition>,
     /// Present when the job checkpoints.
     pub checkpoints: Option<Checkpoints>,
+    /// Set when the job is cancelled.
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl Context {
-    /// Injects a barrier if one was asked for, with `position` as this source's part.
+    /// Between two records: stops if the job was cancelled, and injects a barrier if
+    /// one was asked for, with `position` as this source's part.
     fn poll_trigger(
         &self,
         outputs: &mut Outputs,
         position: impl FnOnce() -> SourcePosition,
     ) -> Result<(), Stop> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Stop::Failed(Failure::Cancelled));
+        }
         let Some(checkpoints) = &self.checkpoints else {
             return Ok(());
         };
