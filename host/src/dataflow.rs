@@ -309,14 +309,14 @@ pub fn run(job: &Job, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Rep
     let mut checkpoints = coordinator::Summary::default();
     let mut attempt = 0u32;
     loop {
-        let (result, summary) = run_attempt(
+        let (result, summary) = run_attempt(Attempt {
             job,
             runtime,
-            store.as_ref(),
-            restore.as_ref(),
-            attempt,
+            store: store.as_ref(),
+            restore: restore.as_ref(),
+            number: attempt,
             cancel,
-        );
+        });
         checkpoints.completed += summary.completed;
         checkpoints.aborted += summary.aborted;
         checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
@@ -446,15 +446,22 @@ fn finish_previous(store: &Store) -> Result<bool, Failure> {
     Ok(true)
 }
 
-/// One run of the job's tasks, from `restore` if given.
-fn run_attempt(
-    job: &Job,
-    runtime: &Runtime,
-    store: Option<&Store>,
-    restore: Option<&Metadata>,
-    attempt: u32,
-    cancel: &Arc<AtomicBool>,
-) -> (Result<Report, Failure>, coordinator::Summary) {
+/// What one attempt of a job runs from.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    job: &'a Job,
+    runtime: &'a Runtime,
+    store: Option<&'a Store>,
+    /// The checkpoint to restore, if any.
+    restore: Option<&'a Metadata>,
+    /// 0, then one more after each restart.
+    number: u32,
+    cancel: &'a Arc<AtomicBool>,
+}
+
+/// One run of the job's tasks, from `attempt.restore` if given.
+fn run_attempt(attempt: Attempt<'_>) -> (Result<Report, Failure>, coordinator::Summary) {
+    let Attempt { job, store, .. } = attempt;
     let (reports_tx, reports_rx) = unbounded::<coordinator::Report>();
     let mut coordinator = store
         .zip(job.checkpoint.as_ref())
@@ -472,16 +479,7 @@ fn run_attempt(
         if let Some(c) = &mut coordinator {
             c.first_id = c.store.next_id()?;
         }
-        start_tasks(
-            job,
-            runtime,
-            store,
-            restore,
-            attempt,
-            coordinator.as_mut(),
-            &reports_tx,
-            cancel,
-        )
+        start_tasks(attempt, coordinator.as_mut(), &reports_tx)
     })();
     let (done_rx, tasks) = match result {
         Ok(started) => started,
@@ -541,15 +539,18 @@ type Done = mpsc::Receiver<Result<TaskReport, Stop>>;
 /// Instantiates, restores and opens every operator subtask, readies the sinks'
 /// directories, and starts every task; returns where they report and how many there are.
 fn start_tasks(
-    job: &Job,
-    runtime: &Runtime,
-    store: Option<&Store>,
-    restore: Option<&Metadata>,
-    attempt: u32,
+    attempt: Attempt<'_>,
     mut coordinator: Option<&mut Coordinator>,
     reports: &Sender<coordinator::Report>,
-    cancel: &Arc<AtomicBool>,
 ) -> Result<(Done, usize), Failure> {
+    let Attempt {
+        job,
+        runtime,
+        store,
+        restore,
+        number: attempt,
+        cancel,
+    } = attempt;
     // Every operator subtask is loaded, instantiated, restored and opened before any
     // input is read, so a broken component or checkpoint fails before anything runs.
     let mut instances = Vec::new();
