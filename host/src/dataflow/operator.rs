@@ -2,9 +2,11 @@
 //! at a checkpoint, take the state's copy, forward the barrier, and write the copy on
 //! another thread.
 //!
-//! Invariant: the snapshot for checkpoint *n* is taken after every record before
+//! Invariants: the snapshot for checkpoint *n* is taken after every record before
 //! barrier *n* was processed and before any record after it (alignment guarantees the
 //! inputs; this task does the rest in order), and the barrier is forwarded only after.
+//! A task ends only after its writer threads have: no write of a failed attempt can land
+//! in a checkpoint folder that a later attempt reuses.
 
 use std::time::Instant;
 
@@ -37,6 +39,7 @@ pub fn run(
         name: task.0.clone(),
         ..OperatorReport::default()
     };
+    let mut writers = Writers(Vec::new());
     while let Some(event) = inputs.next()? {
         match event {
             Event::Batch(batch) => {
@@ -67,7 +70,8 @@ pub fn run(
                         task.clone(),
                     );
                     // The asynchronous part: the task goes on while the state is written.
-                    std::thread::spawn(move || {
+                    writers.0.retain(|w| !w.is_finished());
+                    writers.0.push(std::thread::spawn(move || {
                         let file = format!("{}-{}.state", task.0, task.1);
                         match store.write_state(id.0, &file, &into_snapshot(states, copy)) {
                             Ok(file) => {
@@ -84,7 +88,7 @@ pub fn run(
                                 });
                             }
                         }
-                    });
+                    }));
                 }
             }
             Event::Committed(_) => {}
@@ -93,4 +97,15 @@ pub fn run(
     instance.close().map_err(|e| Stop::Failed(e.into()))?;
     outputs.end().map_err(|_| Stop::Disconnected)?;
     Ok(report)
+}
+
+/// A task's checkpoint writer threads, joined when the task ends, however it ends.
+struct Writers(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        for writer in self.0.drain(..) {
+            let _ = writer.join();
+        }
+    }
 }
