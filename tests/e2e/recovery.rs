@@ -328,3 +328,67 @@ fn sigterm_cancels_keeping_or_deleting_checkpoints_as_on_cancel_says() {
     let left = std::fs::read_dir(job.path("checkpoints/sequence")).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no checkpoint left");
 }
+
+/// Runs the job to completion with `host run -p <parallelism>`.
+fn resume_with(job: &Job, parallelism: &str) -> crate::support::Outcome {
+    let path = job.path("job.toml");
+    host(
+        &["run", path.to_str().expect("UTF-8 path"), "-p", parallelism],
+        "",
+    )
+}
+
+#[test]
+fn a_checkpoint_resumes_at_another_parallelism() {
+    let count = 400_000;
+    for (from, to) in [(2, "4"), (4, "2"), (3, "1")] {
+        let job = Job::new();
+        job.write(
+            "job.toml",
+            &sequence_job(
+                count,
+                from,
+                "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
+                "",
+            ),
+        );
+        run_and_kill(&job, 2);
+        let out = resume_with(&job, to);
+        assert_eq!(out.code, 0, "{from}→{to}: {}", out.stderr);
+        assert!(out.stderr.contains("resuming job"), "{}", out.stderr);
+        let output = job.committed("out");
+        assert!(
+            !output.contains("alert"),
+            "{from}→{to}: state was lost or repeated"
+        );
+        assert_eq!(sorted(&output), expected(count), "{from}→{to}");
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_max_parallelism_is_refused() {
+    let job = Job::new();
+    let text = sequence_job(
+        400_000,
+        2,
+        "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
+        "",
+    );
+    job.write("job.toml", &text);
+    run_and_kill(&job, 1);
+    job.write(
+        "job.toml",
+        &text.replace(
+            "name = \"sequence\"",
+            "name = \"sequence\"\nmax_parallelism = 64",
+        ),
+    );
+    let out = resume_with(&job, "2");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("taken with max_parallelism 128, but the job has 64"),
+        "{}",
+        out.stderr
+    );
+}
