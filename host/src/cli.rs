@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::dataflow::{self, Failure, Report};
+use crate::inspect::{Checkpoint, InspectError};
 use crate::job;
 use crate::wasm::{OperatorError, Runtime};
 
@@ -38,6 +39,17 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Shows what a checkpoint holds, without the operators' code.
+    State {
+        /// A checkpoint folder (`chk-<n>`), or a job's checkpoint folder (its latest).
+        path: PathBuf,
+        /// Show one key's state in this operator (with --key).
+        #[arg(long, requires = "key")]
+        operator: Option<String>,
+        /// The key, as `key_by` extracts it (a string's text, or other values' JSON).
+        #[arg(long, requires = "operator")]
+        key: Option<String>,
+    },
 }
 
 /// Exit code of a job that failed while running.
@@ -57,6 +69,11 @@ pub fn main() -> ExitCode {
             checkpoint_dir,
             verbose,
         } => run(&job, parallelism, checkpoint_dir.as_deref(), verbose),
+        Command::State {
+            path,
+            operator,
+            key,
+        } => state(&path, operator.as_deref().zip(key.as_deref())),
     }
 }
 
@@ -131,6 +148,25 @@ fn run(
             };
             fail(code, format!("job `{}` failed: {failure}", job.name))
         }
+    }
+}
+
+fn state(path: &Path, key: Option<(&str, &str)>) -> ExitCode {
+    let checkpoint = match Checkpoint::open(path) {
+        Ok(checkpoint) => checkpoint,
+        Err(e @ InspectError::NotACheckpoint(_)) => return fail(CONFIG, e.to_string()),
+        Err(e) => return fail(FAILED, e.to_string()),
+    };
+    let shown = match key {
+        None => Ok(checkpoint.summary()),
+        Some((operator, key)) => checkpoint.key(operator, key),
+    };
+    match shown {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(CONFIG, e.to_string()),
     }
 }
 

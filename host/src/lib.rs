@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod dataflow;
+pub mod inspect;
 pub mod job;
 pub mod record;
 pub mod state;

@@ -392,3 +392,64 @@ fn a_checkpoint_of_another_max_parallelism_is_refused() {
         out.stderr
     );
 }
+
+#[test]
+fn host_state_shows_a_checkpoint_without_the_operators_code() {
+    let job = Job::new();
+    job.write(
+        "job.toml",
+        &sequence_job(
+            400_000,
+            2,
+            "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
+            "",
+        ),
+    );
+    run_and_kill(&job, 2);
+    let root = job.path("checkpoints/sequence");
+    let root = root.to_str().expect("UTF-8 path");
+
+    let out = host(&["state", root], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("of job `sequence` (max_parallelism 128)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("operator `check`: 2 state files"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("state `last` (value): 1000 keys"),
+        "{}",
+        out.stdout
+    );
+
+    let out = host(
+        &["state", root, "--operator", "check", "--key", "key-7"],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let last: u64 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("last (value): "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no value for key-7: {}", out.stdout));
+    assert!(last < 400, "{last}");
+
+    let out = host(&["state", root, "--operator", "nope", "--key", "k"], "");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("no operator `nope` in this checkpoint; it has: `check`"),
+        "{}",
+        out.stderr
+    );
+    let out = host(&["state", job.path("").to_str().expect("UTF-8 path")], "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no checkpoint here"), "{}", out.stderr);
+}

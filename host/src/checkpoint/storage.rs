@@ -131,49 +131,28 @@ impl Store {
         Ok(self.ids()?.last().map_or(1, |last| last + 1))
     }
 
-    /// The latest completed checkpoint's metadata, checked. A damaged one is an error,
-    /// never silently skipped.
-    pub fn latest(&self) -> Result<Option<Metadata>, CheckpointError> {
-        let Some(id) = self
+    /// The latest completed checkpoint's folder, if any.
+    pub fn latest_dir(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        let latest = self
             .ids()?
             .into_iter()
             .rev()
-            .find(|id| self.is_complete(*id))
-        else {
-            return Ok(None);
-        };
-        let path = self.checkpoint_dir(id).join(METADATA);
-        let bytes = fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
-        Metadata::decode(&bytes)
-            .map(Some)
-            .map_err(|error| CheckpointError::Metadata { path, error })
+            .find(|id| self.is_complete(*id));
+        Ok(latest.map(|id| self.checkpoint_dir(id)))
+    }
+
+    /// The latest completed checkpoint's metadata, checked. A damaged one is an error,
+    /// never silently skipped.
+    pub fn latest(&self) -> Result<Option<Metadata>, CheckpointError> {
+        self.latest_dir()?
+            .map(|dir| read_metadata(&dir))
+            .transpose()
     }
 
     /// Reads a state file of checkpoint `id`, checking it against its metadata and its
     /// own checksum.
     pub fn read_state(&self, id: u64, file: &StateFile) -> Result<Snapshot, CheckpointError> {
-        let path = self.checkpoint_dir(id).join(&file.file);
-        let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
-            path: path.clone(),
-            reason: format!("cannot read it: {e}"),
-        })?;
-        let damaged = |reason: String| CheckpointError::State {
-            path: path.clone(),
-            reason,
-        };
-        if bytes.len() as u64 != file.bytes {
-            return Err(damaged(format!(
-                "size {} differs from the {} bytes recorded",
-                bytes.len(),
-                file.bytes
-            )));
-        }
-        if crc32c::crc32c(&bytes) != file.crc32c {
-            return Err(damaged(
-                "checksum differs from the one recorded: the file is damaged".into(),
-            ));
-        }
-        Snapshot::decode(&bytes).map_err(|e: SnapshotError| damaged(e.to_string()))
+        read_state_file(&self.checkpoint_dir(id), file)
     }
 
     /// Deletes checkpoint `id`'s folder.
@@ -220,6 +199,40 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Reads the metadata of the checkpoint in `dir`, checking it.
+pub fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
+    let path = dir.join(METADATA);
+    let bytes = fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
+    Metadata::decode(&bytes).map_err(|error| CheckpointError::Metadata { path, error })
+}
+
+/// Reads a state file of the checkpoint in `dir`, checking it against its metadata (size
+/// and CRC) and its own header and checksum.
+pub fn read_state_file(dir: &Path, file: &StateFile) -> Result<Snapshot, CheckpointError> {
+    let path = dir.join(&file.file);
+    let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
+        path: path.clone(),
+        reason: format!("cannot read it: {e}"),
+    })?;
+    let damaged = |reason: String| CheckpointError::State {
+        path: path.clone(),
+        reason,
+    };
+    if bytes.len() as u64 != file.bytes {
+        return Err(damaged(format!(
+            "size {} differs from the {} bytes recorded",
+            bytes.len(),
+            file.bytes
+        )));
+    }
+    if crc32c::crc32c(&bytes) != file.crc32c {
+        return Err(damaged(
+            "checksum differs from the one recorded: the file is damaged".into(),
+        ));
+    }
+    Snapshot::decode(&bytes).map_err(|e: SnapshotError| damaged(e.to_string()))
 }
 
 /// Writes `bytes` to `path` and syncs the file.

@@ -1,0 +1,226 @@
+//! Reading a checkpoint without the operators' code (`host state`): what each operator
+//! keeps, and one key's state, shown as JSON where the bytes are JSON.
+//!
+//! Every file is checked (metadata header and CRC, state file size and CRC) before
+//! anything is shown, as for a restore.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::storage::{read_metadata, read_state_file};
+use crate::checkpoint::{CheckpointError, Metadata};
+use crate::state::KeyGroup;
+use crate::state::snapshot::{SlotData, Snapshot};
+
+/// A checkpoint opened for reading.
+pub struct Checkpoint {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its metadata.
+    pub metadata: Metadata,
+    /// Per operator, the snapshots of its subtasks.
+    pub operators: BTreeMap<String, Vec<Snapshot>>,
+}
+
+/// Why a checkpoint cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// A file is missing or damaged.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// `PATH` is neither a checkpoint nor a folder of checkpoints.
+    #[error(
+        "{0}: no checkpoint here (expected a chk-<n> folder with _metadata, or a job's checkpoint folder)"
+    )]
+    NotACheckpoint(PathBuf),
+    /// The operator is not in the checkpoint.
+    #[error("no operator `{name}` in this checkpoint; it has: {known}")]
+    NoOperator {
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: String,
+    },
+}
+
+impl Checkpoint {
+    /// Opens the checkpoint in `path`: a `chk-<n>` folder, or a job's checkpoint folder
+    /// (its latest completed checkpoint).
+    pub fn open(path: &Path) -> Result<Checkpoint, InspectError> {
+        let dir = if path.join("_metadata").is_file() {
+            path.to_path_buf()
+        } else {
+            // A job's checkpoint folder `<dir>/<job>` is the store of job "" under it.
+            crate::checkpoint::Store::new(path, "")
+                .latest_dir()?
+                .ok_or_else(|| InspectError::NotACheckpoint(path.to_path_buf()))?
+        };
+        let metadata = read_metadata(&dir)?;
+        let mut operators = BTreeMap::new();
+        for (name, files) in &metadata.operators {
+            let snapshots = files
+                .iter()
+                .map(|file| read_state_file(&dir, file))
+                .collect::<Result<Vec<_>, _>>()?;
+            operators.insert(name.clone(), snapshots);
+        }
+        Ok(Checkpoint {
+            dir,
+            metadata,
+            operators,
+        })
+    }
+
+    /// Every operator's states: kind, number of keys and bytes.
+    pub fn summary(&self) -> String {
+        let m = &self.metadata;
+        let mut out = format!(
+            "checkpoint {} of job `{}` (max_parallelism {}): {}\n",
+            m.checkpoint,
+            m.job,
+            m.max_parallelism,
+            self.dir.display()
+        );
+        for (name, snapshots) in &self.operators {
+            let bytes: u64 = m
+                .operators
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|f| f.bytes)
+                .sum();
+            let _ = writeln!(
+                out,
+                "operator `{name}`: {} state files, {bytes} bytes",
+                snapshots.len()
+            );
+            // Per state name: kind, keys, bytes of keys and values.
+            let mut states: BTreeMap<&str, (&'static str, u64, u64)> = BTreeMap::new();
+            for snapshot in snapshots {
+                for state in &snapshot.states {
+                    states
+                        .entry(&state.name)
+                        .or_insert((state.kind.name(), 0, 0));
+                }
+                for entry in snapshot.groups.iter().flat_map(|g| &g.entries) {
+                    let state = &snapshot.states[entry.state as usize];
+                    let totals = states
+                        .entry(&state.name)
+                        .or_insert((state.kind.name(), 0, 0));
+                    totals.1 += 1;
+                    totals.2 += (entry.key.len() + data_len(&entry.data)) as u64;
+                }
+            }
+            for (state, (kind, keys, bytes)) in states {
+                let _ = writeln!(
+                    out,
+                    "  state `{state}` ({kind}): {keys} keys, {bytes} bytes"
+                );
+            }
+        }
+        for (name, positions) in &m.sources {
+            let _ = writeln!(
+                out,
+                "source `{name}`: {}",
+                serde_json::to_string(positions).unwrap_or_default()
+            );
+        }
+        out
+    }
+
+    /// The state of `key` in `operator`, one line per state that has it.
+    pub fn key(&self, operator: &str, key: &str) -> Result<String, InspectError> {
+        let snapshots = self
+            .operators
+            .get(operator)
+            .ok_or_else(|| InspectError::NoOperator {
+                name: operator.to_string(),
+                known: self
+                    .operators
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let group = KeyGroup::of(key.as_bytes(), self.metadata.max_parallelism);
+        let mut out = format!("operator `{operator}`, key `{key}` (key group {group}):\n");
+        let mut found = false;
+        for snapshot in snapshots {
+            let entries = snapshot
+                .groups
+                .iter()
+                .filter(|g| g.group == group)
+                .flat_map(|g| &g.entries)
+                .filter(|e| e.key == key.as_bytes());
+            for entry in entries {
+                found = true;
+                let state = &snapshot.states[entry.state as usize];
+                let _ = writeln!(
+                    out,
+                    "  {} ({}): {}",
+                    state.name,
+                    state.kind.name(),
+                    render_data(&entry.data)
+                );
+            }
+        }
+        if !found {
+            out += "  no state\n";
+        }
+        Ok(out)
+    }
+}
+
+fn data_len(data: &SlotData) -> usize {
+    match data {
+        SlotData::Value(v) => v.len(),
+        SlotData::List(l) => l.iter().map(Vec::len).sum(),
+        SlotData::Map(m) => m.iter().map(|(k, v)| k.len() + v.len()).sum(),
+    }
+}
+
+/// JSON bytes as JSON; anything else as `0x…` hex.
+fn render(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => value.to_string(),
+        Err(_) => format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    }
+}
+
+fn render_data(data: &SlotData) -> String {
+    match data {
+        SlotData::Value(v) => render(v),
+        SlotData::List(l) => format!(
+            "[{}]",
+            l.iter().map(|e| render(e)).collect::<Vec<_>>().join(", ")
+        ),
+        SlotData::Map(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", render(k), render(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_json_as_json_and_other_bytes_as_hex() {
+        assert_eq!(render(br#"{"a": 1}"#), r#"{"a":1}"#);
+        assert_eq!(render(&[0xff, 0x01]), "0xff01");
+        let map = SlotData::Map(vec![(b"\"k\"".to_vec(), b"2".to_vec())]);
+        assert_eq!(render_data(&map), r#"{"k": 2}"#);
+        assert_eq!(
+            render_data(&SlotData::List(vec![b"1".to_vec(), b"x".to_vec()])),
+            "[1, 0x78]"
+        );
+    }
+}
