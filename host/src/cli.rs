@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::dataflow::{self, Failure, Report};
+use crate::dataflow::{self, Failure, Report, Start};
 use crate::inspect::{Checkpoint, InspectError};
 use crate::job;
 use crate::wasm::{OperatorError, Runtime};
@@ -38,6 +38,13 @@ enum Command {
         /// Prints a line for every completed checkpoint.
         #[arg(short, long)]
         verbose: bool,
+        /// Starts from this savepoint or completed checkpoint folder.
+        #[arg(long, value_name = "PATH")]
+        from_savepoint: Option<PathBuf>,
+        /// With --from-savepoint: start even if it holds state of operators the job no
+        /// longer has (that state is dropped).
+        #[arg(long, requires = "from_savepoint")]
+        allow_non_restored_state: bool,
     },
     /// Shows what a checkpoint holds, without the operators' code.
     State {
@@ -68,7 +75,21 @@ pub fn main() -> ExitCode {
             parallelism,
             checkpoint_dir,
             verbose,
-        } => run(&job, parallelism, checkpoint_dir.as_deref(), verbose),
+            from_savepoint,
+            allow_non_restored_state,
+        } => {
+            let start = Start {
+                from_savepoint,
+                allow_non_restored_state,
+            };
+            run(
+                &job,
+                parallelism,
+                checkpoint_dir.as_deref(),
+                verbose,
+                &start,
+            )
+        }
         Command::State {
             path,
             operator,
@@ -82,6 +103,7 @@ fn run(
     parallelism: Option<u16>,
     checkpoint_dir: Option<&Path>,
     verbose: bool,
+    start: &Start,
 ) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -126,7 +148,7 @@ fn run(
             return fail(FAILED, format!("cannot install the signal handlers: {e}"));
         }
     }
-    match dataflow::run(&job, &runtime, &cancel) {
+    match dataflow::run(&job, &runtime, start, &cancel) {
         Ok(report) if report.already_finished => {
             eprintln!(
                 "weir: job `{}` had already finished in a previous run; its output is committed and its checkpoints deleted, so the next run starts afresh",
@@ -141,6 +163,7 @@ fn run(
         Err(failure) => {
             let code = match failure {
                 Failure::Cancelled => CANCELLED,
+                Failure::Restore { .. } => CONFIG,
                 Failure::Operator(OperatorError::Load { .. } | OperatorError::Contract { .. }) => {
                     CONFIG
                 }

@@ -106,6 +106,14 @@ pub enum Failure {
     /// A checkpoint could not be written or restored.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A checkpoint or savepoint does not fit the job.
+    #[error("cannot restore {}: {reason}", path.display())]
+    Restore {
+        /// Its folder.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Reading or writing a file or stream failed.
     #[error("{task}: {what}: {error}")]
     Io {
@@ -129,6 +137,7 @@ impl Failure {
             | Failure::BadRecord { .. }
             | Failure::BadOutput { .. }
             | Failure::Checkpoint(_)
+            | Failure::Restore { .. }
             | Failure::Cancelled => false,
         }
     }
@@ -283,7 +292,12 @@ impl Wiring {
 /// one, and restarts from the latest completed checkpoint after a task failure, as its
 /// restart strategy allows. Setting `cancel` stops the job (sources stop between two
 /// records) and applies `[checkpoint] on_cancel`.
-pub fn run(job: &Job, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Report, Failure> {
+pub fn run(
+    job: &Job,
+    runtime: &Runtime,
+    start: &Start,
+    cancel: &Arc<AtomicBool>,
+) -> Result<Report, Failure> {
     let store = job
         .checkpoint
         .as_ref()
@@ -296,13 +310,29 @@ pub fn run(job: &Job, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Rep
             ..Report::default()
         });
     }
-    let mut restore = latest(job, store.as_ref())?;
-    let resumed_from = restore.as_ref().map(|m| m.checkpoint);
-    if let (Some(store), Some(id)) = (&store, resumed_from) {
+    // Restarts go back to the savepoint until this run has completed a checkpoint.
+    let savepoint = start
+        .from_savepoint
+        .as_deref()
+        .map(|dir| open_restore(job, dir, start.allow_non_restored_state))
+        .transpose()?;
+    let first_own = store.as_ref().map(Store::next_id).transpose()?.unwrap_or(0);
+    let latest_or_savepoint = || -> Result<Option<Restore>, Failure> {
+        match latest(job, store.as_ref())? {
+            Some(own) if savepoint.is_none() || own.metadata.checkpoint >= first_own => {
+                Ok(Some(own))
+            }
+            _ => Ok(savepoint.clone()),
+        }
+    };
+    let mut restore = latest_or_savepoint()?;
+    let resumed_from = restore.as_ref().map(|r| r.metadata.checkpoint);
+    if let Some(r) = &restore {
         eprintln!(
-            "weir: resuming job `{}` from checkpoint {id} ({})",
+            "weir: resuming job `{}` from checkpoint {} ({})",
             job.name,
-            store.checkpoint_dir(id).display()
+            r.metadata.checkpoint,
+            r.dir.display()
         );
     }
     let mut restarts = Restarts::new(job.restart.clone());
@@ -353,9 +383,9 @@ pub fn run(job: &Job, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Rep
                 let Some(delay) = restarts.on_failure(Instant::now()) else {
                     return Err(failure);
                 };
-                restore = latest(job, store.as_ref())?;
+                restore = latest_or_savepoint()?;
                 let from = match &restore {
-                    Some(m) => format!("from checkpoint {}", m.checkpoint),
+                    Some(r) => format!("from checkpoint {}", r.metadata.checkpoint),
                     None => "from the start".into(),
                 };
                 eprintln!(
@@ -371,23 +401,68 @@ pub fn run(job: &Job, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Rep
     }
 }
 
-/// The latest completed checkpoint, checked against the job.
-fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Metadata>, Failure> {
-    let Some(metadata) = store.map(Store::latest).transpose()?.flatten() else {
-        return Ok(None);
+/// Where a run starts when not from the job's own latest checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// A savepoint (or any completed checkpoint's folder) to start from.
+    pub from_savepoint: Option<PathBuf>,
+    /// Start even if the savepoint holds state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
+}
+
+/// A completed checkpoint or savepoint to restore, and its folder.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// The folder holding `_metadata` and the state files.
+    pub dir: PathBuf,
+    /// Its metadata.
+    pub metadata: Metadata,
+}
+
+/// The job's latest completed checkpoint, checked against the job.
+fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Restore>, Failure> {
+    match store.map(Store::latest_dir).transpose()?.flatten() {
+        Some(dir) => open_restore(job, &dir, true).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Opens the checkpoint or savepoint in `dir` for `job`: its maximum parallelism must
+/// match, and (unless allowed) it must hold no state of operators the job lacks.
+fn open_restore(
+    job: &Job,
+    dir: &std::path::Path,
+    allow_non_restored_state: bool,
+) -> Result<Restore, Failure> {
+    let metadata = crate::checkpoint::storage::read_metadata(dir)?;
+    let refuse = |reason: String| {
+        Err(Failure::Restore {
+            path: dir.to_path_buf(),
+            reason,
+        })
     };
     if metadata.max_parallelism != job.max_parallelism {
-        return Err(Failure::Checkpoint(CheckpointError::State {
-            path: store
-                .map(|s| s.checkpoint_dir(metadata.checkpoint))
-                .unwrap_or_default(),
-            reason: format!(
-                "taken with max_parallelism {}, but the job has {}: the maximum parallelism is fixed for the life of a job",
-                metadata.max_parallelism, job.max_parallelism
-            ),
-        }));
+        return refuse(format!(
+            "taken with max_parallelism {}, but the job has {}: the maximum parallelism is fixed for the life of a job",
+            metadata.max_parallelism, job.max_parallelism
+        ));
     }
-    Ok(Some(metadata))
+    let gone: Vec<String> = metadata
+        .operators
+        .keys()
+        .filter(|name| !job.operators.iter().any(|o| &o.name == *name))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    if !gone.is_empty() && !allow_non_restored_state {
+        return refuse(format!(
+            "it holds state of operators the job no longer has: {}. Pass --allow-non-restored-state to start without it",
+            gone.join(", ")
+        ));
+    }
+    Ok(Restore {
+        dir: dir.to_path_buf(),
+        metadata,
+    })
 }
 
 const FINISHED: &str = "_finished";
@@ -453,7 +528,7 @@ struct Attempt<'a> {
     runtime: &'a Runtime,
     store: Option<&'a Store>,
     /// The checkpoint to restore, if any.
-    restore: Option<&'a Metadata>,
+    restore: Option<&'a Restore>,
     /// 0, then one more after each restart.
     number: u32,
     cancel: &'a Arc<AtomicBool>,
@@ -546,25 +621,26 @@ fn start_tasks(
     let Attempt {
         job,
         runtime,
-        store,
         restore,
         number: attempt,
         cancel,
+        ..
     } = attempt;
     // Every operator subtask is loaded, instantiated, restored and opened before any
     // input is read, so a broken component or checkpoint fails before anything runs.
     let mut instances = Vec::new();
     for op in &job.operators {
         let component = runtime.load(&op.component)?;
-        let snapshots = match (store, restore) {
-            (Some(store), Some(metadata)) => metadata
+        let snapshots = match restore {
+            Some(r) => r
+                .metadata
                 .operators
                 .get(&op.name)
                 .into_iter()
                 .flatten()
-                .map(|file| store.read_state(metadata.checkpoint, file))
+                .map(|file| crate::checkpoint::storage::read_state_file(&r.dir, file))
                 .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         for subtask in 0..op.parallelism {
             let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
@@ -646,7 +722,7 @@ fn start_tasks(
         let first_parts = match &sink.kind {
             SinkKind::File { path } => {
                 let restored = restore
-                    .and_then(|m| m.sinks.get(&sink.name))
+                    .and_then(|r| r.metadata.sinks.get(&sink.name))
                     .map(Vec::as_slice);
                 sink::prepare_dir(path, sink.parallelism, restored).map_err(|error| {
                     Failure::Io {
@@ -683,7 +759,7 @@ fn start_tasks(
             let outputs = wiring.outputs(&source.name, subtask);
             let task = (source.name.clone(), subtask);
             let start = restore
-                .and_then(|m| m.sources.get(&source.name))
+                .and_then(|r| r.metadata.sources.get(&source.name))
                 .and_then(|positions| positions.get(subtask))
                 .cloned();
             let checkpoints = coordinator.as_deref_mut().map(|c| {

@@ -384,7 +384,7 @@ fn a_checkpoint_of_another_max_parallelism_is_refused() {
         ),
     );
     let out = resume_with(&job, "2");
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
             .contains("taken with max_parallelism 128, but the job has 64"),
@@ -452,4 +452,72 @@ fn host_state_shows_a_checkpoint_without_the_operators_code() {
     let out = host(&["state", job.path("").to_str().expect("UTF-8 path")], "");
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("no checkpoint here"), "{}", out.stderr);
+}
+
+#[test]
+fn a_job_starts_from_a_savepoint_folder_and_refuses_state_it_cannot_place() {
+    let count = 400_000;
+    let job = Job::new();
+    let text = sequence_job(
+        count,
+        2,
+        "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
+        "",
+    );
+    job.write("job.toml", &text);
+    run_and_kill(&job, 2);
+    // Keep the latest checkpoint as a savepoint elsewhere, and drop the job's own.
+    let root = job.path("checkpoints/sequence");
+    let latest = std::fs::read_dir(&root)
+        .expect("checkpoint folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").is_file())
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        })
+        .expect("a completed checkpoint");
+    let savepoint = job.path("savepoint");
+    std::fs::rename(&latest, &savepoint).expect("move the checkpoint");
+    std::fs::remove_dir_all(&root).expect("drop the job's checkpoints");
+    let path = job.path("job.toml");
+    let (path, savepoint) = (
+        path.to_str().expect("UTF-8"),
+        savepoint.to_str().expect("UTF-8"),
+    );
+
+    // An operator renamed since: its state has nowhere to go.
+    job.write(
+        "job.toml",
+        &text
+            .replace("name = \"check\"", "name = \"checker\"")
+            .replace("input = \"check\"", "input = \"checker\""),
+    );
+    let out = host(&["run", path, "--from-savepoint", savepoint], "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("state of operators the job no longer has: `check`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--allow-non-restored-state"),
+        "{}",
+        out.stderr
+    );
+
+    job.write("job.toml", &text);
+    let out = host(&["run", path, "--from-savepoint", savepoint], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("resuming job `sequence` from checkpoint"),
+        "{}",
+        out.stderr
+    );
+    let output = job.committed("out");
+    assert!(!output.contains("alert"));
+    assert_eq!(sorted(&output), expected(count));
 }
