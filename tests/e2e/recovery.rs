@@ -147,6 +147,17 @@ fn at_least_once_loses_nothing() {
     );
 }
 
+/// Checkpoints every 30 ms into `checkpoints/`: long jobs to kill or cancel midway.
+const EVERY_30_MS: &str = "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"";
+
+/// The folder of the job's latest completed checkpoint, found as the host finds it.
+fn latest_checkpoint(job: &Job) -> std::path::PathBuf {
+    host::checkpoint::Store::new(&job.path("checkpoints"), "sequence")
+        .latest_dir()
+        .expect("readable checkpoint folder")
+        .expect("a completed checkpoint")
+}
+
 /// Starts `host run --verbose`, sends it `signal` once it has reported `completions`
 /// completed checkpoints, and returns whether it had resumed from one, its exit code
 /// (none when killed) and the rest of its stderr.
@@ -197,7 +208,7 @@ fn run_and_kill(job: &Job, completions: usize) -> bool {
 fn kill_9_at_random_moments_then_resume_gives_exactly_the_output() {
     let count = 400_000;
     let job = Job::new();
-    let checkpoint = "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"";
+    let checkpoint = EVERY_30_MS;
     job.write("job.toml", &sequence_job(count, 2, checkpoint, ""));
     // Moments chosen by a fixed seed: after 1 to 3 more completed checkpoints.
     let mut seed = 0x5eed_u64;
@@ -229,20 +240,10 @@ fn kill_9_at_random_moments_then_resume_gives_exactly_the_output() {
 #[test]
 fn a_damaged_checkpoint_is_never_restored() {
     let job = Job::new();
-    let checkpoint = "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"";
+    let checkpoint = EVERY_30_MS;
     job.write("job.toml", &sequence_job(400_000, 2, checkpoint, ""));
     run_and_kill(&job, 2);
-    let root = job.path("checkpoints/sequence");
-    let latest = std::fs::read_dir(&root)
-        .expect("checkpoint folder")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("_metadata").is_file())
-        .max_by_key(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
-        })
-        .expect("a completed checkpoint");
+    let latest = latest_checkpoint(&job);
     let state = latest.join("check-1.state");
     let mut bytes = std::fs::read(&state).expect("state file");
     let middle = bytes.len() / 2;
@@ -292,15 +293,7 @@ fn checkpoints_that_time_out_are_aborted_and_the_job_goes_on() {
 fn sigterm_cancels_keeping_or_deleting_checkpoints_as_on_cancel_says() {
     let count = 400_000;
     let job = Job::new();
-    job.write(
-        "job.toml",
-        &sequence_job(
-            count,
-            2,
-            "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
-            "",
-        ),
-    );
+    job.write("job.toml", &sequence_job(count, 2, EVERY_30_MS, ""));
     let (_, code, stderr) = run_and_signal(&job, 2, "-TERM");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(
@@ -343,15 +336,7 @@ fn a_checkpoint_resumes_at_another_parallelism() {
     let count = 400_000;
     for (from, to) in [(2, "4"), (4, "2"), (3, "1")] {
         let job = Job::new();
-        job.write(
-            "job.toml",
-            &sequence_job(
-                count,
-                from,
-                "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
-                "",
-            ),
-        );
+        job.write("job.toml", &sequence_job(count, from, EVERY_30_MS, ""));
         run_and_kill(&job, 2);
         let out = resume_with(&job, to);
         assert_eq!(out.code, 0, "{from}→{to}: {}", out.stderr);
@@ -368,12 +353,7 @@ fn a_checkpoint_resumes_at_another_parallelism() {
 #[test]
 fn a_checkpoint_of_another_max_parallelism_is_refused() {
     let job = Job::new();
-    let text = sequence_job(
-        400_000,
-        2,
-        "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
-        "",
-    );
+    let text = sequence_job(400_000, 2, EVERY_30_MS, "");
     job.write("job.toml", &text);
     run_and_kill(&job, 1);
     job.write(
@@ -396,15 +376,7 @@ fn a_checkpoint_of_another_max_parallelism_is_refused() {
 #[test]
 fn host_state_shows_a_checkpoint_without_the_operators_code() {
     let job = Job::new();
-    job.write(
-        "job.toml",
-        &sequence_job(
-            400_000,
-            2,
-            "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
-            "",
-        ),
-    );
+    job.write("job.toml", &sequence_job(400_000, 2, EVERY_30_MS, ""));
     run_and_kill(&job, 2);
     let root = job.path("checkpoints/sequence");
     let root = root.to_str().expect("UTF-8 path");
@@ -458,26 +430,12 @@ fn host_state_shows_a_checkpoint_without_the_operators_code() {
 fn a_job_starts_from_a_savepoint_folder_and_refuses_state_it_cannot_place() {
     let count = 400_000;
     let job = Job::new();
-    let text = sequence_job(
-        count,
-        2,
-        "[checkpoint]\ninterval_ms = 30\ndir = \"checkpoints\"",
-        "",
-    );
+    let text = sequence_job(count, 2, EVERY_30_MS, "");
     job.write("job.toml", &text);
     run_and_kill(&job, 2);
     // Keep the latest checkpoint as a savepoint elsewhere, and drop the job's own.
     let root = job.path("checkpoints/sequence");
-    let latest = std::fs::read_dir(&root)
-        .expect("checkpoint folder")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("_metadata").is_file())
-        .max_by_key(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
-        })
-        .expect("a completed checkpoint");
+    let latest = latest_checkpoint(&job);
     let savepoint = job.path("savepoint");
     std::fs::rename(&latest, &savepoint).expect("move the checkpoint");
     std::fs::remove_dir_all(&root).expect("drop the job's checkpoints");

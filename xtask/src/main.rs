@@ -115,16 +115,7 @@ fn example(name: &str) -> Result {
         ));
     }
     let file = format!("{}.wasm", name.replace('-', "_"));
-    cargo(&[
-        "build",
-        "--target",
-        "wasm32-wasip2",
-        "--profile",
-        "guest",
-        "-p",
-        name,
-    ])?;
-    let built = target_dir().join("wasm32-wasip2/guest").join(&file);
+    let built = build_component(name)?;
     std::fs::copy(&built, dir.join(&file))
         .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     cargo(&["build", "-p", "host"])?;
@@ -139,6 +130,22 @@ fn example(name: &str) -> Result {
         dir.join("out").display()
     );
     Ok(())
+}
+
+/// Builds the operator crate `package` to a component; returns the file.
+fn build_component(package: &str) -> Result<PathBuf> {
+    cargo(&[
+        "build",
+        "--target",
+        "wasm32-wasip2",
+        "--profile",
+        "guest",
+        "-p",
+        package,
+    ])?;
+    Ok(target_dir()
+        .join("wasm32-wasip2/guest")
+        .join(format!("{}.wasm", package.replace('-', "_"))))
 }
 
 /// Runs every test, echoing cargo's output, and closes with the totals of all test
@@ -200,17 +207,8 @@ fn ci() -> Result {
 /// Builds the visit-count component and the host, then runs keyed count jobs on a
 /// generator with 1M distinct keys and prints their throughput.
 fn bench_checkpoints(records: u64) -> Result {
-    cargo(&[
-        "build",
-        "--target",
-        "wasm32-wasip2",
-        "--profile",
-        "guest",
-        "-p",
-        "visit-count",
-    ])?;
+    let component = build_component("visit-count")?;
     cargo(&["build", "-p", "host"])?;
-    let component = target_dir().join("wasm32-wasip2/guest/visit_count.wasm");
     let host = target_dir().join("debug/host");
     let work = env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     println!(
