@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+use crate::control;
 use crate::dataflow::{self, Failure, Report, Start};
 use crate::inspect::{Checkpoint, InspectError};
 use crate::job;
@@ -46,6 +47,19 @@ enum Command {
         #[arg(long, requires = "from_savepoint")]
         allow_non_restored_state: bool,
     },
+    /// Takes a savepoint of a running job.
+    Savepoint {
+        /// The control endpoint that `host run` printed (127.0.0.1:PORT).
+        address: String,
+    },
+    /// Stops a running job gracefully, with a savepoint.
+    Stop {
+        /// The control endpoint that `host run` printed (127.0.0.1:PORT).
+        address: String,
+        /// Take a savepoint, then stop (the only way to stop from here; Ctrl-C cancels).
+        #[arg(long, required = true)]
+        savepoint: bool,
+    },
     /// Shows what a checkpoint holds, without the operators' code.
     State {
         /// A checkpoint folder (`chk-<n>`), or a job's checkpoint folder (its latest).
@@ -81,6 +95,7 @@ pub fn main() -> ExitCode {
             let start = Start {
                 from_savepoint,
                 allow_non_restored_state,
+                control: None,
             };
             run(
                 &job,
@@ -90,6 +105,8 @@ pub fn main() -> ExitCode {
                 &start,
             )
         }
+        Command::Savepoint { address } => savepoint(&address, false),
+        Command::Stop { address, .. } => savepoint(&address, true),
         Command::State {
             path,
             operator,
@@ -105,6 +122,7 @@ fn run(
     verbose: bool,
     start: &Start,
 ) -> ExitCode {
+    let mut start = start.clone();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -148,11 +166,41 @@ fn run(
             return fail(FAILED, format!("cannot install the signal handlers: {e}"));
         }
     }
-    match dataflow::run(&job, &runtime, start, &cancel) {
+    if job.checkpoint.is_some() {
+        let (commands, control) = crossbeam_channel::unbounded();
+        match control::serve(commands) {
+            Ok(address) => {
+                eprintln!(
+                    "weir: control endpoint {address}: `host savepoint {address}` takes a savepoint, `host stop --savepoint {address}` stops with one"
+                );
+                start.control = Some(control);
+            }
+            Err(e) => {
+                return fail(
+                    FAILED,
+                    format!("cannot open the control endpoint on loopback: {e}"),
+                );
+            }
+        }
+    }
+    match dataflow::run(&job, &runtime, &start, &cancel) {
         Ok(report) if report.already_finished => {
             eprintln!(
                 "weir: job `{}` had already finished in a previous run; its output is committed and its checkpoints deleted, so the next run starts afresh",
                 job.name
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Report {
+            stopped_with: Some(folder),
+            ..
+        }) => {
+            eprintln!(
+                "weir: job `{}` stopped with savepoint {}; resume it with `host run {} --from-savepoint {}`",
+                job.name,
+                folder.display(),
+                path.display(),
+                folder.display()
             );
             ExitCode::SUCCESS
         }
@@ -171,6 +219,16 @@ fn run(
             };
             fail(code, format!("job `{}` failed: {failure}", job.name))
         }
+    }
+}
+
+fn savepoint(address: &str, stop: bool) -> ExitCode {
+    match control::request(address, stop) {
+        Ok(folder) => {
+            println!("{}", folder.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(FAILED, e),
     }
 }
 

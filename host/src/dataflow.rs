@@ -154,6 +154,8 @@ pub struct Report {
     pub checkpoints: coordinator::Summary,
     /// Set when a previous run had already finished this job (nothing was run).
     pub already_finished: bool,
+    /// Set when the job was stopped with a savepoint: its folder.
+    pub stopped_with: Option<PathBuf>,
     /// Per source.
     pub sources: Vec<SourceReport>,
     /// Per operator.
@@ -335,6 +337,10 @@ pub fn run(
             r.dir.display()
         );
     }
+    let commands = start
+        .control
+        .clone()
+        .unwrap_or_else(crossbeam_channel::never);
     let mut restarts = Restarts::new(job.restart.clone());
     let mut checkpoints = coordinator::Summary::default();
     let mut attempt = 0u32;
@@ -346,7 +352,9 @@ pub fn run(
             restore: restore.as_ref(),
             number: attempt,
             cancel,
+            commands: &commands,
         });
+        checkpoints.stopped_with = checkpoints.stopped_with.or(summary.stopped_with);
         checkpoints.completed += summary.completed;
         checkpoints.aborted += summary.aborted;
         checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
@@ -360,6 +368,15 @@ pub fn run(
                 report.restarts = restarts.failures();
                 report.checkpoints = checkpoints;
                 return Ok(report);
+            }
+            Err(Failure::Cancelled) if checkpoints.stopped_with.is_some() => {
+                return Ok(Report {
+                    stopped_with: checkpoints.stopped_with.clone(),
+                    resumed_from,
+                    restarts: restarts.failures(),
+                    checkpoints,
+                    ..Report::default()
+                });
             }
             Err(Failure::Cancelled) => {
                 if let (Some(store), Some(checkpointing)) = (&store, &job.checkpoint) {
@@ -408,6 +425,8 @@ pub struct Start {
     pub from_savepoint: Option<PathBuf>,
     /// Start even if the savepoint holds state of operators the job no longer has.
     pub allow_non_restored_state: bool,
+    /// Savepoint requests from the control endpoint.
+    pub control: Option<Receiver<coordinator::Command>>,
 }
 
 /// A completed checkpoint or savepoint to restore, and its folder.
@@ -532,6 +551,7 @@ struct Attempt<'a> {
     /// 0, then one more after each restart.
     number: u32,
     cancel: &'a Arc<AtomicBool>,
+    commands: &'a Receiver<coordinator::Command>,
 }
 
 /// One run of the job's tasks, from `attempt.restore` if given.
@@ -549,6 +569,8 @@ fn run_attempt(attempt: Attempt<'_>) -> (Result<Report, Failure>, coordinator::S
             triggers: Vec::new(),
             commits: Vec::new(),
             first_id: 0,
+            commands: attempt.commands.clone(),
+            cancel: Arc::clone(attempt.cancel),
         });
     let result = (|| {
         if let Some(c) = &mut coordinator {

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod control;
 pub mod dataflow;
 pub mod inspect;
 pub mod job;

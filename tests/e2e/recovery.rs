@@ -479,3 +479,59 @@ fn a_job_starts_from_a_savepoint_folder_and_refuses_state_it_cannot_place() {
     assert!(!output.contains("alert"));
     assert_eq!(sorted(&output), expected(count));
 }
+
+#[test]
+fn savepoints_are_taken_from_a_running_job_and_a_stop_with_one_resumes_exactly() {
+    let count = 600_000;
+    let job = Job::new();
+    job.write("job.toml", &sequence_job(count, 2, EVERY_30_MS, ""));
+    let path = job.path("job.toml");
+    let path = path.to_str().expect("UTF-8 path");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--verbose", path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start host");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut address = None;
+    for line in stderr.by_ref().lines() {
+        let line = line.expect("stderr line");
+        if let Some(rest) = line.strip_prefix("weir: control endpoint ") {
+            address = rest.split(':').take(2).collect::<Vec<_>>().join(":").into();
+        }
+        if line.contains("completed in") {
+            break;
+        }
+    }
+    let address = address.expect("host run prints its control endpoint");
+
+    let taken = host(&["savepoint", &address], "");
+    assert_eq!(taken.code, 0, "{}", taken.stderr);
+    let first = std::path::PathBuf::from(taken.stdout.trim());
+    assert!(first.join("_metadata").is_file(), "{}", first.display());
+    let stopped = host(&["stop", "--savepoint", &address], "");
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    let last = stopped.stdout.trim().to_string();
+
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("rest of stderr");
+    assert_eq!(child.wait().expect("reap host").code(), Some(0), "{rest}");
+    assert!(rest.contains("stopped with savepoint"), "{rest}");
+    assert!(first.is_dir(), "savepoints are never deleted");
+
+    // Drop the job's own checkpoints: only the savepoint is left to resume from.
+    for entry in std::fs::read_dir(job.path("checkpoints/sequence"))
+        .expect("checkpoint folder")
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with("chk-") {
+            std::fs::remove_dir_all(entry.path()).expect("drop a checkpoint");
+        }
+    }
+    let out = host(&["run", path, "--from-savepoint", &last], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let output = job.committed("out");
+    assert!(!output.contains("alert"));
+    assert_eq!(sorted(&output), expected(count));
+}

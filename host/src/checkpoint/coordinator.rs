@@ -9,6 +9,9 @@
 //! can no longer take part) and pending ones that it had not acknowledged are aborted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
@@ -79,9 +82,26 @@ pub enum Report {
     },
 }
 
+/// Requests from outside the job (the control endpoint).
+#[derive(Debug)]
+pub enum Command {
+    /// Take a savepoint now; with `stop`, stop the job once it is complete.
+    Savepoint {
+        /// Stop the job after the savepoint.
+        stop: bool,
+        /// Where the savepoint went, or why there is none.
+        reply: Sender<Result<PathBuf, String>>,
+    },
+}
+
+/// A savepoint request waiting for its checkpoint.
+type SavepointRequest = (bool, Sender<Result<PathBuf, String>>);
+
 /// What the coordinator did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// Set when the job was stopped with a savepoint: its folder.
+    pub stopped_with: Option<PathBuf>,
     /// Checkpoints completed.
     pub completed: u64,
     /// Checkpoints aborted (timeout, or a source finished first).
@@ -95,6 +115,18 @@ pub struct Summary {
 struct Pending {
     started: Instant,
     acks: HashMap<TaskId, AckState>,
+    savepoint: Option<SavepointRequest>,
+}
+
+impl Pending {
+    /// Tells a waiting savepoint request that this checkpoint will not complete.
+    fn abort(self, id: u64, why: &str) {
+        if let Some((_, reply)) = self.savepoint {
+            let _ = reply.send(Err(format!(
+                "checkpoint {id} for the savepoint was aborted: {why}"
+            )));
+        }
+    }
 }
 
 /// The coordinator of one job attempt.
@@ -115,6 +147,10 @@ pub struct Coordinator {
     pub commits: Vec<Sender<u64>>,
     /// The number of the first checkpoint to trigger.
     pub first_id: u64,
+    /// Savepoint requests.
+    pub commands: Receiver<Command>,
+    /// Set to stop the job (after a stop-with-savepoint).
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -139,7 +175,9 @@ impl Coordinator {
                 .map(|(id, _)| *id)
                 .collect();
             for id in expired {
-                pending.remove(&id);
+                if let Some(p) = pending.remove(&id) {
+                    p.abort(id, "it timed out");
+                }
                 summary.aborted += 1;
                 eprintln!(
                     "weir: checkpoint {id} expired after {:?} and was aborted",
@@ -154,18 +192,7 @@ impl Coordinator {
                 && pending.len() < self.config.max_concurrent
                 && !paused
             {
-                for (_, trigger) in &self.triggers {
-                    // A source that has just ended reports it; the checkpoint is then aborted.
-                    let _ = trigger.send(next_id);
-                }
-                pending.insert(
-                    next_id,
-                    Pending {
-                        started: now,
-                        acks: HashMap::new(),
-                    },
-                );
-                next_id += 1;
+                self.trigger(&mut pending, &mut next_id, None);
                 next_trigger = now + self.config.interval;
             }
             let wake = pending
@@ -177,6 +204,17 @@ impl Coordinator {
                 .max(now + Duration::from_millis(1));
             select! {
                 recv(stop) -> _ => return Ok(summary),
+                recv(self.commands) -> command => match command {
+                    Ok(Command::Savepoint { stop, reply }) if finished_sources => {
+                        let _ = stop;
+                        let _ = reply.send(Err("the job's sources have finished: no savepoint can be taken".into()));
+                    }
+                    Ok(Command::Savepoint { stop, reply }) => {
+                        self.trigger(&mut pending, &mut next_id, Some((stop, reply)));
+                    }
+                    // The endpoint is gone: nothing more to serve.
+                    Err(_) => {}
+                },
                 recv(reports) -> report => match report {
                     Err(_) => return Ok(summary),
                     Ok(Report::SourceFinished(task)) => {
@@ -187,13 +225,16 @@ impl Coordinator {
                             .map(|(id, _)| *id)
                             .collect();
                         for id in stranded {
-                            pending.remove(&id);
+                            if let Some(p) = pending.remove(&id) {
+                                p.abort(id, "a source finished first");
+                            }
                             summary.aborted += 1;
                             self.store.discard(id)?;
                         }
                     }
                     Ok(Report::Declined { checkpoint, reason }) => {
-                        if pending.remove(&checkpoint).is_some() {
+                        if let Some(p) = pending.remove(&checkpoint) {
+                            p.abort(checkpoint, &reason);
                             summary.aborted += 1;
                             eprintln!("weir: checkpoint {checkpoint} aborted: {reason}");
                             self.store.discard(checkpoint)?;
@@ -223,10 +264,20 @@ impl Coordinator {
                             for commit in &self.commits {
                                 let _ = commit.send(id);
                             }
+                            if let Some((stop, reply)) = done.savepoint {
+                                let saved = self.store.save(id);
+                                let _ = reply.send(saved.as_ref().map(Clone::clone).map_err(ToString::to_string));
+                                if let (true, Ok(path)) = (stop, saved) {
+                                    summary.stopped_with = Some(path);
+                                    self.cancel.store(true, Ordering::SeqCst);
+                                }
+                            }
                             // Older pending checkpoints can no longer complete usefully.
                             let older: Vec<u64> = pending.range(..id).map(|(id, _)| *id).collect();
                             for old in older {
-                                pending.remove(&old);
+                                if let Some(p) = pending.remove(&old) {
+                                    p.abort(old, "a newer checkpoint completed first");
+                                }
                                 summary.aborted += 1;
                                 self.store.discard(old)?;
                             }
@@ -237,6 +288,28 @@ impl Coordinator {
                 default(wake.saturating_duration_since(Instant::now())) => {}
             }
         }
+    }
+
+    /// Triggers checkpoint `next_id` at every source.
+    fn trigger(
+        &self,
+        pending: &mut BTreeMap<u64, Pending>,
+        next_id: &mut u64,
+        savepoint: Option<SavepointRequest>,
+    ) {
+        for (_, trigger) in &self.triggers {
+            // A source that has just ended reports it; the checkpoint is then aborted.
+            let _ = trigger.send(*next_id);
+        }
+        pending.insert(
+            *next_id,
+            Pending {
+                started: Instant::now(),
+                acks: HashMap::new(),
+                savepoint,
+            },
+        );
+        *next_id += 1;
     }
 
     fn metadata(&self, id: u64, acks: HashMap<TaskId, AckState>) -> Metadata {

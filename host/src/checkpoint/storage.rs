@@ -192,7 +192,33 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes every checkpoint of the job.
+    /// Copies completed checkpoint `id` into `<root>/savepoints/sp-<id>`, a
+    /// self-contained folder that the host never deletes (metadata copied last).
+    pub fn save(&self, id: u64) -> Result<PathBuf, CheckpointError> {
+        let from = self.checkpoint_dir(id);
+        let to = self.root.join("savepoints").join(format!("sp-{id}"));
+        fs::create_dir_all(&to).map_err(io_error(format!("cannot create {}", to.display())))?;
+        let metadata = read_metadata(&from)?;
+        for file in metadata.operators.values().flatten() {
+            let bytes = fs::read(from.join(&file.file)).map_err(io_error(format!(
+                "cannot read {}",
+                from.join(&file.file).display()
+            )))?;
+            write_synced(&to.join(&file.file), &bytes).map_err(io_error(format!(
+                "cannot write {}",
+                to.join(&file.file).display()
+            )))?;
+        }
+        let temp = to.join(format!("{METADATA}.inprogress"));
+        write_synced(&temp, &metadata.encode())
+            .map_err(io_error(format!("cannot write {}", temp.display())))?;
+        fs::rename(&temp, to.join(METADATA))
+            .map_err(io_error(format!("cannot rename {}", temp.display())))?;
+        sync_dir(&to).map_err(io_error(format!("cannot sync {}", to.display())))?;
+        Ok(to)
+    }
+
+    /// Deletes every checkpoint of the job (savepoints stay).
     pub fn discard_all(&self) -> Result<(), CheckpointError> {
         for id in self.ids()? {
             self.discard(id)?;
