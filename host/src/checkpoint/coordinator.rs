@@ -205,8 +205,7 @@ impl Coordinator {
             select! {
                 recv(stop) -> _ => return Ok(summary),
                 recv(self.commands) -> command => match command {
-                    Ok(Command::Savepoint { stop, reply }) if finished_sources => {
-                        let _ = stop;
+                    Ok(Command::Savepoint { reply, .. }) if finished_sources => {
                         let _ = reply.send(Err("the job's sources have finished: no savepoint can be taken".into()));
                     }
                     Ok(Command::Savepoint { stop, reply }) => {
