@@ -24,29 +24,36 @@ struct Cli {
     command: Command,
 }
 
+/// `host run`'s arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The job file (TOML).
+    job: PathBuf,
+    /// Runs every operator with this many parallel subtasks.
+    #[arg(short = 'p', long)]
+    parallelism: Option<u16>,
+    /// Keeps checkpoints under this directory (overrides `[checkpoint] dir`).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Keeps keyed state in this backend (overrides `[state] backend`): memory, rocksdb.
+    #[arg(long, value_name = "BACKEND")]
+    state_backend: Option<crate::job::Backend>,
+    /// Prints a line for every completed checkpoint.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Starts from this savepoint or completed checkpoint folder.
+    #[arg(long, value_name = "PATH")]
+    from_savepoint: Option<PathBuf>,
+    /// With --from-savepoint: start even if it holds state of operators the job no
+    /// longer has (that state is dropped).
+    #[arg(long, requires = "from_savepoint")]
+    allow_non_restored_state: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs a job file until its sources end.
-    Run {
-        /// The job file (TOML).
-        job: PathBuf,
-        /// Runs every operator with this many parallel subtasks.
-        #[arg(short = 'p', long)]
-        parallelism: Option<u16>,
-        /// Keeps checkpoints under this directory (overrides `[checkpoint] dir`).
-        #[arg(long)]
-        checkpoint_dir: Option<PathBuf>,
-        /// Prints a line for every completed checkpoint.
-        #[arg(short, long)]
-        verbose: bool,
-        /// Starts from this savepoint or completed checkpoint folder.
-        #[arg(long, value_name = "PATH")]
-        from_savepoint: Option<PathBuf>,
-        /// With --from-savepoint: start even if it holds state of operators the job no
-        /// longer has (that state is dropped).
-        #[arg(long, requires = "from_savepoint")]
-        allow_non_restored_state: bool,
-    },
+    Run(RunArgs),
     /// Takes a savepoint of a running job.
     Savepoint {
         /// The control endpoint that `host run` printed (127.0.0.1:PORT).
@@ -84,27 +91,7 @@ const CANCELLED: u8 = 130;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
-            job,
-            parallelism,
-            checkpoint_dir,
-            verbose,
-            from_savepoint,
-            allow_non_restored_state,
-        } => {
-            let start = Start {
-                from_savepoint,
-                allow_non_restored_state,
-                control: None,
-            };
-            run(
-                &job,
-                parallelism,
-                checkpoint_dir.as_deref(),
-                verbose,
-                &start,
-            )
-        }
+        Command::Run(args) => run(&args),
         Command::Savepoint { address } => savepoint(&address, false),
         Command::Stop { address, .. } => savepoint(&address, true),
         Command::State {
@@ -115,14 +102,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(
-    path: &Path,
-    parallelism: Option<u16>,
-    checkpoint_dir: Option<&Path>,
-    verbose: bool,
-    start: &Start,
-) -> ExitCode {
-    let mut start = start.clone();
+fn run(args: &RunArgs) -> ExitCode {
+    let path = args.job.as_path();
+    let mut start = Start {
+        from_savepoint: args.from_savepoint.clone(),
+        allow_non_restored_state: args.allow_non_restored_state,
+        control: None,
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -136,18 +122,21 @@ fn run(
         Ok(job) => job,
         Err(e) => return fail(CONFIG, e.to_string()),
     };
-    if let Some(p) = parallelism
+    if let Some(p) = args.parallelism
         && let Err(e) = job.set_parallelism(p)
     {
         return fail(CONFIG, e);
     }
-    if let Some(dir) = checkpoint_dir
+    if let Some(dir) = &args.checkpoint_dir
         && let Err(e) = job.set_checkpoint_dir(dir)
     {
         return fail(CONFIG, e);
     }
     if let Some(checkpoint) = &mut job.checkpoint {
-        checkpoint.config.verbose = verbose;
+        checkpoint.config.verbose = args.verbose;
+    }
+    if let Some(backend) = args.state_backend {
+        job.state.backend = backend;
     }
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,

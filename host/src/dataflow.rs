@@ -27,10 +27,12 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use crate::checkpoint::coordinator::{self, Coordinator};
 use crate::checkpoint::restart::Restarts;
 use crate::checkpoint::{CheckpointError, Metadata, Store};
-use crate::job::{Job, OnCancel, SinkKind};
+use crate::job::{Backend, Job, OnCancel, SinkKind};
 use crate::record::{KeySelector, KeyedRecord};
 use crate::state::KeyGroupRange;
 use crate::state::memory::MemoryBackend;
+use crate::state::rocksdb::RocksDbBackend;
+use crate::state::{StateBackend, StateError};
 use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
 pub use alignment::{CheckpointId, Mode};
@@ -100,6 +102,14 @@ pub enum Failure {
         /// The panic message.
         message: String,
     },
+    /// An operator's state store could not be set up.
+    #[error("operator `{operator}`: {error}")]
+    StateStore {
+        /// The operator.
+        operator: String,
+        /// What failed.
+        error: StateError,
+    },
     /// The job was cancelled (SIGINT or SIGTERM).
     #[error("the job was cancelled")]
     Cancelled,
@@ -132,7 +142,7 @@ impl Failure {
     fn is_recoverable(&self) -> bool {
         match self {
             Failure::Operator(OperatorError::Trap { .. } | OperatorError::Failed { .. }) => true,
-            Failure::Panic { .. } | Failure::Io { .. } => true,
+            Failure::Panic { .. } | Failure::Io { .. } | Failure::StateStore { .. } => true,
             Failure::Operator(_)
             | Failure::BadRecord { .. }
             | Failure::BadOutput { .. }
@@ -295,6 +305,19 @@ impl Wiring {
 /// restart strategy allows. Setting `cancel` stops the job (sources stop between two
 /// records) and applies `[checkpoint] on_cancel`.
 pub fn run(
+    job: &Job,
+    runtime: &Runtime,
+    start: &Start,
+    cancel: &Arc<AtomicBool>,
+) -> Result<Report, Failure> {
+    let result = run_attempts(job, runtime, start, cancel);
+    // Each subtask's local database is deleted with its backend; the folder that held
+    // them goes too, if nothing else is in it (a folder a user named is never emptied).
+    let _ = std::fs::remove_dir(&job.state.dir);
+    result
+}
+
+fn run_attempts(
     job: &Job,
     runtime: &Runtime,
     start: &Start,
@@ -666,13 +689,20 @@ fn start_tasks(
         };
         for subtask in 0..op.parallelism {
             let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
-            let mut instance = OperatorInstance::new(
-                runtime,
-                &component,
-                &op.name,
-                op.key_by.is_some(),
-                Box::new(MemoryBackend::new(range)),
-            )?;
+            let backend: Box<dyn StateBackend> = match job.state.backend {
+                Backend::Memory => Box::new(MemoryBackend::new(range)),
+                Backend::RocksDb => {
+                    let dir = job.state.dir.join(format!("{}-{subtask}", op.name));
+                    Box::new(RocksDbBackend::create(&dir, range).map_err(|error| {
+                        Failure::StateStore {
+                            operator: op.name.clone(),
+                            error,
+                        }
+                    })?)
+                }
+            };
+            let mut instance =
+                OperatorInstance::new(runtime, &component, &op.name, op.key_by.is_some(), backend)?;
             for snapshot in &snapshots {
                 instance.restore(snapshot)?;
             }

@@ -36,6 +36,39 @@ pub struct Job {
     pub checkpoint: Option<Checkpointing>,
     /// `[restart]`: what a task failure does.
     pub restart: Strategy,
+    /// `[state]`: where keyed state lives while the job runs.
+    pub state: StateSettings,
+}
+
+/// Where keyed state lives while a job runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// Which backend.
+    pub backend: Backend,
+    /// Local working folder of disk-based backends (one database per operator subtask).
+    pub dir: PathBuf,
+}
+
+/// A state backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Hash maps in memory, per key group.
+    Memory,
+    /// A local RocksDB per operator subtask: state larger than memory.
+    RocksDb,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "memory" => Ok(Backend::Memory),
+            "rocksdb" => Ok(Backend::RocksDb),
+            other => Err(format!(
+                "unknown backend `{other}`: expected `memory` or `rocksdb`"
+            )),
+        }
+    }
 }
 
 /// How a job checkpoints.
@@ -287,7 +320,8 @@ impl Inputs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateSection {
-    backend: Spanned<String>,
+    backend: Option<Spanned<String>>,
+    dir: Option<String>,
 }
 
 // ---- validation ------------------------------------------------------------------------
@@ -327,18 +361,7 @@ impl Validator<'_> {
     }
 
     fn job(&self, file: JobFile) -> Result<Job, JobError> {
-        if let Some(state) = &file.state
-            && state.backend.get_ref() != "memory"
-        {
-            return Err(self.error(
-                state.backend.span(),
-                "state.backend",
-                format!(
-                    "unknown backend `{}`: expected `memory`",
-                    state.backend.get_ref()
-                ),
-            ));
-        }
+        let state = self.state(file.state.as_ref(), &file.job.name)?;
         let max_parallelism = match &file.job.max_parallelism {
             None => 128,
             Some(value) => self.count(
@@ -416,7 +439,32 @@ impl Validator<'_> {
             sinks,
             checkpoint,
             restart,
+            state,
         })
+    }
+
+    fn state(&self, section: Option<&StateSection>, job: &str) -> Result<StateSettings, JobError> {
+        let backend = match section.and_then(|s| s.backend.as_ref()) {
+            None => Backend::Memory,
+            Some(b) => match b.get_ref().as_str() {
+                "memory" => Backend::Memory,
+                "rocksdb" => Backend::RocksDb,
+                other => {
+                    return Err(self.error(
+                        b.span(),
+                        "state.backend",
+                        format!("unknown backend `{other}`: expected `memory` or `rocksdb`"),
+                    ));
+                }
+            },
+        };
+        let dir = match section.and_then(|s| s.dir.as_deref()) {
+            Some(dir) => self.resolve(dir),
+            None => std::env::temp_dir()
+                .join("weir")
+                .join(format!("{job}-{}", std::process::id())),
+        };
+        Ok(StateSettings { backend, dir })
     }
 
     fn millis(

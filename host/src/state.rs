@@ -5,8 +5,11 @@
 //! key groups of its range, so that snapshots and rescaling can work key group by key
 //! group. Backends never see a Wasm type; the wasm layer converts at its boundary.
 
+#[cfg(test)]
+mod conformance;
 pub mod key_group;
 pub mod memory;
+pub mod rocksdb;
 pub mod snapshot;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
@@ -88,6 +91,9 @@ pub enum StateError {
         /// The range the backend holds.
         range: KeyGroupRange,
     },
+    /// The storage engine failed.
+    #[error("the state store failed: {0}")]
+    Storage(String),
     /// The slot holds another layout than the operation expects.
     #[error("state {state:?} is stored as {found:?}, not {expected:?}")]
     WrongLayout {
@@ -150,6 +156,7 @@ pub trait StateBackend: Send {
 
 /// A backend's point-in-time copy of its state.
 pub trait BackendSnapshot: Send {
-    /// The non-empty key groups in order, entries sorted by state id, then key.
-    fn into_groups(self: Box<Self>) -> Vec<GroupEntries>;
+    /// The non-empty key groups in order, entries sorted by state id, then key; an
+    /// error if the copy could not be taken or read (never a partial or empty result).
+    fn into_groups(self: Box<Self>) -> Result<Vec<GroupEntries>>;
 }

@@ -47,6 +47,9 @@ parallelism = 2
 
 const EXACTLY_ONCE: &str = "[checkpoint]\ninterval_ms = 10\ndir = \"checkpoints\"\n\n[restart]\nstrategy = \"fixed-delay\"\nattempts = 10\ndelay_ms = 0";
 
+/// Keyed state in RocksDB, in a local folder of the job's temporary directory.
+const ROCKSDB: &str = "[state]\nbackend = \"rocksdb\"\ndir = \"local\"";
+
 /// What a failure-free run outputs, sorted: every key's numbers, once each.
 fn expected(count: u64) -> Vec<String> {
     let mut lines: Vec<String> = (0..count)
@@ -83,11 +86,17 @@ fn a_failure_free_run_outputs_every_number_once() {
 #[test]
 fn exactly_once_state_and_output_survive_injected_traps_at_every_parallelism() {
     let count = 600_000;
-    for parallelism in [1, 2, 4] {
+    let on_rocksdb = format!("{EXACTLY_ONCE}\n\n{ROCKSDB}");
+    for (parallelism, checkpoint) in [
+        (1, EXACTLY_ONCE),
+        (2, EXACTLY_ONCE),
+        (4, EXACTLY_ONCE),
+        (2, on_rocksdb.as_str()),
+    ] {
         let job = Job::new();
         let config =
             format!("fail_attempts = 5\nseed = {parallelism}\nfirst = 3000\nwindow = 30000");
-        let out = job.run(&sequence_job(count, parallelism, EXACTLY_ONCE, &config), "");
+        let out = job.run(&sequence_job(count, parallelism, checkpoint, &config), "");
         assert_eq!(out.code, 0, "p={parallelism}: {}", out.stderr);
         assert_eq!(
             reported(&out.stderr, "restarts after failures"),
@@ -206,9 +215,17 @@ fn run_and_kill(job: &Job, completions: usize) -> bool {
 
 #[test]
 fn kill_9_at_random_moments_then_resume_gives_exactly_the_output() {
+    kill_9_rounds(EVERY_30_MS);
+}
+
+#[test]
+fn kill_9_on_rocksdb_then_resume_gives_exactly_the_output() {
+    kill_9_rounds(&format!("{EVERY_30_MS}\n\n{ROCKSDB}"));
+}
+
+fn kill_9_rounds(checkpoint: &str) {
     let count = 400_000;
     let job = Job::new();
-    let checkpoint = EVERY_30_MS;
     job.write("job.toml", &sequence_job(count, 2, checkpoint, ""));
     // Moments chosen by a fixed seed: after 1 to 3 more completed checkpoints.
     let mut seed = 0x5eed_u64;

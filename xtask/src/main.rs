@@ -91,8 +91,16 @@ fn cargo(args: &[&str]) -> Result {
     run(&env::var("CARGO").unwrap_or_else(|_| "cargo".into()), args)
 }
 
-/// Installs the Rust target guests are built for. `rustup target add` is idempotent.
+/// Installs what the build needs and a fresh machine lacks: the Rust target guests are
+/// built for, and Debian's libclang-dev (RocksDB's bindings are generated with it).
 fn setup() -> Result {
+    let clang = Command::new("dpkg").args(["-s", "libclang-dev"]).output();
+    if !clang.is_ok_and(|o| o.status.success()) {
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "libclang-dev"]).map_err(|e| {
+            format!("{e}: RocksDB needs libclang-dev; install it (as root: apt-get install libclang-dev)")
+        })?;
+    }
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()

@@ -73,7 +73,14 @@ pub fn run(
                     writers.0.retain(|w| !w.is_finished());
                     writers.0.push(std::thread::spawn(move || {
                         let file = format!("{}-{}.state", task.0, task.1);
-                        match store.write_state(id.0, &file, &into_snapshot(states, copy)) {
+                        let written = into_snapshot(states, copy)
+                            .map_err(|e| e.to_string())
+                            .and_then(|snapshot| {
+                                store
+                                    .write_state(id.0, &file, &snapshot)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match written {
                             Ok(file) => {
                                 let _ = reports.send(Report::Ack(Ack {
                                     checkpoint: id.0,
@@ -84,7 +91,7 @@ pub fn run(
                             Err(e) => {
                                 let _ = reports.send(Report::Declined {
                                     checkpoint: id.0,
-                                    reason: e.to_string(),
+                                    reason: e,
                                 });
                             }
                         }

@@ -170,7 +170,18 @@ fn checkpoint_and_restart_sections() {
 
 #[test]
 fn unknown_backends_are_refused() {
-    let (_, key, _) = invalid(&format!("{GOOD}\n[state]\nbackend = \"rocksdb\"\n"));
+    let job = parse_str(&format!(
+        "{GOOD}\n[state]\nbackend = \"rocksdb\"\ndir = \"local\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        job.state,
+        StateSettings {
+            backend: Backend::RocksDb,
+            dir: "jobs/local".into()
+        }
+    );
+    let (_, key, _) = invalid(&format!("{GOOD}\n[state]\nbackend = \"heap\"\n"));
     assert_eq!(key, "state.backend");
     assert!(parse_str(&format!("{GOOD}\n[state]\nbackend = \"memory\"\n")).is_ok());
 }

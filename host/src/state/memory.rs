@@ -139,6 +139,10 @@ impl StateBackend for MemoryBackend {
     }
 
     fn list_append(&mut self, scope: Scope<'_>, mut elements: Vec<Vec<u8>>) -> Result<()> {
+        if elements.is_empty() {
+            // Appending nothing creates no slot (as on every backend).
+            return self.slot(scope, Layout::List).map(|_| ());
+        }
         if let Slot::List(list) = self.slot_mut(scope, Layout::List)? {
             list.append(&mut elements);
         }
@@ -163,6 +167,9 @@ impl StateBackend for MemoryBackend {
     }
 
     fn map_put(&mut self, scope: Scope<'_>, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        if entries.is_empty() {
+            return self.slot(scope, Layout::Map).map(|_| ());
+        }
         if let Slot::Map(map) = self.slot_mut(scope, Layout::Map)? {
             map.extend(entries);
         }
@@ -242,8 +249,9 @@ struct MemorySnapshot {
 }
 
 impl BackendSnapshot for MemorySnapshot {
-    fn into_groups(self: Box<Self>) -> Vec<GroupEntries> {
-        self.range
+    fn into_groups(self: Box<Self>) -> Result<Vec<GroupEntries>> {
+        Ok(self
+            .range
             .iter()
             .zip(&self.groups)
             .filter_map(|(group, slots)| {
@@ -268,7 +276,7 @@ impl BackendSnapshot for MemorySnapshot {
                 entries.sort_by(|a, b| (a.state, &a.key).cmp(&(b.state, &b.key)));
                 (!entries.is_empty()).then_some(GroupEntries { group, entries })
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -383,7 +391,7 @@ mod tests {
         // Writes after the snapshot do not change it.
         b.value_put(scope(0, b"k1"), b"changed".to_vec()).unwrap();
         b.clear(scope(1, b"k2")).unwrap();
-        let groups = taken.into_groups();
+        let groups = taken.into_groups().unwrap();
         assert_eq!(groups.iter().map(|g| g.entries.len()).sum::<usize>(), 400);
         for g in &groups {
             assert!(
@@ -403,7 +411,7 @@ mod tests {
             restored.map_get(scope(1, b"k2"), b"m").unwrap(),
             Some(b"v".to_vec())
         );
-        assert_eq!(restored.snapshot().into_groups(), groups);
+        assert_eq!(restored.snapshot().into_groups().unwrap(), groups);
 
         // A subtask restores only its own key groups.
         let mut half = MemoryBackend::new(KeyGroupRange::for_subtask(128, 2, 1));
@@ -411,6 +419,7 @@ mod tests {
         let kept: usize = half
             .snapshot()
             .into_groups()
+            .unwrap()
             .iter()
             .map(|g| g.entries.len())
             .sum();

@@ -223,9 +223,12 @@ fn excerpt(payload: &[u8]) -> String {
 }
 
 /// Turns an instance's [`OperatorInstance::snapshot`] into a canonical [`Snapshot`].
-pub fn into_snapshot(states: Vec<StateInfo>, backend: Box<dyn BackendSnapshot>) -> Snapshot {
-    Snapshot {
+pub fn into_snapshot(
+    states: Vec<StateInfo>,
+    backend: Box<dyn BackendSnapshot>,
+) -> Result<Snapshot, crate::state::StateError> {
+    Ok(Snapshot {
         states,
-        groups: backend.into_groups(),
-    }
+        groups: backend.into_groups()?,
+    })
 }

@@ -1,0 +1,259 @@
+//! The state backend conformance suite: every test body runs against every backend,
+//! so that guests cannot tell the backends apart.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::memory::MemoryBackend;
+use super::rocksdb::RocksDbBackend;
+use super::snapshot::GroupEntries;
+use super::{KeyGroup, KeyGroupRange, Scope, StateBackend, StateError, StateId};
+
+type Make = fn(KeyGroupRange) -> Box<dyn StateBackend>;
+
+fn memory(range: KeyGroupRange) -> Box<dyn StateBackend> {
+    Box::new(MemoryBackend::new(range))
+}
+
+fn rocksdb(range: KeyGroupRange) -> Box<dyn StateBackend> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "weir-conformance-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    // The backend deletes its folder when dropped.
+    Box::new(RocksDbBackend::create(&dir, range).expect("create a RocksDB backend"))
+}
+
+const BACKENDS: [(&str, Make); 2] = [("memory", memory), ("rocksdb", rocksdb)];
+
+fn scope(state: u32, key: &[u8]) -> Scope<'_> {
+    Scope {
+        state: StateId(state),
+        key_group: KeyGroup::of(key, 128),
+        key,
+    }
+}
+
+fn all() -> KeyGroupRange {
+    KeyGroupRange::all(128)
+}
+
+fn groups(backend: &dyn StateBackend) -> Vec<GroupEntries> {
+    backend.snapshot().into_groups().expect("snapshot")
+}
+
+/// Writes a bit of every layout, with empty and large values, across many keys.
+fn fill(b: &mut dyn StateBackend) {
+    for i in 0..2000u32 {
+        let key = format!("user-{i}");
+        let k = key.as_bytes();
+        b.value_put(scope(0, k), i.to_be_bytes().to_vec()).unwrap();
+        if i % 3 == 0 {
+            b.list_append(scope(1, k), vec![b"a".to_vec(), Vec::new()])
+                .unwrap();
+        }
+        if i % 5 == 0 {
+            b.map_put(
+                scope(2, k),
+                vec![(b"y".to_vec(), b"2".to_vec()), (b"x".to_vec(), Vec::new())],
+            )
+            .unwrap();
+        }
+    }
+    b.value_put(scope(0, b""), Vec::new()).unwrap();
+    b.value_put(scope(3, b"big"), vec![7; 1 << 20]).unwrap();
+    b.list_append(scope(1, b"big"), vec![vec![8; 1 << 20]])
+        .unwrap();
+    b.map_put(scope(2, b"big"), vec![(vec![9; 1000], vec![9; 1 << 20])])
+        .unwrap();
+}
+
+#[test]
+fn values_are_scoped_by_state_and_key_and_empty_is_not_absent() {
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        b.value_put(scope(0, b"a"), b"1".to_vec()).unwrap();
+        b.value_put(scope(1, b"a"), b"2".to_vec()).unwrap();
+        b.value_put(scope(0, b"ab"), Vec::new()).unwrap();
+        assert_eq!(
+            b.value_get(scope(0, b"a")).unwrap(),
+            Some(b"1".to_vec()),
+            "{name}"
+        );
+        assert_eq!(
+            b.value_get(scope(1, b"a")).unwrap(),
+            Some(b"2".to_vec()),
+            "{name}"
+        );
+        assert_eq!(
+            b.value_get(scope(0, b"ab")).unwrap(),
+            Some(Vec::new()),
+            "{name}"
+        );
+        assert_eq!(b.value_get(scope(0, b"b")).unwrap(), None, "{name}");
+        b.clear(scope(0, b"a")).unwrap();
+        assert_eq!(b.value_get(scope(0, b"a")).unwrap(), None, "{name}");
+        assert_eq!(
+            b.value_get(scope(1, b"a")).unwrap(),
+            Some(b"2".to_vec()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn lists_keep_insertion_order() {
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        let s = scope(0, b"k");
+        assert!(b.list_get(s).unwrap().is_empty(), "{name}");
+        b.list_append(s, vec![b"x".to_vec()]).unwrap();
+        b.list_append(s, vec![b"y".to_vec(), Vec::new(), b"x".to_vec()])
+            .unwrap();
+        assert_eq!(
+            b.list_get(s).unwrap(),
+            [b"x".to_vec(), b"y".to_vec(), Vec::new(), b"x".to_vec()],
+            "{name}"
+        );
+        b.list_replace(s, vec![b"z".to_vec()]).unwrap();
+        assert_eq!(b.list_get(s).unwrap(), [b"z".to_vec()], "{name}");
+        b.clear(s).unwrap();
+        assert!(b.list_get(s).unwrap().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn maps_are_sorted_by_user_key_and_keys_do_not_leak_into_each_other() {
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        let s = scope(2, b"k");
+        // A key that is a prefix of another must not see the other's entries.
+        let longer = scope(2, b"kk");
+        b.map_put(longer, vec![(b"a".to_vec(), b"other".to_vec())])
+            .unwrap();
+        assert!(b.map_is_empty(s).unwrap(), "{name}");
+        b.map_put(
+            s,
+            vec![
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"a".to_vec(), b"1".to_vec()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(b.map_get(s, b"a").unwrap(), Some(b"1".to_vec()), "{name}");
+        let entries = b.map_entries(s).unwrap();
+        assert_eq!(
+            entries,
+            [
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ],
+            "{name}"
+        );
+        b.map_remove(s, b"a").unwrap();
+        b.map_remove(s, b"absent").unwrap();
+        assert_eq!(b.map_entries(s).unwrap().len(), 1, "{name}");
+        b.clear(s).unwrap();
+        assert!(b.map_is_empty(s).unwrap(), "{name}");
+        assert_eq!(
+            b.map_entries(longer).unwrap().len(),
+            1,
+            "{name}: clear touched another key"
+        );
+    }
+}
+
+#[test]
+fn key_groups_outside_the_range_are_refused() {
+    for (name, make) in BACKENDS {
+        let mut b = make(KeyGroupRange::for_subtask(128, 2, 0));
+        let outside = Scope {
+            state: StateId(0),
+            key_group: KeyGroup(100),
+            key: b"k",
+        };
+        assert!(
+            matches!(
+                b.value_put(outside, Vec::new()),
+                Err(StateError::KeyGroupOutOfRange { .. })
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                b.map_entries(outside),
+                Err(StateError::KeyGroupOutOfRange { .. })
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn many_keys_and_large_values_read_back() {
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        fill(b.as_mut());
+        for i in (0..2000u32).step_by(97) {
+            let key = format!("user-{i}");
+            assert_eq!(
+                b.value_get(scope(0, key.as_bytes())).unwrap(),
+                Some(i.to_be_bytes().to_vec()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            b.value_get(scope(3, b"big")).unwrap().map(|v| v.len()),
+            Some(1 << 20),
+            "{name}"
+        );
+        assert_eq!(
+            b.list_get(scope(1, b"big")).unwrap()[0].len(),
+            1 << 20,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_backend_takes_the_same_snapshot_and_restores_any_other_backends() {
+    let mut snapshots = Vec::new();
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        fill(b.as_mut());
+        let taken = b.snapshot();
+        // Writes after the snapshot do not change it.
+        b.value_put(scope(0, b"user-1"), b"changed".to_vec())
+            .unwrap();
+        b.clear(scope(2, b"user-5")).unwrap();
+        let groups = taken.into_groups().unwrap();
+        assert!(groups.windows(2).all(|w| w[0].group < w[1].group), "{name}");
+        snapshots.push((name, groups));
+    }
+    assert_eq!(
+        snapshots[0].1, snapshots[1].1,
+        "memory and rocksdb snapshots differ"
+    );
+    for (from, groups) in &snapshots {
+        for (to, make) in BACKENDS {
+            let mut restored = make(all());
+            restored.restore(groups).unwrap();
+            assert_eq!(
+                &super::conformance::groups(restored.as_ref()),
+                groups,
+                "{from} → {to}"
+            );
+            // A subtask keeps only its own key groups.
+            let range = KeyGroupRange::for_subtask(128, 3, 1);
+            let mut part = make(range);
+            part.restore(groups).unwrap();
+            assert!(
+                super::conformance::groups(part.as_ref())
+                    .iter()
+                    .all(|g| range.contains(g.group)),
+                "{to}"
+            );
+        }
+    }
+}
