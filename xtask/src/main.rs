@@ -19,6 +19,8 @@ tasks:
                      keyed count over 1M keys at parallelism 1 and 2, with checkpoints
                      off, every 1 s and every 100 ms: records/s and ratios, the longest
                      synchronous part of a checkpoint, and the checkpoint size
+  bench backends [RECORDS]
+                     keyed count on the memory and RocksDB backends, 100K and 1M keys
 
 Builds go to $CARGO_TARGET_DIR, by default ~/.cache/weir/target, so that clones share
 them: the first build compiles wasmtime and takes several minutes on two cores.";
@@ -34,6 +36,11 @@ fn main() -> ExitCode {
         ["bench", "checkpoints"] => setup().and_then(|()| bench_checkpoints(3_000_000)),
         ["bench", "checkpoints", records] => match records.parse() {
             Ok(n) => setup().and_then(|()| bench_checkpoints(n)),
+            Err(_) => Err(format!("RECORDS must be a number, not `{records}`")),
+        },
+        ["bench", "backends"] => setup().and_then(|()| bench_backends(1_000_000)),
+        ["bench", "backends", records] => match records.parse() {
+            Ok(n) => setup().and_then(|()| bench_backends(n)),
             Err(_) => Err(format!("RECORDS must be a number, not `{records}`")),
         },
         _ => {
@@ -212,61 +219,110 @@ fn ci() -> Result {
     test()
 }
 
-/// Builds the visit-count component and the host, then runs keyed count jobs on a
-/// generator with 1M distinct keys and prints their throughput.
-fn bench_checkpoints(records: u64) -> Result {
+/// One keyed count benchmark job.
+struct BenchJob {
+    records: u64,
+    keys: u64,
+    parallelism: u16,
+    checkpoint_ms: Option<u64>,
+    backend: &'static str,
+}
+
+/// Builds the visit-count component and the host; returns a runner of keyed count jobs
+/// that gives records/s and the job's checkpoint summary.
+fn bench_runner() -> Result<impl Fn(&BenchJob) -> Result<(f64, String)>> {
     let component = build_component("visit-count")?;
     cargo(&["build", "-p", "host"])?;
     let host = target_dir().join("debug/host");
     let work = env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    Ok(move |b: &BenchJob| {
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let checkpoint = b.checkpoint_ms.map_or(String::new(), |ms| {
+            format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
+        });
+        let (records, keys, p, backend) = (b.records, b.keys, b.parallelism, b.backend);
+        let job = format!(
+            "[job]\nname = \"bench\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\ncount = {records}\n\
+             keys = {keys}\nkey_field = \"url\"\nparallelism = {p}\n\n[[operator]]\nname = \"count\"\n\
+             component = {component:?}\ninput = \"gen\"\nkey_by = \"/url\"\nparallelism = {p}\n\n\
+             [[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"count\"\npath = \"out\"\nparallelism = {p}\n\n\
+             [state]\nbackend = \"{backend}\"\ndir = \"local\"\n\n{checkpoint}"
+        );
+        let path = work.join("job.toml");
+        std::fs::write(&path, job).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let started = std::time::Instant::now();
+        let output = Command::new(&host)
+            .args(["run", path.to_str().ok_or("non-UTF-8 path")?])
+            .output()
+            .map_err(|e| format!("cannot run the host: {e}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let _ = std::fs::remove_dir_all(&work);
+        if !output.status.success() {
+            return Err(format!("the benchmark job failed:\n{stderr}"));
+        }
+        // "N checkpoints completed (…)" from the job's summary line.
+        let checkpoints = stderr
+            .find("checkpoints completed")
+            .map(|at| {
+                let start = stderr[..at].rfind("; ").map_or(0, |i| i + 2);
+                let end = stderr[at..].find(')').map_or(stderr.len(), |i| at + i + 1);
+                stderr[start..end].to_string()
+            })
+            .unwrap_or_else(|| "no checkpoints".into());
+        Ok((records as f64 / seconds, checkpoints))
+    })
+}
+
+/// Keyed count over 1M distinct keys with checkpoints off, every 1 s and every 100 ms.
+fn bench_checkpoints(records: u64) -> Result {
+    let run = bench_runner()?;
     println!(
         "keyed count (visit-count), {records} records, 1000000 keys, memory backend, file sink"
     );
     for parallelism in [1, 2] {
         let mut baseline = None;
-        for interval in [None, Some(1000), Some(100)] {
-            let _ = std::fs::remove_dir_all(&work);
-            std::fs::create_dir_all(&work)
-                .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-            let checkpoint = interval.map_or(String::new(), |ms| {
-                format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
-            });
-            let job = format!(
-                "[job]\nname = \"bench\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\ncount = {records}\n\
-                 keys = 1000000\nkey_field = \"url\"\nparallelism = {parallelism}\n\n[[operator]]\nname = \"count\"\n\
-                 component = {component:?}\ninput = \"gen\"\nkey_by = \"/url\"\nparallelism = {parallelism}\n\n\
-                 [[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"count\"\npath = \"out\"\nparallelism = {parallelism}\n\n{checkpoint}"
-            );
-            let path = work.join("job.toml");
-            std::fs::write(&path, job)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            let started = std::time::Instant::now();
-            let output = Command::new(&host)
-                .args(["run", path.to_str().ok_or("non-UTF-8 path")?])
-                .output()
-                .map_err(|e| format!("cannot run the host: {e}"))?;
-            let seconds = started.elapsed().as_secs_f64();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if !output.status.success() {
-                return Err(format!("the benchmark job failed:\n{stderr}"));
-            }
-            let rate = records as f64 / seconds;
+        for checkpoint_ms in [None, Some(1000), Some(100)] {
+            let job = BenchJob {
+                records,
+                keys: 1_000_000,
+                parallelism,
+                checkpoint_ms,
+                backend: "memory",
+            };
+            let (rate, checkpoints) = run(&job)?;
             let ratio = rate / *baseline.get_or_insert(rate);
-            // "N checkpoints completed (…)" from the job's summary line.
-            let checkpoints = stderr
-                .find("checkpoints completed")
-                .map(|at| {
-                    let start = stderr[..at].rfind("; ").map_or(0, |i| i + 2);
-                    let end = stderr[at..].find(')').map_or(stderr.len(), |i| at + i + 1);
-                    stderr[start..end].to_string()
-                })
-                .unwrap_or_else(|| "no checkpoints".into());
-            let label = interval.map_or("off".to_string(), |ms| format!("every {ms} ms"));
+            let label = checkpoint_ms.map_or("off".to_string(), |ms| format!("every {ms} ms"));
             println!(
                 "p={parallelism} checkpoints {label:>12}: {rate:>10.0} records/s  ratio to off {ratio:.3}  {checkpoints}"
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Keyed count on the memory and the RocksDB backend, 100K and 1M keys, p = 1.
+fn bench_backends(records: u64) -> Result {
+    let run = bench_runner()?;
+    println!("keyed count (visit-count), {records} records, p=1, file sink, no checkpoints");
+    for keys in [100_000, 1_000_000] {
+        let mut memory = None;
+        for backend in ["memory", "rocksdb"] {
+            let job = BenchJob {
+                records,
+                keys,
+                parallelism: 1,
+                checkpoint_ms: None,
+                backend,
+            };
+            let (rate, _) = run(&job)?;
+            let ratio = rate / *memory.get_or_insert(rate);
+            println!(
+                "{keys:>8} keys {backend:>8}: {rate:>10.0} records/s  ratio to memory {ratio:.3}"
+            );
+        }
+    }
     Ok(())
 }
