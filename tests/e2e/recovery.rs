@@ -2,7 +2,7 @@
 //! and `kill -9` of the host leave the committed output exactly a failure-free run's.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use crate::support::{Job, host};
 
@@ -504,24 +504,7 @@ fn savepoints_are_taken_from_a_running_job_and_a_stop_with_one_resumes_exactly()
     job.write("job.toml", &sequence_job(count, 2, EVERY_30_MS, ""));
     let path = job.path("job.toml");
     let path = path.to_str().expect("UTF-8 path");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["run", "--verbose", path])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start host");
-    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-    let mut address = None;
-    for line in stderr.by_ref().lines() {
-        let line = line.expect("stderr line");
-        if let Some(rest) = line.strip_prefix("weir: control endpoint ") {
-            address = rest.split(':').take(2).collect::<Vec<_>>().join(":").into();
-        }
-        if line.contains("completed in") {
-            break;
-        }
-    }
-    let address = address.expect("host run prints its control endpoint");
+    let (mut child, mut stderr, address) = start_until_checkpoint(&job, &[]);
 
     let taken = host(&["savepoint", &address], "");
     assert_eq!(taken.code, 0, "{}", taken.stderr);
@@ -551,4 +534,91 @@ fn savepoints_are_taken_from_a_running_job_and_a_stop_with_one_resumes_exactly()
     let output = job.committed("out");
     assert!(!output.contains("alert"));
     assert_eq!(sorted(&output), expected(count));
+}
+
+/// Starts `host run --verbose JOB ARGS` and reads its stderr until a checkpoint has
+/// completed; returns the process, the rest of its stderr, and its control endpoint.
+fn start_until_checkpoint(job: &Job, args: &[&str]) -> (Child, BufReader<ChildStderr>, String) {
+    let path = job.path("job.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--verbose", path.to_str().expect("UTF-8 path")])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start host");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut address = None;
+    for line in stderr.by_ref().lines() {
+        let line = line.expect("stderr line");
+        if let Some(rest) = line.strip_prefix("weir: control endpoint ") {
+            address = rest.split(':').take(2).collect::<Vec<_>>().join(":").into();
+        }
+        assert!(
+            !line.contains("finished:"),
+            "the job finished before a checkpoint"
+        );
+        if line.contains("completed in") {
+            break;
+        }
+    }
+    (
+        child,
+        stderr,
+        address.expect("host run prints its control endpoint"),
+    )
+}
+
+/// Runs the job until a checkpoint has completed, then stops it with `host stop
+/// --savepoint`; returns the savepoint's folder.
+fn stop_with_savepoint(job: &Job, args: &[&str]) -> String {
+    let (mut child, mut stderr, address) = start_until_checkpoint(job, args);
+    let stopped = host(&["stop", "--savepoint", &address], "");
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("rest of stderr");
+    assert_eq!(child.wait().expect("reap host").code(), Some(0), "{rest}");
+    assert!(rest.contains("stopped with savepoint"), "{rest}");
+    stopped.stdout.trim().to_string()
+}
+
+#[test]
+fn the_resume_matrix_backends_and_parallelism_stop_with_a_savepoint_and_resume() {
+    let count = 400_000;
+    let cases = [
+        ("memory", "2", "memory", "2"),
+        ("memory", "2", "memory", "4"),
+        ("memory", "4", "memory", "2"),
+        ("rocksdb", "2", "rocksdb", "2"),
+        ("rocksdb", "2", "rocksdb", "4"),
+        ("rocksdb", "4", "rocksdb", "2"),
+        ("memory", "2", "rocksdb", "2"),
+        ("rocksdb", "2", "memory", "3"),
+    ];
+    for (from_backend, from_p, to_backend, to_p) in cases {
+        let case = format!("{from_backend} p={from_p} → {to_backend} p={to_p}");
+        let job = Job::new();
+        let state = "[state]\ndir = \"local\"";
+        job.write(
+            "job.toml",
+            &sequence_job(count, 2, &format!("{EVERY_30_MS}\n\n{state}"), ""),
+        );
+        let savepoint = stop_with_savepoint(&job, &["-p", from_p, "--state-backend", from_backend]);
+        let path = job.path("job.toml");
+        let args = [
+            "run",
+            path.to_str().expect("UTF-8 path"),
+            "--from-savepoint",
+            &savepoint,
+            "-p",
+            to_p,
+            "--state-backend",
+            to_backend,
+        ];
+        let out = host(&args, "");
+        assert_eq!(out.code, 0, "{case}: {}", out.stderr);
+        let output = job.committed("out");
+        assert!(!output.contains("alert"), "{case}: state lost or repeated");
+        assert_eq!(sorted(&output), expected(count), "{case}");
+    }
 }
