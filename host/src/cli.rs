@@ -1,6 +1,6 @@
 //! The `host` command line: parses arguments, runs the command, maps the outcome to an
-//! exit code (0 finished, 1 the job failed, 2 usage or configuration error, 130 the job
-//! was cancelled by SIGINT or SIGTERM).
+//! exit code (0 finished or stopped with a savepoint, 1 the job failed, 2 usage or
+//! configuration error, 130 the job was cancelled).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::control;
 use crate::dataflow::{self, Failure, Report, Start};
@@ -63,9 +62,14 @@ enum Command {
     Stop {
         /// The control endpoint that `host run` printed (127.0.0.1:PORT).
         address: String,
-        /// Take a savepoint, then stop (the only way to stop from here; Ctrl-C cancels).
+        /// Take a savepoint, then stop (`host cancel` stops without one).
         #[arg(long, required = true)]
         savepoint: bool,
+    },
+    /// Cancels a running job (its checkpoints are kept or deleted as `on_cancel` says).
+    Cancel {
+        /// The control endpoint that `host run` printed (127.0.0.1:PORT).
+        address: String,
     },
     /// Shows what a checkpoint holds, without the operators' code.
     State {
@@ -84,7 +88,7 @@ enum Command {
 const FAILED: u8 = 1;
 /// Exit code of a usage or configuration error (clap uses it for bad arguments too).
 const CONFIG: u8 = 2;
-/// Exit code of a job cancelled by SIGINT or SIGTERM (128 + SIGINT, as shells report).
+/// Exit code of a cancelled job (128 + SIGINT, as shells report an interrupted command).
 const CANCELLED: u8 = 130;
 
 /// Runs the command line and returns the process's exit code.
@@ -94,6 +98,10 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Savepoint { address } => savepoint(&address, false),
         Command::Stop { address, .. } => savepoint(&address, true),
+        Command::Cancel { address } => match control::cancel(&address) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(FAILED, e),
+        },
         Command::State {
             path,
             operator,
@@ -142,28 +150,15 @@ fn run(args: &RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(FAILED, format!("cannot start the Wasm runtime: {e:#}")),
     };
-    // The first SIGINT or SIGTERM cancels the job; a second one exits at once.
     let cancel = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        let registered = signal_hook::flag::register_conditional_shutdown(
-            signal,
-            i32::from(CANCELLED),
-            Arc::clone(&cancel),
-        )
-        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&cancel)));
-        if let Err(e) = registered {
-            return fail(FAILED, format!("cannot install the signal handlers: {e}"));
-        }
-    }
+    let mut commands = None;
     if job.checkpoint.is_some() {
-        let (commands, control) = crossbeam_channel::unbounded();
-        match control::serve(commands) {
-            Ok(address) => {
-                eprintln!(
-                    "weir: control endpoint {address}: `host savepoint {address}` takes a savepoint, `host stop --savepoint {address}` stops with one"
-                );
-                start.control = Some(control);
-            }
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        match control::serve(sender.clone(), Arc::clone(&cancel)) {
+            Ok(address) => eprintln!(
+                "weir: control endpoint {address}: `host savepoint {address}` takes a savepoint, \
+                 `host stop --savepoint {address}` stops with one, `host cancel {address}` cancels"
+            ),
             Err(e) => {
                 return fail(
                     FAILED,
@@ -171,6 +166,11 @@ fn run(args: &RunArgs) -> ExitCode {
                 );
             }
         }
+        start.control = Some(receiver);
+        commands = Some(sender);
+    }
+    if let Err(e) = control::handle_signals(commands, Arc::clone(&cancel)) {
+        return fail(FAILED, format!("cannot install the signal handlers: {e}"));
     }
     match dataflow::run(&job, &runtime, &start, &cancel) {
         Ok(report) if report.already_finished => {

@@ -307,16 +307,13 @@ fn checkpoints_that_time_out_are_aborted_and_the_job_goes_on() {
 }
 
 #[test]
-fn sigterm_cancels_keeping_or_deleting_checkpoints_as_on_cancel_says() {
+fn sigterm_stops_with_a_savepoint_and_the_next_run_resumes_exactly() {
     let count = 400_000;
     let job = Job::new();
     job.write("job.toml", &sequence_job(count, 2, EVERY_30_MS, ""));
     let (_, code, stderr) = run_and_signal(&job, 2, "-TERM");
-    assert_eq!(code, Some(130), "{stderr}");
-    assert!(
-        stderr.contains("cancelled; its checkpoints are kept in"),
-        "{stderr}"
-    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped with savepoint"), "{stderr}");
     let path = job.path("job.toml");
     let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -327,25 +324,47 @@ fn sigterm_cancels_keeping_or_deleting_checkpoints_as_on_cancel_says() {
         out.stderr
     );
     assert_eq!(sorted(&job.committed("out")), expected(count));
-
-    let job = Job::new();
-    let checkpoint =
-        "[checkpoint]\ninterval_ms = 30\non_cancel = \"delete\"\ndir = \"checkpoints\"";
-    job.write("job.toml", &sequence_job(count, 2, checkpoint, ""));
-    let (_, code, stderr) = run_and_signal(&job, 2, "-TERM");
-    assert_eq!(code, Some(130), "{stderr}");
-    assert!(stderr.contains("its checkpoints were deleted"), "{stderr}");
-    let left = std::fs::read_dir(job.path("checkpoints/sequence")).map_or(0, |d| d.count());
-    assert_eq!(left, 0, "no checkpoint left");
 }
 
-/// Runs the job to completion with `host run -p <parallelism>`.
-fn resume_with(job: &Job, parallelism: &str) -> crate::support::Outcome {
-    let path = job.path("job.toml");
-    host(
-        &["run", path.to_str().expect("UTF-8 path"), "-p", parallelism],
-        "",
-    )
+#[test]
+fn host_cancel_keeps_or_deletes_checkpoints_as_on_cancel_says() {
+    let count = 400_000;
+    for on_cancel in ["retain", "delete"] {
+        let job = Job::new();
+        let checkpoint = format!("{EVERY_30_MS}\non_cancel = \"{on_cancel}\"");
+        job.write("job.toml", &sequence_job(count, 2, &checkpoint, ""));
+        let (mut child, mut stderr, address) = start_until_checkpoint(&job, &[]);
+        let cancelled = host(&["cancel", &address], "");
+        assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).expect("rest of stderr");
+        assert_eq!(child.wait().expect("reap host").code(), Some(130), "{rest}");
+        let left = std::fs::read_dir(job.path("checkpoints/sequence")).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+                .count()
+        });
+        if on_cancel == "delete" {
+            assert!(rest.contains("its checkpoints were deleted"), "{rest}");
+            assert_eq!(left, 0, "no checkpoint left");
+            continue;
+        }
+        assert!(
+            rest.contains("cancelled; its checkpoints are kept in"),
+            "{rest}"
+        );
+        assert!(left > 0);
+        let path = job.path("job.toml");
+        let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("resuming job `sequence` from checkpoint"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(sorted(&job.committed("out")), expected(count));
+    }
 }
 
 #[test]
@@ -621,4 +640,10 @@ fn the_resume_matrix_backends_and_parallelism_stop_with_a_savepoint_and_resume()
         assert!(!output.contains("alert"), "{case}: state lost or repeated");
         assert_eq!(sorted(&output), expected(count), "{case}");
     }
+}
+
+/// Runs the job to completion with `host run -p <parallelism>`.
+fn resume_with(job: &Job, parallelism: &str) -> crate::support::Outcome {
+    let path = job.path("job.toml");
+    host(&["run", path.to_str().expect("UTF-8 path"), "-p", parallelism], "")
 }
