@@ -240,18 +240,7 @@ fn kill_9_rounds(checkpoint: &str) {
             "round {round}: a restarted run resumes by itself"
         );
     }
-    let path = job.path("job.toml");
-    let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("resuming job `sequence` from checkpoint"),
-        "{}",
-        out.stderr
-    );
-    let output = job.committed("out");
-    assert!(!output.contains("alert"));
-    assert_eq!(sorted(&output), expected(count));
+    resume_exactly(&job, count, &[]);
 }
 
 #[test]
@@ -314,16 +303,7 @@ fn sigterm_stops_with_a_savepoint_and_the_next_run_resumes_exactly() {
     let (_, code, stderr) = run_and_signal(&job, 2, "-TERM");
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("stopped with savepoint"), "{stderr}");
-    let path = job.path("job.toml");
-    let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("resuming job `sequence` from checkpoint"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(sorted(&job.committed("out")), expected(count));
+    resume_exactly(&job, count, &[]);
 }
 
 #[test]
@@ -354,16 +334,7 @@ fn host_cancel_keeps_or_deletes_checkpoints_as_on_cancel_says() {
             "{rest}"
         );
         assert!(left > 0);
-        let path = job.path("job.toml");
-        let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        assert!(
-            out.stderr
-                .contains("resuming job `sequence` from checkpoint"),
-            "{}",
-            out.stderr
-        );
-        assert_eq!(sorted(&job.committed("out")), expected(count));
+        resume_exactly(&job, count, &[]);
     }
 }
 
@@ -374,15 +345,7 @@ fn a_checkpoint_resumes_at_another_parallelism() {
         let job = Job::new();
         job.write("job.toml", &sequence_job(count, from, EVERY_30_MS, ""));
         run_and_kill(&job, 2);
-        let out = resume_with(&job, to);
-        assert_eq!(out.code, 0, "{from}→{to}: {}", out.stderr);
-        assert!(out.stderr.contains("resuming job"), "{}", out.stderr);
-        let output = job.committed("out");
-        assert!(
-            !output.contains("alert"),
-            "{from}→{to}: state was lost or repeated"
-        );
-        assert_eq!(sorted(&output), expected(count), "{from}→{to}");
+        resume_exactly(&job, count, &["-p", to]);
     }
 }
 
@@ -615,7 +578,6 @@ fn the_resume_matrix_backends_and_parallelism_stop_with_a_savepoint_and_resume()
         ("rocksdb", "2", "memory", "3"),
     ];
     for (from_backend, from_p, to_backend, to_p) in cases {
-        let case = format!("{from_backend} p={from_p} → {to_backend} p={to_p}");
         let job = Job::new();
         let state = "[state]\ndir = \"local\"";
         job.write(
@@ -623,27 +585,48 @@ fn the_resume_matrix_backends_and_parallelism_stop_with_a_savepoint_and_resume()
             &sequence_job(count, 2, &format!("{EVERY_30_MS}\n\n{state}"), ""),
         );
         let savepoint = stop_with_savepoint(&job, &["-p", from_p, "--state-backend", from_backend]);
-        let path = job.path("job.toml");
-        let args = [
-            "run",
-            path.to_str().expect("UTF-8 path"),
-            "--from-savepoint",
-            &savepoint,
-            "-p",
-            to_p,
-            "--state-backend",
-            to_backend,
-        ];
-        let out = host(&args, "");
-        assert_eq!(out.code, 0, "{case}: {}", out.stderr);
-        let output = job.committed("out");
-        assert!(!output.contains("alert"), "{case}: state lost or repeated");
-        assert_eq!(sorted(&output), expected(count), "{case}");
+        resume_exactly(
+            &job,
+            count,
+            &[
+                "--from-savepoint",
+                &savepoint,
+                "-p",
+                to_p,
+                "--state-backend",
+                to_backend,
+            ],
+        );
     }
+}
+
+/// Runs the job again (with `args`) and checks that it resumed from a checkpoint and
+/// that its committed output is exactly a failure-free run's.
+fn resume_exactly(job: &Job, count: u64, args: &[&str]) {
+    let path = job.path("job.toml");
+    let mut all = vec!["run", path.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    let out = host(&all, "");
+    assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("resuming job `sequence` from checkpoint"),
+        "{}",
+        out.stderr
+    );
+    let output = job.committed("out");
+    assert!(
+        !output.contains("alert"),
+        "{args:?}: state was lost or repeated"
+    );
+    assert_eq!(sorted(&output), expected(count), "{args:?}");
 }
 
 /// Runs the job to completion with `host run -p <parallelism>`.
 fn resume_with(job: &Job, parallelism: &str) -> crate::support::Outcome {
     let path = job.path("job.toml");
-    host(&["run", path.to_str().expect("UTF-8 path"), "-p", parallelism], "")
+    host(
+        &["run", path.to_str().expect("UTF-8 path"), "-p", parallelism],
+        "",
+    )
 }
