@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
@@ -401,24 +401,7 @@ fn run_attempts(
                     ..Report::default()
                 });
             }
-            Err(Failure::Cancelled) => {
-                if let (Some(store), Some(checkpointing)) = (&store, &job.checkpoint) {
-                    if checkpointing.on_cancel == OnCancel::Delete {
-                        store.discard_all()?;
-                        eprintln!(
-                            "weir: job `{}` cancelled; its checkpoints were deleted (on_cancel = \"delete\")",
-                            job.name
-                        );
-                    } else {
-                        eprintln!(
-                            "weir: job `{}` cancelled; its checkpoints are kept in {}: `host run` resumes from the latest",
-                            job.name,
-                            store.root().display()
-                        );
-                    }
-                }
-                return Err(Failure::Cancelled);
-            }
+            Err(Failure::Cancelled) => return cancelled(job, store.as_ref()),
             Err(failure) if failure.is_recoverable() && !cancel.load(Ordering::SeqCst) => {
                 let Some(delay) = restarts.on_failure(Instant::now()) else {
                     return Err(failure);
@@ -433,12 +416,61 @@ fn run_attempts(
                     job.name,
                     restarts.failures()
                 );
-                thread::sleep(delay);
+                if wait_before_restart(delay, &commands, cancel) {
+                    return cancelled(job, store.as_ref());
+                }
                 attempt += 1;
             }
             Err(failure) => return Err(failure),
         }
     }
+}
+
+/// A cancelled job: keeps or deletes its checkpoints as `on_cancel` says.
+fn cancelled(job: &Job, store: Option<&Store>) -> Result<Report, Failure> {
+    if let (Some(store), Some(checkpointing)) = (store, &job.checkpoint) {
+        if checkpointing.on_cancel == OnCancel::Delete {
+            store.discard_all()?;
+            eprintln!(
+                "weir: job `{}` cancelled; its checkpoints were deleted (on_cancel = \"delete\")",
+                job.name
+            );
+        } else {
+            eprintln!(
+                "weir: job `{}` cancelled; its checkpoints are kept in {}: `host run` resumes from the latest",
+                job.name,
+                store.root().display()
+            );
+        }
+    }
+    Err(Failure::Cancelled)
+}
+
+/// Waits `delay` before a restart; returns early, `true`, if the job is cancelled
+/// meanwhile. A savepoint asked for now cannot be taken (no task runs): it is refused,
+/// and a stop by signal then cancels the job instead.
+fn wait_before_restart(
+    delay: Duration,
+    commands: &Receiver<coordinator::Command>,
+    cancel: &AtomicBool,
+) -> bool {
+    let deadline = Instant::now() + delay;
+    while !cancel.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Cancellation is a flag, so look at it at least every 100 ms.
+        crossbeam_channel::select! {
+            recv(commands) -> command => {
+                if let Ok(coordinator::Command::Savepoint { reply, .. }) = command {
+                    let _ = reply.send(Err("the job is waiting to restart after a failure".into()));
+                }
+            }
+            default(left.min(Duration::from_millis(100))) => {}
+        }
+    }
+    true
 }
 
 /// Where a run starts when not from the job's own latest checkpoint.

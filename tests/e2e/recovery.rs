@@ -630,3 +630,39 @@ fn resume_with(job: &Job, parallelism: &str) -> crate::support::Outcome {
         "",
     )
 }
+
+#[test]
+fn a_cancel_during_a_long_restart_delay_stops_the_job_at_once() {
+    let job = Job::new();
+    let checkpoint = format!(
+        "{EVERY_30_MS}\n\n[restart]\nstrategy = \"fixed-delay\"\nattempts = 3\ndelay_ms = 3600000"
+    );
+    let config = "fail_attempts = 1\nseed = 1\nfirst = 20000\nwindow = 0";
+    job.write("job.toml", &sequence_job(400_000, 2, &checkpoint, config));
+    let (mut child, mut stderr, address) = start_until_checkpoint(&job, &[]);
+    for line in stderr.by_ref().lines() {
+        if line
+            .expect("stderr line")
+            .contains("restarting job `sequence`")
+        {
+            break;
+        }
+    }
+    let cancelled = host(&["cancel", &address], "");
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    // The delay is an hour; the job must end long before.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait().expect("reap host").code());
+    });
+    let code = done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the job ended within a minute of being cancelled");
+    assert_eq!(code, Some(130));
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("rest of stderr");
+    assert!(
+        rest.contains("cancelled; its checkpoints are kept"),
+        "{rest}"
+    );
+}
