@@ -136,6 +136,8 @@ fn example(name: &str) -> Result {
     cargo(&["build", "-p", "host"])?;
     let host = target_dir().join("debug/host");
     let job = dir.join("job.toml");
+    // A file sink adds part files run after run; the example shows one run's output.
+    let _ = std::fs::remove_dir_all(dir.join("out"));
     run(
         host.to_str().ok_or("non-UTF-8 target path")?,
         &["run", job.to_str().ok_or("non-UTF-8 path")?],
