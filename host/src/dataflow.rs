@@ -11,24 +11,23 @@ mod alignment;
 mod edge;
 mod inputs;
 mod operator;
+mod recovery;
 mod sink;
 mod source;
+mod wiring;
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::checkpoint::coordinator::{self, Coordinator};
-use crate::checkpoint::restart::Restarts;
-use crate::checkpoint::{CheckpointError, Metadata, Store};
-use crate::job::{Backend, Job, OnCancel, SinkKind};
-use crate::record::{KeySelector, KeyedRecord};
+use crate::checkpoint::{CheckpointError, Store};
+use crate::job::{Backend, Job, SinkKind};
+use crate::record::KeyedRecord;
 use crate::state::KeyGroupRange;
 use crate::state::memory::MemoryBackend;
 use crate::state::rocksdb::RocksDbBackend;
@@ -37,8 +36,8 @@ use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
 pub use alignment::{CheckpointId, Mode};
 pub use edge::BadRecord;
-use edge::{Edge, Outputs, Routing};
-use inputs::Inputs;
+pub use recovery::{Restore, Start, run};
+use wiring::Wiring;
 
 /// Records per batch: one Wasm call per batch keeps the per-call cost (~0.2–1 µs) small
 /// next to the per-record work.
@@ -215,389 +214,9 @@ enum TaskReport {
     Sink(SinkReport),
 }
 
-/// A task: one subtask of a node.
-type TaskKey = (String, usize);
-
-/// The channels of a job's physical graph.
-#[derive(Default)]
-struct Wiring {
-    /// Per consumer subtask, its input channels.
-    receivers: HashMap<TaskKey, Vec<Receiver<Message>>>,
-    /// Per producer subtask, its edges.
-    edges: HashMap<TaskKey, Vec<Edge>>,
-}
-
-impl Wiring {
-    fn new(job: &Job) -> Wiring {
-        let parallelism = |name: &str| -> usize {
-            job.sources
-                .iter()
-                .map(|s| (&s.name, s.parallelism))
-                .chain(job.operators.iter().map(|o| (&o.name, o.parallelism)))
-                .find(|(n, _)| *n == name)
-                .map_or(1, |(_, p)| usize::from(p))
-        };
-        let consumers = job
-            .operators
-            .iter()
-            .map(|o| (&o.name, o.parallelism, &o.inputs, o.key_by.clone()))
-            .chain(
-                job.sinks
-                    .iter()
-                    .map(|s| (&s.name, s.parallelism, &s.inputs, None)),
-            );
-        let mut wiring = Wiring::default();
-        for (name, consumer_parallelism, inputs, key_by) in consumers {
-            let selector = key_by.map(|pointer| KeySelector::new(pointer, job.max_parallelism));
-            for input in inputs {
-                let producer_parallelism = parallelism(input);
-                for producer in 0..producer_parallelism {
-                    let mut senders = Vec::new();
-                    for consumer in 0..usize::from(consumer_parallelism) {
-                        let (tx, rx) = bounded(CHANNEL_BATCHES);
-                        senders.push(tx);
-                        wiring
-                            .receivers
-                            .entry((name.clone(), consumer))
-                            .or_default()
-                            .push(rx);
-                    }
-                    let routing = match &selector {
-                        Some(_) => Routing::Keyed {
-                            max_parallelism: job.max_parallelism,
-                        },
-                        None if producer_parallelism == usize::from(consumer_parallelism) => {
-                            Routing::Forward(producer)
-                        }
-                        None => Routing::RoundRobin,
-                    };
-                    wiring
-                        .edges
-                        .entry((input.clone(), producer))
-                        .or_default()
-                        .push(Edge::new(name, selector.clone(), routing, senders));
-                }
-            }
-        }
-        wiring
-    }
-
-    fn outputs(&mut self, name: &str, subtask: usize) -> Outputs {
-        Outputs::new(
-            self.edges
-                .remove(&(name.to_string(), subtask))
-                .unwrap_or_default(),
-        )
-    }
-
-    fn inputs(&mut self, name: &str, subtask: usize, mode: Mode) -> Inputs {
-        Inputs::new(
-            self.receivers
-                .remove(&(name.to_string(), subtask))
-                .unwrap_or_default(),
-            mode,
-        )
-    }
-}
-
-/// Runs `job` to completion: resumes from its latest completed checkpoint if it has
-/// one, and restarts from the latest completed checkpoint after a task failure, as its
-/// restart strategy allows. Setting `cancel` stops the job (sources stop between two
-/// records) and applies `[checkpoint] on_cancel`.
-pub fn run(
-    job: &Job,
-    runtime: &Runtime,
-    start: &Start,
-    cancel: &Arc<AtomicBool>,
-) -> Result<Report, Failure> {
-    let result = run_attempts(job, runtime, start, cancel);
-    // Each subtask's local database is deleted with its backend; the folder that held
-    // them goes too, if nothing else is in it (a folder a user named is never emptied).
-    let _ = std::fs::remove_dir(&job.state.dir);
-    result
-}
-
-fn run_attempts(
-    job: &Job,
-    runtime: &Runtime,
-    start: &Start,
-    cancel: &Arc<AtomicBool>,
-) -> Result<Report, Failure> {
-    let store = job
-        .checkpoint
-        .as_ref()
-        .map(|c| Store::new(&c.dir, &job.name));
-    if let Some(store) = &store
-        && finish_previous(store)?
-    {
-        return Ok(Report {
-            already_finished: true,
-            ..Report::default()
-        });
-    }
-    // Restarts go back to the savepoint until this run has completed a checkpoint.
-    let savepoint = start
-        .from_savepoint
-        .as_deref()
-        .map(|dir| open_restore(job, dir, start.allow_non_restored_state))
-        .transpose()?;
-    let first_own = store.as_ref().map(Store::next_id).transpose()?.unwrap_or(0);
-    let latest_or_savepoint = || -> Result<Option<Restore>, Failure> {
-        match latest(job, store.as_ref())? {
-            Some(own) if savepoint.is_none() || own.metadata.checkpoint >= first_own => {
-                Ok(Some(own))
-            }
-            _ => Ok(savepoint.clone()),
-        }
-    };
-    let mut restore = latest_or_savepoint()?;
-    let resumed_from = restore.as_ref().map(|r| r.metadata.checkpoint);
-    if let Some(r) = &restore {
-        eprintln!(
-            "weir: resuming job `{}` from checkpoint {} ({})",
-            job.name,
-            r.metadata.checkpoint,
-            r.dir.display()
-        );
-    }
-    let commands = start
-        .control
-        .clone()
-        .unwrap_or_else(crossbeam_channel::never);
-    let mut restarts = Restarts::new(job.restart.clone());
-    let mut checkpoints = coordinator::Summary::default();
-    let mut attempt = 0u32;
-    loop {
-        let (result, summary) = run_attempt(Attempt {
-            job,
-            runtime,
-            store: store.as_ref(),
-            restore: restore.as_ref(),
-            number: attempt,
-            cancel,
-            commands: &commands,
-        });
-        checkpoints.stopped_with = checkpoints.stopped_with.or(summary.stopped_with);
-        checkpoints.completed += summary.completed;
-        checkpoints.aborted += summary.aborted;
-        checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
-        if summary.completed > 0 {
-            checkpoints.last_bytes = summary.last_bytes;
-        }
-        match result {
-            Ok(mut report) => {
-                finish(store.as_ref(), &report)?;
-                report.resumed_from = resumed_from;
-                report.restarts = restarts.failures();
-                report.checkpoints = checkpoints;
-                return Ok(report);
-            }
-            Err(Failure::Cancelled) if checkpoints.stopped_with.is_some() => {
-                return Ok(Report {
-                    stopped_with: checkpoints.stopped_with.clone(),
-                    resumed_from,
-                    restarts: restarts.failures(),
-                    checkpoints,
-                    ..Report::default()
-                });
-            }
-            Err(Failure::Cancelled) => return cancelled(job, store.as_ref()),
-            Err(failure) if failure.is_recoverable() && !cancel.load(Ordering::SeqCst) => {
-                let Some(delay) = restarts.on_failure(Instant::now()) else {
-                    return Err(failure);
-                };
-                restore = latest_or_savepoint()?;
-                let from = match &restore {
-                    Some(r) => format!("from checkpoint {}", r.metadata.checkpoint),
-                    None => "from the start".into(),
-                };
-                eprintln!(
-                    "weir: {failure}\nweir: restarting job `{}` {from} in {delay:?} (restart {})",
-                    job.name,
-                    restarts.failures()
-                );
-                if wait_before_restart(delay, &commands, cancel) {
-                    return cancelled(job, store.as_ref());
-                }
-                attempt += 1;
-            }
-            Err(failure) => return Err(failure),
-        }
-    }
-}
-
-/// A cancelled job: keeps or deletes its checkpoints as `on_cancel` says.
-fn cancelled(job: &Job, store: Option<&Store>) -> Result<Report, Failure> {
-    if let (Some(store), Some(checkpointing)) = (store, &job.checkpoint) {
-        if checkpointing.on_cancel == OnCancel::Delete {
-            store.discard_all()?;
-            eprintln!(
-                "weir: job `{}` cancelled; its checkpoints were deleted (on_cancel = \"delete\")",
-                job.name
-            );
-        } else {
-            eprintln!(
-                "weir: job `{}` cancelled; its checkpoints are kept in {}: `host run` resumes from the latest",
-                job.name,
-                store.root().display()
-            );
-        }
-    }
-    Err(Failure::Cancelled)
-}
-
-/// Waits `delay` before a restart; returns early, `true`, if the job is cancelled
-/// meanwhile. A savepoint asked for now cannot be taken (no task runs): it is refused,
-/// and a stop by signal then cancels the job instead.
-fn wait_before_restart(
-    delay: Duration,
-    commands: &Receiver<coordinator::Command>,
-    cancel: &AtomicBool,
-) -> bool {
-    let deadline = Instant::now() + delay;
-    while !cancel.load(Ordering::SeqCst) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        // Cancellation is a flag, so look at it at least every 100 ms.
-        crossbeam_channel::select! {
-            recv(commands) -> command => {
-                if let Ok(coordinator::Command::Savepoint { reply, .. }) = command {
-                    let _ = reply.send(Err("the job is waiting to restart after a failure".into()));
-                }
-            }
-            default(left.min(Duration::from_millis(100))) => {}
-        }
-    }
-    true
-}
-
-/// Where a run starts when not from the job's own latest checkpoint.
-#[derive(Debug, Clone, Default)]
-pub struct Start {
-    /// A savepoint (or any completed checkpoint's folder) to start from.
-    pub from_savepoint: Option<PathBuf>,
-    /// Start even if the savepoint holds state of operators the job no longer has.
-    pub allow_non_restored_state: bool,
-    /// Savepoint requests from the control endpoint.
-    pub control: Option<Receiver<coordinator::Command>>,
-}
-
-/// A completed checkpoint or savepoint to restore, and its folder.
-#[derive(Debug, Clone)]
-pub struct Restore {
-    /// The folder holding `_metadata` and the state files.
-    pub dir: PathBuf,
-    /// Its metadata.
-    pub metadata: Metadata,
-}
-
-/// The job's latest completed checkpoint, checked against the job.
-fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Restore>, Failure> {
-    match store.map(Store::latest_dir).transpose()?.flatten() {
-        Some(dir) => open_restore(job, &dir, true).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Opens the checkpoint or savepoint in `dir` for `job`: its maximum parallelism must
-/// match, and (unless allowed) it must hold no state of operators the job lacks.
-fn open_restore(
-    job: &Job,
-    dir: &std::path::Path,
-    allow_non_restored_state: bool,
-) -> Result<Restore, Failure> {
-    let metadata = crate::checkpoint::storage::read_metadata(dir)?;
-    let refuse = |reason: String| {
-        Err(Failure::Restore {
-            path: dir.to_path_buf(),
-            reason,
-        })
-    };
-    if metadata.max_parallelism != job.max_parallelism {
-        return refuse(format!(
-            "taken with max_parallelism {}, but the job has {}: the maximum parallelism is fixed for the life of a job",
-            metadata.max_parallelism, job.max_parallelism
-        ));
-    }
-    let gone: Vec<String> = metadata
-        .operators
-        .keys()
-        .filter(|name| !job.operators.iter().any(|o| &o.name == *name))
-        .map(|name| format!("`{name}`"))
-        .collect();
-    if !gone.is_empty() && !allow_non_restored_state {
-        return refuse(format!(
-            "it holds state of operators the job no longer has: {}. Pass --allow-non-restored-state to start without it",
-            gone.join(", ")
-        ));
-    }
-    Ok(Restore {
-        dir: dir.to_path_buf(),
-        metadata,
-    })
-}
-
-const FINISHED: &str = "_finished";
-
-/// After every task finished: commits the sinks' final part files and deletes the
-/// job's checkpoints. A marker listing the files is written first, so that a crash in
-/// between is completed by the next `host run` instead of replaying committed output.
-fn finish(store: Option<&Store>, report: &Report) -> Result<(), Failure> {
-    let parts: Vec<(PathBuf, PathBuf)> = report
-        .sinks
-        .iter()
-        .flat_map(|s| s.final_parts.clone())
-        .collect();
-    let io_failure = |what: &str| {
-        let what = what.to_string();
-        move |error| Failure::Io {
-            task: "job".into(),
-            what,
-            error,
-        }
-    };
-    let Some(store) = store else {
-        return sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"));
-    };
-    let marker = store.root().join(FINISHED);
-    std::fs::create_dir_all(store.root())
-        .map_err(io_failure("cannot create the checkpoint directory"))?;
-    let listing = serde_json::to_vec(&parts).expect("paths serialize");
-    crate::checkpoint::storage::write_synced(&marker, &listing)
-        .map_err(io_failure("cannot write the finish marker"))?;
-    sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"))?;
-    store.discard_all()?;
-    std::fs::remove_file(&marker).map_err(io_failure("cannot remove the finish marker"))
-}
-
-/// Completes a finish that a crash interrupted; returns whether there was one.
-fn finish_previous(store: &Store) -> Result<bool, Failure> {
-    let marker = store.root().join(FINISHED);
-    let Ok(listing) = std::fs::read(&marker) else {
-        return Ok(false);
-    };
-    let parts: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(&listing).map_err(|e| {
-        Failure::Checkpoint(CheckpointError::State {
-            path: marker.clone(),
-            reason: format!("malformed finish marker: {e}"),
-        })
-    })?;
-    let report = Report {
-        sinks: vec![SinkReport {
-            final_parts: parts,
-            ..SinkReport::default()
-        }],
-        ..Report::default()
-    };
-    finish(Some(store), &report)?;
-    Ok(true)
-}
-
 /// What one attempt of a job runs from.
 #[derive(Clone, Copy)]
-struct Attempt<'a> {
+pub(super) struct Attempt<'a> {
     job: &'a Job,
     runtime: &'a Runtime,
     store: Option<&'a Store>,
@@ -610,7 +229,7 @@ struct Attempt<'a> {
 }
 
 /// One run of the job's tasks, from `attempt.restore` if given.
-fn run_attempt(attempt: Attempt<'_>) -> (Result<Report, Failure>, coordinator::Summary) {
+pub(super) fn run_attempt(attempt: Attempt<'_>) -> (Result<Report, Failure>, coordinator::Summary) {
     let Attempt { job, store, .. } = attempt;
     let (reports_tx, reports_rx) = unbounded::<coordinator::Report>();
     let mut coordinator = store
