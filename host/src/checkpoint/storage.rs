@@ -141,20 +141,6 @@ impl Store {
         Ok(latest.map(|id| self.checkpoint_dir(id)))
     }
 
-    /// The latest completed checkpoint's metadata, checked. A damaged one is an error,
-    /// never silently skipped.
-    pub fn latest(&self) -> Result<Option<Metadata>, CheckpointError> {
-        self.latest_dir()?
-            .map(|dir| read_metadata(&dir))
-            .transpose()
-    }
-
-    /// Reads a state file of checkpoint `id`, checking it against its metadata and its
-    /// own checksum.
-    pub fn read_state(&self, id: u64, file: &StateFile) -> Result<Snapshot, CheckpointError> {
-        read_state_file(&self.checkpoint_dir(id), file)
-    }
-
     /// Deletes checkpoint `id`'s folder.
     pub fn discard(&self, id: u64) -> Result<(), CheckpointError> {
         let dir = self.checkpoint_dir(id);
@@ -295,14 +281,14 @@ mod tests {
     fn only_checkpoints_with_metadata_are_restored() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path(), "j");
-        assert_eq!(store.latest().unwrap(), None);
+        assert_eq!(store.latest_dir().unwrap(), None);
         assert_eq!(store.next_id().unwrap(), 1);
         store.complete(&metadata(1)).unwrap();
         // Checkpoint 2 wrote state but never completed.
         store
             .write_state(2, "op-0.state", &Snapshot::default())
             .unwrap();
-        assert_eq!(store.latest().unwrap().map(|m| m.checkpoint), Some(1));
+        assert_eq!(store.latest_dir().unwrap(), Some(store.checkpoint_dir(1)));
         assert_eq!(store.next_id().unwrap(), 3);
     }
 
@@ -325,20 +311,24 @@ mod tests {
             }],
         };
         let file = store.write_state(1, "op-0.state", &snapshot).unwrap();
-        assert_eq!(store.read_state(1, &file).unwrap(), snapshot);
+        assert_eq!(
+            read_state_file(&store.checkpoint_dir(1), &file).unwrap(),
+            snapshot
+        );
         let path = store.checkpoint_dir(1).join("op-0.state");
         let mut bytes = fs::read(&path).unwrap();
         bytes[20] ^= 1;
         fs::write(&path, &bytes).unwrap();
-        let err = store.read_state(1, &file).unwrap_err().to_string();
+        let err = read_state_file(&store.checkpoint_dir(1), &file)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("op-0.state") && err.contains("damaged"),
             "{err}"
         );
         fs::write(&path, &bytes[..10]).unwrap();
         assert!(
-            store
-                .read_state(1, &file)
+            read_state_file(&store.checkpoint_dir(1), &file)
                 .unwrap_err()
                 .to_string()
                 .contains("size 10 differs")
@@ -355,7 +345,9 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
-        let err = store.latest().unwrap_err().to_string();
+        let err = read_metadata(&store.checkpoint_dir(1))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("chk-1/_metadata") && err.contains("checksum"),
             "{err}"
