@@ -521,6 +521,12 @@ fn savepoints_are_taken_from_a_running_job_and_a_stop_with_one_resumes_exactly()
 /// Starts `host run --verbose JOB ARGS` and reads its stderr until a checkpoint has
 /// completed; returns the process, the rest of its stderr, and its control endpoint.
 fn start_until_checkpoint(job: &Job, args: &[&str]) -> (Child, BufReader<ChildStderr>, String) {
+    start_until(job, args, "completed in")
+}
+
+/// Starts `host run --verbose JOB ARGS` and reads its stderr up to the first line that
+/// contains `marker`; returns the process, the rest of its stderr, and its endpoint.
+fn start_until(job: &Job, args: &[&str], marker: &str) -> (Child, BufReader<ChildStderr>, String) {
     let path = job.path("job.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["run", "--verbose", path.to_str().expect("UTF-8 path")])
@@ -538,9 +544,9 @@ fn start_until_checkpoint(job: &Job, args: &[&str]) -> (Child, BufReader<ChildSt
         }
         assert!(
             !line.contains("finished:"),
-            "the job finished before a checkpoint"
+            "the job finished before `{marker}`"
         );
-        if line.contains("completed in") {
+        if line.contains(marker) {
             break;
         }
     }
@@ -639,15 +645,7 @@ fn a_cancel_during_a_long_restart_delay_stops_the_job_at_once() {
     );
     let config = "fail_attempts = 1\nseed = 1\nfirst = 20000\nwindow = 0";
     job.write("job.toml", &sequence_job(400_000, 2, &checkpoint, config));
-    let (mut child, mut stderr, address) = start_until_checkpoint(&job, &[]);
-    for line in stderr.by_ref().lines() {
-        if line
-            .expect("stderr line")
-            .contains("restarting job `sequence`")
-        {
-            break;
-        }
-    }
+    let (mut child, mut stderr, address) = start_until(&job, &[], "restarting job `sequence`");
     let cancelled = host(&["cancel", &address], "");
     assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
     // The delay is an hour; the job must end long before.
