@@ -5,10 +5,13 @@
 //! the checkpoint is complete, `_metadata`, written last and atomically (temp file,
 //! fsync, rename, directory fsync). A `chk-<n>` without `_metadata` was never completed
 //! and is never restored. Every file carries a format version and a checksum.
+//! Incremental RocksDB checkpoints keep their SST files in `<dir>/<job>/shared/`,
+//! reference-counted across checkpoints (see `shared`).
 
 pub mod coordinator;
 pub mod metadata;
 pub mod restart;
+pub mod shared;
 pub mod storage;
 
 pub use metadata::{Metadata, SinkState, SourcePosition, StateFile};

@@ -269,8 +269,8 @@ fn summary(report: &Report) -> String {
     let c = &report.checkpoints;
     if c.completed + c.aborted > 0 {
         parts.push(format!(
-            "{} checkpoints completed ({} aborted; longest synchronous part {:?}; last one {} bytes of state)",
-            c.completed, c.aborted, c.max_sync, c.last_bytes
+            "{} checkpoints completed ({} aborted; longest synchronous part {:?}; last one {} bytes of state, {} written)",
+            c.completed, c.aborted, c.max_sync, c.last_bytes, c.last_copied
         ));
     }
     if report.restarts > 0 {

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
@@ -325,8 +326,10 @@ fn start_tasks(
     // Every operator subtask is loaded, instantiated, restored and opened before any
     // input is read, so a broken component or checkpoint fails before anything runs.
     let mut instances = Vec::new();
+    let mut restoring = Duration::ZERO;
     for op in &job.operators {
         let component = runtime.load(&op.component)?;
+        let started = Instant::now();
         let snapshots = match restore {
             Some(r) => r
                 .metadata
@@ -338,6 +341,7 @@ fn start_tasks(
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
+        restoring += started.elapsed();
         for subtask in 0..op.parallelism {
             let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
             let backend: Box<dyn StateBackend> = match job.state.backend {
@@ -354,9 +358,11 @@ fn start_tasks(
             };
             let mut instance =
                 OperatorInstance::new(runtime, &component, &op.name, op.key_by.is_some(), backend)?;
+            let loading = Instant::now();
             for snapshot in &snapshots {
                 instance.restore(snapshot)?;
             }
+            restoring += loading.elapsed();
             let task = TaskInfo {
                 subtask,
                 parallelism: op.parallelism,
@@ -365,6 +371,16 @@ fn start_tasks(
             instance.open(&op.config_json, task)?;
             instances.push((op.name.clone(), usize::from(subtask), instance));
         }
+    }
+    if let Some(r) = restore {
+        let bytes: u64 = r
+            .metadata
+            .operators
+            .values()
+            .flatten()
+            .map(|f| f.bytes())
+            .sum();
+        eprintln!("weir: restored {bytes} bytes of state in {restoring:?}");
     }
     let mode = job
         .checkpoint
@@ -411,6 +427,7 @@ fn start_tasks(
             operator::Checkpoints {
                 store: c.store.clone(),
                 reports: reports.clone(),
+                incremental: job.state.incremental,
             }
         });
         spawn(

@@ -88,7 +88,7 @@ impl Checkpoint {
                 .get(name)
                 .into_iter()
                 .flatten()
-                .map(|f| f.bytes)
+                .map(|f| f.bytes())
                 .sum();
             let _ = writeln!(
                 out,

@@ -47,6 +47,8 @@ pub struct StateSettings {
     pub backend: Backend,
     /// Local working folder of disk-based backends (one database per operator subtask).
     pub dir: PathBuf,
+    /// RocksDB checkpoints copy only the files that are new (`incremental`, default true).
+    pub incremental: bool,
 }
 
 /// A state backend.
@@ -322,6 +324,7 @@ impl Inputs {
 struct StateSection {
     backend: Option<Spanned<String>>,
     dir: Option<String>,
+    incremental: Option<bool>,
 }
 
 // ---- validation ------------------------------------------------------------------------
@@ -464,7 +467,11 @@ impl Validator<'_> {
                 .join("weir")
                 .join(format!("{job}-{}", std::process::id())),
         };
-        Ok(StateSettings { backend, dir })
+        Ok(StateSettings {
+            backend,
+            dir,
+            incremental: section.and_then(|s| s.incremental).unwrap_or(true),
+        })
     }
 
     fn millis(

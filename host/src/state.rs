@@ -45,6 +45,19 @@ impl StateKind {
         }
     }
 
+    /// The kind called `name` (see [`StateKind::name`]).
+    pub fn from_name(name: &str) -> Option<StateKind> {
+        [
+            StateKind::Value,
+            StateKind::List,
+            StateKind::Map,
+            StateKind::Reducing,
+            StateKind::Aggregating,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    }
+
     /// The kind's name as users see it (job files, `host state`, errors).
     pub fn name(self) -> &'static str {
         match self {
@@ -159,4 +172,10 @@ pub trait BackendSnapshot: Send {
     /// The non-empty key groups in order, entries sorted by state id, then key; an
     /// error if the copy could not be taken or read (never a partial or empty result).
     fn into_groups(self: Box<Self>) -> Result<Vec<GroupEntries>>;
+
+    /// The copy as a folder of the backend's own immutable files, if it has that form
+    /// (a RocksDB checkpoint): incremental checkpoints copy only the files that are new.
+    fn native_files(&self) -> Option<&std::path::Path> {
+        None
+    }
 }

@@ -246,21 +246,45 @@ fn kill_9_rounds(checkpoint: &str) {
 #[test]
 fn a_damaged_checkpoint_is_never_restored() {
     let job = Job::new();
-    let checkpoint = EVERY_30_MS;
-    job.write("job.toml", &sequence_job(400_000, 2, checkpoint, ""));
+    job.write("job.toml", &sequence_job(400_000, 2, EVERY_30_MS, ""));
     run_and_kill(&job, 2);
-    let latest = latest_checkpoint(&job);
-    let state = latest.join("check-1.state");
-    let mut bytes = std::fs::read(&state).expect("state file");
+    let state = latest_checkpoint(&job).join("check-1.state");
+    damage_then_refuse_to_resume(&job, &state);
+}
+
+#[test]
+fn a_damaged_shared_file_of_an_incremental_checkpoint_is_never_restored() {
+    let job = Job::new();
+    let checkpoint = format!("{EVERY_30_MS}\n\n{ROCKSDB}");
+    job.write("job.toml", &sequence_job(400_000, 2, &checkpoint, ""));
+    run_and_kill(&job, 2);
+    let metadata = std::fs::read_to_string(latest_checkpoint(&job).join("_metadata"))
+        .expect("the latest checkpoint's metadata");
+    let shared = std::fs::read_dir(job.path("checkpoints/sequence/shared"))
+        .expect("incremental checkpoints keep SST files in shared/")
+        .map(|entry| entry.expect("a shared file").path())
+        .find(|path| {
+            let name = path.file_name().expect("a file name").to_string_lossy();
+            metadata.contains(&format!("\"{name}\""))
+        })
+        .expect("the latest checkpoint refers to a shared file");
+    damage_then_refuse_to_resume(&job, &shared);
+}
+
+/// Flips a bit in `file` of the latest checkpoint: the next run must refuse it, name the
+/// file, and commit nothing wrong.
+fn damage_then_refuse_to_resume(job: &Job, file: &std::path::Path) {
+    let mut bytes = std::fs::read(file).expect("the file to damage");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
-    std::fs::write(&state, bytes).expect("damage the state file");
+    std::fs::write(file, bytes).expect("damage the file");
 
     let path = job.path("job.toml");
     let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
     assert_eq!(out.code, 1, "{}", out.stderr);
+    let name = file.file_name().expect("a file name").to_string_lossy();
     assert!(
-        out.stderr.contains("check-1.state"),
+        out.stderr.contains(&*name),
         "names the file: {}",
         out.stderr
     );
@@ -341,9 +365,17 @@ fn host_cancel_keeps_or_deletes_checkpoints_as_on_cancel_says() {
 #[test]
 fn a_checkpoint_resumes_at_another_parallelism() {
     let count = 400_000;
-    for (from, to) in [(2, "4"), (4, "2"), (3, "1")] {
+    let rocksdb = format!("{EVERY_30_MS}\n\n{ROCKSDB}");
+    for (checkpoint, from, to) in [
+        (EVERY_30_MS, 2, "4"),
+        (EVERY_30_MS, 4, "2"),
+        (EVERY_30_MS, 3, "1"),
+        // Incremental RocksDB checkpoints: each subtask keeps its key groups of them.
+        (&rocksdb, 2, "4"),
+        (&rocksdb, 4, "2"),
+    ] {
         let job = Job::new();
-        job.write("job.toml", &sequence_job(count, from, EVERY_30_MS, ""));
+        job.write("job.toml", &sequence_job(count, from, checkpoint, ""));
         run_and_kill(&job, 2);
         resume_exactly(&job, count, &["-p", to]);
     }
@@ -374,8 +406,17 @@ fn a_checkpoint_of_another_max_parallelism_is_refused() {
 
 #[test]
 fn host_state_shows_a_checkpoint_without_the_operators_code() {
+    host_state_shows(EVERY_30_MS);
+}
+
+#[test]
+fn host_state_shows_an_incremental_rocksdb_checkpoint() {
+    host_state_shows(&format!("{EVERY_30_MS}\n\n{ROCKSDB}"));
+}
+
+fn host_state_shows(checkpoint: &str) {
     let job = Job::new();
-    job.write("job.toml", &sequence_job(400_000, 2, EVERY_30_MS, ""));
+    job.write("job.toml", &sequence_job(400_000, 2, checkpoint, ""));
     run_and_kill(&job, 2);
     let root = job.path("checkpoints/sequence");
     let root = root.to_str().expect("UTF-8 path");

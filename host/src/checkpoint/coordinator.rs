@@ -108,8 +108,10 @@ pub struct Summary {
     pub aborted: u64,
     /// The longest synchronous part of an operator snapshot.
     pub max_sync: Duration,
-    /// Bytes of state written by the last completed checkpoint.
+    /// Bytes of state the last completed checkpoint refers to.
     pub last_bytes: u64,
+    /// Bytes the last completed checkpoint wrote (fewer when incremental).
+    pub last_copied: u64,
 }
 
 struct Pending {
@@ -249,14 +251,17 @@ impl Coordinator {
                             let id = ack.checkpoint;
                             let done = pending.remove(&id).expect("pending checkpoint");
                             let metadata = self.metadata(id, done.acks);
-                            summary.last_bytes = metadata.operators.values().flatten().map(|f| f.bytes).sum();
+                            let files = || metadata.operators.values().flatten();
+                            summary.last_bytes = files().map(StateFile::bytes).sum();
+                            summary.last_copied = files().map(StateFile::copied).sum();
                             self.store.complete(&metadata)?;
                             summary.completed += 1;
                             if self.config.verbose {
                                 eprintln!(
-                                    "weir: checkpoint {id} completed in {:?} ({} bytes of state)",
+                                    "weir: checkpoint {id} completed in {:?} ({} bytes of state, {} bytes written)",
                                     done.started.elapsed(),
-                                    summary.last_bytes
+                                    summary.last_bytes,
+                                    summary.last_copied
                                 );
                             }
                             last_completion = Some(Instant::now());

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The metadata format version this host writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: &str = "weir-checkpoint";
 
 /// What a completed checkpoint holds.
@@ -49,17 +49,97 @@ pub enum SourcePosition {
     },
 }
 
-/// One operator subtask's state file.
+/// One operator subtask's state in a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateFile {
+#[serde(rename_all = "kebab-case", tag = "format")]
+pub enum StateFile {
+    /// A canonical state file (see `state::snapshot`): the memory backend, full RocksDB
+    /// checkpoints, and every savepoint.
+    Canonical(CanonicalFile),
+    /// An incremental RocksDB checkpoint: the database's small private files in the
+    /// checkpoint's folder, its SST files in the job's `shared/` folder.
+    Rocksdb(RocksDbFiles),
+}
+
+impl StateFile {
+    /// Bytes of state this subtask's checkpoint refers to.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            StateFile::Canonical(file) => file.bytes,
+            StateFile::Rocksdb(files) => files
+                .private
+                .iter()
+                .chain(files.shared.iter().map(|s| &s.file))
+                .map(|f| f.bytes)
+                .sum(),
+        }
+    }
+
+    /// Bytes this checkpoint wrote for it (less than [`StateFile::bytes`] when
+    /// incremental).
+    pub fn copied(&self) -> u64 {
+        match self {
+            StateFile::Canonical(file) => file.bytes,
+            StateFile::Rocksdb(files) => files.copied,
+        }
+    }
+}
+
+/// A canonical state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanonicalFile {
     /// File name inside the checkpoint's directory.
     pub file: String,
     /// Its size in bytes.
     pub bytes: u64,
     /// CRC-32C of its contents.
     pub crc32c: u32,
-    /// Number of entries.
-    pub entries: u64,
+}
+
+/// The files of one RocksDB checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RocksDbFiles {
+    /// Folder inside the checkpoint's directory holding the private files.
+    pub dir: String,
+    /// The operator's registered states, in state-id order.
+    pub states: Vec<NamedState>,
+    /// Files of this checkpoint only (`CURRENT`, `MANIFEST-*`, `OPTIONS-*`).
+    pub private: Vec<FileCheck>,
+    /// SST files in the job's `shared/` folder, possibly shared with other checkpoints.
+    pub shared: Vec<SharedFile>,
+    /// Bytes this checkpoint copied: its private files and the SST files no retained
+    /// checkpoint already held.
+    pub copied: u64,
+}
+
+/// A registered state, by name and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedState {
+    /// The state's name.
+    pub name: String,
+    /// Its kind (`value`, `list`, `map`, `reducing`, `aggregating`).
+    pub kind: String,
+}
+
+/// A file and what it must contain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheck {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// CRC-32C of its contents.
+    pub crc32c: u32,
+}
+
+/// An SST file in the shared folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    /// The file in `shared/`.
+    #[serde(flatten)]
+    pub file: FileCheck,
+    /// Its name inside the database (what RocksDB's manifest calls it).
+    pub local: String,
 }
 
 /// One sink subtask's two-phase-commit state.
@@ -149,12 +229,34 @@ mod tests {
             .into(),
             operators: [(
                 "count".to_string(),
-                vec![StateFile {
-                    file: "count-0.state".into(),
-                    bytes: 10,
-                    crc32c: 1,
-                    entries: 2,
-                }],
+                vec![
+                    StateFile::Canonical(CanonicalFile {
+                        file: "count-0.state".into(),
+                        bytes: 10,
+                        crc32c: 1,
+                    }),
+                    StateFile::Rocksdb(RocksDbFiles {
+                        dir: "count-1.rocksdb".into(),
+                        states: vec![NamedState {
+                            name: "n".into(),
+                            kind: "value".into(),
+                        }],
+                        private: vec![FileCheck {
+                            name: "CURRENT".into(),
+                            bytes: 16,
+                            crc32c: 2,
+                        }],
+                        shared: vec![SharedFile {
+                            file: FileCheck {
+                                name: "count-1-ab-000009.sst".into(),
+                                bytes: 1000,
+                                crc32c: 3,
+                            },
+                            local: "000009.sst".into(),
+                        }],
+                        copied: 16,
+                    }),
+                ],
             )]
             .into(),
             sinks: [(

@@ -4,9 +4,11 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::metadata::{Metadata, MetadataError, StateFile};
-use crate::state::snapshot::{Snapshot, SnapshotError};
+use super::metadata::{CanonicalFile, Metadata, MetadataError, StateFile};
+use super::shared::{SHARED, SharedFiles, Uploads};
+use crate::state::snapshot::{Snapshot, SnapshotError, StateInfo};
 
 const METADATA: &str = "_metadata";
 
@@ -48,17 +50,21 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> CheckpointErro
     move |error| CheckpointError::Io { what, error }
 }
 
-/// The checkpoints of one job: `<dir>/<job>/`.
+/// The checkpoints of one job: `<dir>/<job>/`. Clones share one registry of the
+/// job's shared files.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    shared: Arc<SharedFiles>,
 }
 
 impl Store {
     /// The store of `job` under `dir`.
     pub fn new(dir: &Path, job: &str) -> Store {
+        let root = dir.join(job);
         Store {
-            root: dir.join(job),
+            shared: Arc::new(SharedFiles::new(&root)),
+            root,
         }
     }
 
@@ -85,12 +91,25 @@ impl Store {
         let path = dir.join(file);
         write_synced(&path, &bytes)
             .map_err(io_error(format!("cannot write {}", path.display())))?;
-        Ok(StateFile {
+        Ok(StateFile::Canonical(CanonicalFile {
             file: file.to_string(),
             bytes: bytes.len() as u64,
             crc32c: crc32c::crc32c(&bytes),
-            entries: snapshot.entry_count() as u64,
-        })
+        }))
+    }
+
+    /// Writes one subtask's state into checkpoint `id` from a RocksDB checkpoint folder,
+    /// copying only the SST files that `uploads` says are not in a retained checkpoint.
+    pub fn write_incremental(
+        &self,
+        id: u64,
+        name: &str,
+        states: &[StateInfo],
+        native: &Path,
+        uploads: &mut Uploads,
+    ) -> Result<StateFile, CheckpointError> {
+        self.shared
+            .write(&self.checkpoint_dir(id), id, name, states, native, uploads)
     }
 
     /// Completes checkpoint `metadata.checkpoint`: its metadata is written last and
@@ -108,17 +127,7 @@ impl Store {
 
     /// Numbers of the `chk-<n>` folders, ascending.
     fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_error(format!("cannot list {}", self.root.display()))(e)),
-        };
-        let mut ids: Vec<u64> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+        ids(&self.root)
     }
 
     /// Whether checkpoint `id` was completed (has metadata).
@@ -141,8 +150,9 @@ impl Store {
         Ok(latest.map(|id| self.checkpoint_dir(id)))
     }
 
-    /// Deletes checkpoint `id`'s folder.
+    /// Deletes checkpoint `id`'s folder, and the shared files only it referred to.
     pub fn discard(&self, id: u64) -> Result<(), CheckpointError> {
+        self.shared.release(id)?;
         let dir = self.checkpoint_dir(id);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -184,16 +194,22 @@ impl Store {
         let from = self.checkpoint_dir(id);
         let to = self.root.join("savepoints").join(format!("sp-{id}"));
         fs::create_dir_all(&to).map_err(io_error(format!("cannot create {}", to.display())))?;
-        let metadata = read_metadata(&from)?;
-        for file in metadata.operators.values().flatten() {
-            let bytes = fs::read(from.join(&file.file)).map_err(io_error(format!(
-                "cannot read {}",
-                from.join(&file.file).display()
-            )))?;
-            write_synced(&to.join(&file.file), &bytes).map_err(io_error(format!(
-                "cannot write {}",
-                to.join(&file.file).display()
-            )))?;
+        let mut metadata = read_metadata(&from)?;
+        for (operator, files) in &mut metadata.operators {
+            for (subtask, file) in files.iter_mut().enumerate() {
+                // Savepoints are canonical: readable by any backend, at any parallelism.
+                let snapshot = read_state_file(&from, file)?;
+                let name = format!("{operator}-{subtask}.state");
+                let bytes = snapshot.encode();
+                let path = to.join(&name);
+                write_synced(&path, &bytes)
+                    .map_err(io_error(format!("cannot write {}", path.display())))?;
+                *file = StateFile::Canonical(CanonicalFile {
+                    file: name,
+                    bytes: bytes.len() as u64,
+                    crc32c: crc32c::crc32c(&bytes),
+                });
+            }
         }
         let temp = to.join(format!("{METADATA}.inprogress"));
         write_synced(&temp, &metadata.encode())
@@ -204,13 +220,43 @@ impl Store {
         Ok(to)
     }
 
-    /// Deletes every checkpoint of the job (savepoints stay).
+    /// Deletes every checkpoint of the job and the shared folder (savepoints stay).
     pub fn discard_all(&self) -> Result<(), CheckpointError> {
         for id in self.ids()? {
             self.discard(id)?;
         }
-        Ok(())
+        let shared = self.root.join(SHARED);
+        match fs::remove_dir_all(&shared) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_error(format!("cannot delete {}", shared.display()))(e))
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// Numbers of the `chk-<n>` folders in a job's checkpoint folder, ascending.
+fn ids(root: &Path) -> Result<Vec<u64>, CheckpointError> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(format!("cannot list {}", root.display()))(e)),
+    };
+    let mut ids: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The completed checkpoints in a job's checkpoint folder: number and folder.
+pub(super) fn completed(root: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+    Ok(ids(root)?
+        .into_iter()
+        .map(|id| (id, root.join(format!("chk-{id}"))))
+        .filter(|(_, dir)| dir.join(METADATA).is_file())
+        .collect())
 }
 
 /// Reads the metadata of the checkpoint in `dir`, checking it.
@@ -220,9 +266,16 @@ pub fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
     Metadata::decode(&bytes).map_err(|error| CheckpointError::Metadata { path, error })
 }
 
-/// Reads a state file of the checkpoint in `dir`, checking it against its metadata (size
-/// and CRC) and its own header and checksum.
+/// Reads one operator subtask's state of the checkpoint in `dir`, checking every file
+/// against its metadata (size and CRC) and its own header and checksum.
 pub fn read_state_file(dir: &Path, file: &StateFile) -> Result<Snapshot, CheckpointError> {
+    match file {
+        StateFile::Canonical(file) => read_canonical(dir, file),
+        StateFile::Rocksdb(files) => super::shared::read(dir, files),
+    }
+}
+
+fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, CheckpointError> {
     let path = dir.join(&file.file);
     let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
         path: path.clone(),

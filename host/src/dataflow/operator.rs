@@ -8,6 +8,7 @@
 //! A task ends only after its writer threads have: no write of a failed attempt can land
 //! in a checkpoint folder that a later attempt reuses.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -15,8 +16,11 @@ use crossbeam_channel::Sender;
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
 use super::{Failure, OperatorReport, Stop};
-use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
+use crate::checkpoint::shared::Uploads;
+use crate::checkpoint::{CheckpointError, StateFile, Store};
+use crate::state::BackendSnapshot;
+use crate::state::snapshot::StateInfo;
 use crate::wasm::{OperatorInstance, into_snapshot};
 
 /// Where an operator subtask writes its checkpoints.
@@ -25,6 +29,8 @@ pub struct Checkpoints {
     pub store: Store,
     /// Acknowledgements go here.
     pub reports: Sender<Report>,
+    /// Copy only new files of a backend that has its own (RocksDB).
+    pub incremental: bool,
 }
 
 /// Runs an opened operator instance until all of its inputs have ended.
@@ -40,6 +46,8 @@ pub fn run(
         ..OperatorReport::default()
     };
     let mut writers = Writers(Vec::new());
+    // One per database: the files of this task's backend already in a checkpoint.
+    let uploads = Arc::new(Mutex::new(Uploads::new(&task.0, task.1)));
     while let Some(event) = inputs.next()? {
         match event {
             Event::Batch(batch) => {
@@ -69,17 +77,12 @@ pub fn run(
                         checkpoints.reports.clone(),
                         task.clone(),
                     );
+                    let uploads = checkpoints.incremental.then(|| uploads.clone());
                     // The asynchronous part: the task goes on while the state is written.
                     writers.0.retain(|w| !w.is_finished());
                     writers.0.push(std::thread::spawn(move || {
-                        let file = format!("{}-{}.state", task.0, task.1);
-                        let written = into_snapshot(states, copy)
-                            .map_err(|e| e.to_string())
-                            .and_then(|snapshot| {
-                                store
-                                    .write_state(id.0, &file, &snapshot)
-                                    .map_err(|e| e.to_string())
-                            });
+                        let name = format!("{}-{}", task.0, task.1);
+                        let written = write(&store, id.0, &name, states, copy, uploads);
                         match written {
                             Ok(file) => {
                                 let _ = reports.send(Report::Ack(Ack {
@@ -91,7 +94,7 @@ pub fn run(
                             Err(e) => {
                                 let _ = reports.send(Report::Declined {
                                     checkpoint: id.0,
-                                    reason: e,
+                                    reason: e.to_string(),
                                 });
                             }
                         }
@@ -104,6 +107,27 @@ pub fn run(
     instance.close().map_err(|e| Stop::Failed(e.into()))?;
     outputs.end().map_err(|_| Stop::Disconnected)?;
     Ok(report)
+}
+
+/// Writes a subtask's state copy into checkpoint `id`: only the new files of a backend
+/// that has its own (with `uploads`), else one canonical file.
+fn write(
+    store: &Store,
+    id: u64,
+    name: &str,
+    states: Vec<StateInfo>,
+    copy: Box<dyn BackendSnapshot>,
+    uploads: Option<Arc<Mutex<Uploads>>>,
+) -> Result<StateFile, Box<dyn std::error::Error>> {
+    if let (Some(native), Some(uploads)) = (copy.native_files(), uploads) {
+        // Writers of one task take turns: each sees what the previous one copied.
+        let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
+        return Ok(store.write_incremental(id, name, &states, native, &mut uploads)?);
+    }
+    let snapshot = into_snapshot(states, copy)?;
+    let file: Result<StateFile, CheckpointError> =
+        store.write_state(id, &format!("{name}.state"), &snapshot);
+    Ok(file?)
 }
 
 /// A task's checkpoint writer threads, joined when the task ends, however it ends.

@@ -99,6 +99,7 @@ fn run_attempts(
         checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
         if summary.completed > 0 {
             checkpoints.last_bytes = summary.last_bytes;
+            checkpoints.last_copied = summary.last_copied;
         }
         match result {
             Ok(mut report) => {

@@ -178,9 +178,15 @@ fn unknown_backends_are_refused() {
         job.state,
         StateSettings {
             backend: Backend::RocksDb,
-            dir: "jobs/local".into()
+            dir: "jobs/local".into(),
+            incremental: true,
         }
     );
+    let full = parse_str(&format!(
+        "{GOOD}\n[state]\nbackend = \"rocksdb\"\nincremental = false\n"
+    ))
+    .unwrap();
+    assert!(!full.state.incremental);
     let (_, key, _) = invalid(&format!("{GOOD}\n[state]\nbackend = \"heap\"\n"));
     assert_eq!(key, "state.backend");
     assert!(parse_str(&format!("{GOOD}\n[state]\nbackend = \"memory\"\n")).is_ok());

@@ -288,22 +288,37 @@ impl StateBackend for RocksDbBackend {
     }
 }
 
-/// A RocksDB checkpoint of the backend, read into entries on the writer thread.
+/// A RocksDB checkpoint of the backend (deleted when dropped), read on the writer
+/// thread: into entries, or file by file for an incremental checkpoint.
 struct RocksDbSnapshot {
     taken: std::result::Result<PathBuf, String>,
 }
 
 impl BackendSnapshot for RocksDbSnapshot {
     fn into_groups(self: Box<Self>) -> Result<Vec<GroupEntries>> {
-        let dir = self.taken.map_err(StateError::Storage)?;
-        let groups = read_groups(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        groups
+        let dir = self
+            .taken
+            .as_ref()
+            .map_err(|e| StateError::Storage(e.clone()))?;
+        read_checkpoint(dir)
+    }
+
+    fn native_files(&self) -> Option<&Path> {
+        self.taken.as_deref().ok()
     }
 }
 
-/// Reads a RocksDB checkpoint into canonical entries.
-fn read_groups(dir: &Path) -> Result<Vec<GroupEntries>> {
+impl Drop for RocksDbSnapshot {
+    fn drop(&mut self) {
+        if let Ok(dir) = &self.taken {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Reads a RocksDB checkpoint folder (written by this backend) into canonical entries:
+/// the non-empty key groups in order, entries sorted by state id, then key.
+pub fn read_checkpoint(dir: &Path) -> Result<Vec<GroupEntries>> {
     let db = DB::open_for_read_only(&options(), dir, false).map_err(storage)?;
     let mut groups: Vec<GroupEntries> = Vec::new();
     for item in db.iterator(IteratorMode::Start) {

@@ -91,11 +91,6 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Number of entries.
-    pub fn entry_count(&self) -> usize {
-        self.groups.iter().map(|g| g.entries.len()).sum()
-    }
-
     /// Encodes the snapshot as a file.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -341,7 +336,6 @@ mod tests {
             Snapshot::decode(&Snapshot::default().encode()).unwrap(),
             Snapshot::default()
         );
-        assert_eq!(snapshot.entry_count(), 4);
     }
 
     #[test]
