@@ -82,6 +82,21 @@ enum Command {
         #[arg(long, requires = "operator")]
         key: Option<String>,
     },
+    /// Runs the benchmark suite (W1–W5): each workload as a Wasm operator and as its
+    /// native twin, with records/s and the ratio of their times.
+    Bench {
+        /// Workloads to run (W1 … W5); all when none is given.
+        workloads: Vec<String>,
+        /// Records per run instead of each workload's default.
+        #[arg(long)]
+        records: Option<u64>,
+        /// A tiny run of every workload: checks the suite works, measures nothing.
+        #[arg(long)]
+        smoke: bool,
+        /// The bench-guest component (`cargo xtask bench` builds it and passes it).
+        #[arg(long, value_name = "PATH")]
+        component: PathBuf,
+    },
 }
 
 /// Exit code of a job that failed while running.
@@ -107,6 +122,20 @@ pub fn main() -> ExitCode {
             operator,
             key,
         } => state(&path, operator.as_deref().zip(key.as_deref())),
+        Command::Bench {
+            workloads,
+            records,
+            smoke,
+            component,
+        } => match crate::bench::run(&crate::bench::Options {
+            workloads,
+            records,
+            smoke,
+            component,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(FAILED, e),
+        },
     }
 }
 

@@ -37,6 +37,7 @@ use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
 pub use alignment::{CheckpointId, Mode};
 pub use edge::BadRecord;
+pub use operator::Logic;
 pub use recovery::{Restore, Start, run};
 use wiring::Wiring;
 
@@ -356,6 +357,17 @@ fn start_tasks(
                     })?)
                 }
             };
+            if let Some(native) = op.native {
+                let logic = native(&op.config_json, backend).map_err(|message| {
+                    Failure::Operator(OperatorError::Failed {
+                        operator: op.name.clone(),
+                        message,
+                        on_record: None,
+                    })
+                })?;
+                instances.push((op.name.clone(), usize::from(subtask), logic));
+                continue;
+            }
             let mut instance =
                 OperatorInstance::new(runtime, &component, &op.name, op.key_by.is_some(), backend)?;
             let loading = Instant::now();
@@ -369,7 +381,7 @@ fn start_tasks(
                 attempt,
             };
             instance.open(&op.config_json, task)?;
-            instances.push((op.name.clone(), usize::from(subtask), instance));
+            instances.push((op.name.clone(), usize::from(subtask), Box::new(instance)));
         }
     }
     if let Some(r) = restore {

@@ -161,7 +161,16 @@ pub struct Operator {
     pub parallelism: u16,
     /// `[operator.config]` as a JSON object, passed to the operator's `open`.
     pub config_json: String,
+    /// Runs this native code instead of the component: `host bench`'s baselines only
+    /// (never set from a job file).
+    pub native: Option<NativeFactory>,
 }
+
+/// Makes a native operator over a state backend, given the operator's config JSON.
+pub type NativeFactory = fn(
+    &str,
+    Box<dyn crate::state::StateBackend>,
+) -> Result<Box<dyn crate::dataflow::Logic>, String>;
 
 /// A sink.
 #[derive(Debug, Clone)]
@@ -781,6 +790,7 @@ impl Validator<'_> {
                 max_parallelism,
             )?,
             config_json,
+            native: None,
         })
     }
 

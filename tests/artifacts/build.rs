@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Folders whose every package is a guest.
-const GUEST_FOLDERS: &[&str] = &["examples", "tests/guests"];
+/// Folders whose packages are guests if they build a `cdylib`.
+const GUEST_FOLDERS: &[&str] = &["examples", "tests/guests", "bench"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -24,7 +24,14 @@ fn main() {
         .expect("OUT_DIR inside the target directory");
     let guest_target = target.join("guests");
 
-    for watched in ["wit", "guest-sdk", "examples", "tests/guests", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "guest-sdk",
+        "examples",
+        "tests/guests",
+        "bench",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -35,8 +42,15 @@ fn main() {
                 .expect("guest folder")
                 .flatten()
         })
-        .filter(|entry| entry.path().join("Cargo.toml").is_file())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter_map(|entry| {
+            let manifest = fs::read_to_string(entry.path().join("Cargo.toml")).ok()?;
+            manifest.contains("cdylib").then_some(())?;
+            // The package's name: the first `name = "…"` line (of `[package]`).
+            let name = manifest
+                .lines()
+                .find_map(|line| line.strip_prefix("name = \""))?;
+            Some(name.trim_end_matches('"').to_string())
+        })
         .collect();
 
     let mut cargo = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

@@ -2,6 +2,7 @@
 //! examples and test guests by `test-artifacts`, on real files.
 
 mod bad_input;
+mod bench;
 mod examples;
 mod parallel;
 mod recovery;

@@ -15,12 +15,19 @@ tasks:
                      (examples: visit-count, consumer-lag, state-machine, dedup)
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
+  bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
+                     the host, then runs `host bench --component <bench-guest> ARGS...`
+                     (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
   bench checkpoints [RECORDS]
                      keyed count over 1M keys at parallelism 1 and 2, with checkpoints
                      off, every 1 s and every 100 ms: records/s and ratios, the longest
                      synchronous part of a checkpoint, and the checkpoint size
   bench backends [RECORDS]
                      keyed count on the memory and RocksDB backends, 100K and 1M keys
+  bench state [KEYS...]
+                     per number of keys (default 1000000 10000000): records/s of memory
+                     and RocksDB; checkpoint duration and bytes written, RocksDB full vs
+                     incremental; restore time per GB of checkpoint on both backends
 
 Builds go to $CARGO_TARGET_DIR, by default ~/.cache/weir/target, so that clones share
 them: the first build compiles wasmtime and takes several minutes on two cores.";
@@ -43,6 +50,16 @@ fn main() -> ExitCode {
             Ok(n) => setup().and_then(|()| bench_backends(n)),
             Err(_) => Err(format!("RECORDS must be a number, not `{records}`")),
         },
+        ["bench", "state"] => setup().and_then(|()| bench_state(&[1_000_000, 10_000_000])),
+        ["bench", "state", keys @ ..] => keys
+            .iter()
+            .map(|k| {
+                k.parse()
+                    .map_err(|_| format!("KEYS must be numbers, not `{k}`"))
+            })
+            .collect::<Result<Vec<u64>>>()
+            .and_then(|keys| setup().and_then(|()| bench_state(&keys))),
+        ["bench", args @ ..] => setup().and_then(|()| bench_suite(args)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -228,54 +245,232 @@ struct BenchJob {
     parallelism: u16,
     checkpoint_ms: Option<u64>,
     backend: &'static str,
+    incremental: bool,
+}
+
+impl BenchJob {
+    /// Keyed count over a generator, every stage at the same parallelism.
+    fn toml(&self, component: &Path) -> String {
+        let checkpoint = self.checkpoint_ms.map_or(String::new(), |ms| {
+            format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
+        });
+        let (records, keys, p, backend) = (self.records, self.keys, self.parallelism, self.backend);
+        format!(
+            "[job]\nname = \"bench\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\ncount = {records}\n\
+             keys = {keys}\nkey_field = \"url\"\nparallelism = {p}\n\n[[operator]]\nname = \"count\"\n\
+             component = {component:?}\ninput = \"gen\"\nkey_by = \"/url\"\nparallelism = {p}\n\n\
+             [[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"count\"\npath = \"out\"\nparallelism = {p}\n\n\
+             [state]\nbackend = \"{backend}\"\ndir = \"local\"\nincremental = {}\n\n{checkpoint}",
+            self.incremental
+        )
+    }
 }
 
 /// Builds the visit-count component and the host; returns a runner of keyed count jobs
 /// that gives records/s and the job's checkpoint summary.
 fn bench_runner() -> Result<impl Fn(&BenchJob) -> Result<(f64, String)>> {
-    let component = build_component("visit-count")?;
-    cargo(&["build", "-p", "host"])?;
-    let host = target_dir().join("debug/host");
+    let (component, host) = bench_binaries()?;
     let work = env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     Ok(move |b: &BenchJob| {
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)
             .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-        let checkpoint = b.checkpoint_ms.map_or(String::new(), |ms| {
-            format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
-        });
-        let (records, keys, p, backend) = (b.records, b.keys, b.parallelism, b.backend);
-        let job = format!(
-            "[job]\nname = \"bench\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\ncount = {records}\n\
-             keys = {keys}\nkey_field = \"url\"\nparallelism = {p}\n\n[[operator]]\nname = \"count\"\n\
-             component = {component:?}\ninput = \"gen\"\nkey_by = \"/url\"\nparallelism = {p}\n\n\
-             [[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"count\"\npath = \"out\"\nparallelism = {p}\n\n\
-             [state]\nbackend = \"{backend}\"\ndir = \"local\"\n\n{checkpoint}"
-        );
         let path = work.join("job.toml");
-        std::fs::write(&path, job).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, b.toml(&component))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let started = std::time::Instant::now();
         let output = Command::new(&host)
-            .args(["run", path.to_str().ok_or("non-UTF-8 path")?])
+            .args(["run", "--verbose", path.to_str().ok_or("non-UTF-8 path")?])
             .output()
             .map_err(|e| format!("cannot run the host: {e}"))?;
         let seconds = started.elapsed().as_secs_f64();
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let _ = std::fs::remove_dir_all(&work);
         if !output.status.success() {
             return Err(format!("the benchmark job failed:\n{stderr}"));
         }
-        // "N checkpoints completed (…)" from the job's summary line.
-        let checkpoints = stderr
-            .find("checkpoints completed")
-            .map(|at| {
-                let start = stderr[..at].rfind("; ").map_or(0, |i| i + 2);
-                let end = stderr[at..].find(')').map_or(stderr.len(), |i| at + i + 1);
-                stderr[start..end].to_string()
-            })
-            .unwrap_or_else(|| "no checkpoints".into());
-        Ok((records as f64 / seconds, checkpoints))
+        Ok((b.records as f64 / seconds, stderr))
     })
+}
+
+/// The visit-count component and the host, built.
+fn bench_binaries() -> Result<(PathBuf, PathBuf)> {
+    let component = build_component("visit-count")?;
+    cargo(&["build", "-p", "host"])?;
+    Ok((component, target_dir().join("debug/host")))
+}
+
+/// "N checkpoints completed (…)" from a job's summary line.
+fn checkpoint_summary(stderr: &str) -> String {
+    stderr
+        .find("checkpoints completed")
+        .map(|at| {
+            let start = stderr[..at].rfind("; ").map_or(0, |i| i + 2);
+            let end = stderr[at..].find(')').map_or(stderr.len(), |i| at + i + 1);
+            stderr[start..end].to_string()
+        })
+        .unwrap_or_else(|| "no checkpoints".into())
+}
+
+/// Per completed checkpoint (`--verbose` lines): milliseconds, bytes of state, bytes written.
+fn checkpoint_lines(stderr: &str) -> Vec<(f64, u64, u64)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split(" completed in ").nth(1)?;
+            let (duration, rest) = rest.split_once(" (")?;
+            let mut numbers = rest.split(' ').filter_map(|w| w.parse::<u64>().ok());
+            Some((millis(duration)?, numbers.next()?, numbers.next()?))
+        })
+        .collect()
+}
+
+/// A Rust `Duration` debug string (`1.5s`, `12.3ms`, `40µs`) in milliseconds.
+fn millis(text: &str) -> Option<f64> {
+    for (unit, scale) in [("ms", 1.0), ("µs", 1e-3), ("ns", 1e-6), ("s", 1e3)] {
+        if let Some(n) = text.strip_suffix(unit) {
+            return n.parse::<f64>().ok().map(|n| n * scale);
+        }
+    }
+    None
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `host bench`, with the bench-guest component built.
+fn bench_suite(args: &[&str]) -> Result {
+    let component = build_component("bench-guest")?;
+    cargo(&["build", "-p", "host"])?;
+    let host = target_dir().join("debug/host");
+    let component = component.to_str().ok_or("non-UTF-8 path")?;
+    let mut all = vec!["bench", "--component", component];
+    all.extend_from_slice(args);
+    run(host.to_str().ok_or("non-UTF-8 target path")?, &all)
+}
+
+/// Issue 4's figures, per number of keys: memory vs RocksDB records/s; RocksDB
+/// checkpoints (every 1 s) full vs incremental; restore time per GB on both backends.
+fn bench_state(key_counts: &[u64]) -> Result {
+    let run = bench_runner()?;
+    let binaries = bench_binaries()?;
+    for &keys in key_counts {
+        println!("== {keys} keys: keyed count (visit-count), p=1, file sink");
+        let mut rates = Vec::new();
+        for backend in ["memory", "rocksdb"] {
+            let job = BenchJob {
+                records: keys,
+                keys,
+                parallelism: 1,
+                checkpoint_ms: None,
+                backend,
+                incremental: true,
+            };
+            let (rate, _) = run(&job)?;
+            rates.push(rate);
+            println!(
+                "{backend:>8}, no checkpoints, {keys} records: {rate:>10.0} records/s  ratio to memory {:.3}",
+                rate / rates[0]
+            );
+        }
+        for (backend, incremental) in [("memory", false), ("rocksdb", false), ("rocksdb", true)] {
+            let job = BenchJob {
+                records: 2 * keys,
+                keys,
+                parallelism: 1,
+                checkpoint_ms: Some(1000),
+                backend,
+                incremental,
+            };
+            let (rate, stderr) = run(&job)?;
+            let lines = checkpoint_lines(&stderr);
+            let label = if incremental { "incremental" } else { "full" };
+            let state = lines.iter().map(|l| l.1).max().unwrap_or(0);
+            println!(
+                "{backend:>8} {label:>11}, every 1 s, {} records: {rate:>10.0} records/s; {} checkpoints: \
+                 median {:.0} ms, median {:.1} MB written, largest {:.1} MB of state",
+                2 * keys,
+                lines.len(),
+                median(lines.iter().map(|l| l.0).collect()),
+                median(lines.iter().map(|l| l.2 as f64 / 1e6).collect()),
+                state as f64 / 1e6,
+            );
+        }
+        for (backend, rate) in ["memory", "rocksdb"].into_iter().zip(&rates) {
+            let (bytes, millis) = restore_time(&binaries, backend, keys, *rate)?;
+            println!(
+                "{backend:>8} restore: {:.1} MB in {millis:.0} ms = {:.1} s per GB",
+                bytes as f64 / 1e6,
+                millis / 1e3 / (bytes as f64 / 1e9)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs an endless keyed count until every key has state and a checkpoint completed
+/// after that, kills it, and restarts it: the restored bytes and milliseconds.
+fn restore_time(
+    (component, host): &(PathBuf, PathBuf),
+    backend: &'static str,
+    keys: u64,
+    rate: f64,
+) -> Result<(u64, f64)> {
+    let work = env::temp_dir().join(format!("weir-bench-restore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let job = BenchJob {
+        records: u64::MAX / 2,
+        keys,
+        parallelism: 1,
+        checkpoint_ms: Some(1000),
+        backend,
+        incremental: true,
+    };
+    let path = work.join("job.toml");
+    std::fs::write(&path, job.toml(component))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let path = path.to_str().ok_or("non-UTF-8 path")?.to_string();
+    // Every key has state once `keys` records went through; give it a margin.
+    let filled = std::time::Duration::from_secs_f64(keys as f64 / rate * 1.3 + 1.0);
+    let started = std::time::Instant::now();
+    run_until(host, &path, |line| {
+        started.elapsed() > filled && line.contains(" completed in ")
+    })?;
+    let line = run_until(host, &path, |line| line.starts_with("weir: restored "))?;
+    let _ = std::fs::remove_dir_all(&work);
+    // "weir: restored N bytes of state in D"
+    let mut words = line.split(' ');
+    let bytes = words.nth(2).and_then(|n| n.parse().ok());
+    let time = words.next_back().and_then(millis);
+    bytes
+        .zip(time)
+        .ok_or_else(|| format!("unexpected line: {line}"))
+}
+
+/// Runs `host run --verbose JOB` until a line of its stderr satisfies `stop`, then kills
+/// it (SIGKILL); returns that line.
+fn run_until(host: &Path, job: &str, mut stop: impl FnMut(&str) -> bool) -> Result<String> {
+    let mut child = Command::new(host)
+        .args(["run", "--verbose", job])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run the host: {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut found = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.map_err(|e| format!("cannot read the host's output: {e}"))?;
+        if stop(&line) {
+            found = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    found.ok_or_else(|| "the job ended before the expected line".into())
 }
 
 /// Keyed count over 1M distinct keys with checkpoints off, every 1 s and every 100 ms.
@@ -293,8 +488,10 @@ fn bench_checkpoints(records: u64) -> Result {
                 parallelism,
                 checkpoint_ms,
                 backend: "memory",
+                incremental: true,
             };
-            let (rate, checkpoints) = run(&job)?;
+            let (rate, stderr) = run(&job)?;
+            let checkpoints = checkpoint_summary(&stderr);
             let ratio = rate / *baseline.get_or_insert(rate);
             let label = checkpoint_ms.map_or("off".to_string(), |ms| format!("every {ms} ms"));
             println!(
@@ -318,6 +515,7 @@ fn bench_backends(records: u64) -> Result {
                 parallelism: 1,
                 checkpoint_ms: None,
                 backend,
+                incremental: true,
             };
             let (rate, _) = run(&job)?;
             let ratio = rate / *memory.get_or_insert(rate);

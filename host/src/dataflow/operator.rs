@@ -21,7 +21,32 @@ use crate::checkpoint::shared::Uploads;
 use crate::checkpoint::{CheckpointError, StateFile, Store};
 use crate::state::BackendSnapshot;
 use crate::state::snapshot::StateInfo;
-use crate::wasm::{OperatorInstance, into_snapshot};
+use crate::wasm::{Batch, OperatorError, OperatorInstance, Output, into_snapshot};
+
+/// What an operator task runs: a Wasm instance, or one of `host bench`'s native
+/// baselines.
+pub trait Logic: Send {
+    /// Processes one batch; returns what it emitted, in order.
+    fn process(&mut self, batch: Batch) -> Result<Output, OperatorError>;
+    /// The registered states and a point-in-time copy of the state (cheap to take).
+    fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>);
+    /// The end of the input.
+    fn close(&mut self) -> Result<(), OperatorError>;
+}
+
+impl Logic for OperatorInstance {
+    fn process(&mut self, batch: Batch) -> Result<Output, OperatorError> {
+        OperatorInstance::process(self, batch)
+    }
+
+    fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
+        OperatorInstance::snapshot(self)
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
+        OperatorInstance::close(self)
+    }
+}
 
 /// Where an operator subtask writes its checkpoints.
 pub struct Checkpoints {
@@ -36,7 +61,7 @@ pub struct Checkpoints {
 /// Runs an opened operator instance until all of its inputs have ended.
 pub fn run(
     task: TaskId,
-    mut instance: OperatorInstance,
+    mut instance: Box<dyn Logic>,
     mut inputs: Inputs,
     mut outputs: Outputs,
     checkpoints: Option<Checkpoints>,

@@ -1,0 +1,389 @@
+//! `host bench`: the benchmark suite (W1–W5). Each workload runs as the Wasm operator of
+//! `bench/guest` and as its native twin (`native`), in the same host, dataflow, records
+//! and backend; a line per workload gives both rates and the ratio of their times.
+//!
+//! A benchmark, not a test: it prints figures and checks only that both variants emitted
+//! the same number of records (the twins must compute the same thing).
+
+mod native;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::dataflow::{self, Start};
+use crate::job::{self, Job};
+use crate::wasm::Runtime;
+
+/// What `host bench` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Workload ids (`W1`…`W5`); empty for all.
+    pub workloads: Vec<String>,
+    /// Records per run instead of each workload's default.
+    pub records: Option<u64>,
+    /// A tiny run of everything: checks that the suite works, measures nothing.
+    pub smoke: bool,
+    /// The `bench-guest` component.
+    pub component: PathBuf,
+}
+
+/// One workload of the suite.
+struct Workload {
+    id: &'static str,
+    title: &'static str,
+    /// `[operator.config] workload`.
+    config: &'static str,
+    keys: u64,
+    records: u64,
+    backends: &'static [&'static str],
+}
+
+const SUITE: &[Workload] = &[
+    Workload {
+        id: "W1",
+        title: "keyed count (ValueState<u64>)",
+        config: "count",
+        keys: 100_000,
+        records: 10_000_000,
+        backends: &["memory"],
+    },
+    Workload {
+        id: "W2",
+        title: "dedup, the item ids each user has seen (MapState)",
+        config: "dedup",
+        keys: 10_000,
+        records: 10_000_000,
+        backends: &["memory"],
+    },
+    Workload {
+        id: "W3",
+        title: "state machine per address (ValueState)",
+        config: "state-machine",
+        keys: 100_000,
+        records: 10_000_000,
+        backends: &["memory"],
+    },
+    Workload {
+        id: "W4",
+        title: "last 10 events per key (ListState)",
+        config: "last-ten",
+        keys: 100_000,
+        records: 10_000_000,
+        backends: &["memory"],
+    },
+    Workload {
+        id: "W5",
+        title: "W1 with 10M keys",
+        config: "count",
+        keys: 10_000_000,
+        records: 10_000_000,
+        backends: &["memory", "rocksdb"],
+    },
+];
+
+/// One run's settings.
+struct Run<'a> {
+    workload: &'a Workload,
+    keys: u64,
+    records: u64,
+    backend: &'a str,
+    parallelism: u16,
+    checkpoint_ms: Option<u64>,
+    native: bool,
+}
+
+/// What one run measured.
+struct Measured {
+    records_per_second: f64,
+    seconds: f64,
+    emitted: u64,
+    peak_rss_mb: Option<f64>,
+}
+
+/// Runs the suite and prints its figures.
+pub fn run(options: &Options) -> Result<(), String> {
+    let selected: Vec<&Workload> = SUITE
+        .iter()
+        .filter(|w| {
+            options.workloads.is_empty()
+                || options
+                    .workloads
+                    .iter()
+                    .any(|id| id.eq_ignore_ascii_case(w.id))
+        })
+        .collect();
+    if let Some(unknown) = options
+        .workloads
+        .iter()
+        .find(|id| !SUITE.iter().any(|w| w.id.eq_ignore_ascii_case(id)))
+    {
+        return Err(format!(
+            "unknown workload `{unknown}`: the suite has W1 to W5"
+        ));
+    }
+    if !options.component.is_file() {
+        return Err(format!(
+            "{}: no such component (build bench/guest for wasm32-wasip2; `cargo xtask bench` does)",
+            options.component.display()
+        ));
+    }
+    let bench = Bench::new(options)?;
+    let mode = if cfg!(debug_assertions) {
+        "debug build: figures are not representative"
+    } else {
+        "release build"
+    };
+    println!(
+        "host bench: generator → operator → file sink, {} core(s), {mode}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for workload in selected {
+        for backend in workload.backends {
+            bench.compare(workload, backend)?;
+        }
+        if workload.id == "W1" {
+            bench.scaling(workload)?;
+            bench.checkpoint_cost(workload)?;
+        }
+    }
+    Ok(())
+}
+
+struct Bench<'o> {
+    options: &'o Options,
+    runtime: Runtime,
+    work: tempdir::Dir,
+}
+
+impl Bench<'_> {
+    fn new(options: &Options) -> Result<Bench<'_>, String> {
+        Ok(Bench {
+            options,
+            runtime: Runtime::new().map_err(|e| format!("cannot start the Wasm runtime: {e:#}"))?,
+            work: tempdir::Dir::new()?,
+        })
+    }
+
+    /// Keys and records of `workload` for this invocation.
+    fn size(&self, workload: &Workload) -> (u64, u64) {
+        if self.options.smoke {
+            (workload.keys.min(1000), 20_000)
+        } else {
+            (
+                workload.keys,
+                self.options.records.unwrap_or(workload.records),
+            )
+        }
+    }
+
+    /// The workload's line: Wasm and native on `backend`, p = 1.
+    fn compare(&self, workload: &Workload, backend: &str) -> Result<(), String> {
+        let (keys, records) = self.size(workload);
+        let run = |native| Run {
+            workload,
+            keys,
+            records,
+            backend,
+            parallelism: 1,
+            checkpoint_ms: None,
+            native,
+        };
+        let wasm = self.measure(&run(false))?;
+        let native = self.measure(&run(true))?;
+        if wasm.emitted != native.emitted {
+            return Err(format!(
+                "{}: the Wasm operator emitted {} records and its native twin {}: they do not compute the same thing",
+                workload.id, wasm.emitted, native.emitted
+            ));
+        }
+        let rss = |m: &Measured| m.peak_rss_mb.map_or("?".into(), |mb| format!("{mb:.0} MB"));
+        println!(
+            "{} {}, {keys} keys, {records} records, {backend}, p=1, peak RSS {} / {}: wasm={:.0} native={:.0} ratio={:.2}",
+            workload.id,
+            workload.title,
+            rss(&wasm),
+            rss(&native),
+            wasm.records_per_second,
+            native.records_per_second,
+            wasm.seconds / native.seconds
+        );
+        Ok(())
+    }
+
+    /// Parallelism 2 against 1, Wasm.
+    fn scaling(&self, workload: &Workload) -> Result<(), String> {
+        let (keys, records) = self.size(workload);
+        let run = |parallelism| Run {
+            workload,
+            keys,
+            records,
+            backend: "memory",
+            parallelism,
+            checkpoint_ms: None,
+            native: false,
+        };
+        let one = self.measure(&run(1))?;
+        let two = self.measure(&run(2))?;
+        println!(
+            "{} scaling, wasm: p=1 {:.0} records/s, p=2 {:.0} records/s: p=2 / p=1 = {:.2}",
+            workload.id,
+            one.records_per_second,
+            two.records_per_second,
+            two.records_per_second / one.records_per_second
+        );
+        Ok(())
+    }
+
+    /// Checkpoints every second against none, 1M keys, Wasm.
+    fn checkpoint_cost(&self, workload: &Workload) -> Result<(), String> {
+        let (_, records) = self.size(workload);
+        let keys = if self.options.smoke { 1000 } else { 1_000_000 };
+        let run = |checkpoint_ms| Run {
+            workload,
+            keys,
+            records,
+            backend: "memory",
+            parallelism: 1,
+            checkpoint_ms,
+            native: false,
+        };
+        let off = self.measure(&run(None))?;
+        let on = self.measure(&run(Some(1000)))?;
+        println!(
+            "{} checkpoints, wasm, {keys} keys: off {:.0} records/s, every 1 s {:.0} records/s: cost {:.1}%",
+            workload.id,
+            off.records_per_second,
+            on.records_per_second,
+            (1.0 - on.records_per_second / off.records_per_second) * 100.0
+        );
+        Ok(())
+    }
+
+    /// Runs one job in this process and measures it.
+    fn measure(&self, run: &Run<'_>) -> Result<Measured, String> {
+        let dir = self.work.path().join(format!(
+            "{}-{}-{}",
+            run.workload.id,
+            run.backend,
+            if run.native { "native" } else { "wasm" }
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut job = self.job(run, &dir)?;
+        if run.native {
+            for operator in &mut job.operators {
+                operator.native = Some(native::factory);
+            }
+        }
+        peak_rss::reset();
+        let started = Instant::now();
+        let report = dataflow::run(
+            &job,
+            &self.runtime,
+            &Start::default(),
+            &Arc::new(AtomicBool::new(false)),
+        )
+        .map_err(|failure| format!("{}: the job failed: {failure}", run.workload.id))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let peak_rss_mb = peak_rss::read_mb();
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(Measured {
+            records_per_second: run.records as f64 / seconds,
+            seconds,
+            emitted: report.operators.iter().map(|o| o.records_out).sum(),
+            peak_rss_mb,
+        })
+    }
+
+    fn job(&self, run: &Run<'_>, dir: &Path) -> Result<Job, String> {
+        let checkpoint = run.checkpoint_ms.map_or(String::new(), |ms| {
+            format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
+        });
+        let text = format!(
+            r#"[job]
+name = "bench"
+
+[[source]]
+name = "gen"
+type = "generator"
+count = {records}
+keys = {keys}
+parallelism = {p}
+
+[[operator]]
+name = "op"
+component = {component:?}
+input = "gen"
+key_by = "/key"
+parallelism = {p}
+[operator.config]
+workload = "{workload}"
+
+[[sink]]
+name = "out"
+type = "file"
+input = "op"
+path = "out"
+parallelism = {p}
+
+[state]
+backend = "{backend}"
+dir = "local"
+
+{checkpoint}"#,
+            records = run.records,
+            keys = run.keys,
+            p = run.parallelism,
+            component = self.options.component,
+            workload = run.workload.config,
+            backend = run.backend,
+        );
+        let path = dir.join("job.toml");
+        job::parse(&path, &text).map_err(|e| format!("the benchmark's job is invalid: {e}"))
+    }
+}
+
+/// The process's peak resident memory, reset between runs (Linux only).
+mod peak_rss {
+    /// Resets the peak to the current resident size.
+    pub fn reset() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+
+    /// The peak since the last reset, in MB.
+    pub fn read_mb() -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+/// A scratch folder for the runs, deleted at the end.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Result<Dir, String> {
+            let path = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            Ok(Dir(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

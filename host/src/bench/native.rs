@@ -1,0 +1,170 @@
+//! The native baselines of `host bench`: each workload of `bench/guest` as plain Rust
+//! in the host, over the same state backend with the same encodings (JSON values, as
+//! the Rust SDK stores them), so that the Wasm / native ratio measures what running in
+//! Wasm costs and nothing else.
+
+use bench_workloads::{LAST, TERMINAL, Workload, event, item, transition};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::dataflow::Logic;
+use crate::record::{KeyedRecord, Record};
+use crate::state::snapshot::StateInfo;
+use crate::state::{BackendSnapshot, Scope, StateBackend, StateId, StateKind};
+use crate::wasm::{Batch, OperatorError, Output};
+
+/// A workload running natively.
+pub struct Native {
+    workload: Workload,
+    backend: Box<dyn StateBackend>,
+    state: StateInfo,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    seq: u64,
+}
+
+/// Makes the native twin of the workload named in `config_json` (`{"workload": …}`).
+pub fn factory(
+    config_json: &str,
+    backend: Box<dyn StateBackend>,
+) -> Result<Box<dyn Logic>, String> {
+    #[derive(Deserialize)]
+    struct Config {
+        workload: String,
+    }
+    let config: Config = serde_json::from_str(config_json).map_err(|e| e.to_string())?;
+    let workload = Workload::from_name(&config.workload)
+        .ok_or_else(|| format!("unknown workload `{}`", config.workload))?;
+    let (name, kind) = match workload {
+        Workload::Count => ("count", StateKind::Value),
+        Workload::Dedup => ("items", StateKind::Map),
+        Workload::StateMachine => ("machine", StateKind::Value),
+        Workload::LastTen => ("recent", StateKind::List),
+    };
+    Ok(Box::new(Native {
+        workload,
+        backend,
+        state: StateInfo {
+            name: name.into(),
+            kind,
+        },
+    }))
+}
+
+impl Native {
+    fn record(&mut self, record: &KeyedRecord, out: &mut Output) -> Result<(), String> {
+        let input: Event = serde_json::from_slice(&record.payload).map_err(|e| e.to_string())?;
+        let scope = Scope {
+            state: StateId(0),
+            key_group: record.key_group,
+            key: &record.key,
+        };
+        let backend = &mut self.backend;
+        match self.workload {
+            Workload::Count => {
+                let count: u64 = match backend.value_get(scope).map_err(|e| e.to_string())? {
+                    Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+                    None => 0,
+                };
+                backend
+                    .value_put(scope, json(&(count + 1)))
+                    .map_err(|e| e.to_string())
+            }
+            Workload::Dedup => {
+                let item = item(input.seq);
+                let user_key = json(&item);
+                if backend
+                    .map_get(scope, &user_key)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                backend
+                    .map_put(scope, vec![(user_key, json(&true))])
+                    .map_err(|e| e.to_string())?;
+                let user = String::from_utf8_lossy(&record.key);
+                emit(out, record, json!({"user": user, "item": item}))
+            }
+            Workload::StateMachine => {
+                let state: u8 = match backend.value_get(scope).map_err(|e| e.to_string())? {
+                    Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+                    None => 0,
+                };
+                let event = event(input.seq);
+                match transition(state, event) {
+                    Some(TERMINAL) => backend.clear(scope).map_err(|e| e.to_string()),
+                    Some(next) => backend
+                        .value_put(scope, json(&next))
+                        .map_err(|e| e.to_string()),
+                    None => {
+                        let address = String::from_utf8_lossy(&record.key);
+                        let event = char::from(event).to_string();
+                        emit(
+                            out,
+                            record,
+                            json!({"address": address, "state": state, "event": event}),
+                        )
+                    }
+                }
+            }
+            Workload::LastTen => {
+                backend
+                    .list_append(scope, vec![json(&input.seq)])
+                    .map_err(|e| e.to_string())?;
+                let recent = backend
+                    .list_get(scope)
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|bytes| serde_json::from_slice::<u64>(bytes))
+                    .collect::<Result<Vec<u64>, _>>()
+                    .map_err(|e| e.to_string())?;
+                if recent.len() > LAST {
+                    let kept = recent[recent.len() - LAST..].iter().map(json).collect();
+                    backend
+                        .list_replace(scope, kept)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn emit(out: &mut Output, record: &KeyedRecord, value: serde_json::Value) -> Result<(), String> {
+    out.push(Record {
+        payload: serde_json::to_vec(&value).map_err(|e| e.to_string())?,
+        timestamp: record.timestamp,
+    });
+    Ok(())
+}
+
+/// A state value as the Rust SDK stores it: JSON.
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("numbers and booleans serialize")
+}
+
+impl Logic for Native {
+    fn process(&mut self, batch: Batch) -> Result<Output, OperatorError> {
+        let mut out = Vec::new();
+        for record in &batch {
+            self.record(record, &mut out)
+                .map_err(|message| OperatorError::Failed {
+                    operator: "native".into(),
+                    message,
+                    on_record: None,
+                })?;
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
+        (vec![self.state.clone()], self.backend.snapshot())
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
