@@ -3,6 +3,8 @@
 //! Invariant: a record's payload is one JSON document on one line; its key is computed
 //! once, on the edge into a keyed operator, and travels with it.
 
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::job::JsonPointer;
@@ -35,10 +37,22 @@ pub struct KeyedRecord {
 #[error("the record has no value at `key_by` pointer `{}`", .0.as_str())]
 pub struct MissingKey(pub JsonPointer);
 
+/// Why a key cannot be taken from a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The payload is not one JSON document.
+    #[error("not a JSON document: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// The document has nothing at the pointer.
+    #[error(transparent)]
+    Missing(#[from] MissingKey),
+}
+
 /// Computes keys and key groups for an edge into a keyed operator.
 #[derive(Debug, Clone)]
 pub struct KeySelector {
     pointer: JsonPointer,
+    tokens: Vec<String>,
     max_parallelism: u16,
 }
 
@@ -46,21 +60,135 @@ impl KeySelector {
     /// Keys records by the value at `pointer`.
     pub fn new(pointer: JsonPointer, max_parallelism: u16) -> KeySelector {
         KeySelector {
+            tokens: pointer.tokens(),
             pointer,
             max_parallelism,
         }
     }
 
-    /// The key of a record whose payload parsed to `document`, and its group: a string's
-    /// UTF-8 bytes, or any other value's compact JSON.
-    pub fn key(&self, document: &Value) -> Result<(Vec<u8>, KeyGroup), MissingKey> {
-        let key = match self.pointer.resolve(document) {
-            Some(Value::String(s)) => s.clone().into_bytes(),
+    /// The key of the record `payload` and its group: a string's UTF-8 bytes, or any
+    /// other value's compact JSON. The whole payload is checked to be one JSON document,
+    /// in one pass that builds nothing but the key.
+    pub fn key(&self, payload: &[u8]) -> Result<(Vec<u8>, KeyGroup), KeyError> {
+        let mut document = serde_json::Deserializer::from_slice(payload);
+        let found = Find {
+            tokens: &self.tokens,
+        }
+        .deserialize(&mut document)?;
+        document.end()?;
+        let key = match found {
+            Some(Value::String(s)) => s.into_bytes(),
             Some(other) => other.to_string().into_bytes(),
-            None => return Err(MissingKey(self.pointer.clone())),
+            None => return Err(MissingKey(self.pointer.clone()).into()),
         };
         let group = KeyGroup::of(&key, self.max_parallelism);
         Ok((key, group))
+    }
+}
+
+/// Finds the value at a pointer's remaining `tokens` while reading a document, skipping
+/// (but checking) everything else.
+struct Find<'a> {
+    tokens: &'a [String],
+}
+
+impl<'de> DeserializeSeed<'de> for Find<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, value: D) -> Result<Option<Value>, D::Error> {
+        match self.tokens.split_first() {
+            None => Value::deserialize(value).map(Some),
+            Some((token, rest)) => value.deserialize_any(Step { token, rest }),
+        }
+    }
+}
+
+/// One pointer token applied to the value being read.
+struct Step<'a> {
+    token: &'a str,
+    rest: &'a [String],
+}
+
+impl<'de> Visitor<'de> for Step<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Option<Value>, M::Error> {
+        let mut found = None;
+        while let Some(matches) = map.next_key_seed(Matches(self.token))? {
+            if matches {
+                // As in `serde_json::Value`, the last of duplicate names wins.
+                found = map.next_value_seed(Find { tokens: self.rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Option<Value>, S::Error> {
+        // RFC 6901 array indices: digits, no leading zero (as `Value::pointer` reads them).
+        let index = (self.token == "0" || !self.token.starts_with(['0', '+']))
+            .then(|| self.token.parse::<usize>().ok())
+            .flatten();
+        let mut found = None;
+        for i in 0.. {
+            if Some(i) == index {
+                match seq.next_element_seed(Find { tokens: self.rest })? {
+                    Some(value) => found = value,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    // A scalar has nothing inside: the pointer names nothing.
+    fn visit_bool<E>(self, _: bool) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+}
+
+/// Whether an object member's name is the token, without building the name.
+struct Matches<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for Matches<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, name: D) -> Result<bool, D::Error> {
+        name.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Matches<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<bool, E> {
+        Ok(name == self.0)
     }
 }
 
@@ -69,21 +197,72 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn bytes(value: Value) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+
+    #[test]
+    fn finds_what_value_pointer_finds_in_every_document() {
+        let documents = [
+            r#"{"a": {"b": [10, {"c": "x"}], "a~b": 1, "s/t": 2}, "n": null, "e": "q\"uote"}"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"[{"k": 1}, {"k": "two"}, 3]"#,
+            r#""just a string""#,
+            r#"{"a": {"00": 1, "0": 2, "+1": 3}, "b": [true, false]}"#,
+        ];
+        let pointers = [
+            "", "/a", "/a/b", "/a/b/0", "/a/b/1/c", "/a/b/2", "/a/a~0b", "/a/s~1t", "/n", "/e",
+            "/0/k", "/1/k", "/2", "/3", "/a/00", "/a/0", "/a/+1", "/b/1", "/b/01", "/b/-", "/x",
+        ];
+        for document in documents {
+            let value: Value = serde_json::from_str(document).unwrap();
+            for pointer in pointers {
+                let expected = value.pointer(pointer).map(|v| match v {
+                    Value::String(s) => s.clone().into_bytes(),
+                    other => other.to_string().into_bytes(),
+                });
+                let found = selector(pointer).key(document.as_bytes()).ok().map(|k| k.0);
+                assert_eq!(found, expected, "{pointer} in {document}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_whole_payload_must_be_one_json_document() {
+        for bad in [
+            &b"{\"url\": \"/a\"} trailing"[..],
+            b"{\"url\": \"/a\", }",
+            b"{\"x\": [1,}",
+            b"",
+        ] {
+            assert!(
+                matches!(selector("/url").key(bad), Err(KeyError::NotJson(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
     fn selector(pointer: &str) -> KeySelector {
         KeySelector::new(JsonPointer::parse(pointer).unwrap(), 128)
     }
 
     #[test]
     fn strings_key_by_their_text_and_other_values_by_their_json() {
-        let (key, group) = selector("/url").key(&json!({"url": "/a", "n": 1})).unwrap();
+        let (key, group) = selector("/url")
+            .key(&bytes(json!({"url": "/a", "n": 1})))
+            .unwrap();
         assert_eq!(
             (key.as_slice(), group),
             (&b"/a"[..], KeyGroup::of(b"/a", 128))
         );
-        assert_eq!(selector("/n").key(&json!({"n": 17})).unwrap().0, b"17");
+        assert_eq!(
+            selector("/n").key(&bytes(json!({"n": 17}))).unwrap().0,
+            b"17"
+        );
         assert_eq!(
             selector("/o")
-                .key(&json!({"o": {"b": 1, "a": 2}}))
+                .key(&bytes(json!({"o": {"b": 1, "a": 2}})))
                 .unwrap()
                 .0,
             br#"{"a":2,"b":1}"#
@@ -92,7 +271,9 @@ mod tests {
 
     #[test]
     fn a_missing_key_names_the_pointer() {
-        let err = selector("/url").key(&json!({"path": "/a"})).unwrap_err();
+        let err = selector("/url")
+            .key(&bytes(json!({"path": "/a"})))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "the record has no value at `key_by` pointer `/url`"

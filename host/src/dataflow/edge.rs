@@ -9,11 +9,10 @@
 use crossbeam_channel::Sender;
 
 use serde::de::IgnoredAny;
-use serde_json::Value;
 
 use super::Message;
 use super::alignment::CheckpointId;
-use crate::record::{KeySelector, KeyedRecord, MissingKey, Record};
+use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Record};
 use crate::state::{KeyGroup, KeyGroupRange};
 
 /// Why a record cannot go downstream.
@@ -124,13 +123,16 @@ impl Outputs {
             return Err(BadRecord::LineBreak);
         }
         let keys = if self.keyed {
-            let document: Value = serde_json::from_slice(&record.payload)?;
+            // Taking a key also checks that the whole payload is JSON.
             self.edges
                 .iter()
                 .map(|edge| match &edge.selector {
-                    Some(selector) => selector.key(&document).map_err(|error| BadRecord::NoKey {
-                        consumer: edge.consumer.clone(),
-                        error,
+                    Some(selector) => selector.key(&record.payload).map_err(|e| match e {
+                        KeyError::NotJson(e) => BadRecord::NotJson(e),
+                        KeyError::Missing(error) => BadRecord::NoKey {
+                            consumer: edge.consumer.clone(),
+                            error,
+                        },
                     }),
                     None => Ok((Vec::new(), KeyGroup(0))),
                 })

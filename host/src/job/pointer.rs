@@ -1,7 +1,5 @@
 //! JSON pointers (RFC 6901), the syntax of `key_by`.
 
-use serde_json::Value;
-
 /// A syntactically valid JSON pointer such as `/url` or `/user/id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPointer(String);
@@ -26,9 +24,13 @@ impl JsonPointer {
         Ok(JsonPointer(text.to_string()))
     }
 
-    /// The value the pointer names in `document`, if there is one.
-    pub fn resolve<'v>(&self, document: &'v Value) -> Option<&'v Value> {
-        document.pointer(&self.0)
+    /// The reference tokens, unescaped (`~1` is `/`, `~0` is `~`); none for `""`.
+    pub fn tokens(&self) -> Vec<String> {
+        self.0
+            .split('/')
+            .skip(1)
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect()
     }
 
     /// The pointer as written.
@@ -40,7 +42,6 @@ impl JsonPointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn accepts_rfc_6901_pointers() {
@@ -58,11 +59,12 @@ mod tests {
     }
 
     #[test]
-    fn resolves_nested_and_escaped_names() {
-        let doc = json!({"user": {"id": 7}, "a/b": "x"});
-        let p = |s| JsonPointer::parse(s).unwrap();
-        assert_eq!(p("/user/id").resolve(&doc), Some(&json!(7)));
-        assert_eq!(p("/a~1b").resolve(&doc), Some(&json!("x")));
-        assert_eq!(p("/missing").resolve(&doc), None);
+    fn tokens_are_unescaped_in_order() {
+        let p = |s| JsonPointer::parse(s).unwrap().tokens();
+        assert_eq!(p(""), Vec::<String>::new());
+        assert_eq!(p("/"), [""]);
+        assert_eq!(p("/user/id"), ["user", "id"]);
+        // `~01` is `~1` unescaped once, not `/`.
+        assert_eq!(p("/a~1b/m~0n/~01"), ["a/b", "m~n", "~1"]);
     }
 }
