@@ -5,7 +5,9 @@
 //! taking one clones a pointer per group, and the first write to a group afterwards
 //! copies that group only, so the task is never stopped for a copy of all state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use super::snapshot::{Entry, GroupEntries, SlotData};
@@ -87,16 +89,14 @@ impl MemoryBackend {
 
     /// The slot for writing, created empty in `expected`'s layout when missing.
     fn slot_mut(&mut self, scope: Scope<'_>, expected: Layout) -> Result<&mut Slot> {
-        let slots = self.slots_mut(scope)?;
-        if !slots.contains_key(scope.key) {
-            let empty = match expected {
+        let slot = self
+            .slots_mut(scope)?
+            .entry_ref(scope.key)
+            .or_insert_with(|| match expected {
                 Layout::Value => Slot::Value(Vec::new()),
                 Layout::List => Slot::List(Vec::new()),
                 Layout::Map => Slot::Map(BTreeMap::new()),
-            };
-            slots.insert(scope.key.to_vec(), empty);
-        }
-        let slot = slots.get_mut(scope.key).expect("slot inserted just above");
+            });
         if slot.layout() != expected {
             return Err(wrong(scope.state, expected, slot));
         }
