@@ -2,6 +2,9 @@
 //! `bench/guest` and as its native twin (`native`), in the same host, dataflow, records
 //! and backend; a line per workload gives both rates and the ratio of their times.
 //!
+//! Every run is a child process (`host bench --run-job`), so that each peak resident
+//! memory figure is that run's alone.
+//!
 //! A benchmark, not a test: it prints figures and checks only that both variants emitted
 //! the same number of records (the twins must compute the same thing).
 
@@ -13,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::dataflow::{self, Start};
-use crate::job::{self, Job};
+use crate::job;
 use crate::wasm::Runtime;
 
 /// What `host bench` runs.
@@ -151,9 +154,43 @@ pub fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs the job in `job` in this process, natively if `native`, and prints what a
+/// parent `host bench` reads: `measured <seconds> <records emitted> <peak RSS MB>`.
+pub fn run_child(job: &Path, native: bool) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(job).map_err(|e| format!("cannot read {}: {e}", job.display()))?;
+    let mut job = job::parse(job, &text).map_err(|e| e.to_string())?;
+    if native {
+        for operator in &mut job.operators {
+            operator.native = Some(native::factory);
+        }
+    }
+    let runtime = Runtime::new().map_err(|e| format!("cannot start the Wasm runtime: {e:#}"))?;
+    let started = Instant::now();
+    let report = dataflow::run(
+        &job,
+        &runtime,
+        &Start::default(),
+        &Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(|failure| format!("the job failed: {failure}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let emitted: u64 = report.operators.iter().map(|o| o.records_out).sum();
+    let peak = peak_rss_mb().unwrap_or(f64::NAN);
+    println!("measured {seconds} {emitted} {peak}");
+    Ok(())
+}
+
+/// This process's peak resident memory in MB (Linux), if known.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 struct Bench<'o> {
     options: &'o Options,
-    runtime: Runtime,
     work: tempdir::Dir,
 }
 
@@ -161,7 +198,6 @@ impl Bench<'_> {
     fn new(options: &Options) -> Result<Bench<'_>, String> {
         Ok(Bench {
             options,
-            runtime: Runtime::new().map_err(|e| format!("cannot start the Wasm runtime: {e:#}"))?,
             work: tempdir::Dir::new()?,
         })
     }
@@ -261,7 +297,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Runs one job in this process and measures it.
+    /// Runs one job in a child process and measures it.
     fn measure(&self, run: &Run<'_>) -> Result<Measured, String> {
         let dir = self.work.path().join(format!(
             "{}-{}-{}",
@@ -272,37 +308,51 @@ impl Bench<'_> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let mut job = self.job(run, &dir)?;
+        let job = dir.join("job.toml");
+        std::fs::write(&job, self.job(run))
+            .map_err(|e| format!("cannot write {}: {e}", job.display()))?;
+        let host = std::env::current_exe().map_err(|e| format!("cannot find the host: {e}"))?;
+        let mut command = std::process::Command::new(host);
+        command.args(["bench", "--component"]);
+        command
+            .arg(&self.options.component)
+            .arg("--run-job")
+            .arg(&job);
         if run.native {
-            for operator in &mut job.operators {
-                operator.native = Some(native::factory);
-            }
+            command.arg("--native");
         }
-        peak_rss::reset();
-        let started = Instant::now();
-        let report = dataflow::run(
-            &job,
-            &self.runtime,
-            &Start::default(),
-            &Arc::new(AtomicBool::new(false)),
-        )
-        .map_err(|failure| format!("{}: the job failed: {failure}", run.workload.id))?;
-        let seconds = started.elapsed().as_secs_f64();
-        let peak_rss_mb = peak_rss::read_mb();
+        let output = command
+            .output()
+            .map_err(|e| format!("cannot run the host: {e}"))?;
         let _ = std::fs::remove_dir_all(&dir);
-        Ok(Measured {
-            records_per_second: run.records as f64 / seconds,
-            seconds,
-            emitted: report.operators.iter().map(|o| o.records_out).sum(),
-            peak_rss_mb,
-        })
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let figures: Vec<f64> = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("measured "))
+            .map(|l| l.split(' ').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default();
+        match (output.status.success(), figures.as_slice()) {
+            (true, &[seconds, emitted, peak]) => Ok(Measured {
+                records_per_second: run.records as f64 / seconds,
+                seconds,
+                emitted: emitted as u64,
+                peak_rss_mb: peak.is_finite().then_some(peak),
+            }),
+            _ => Err(format!(
+                "{} ({}, {}): {}",
+                run.workload.id,
+                run.backend,
+                if run.native { "native" } else { "wasm" },
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
     }
 
-    fn job(&self, run: &Run<'_>, dir: &Path) -> Result<Job, String> {
+    fn job(&self, run: &Run<'_>) -> String {
         let checkpoint = run.checkpoint_ms.map_or(String::new(), |ms| {
             format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
         });
-        let text = format!(
+        format!(
             r#"[job]
 name = "bench"
 
@@ -340,25 +390,7 @@ dir = "local"
             component = self.options.component,
             workload = run.workload.config,
             backend = run.backend,
-        );
-        let path = dir.join("job.toml");
-        job::parse(&path, &text).map_err(|e| format!("the benchmark's job is invalid: {e}"))
-    }
-}
-
-/// The process's peak resident memory, reset between runs (Linux only).
-mod peak_rss {
-    /// Resets the peak to the current resident size.
-    pub fn reset() {
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-    }
-
-    /// The peak since the last reset, in MB.
-    pub fn read_mb() -> Option<f64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb / 1024.0)
+        )
     }
 }
 

@@ -96,6 +96,12 @@ enum Command {
         /// The bench-guest component (`cargo xtask bench` builds it and passes it).
         #[arg(long, value_name = "PATH")]
         component: PathBuf,
+        /// (Internal) run this one job and print its measurement.
+        #[arg(long, hide = true, value_name = "JOB")]
+        run_job: Option<PathBuf>,
+        /// (Internal) with --run-job: run the native twins instead of the component.
+        #[arg(long, hide = true, requires = "run_job")]
+        native: bool,
     },
 }
 
@@ -123,10 +129,19 @@ pub fn main() -> ExitCode {
             key,
         } => state(&path, operator.as_deref().zip(key.as_deref())),
         Command::Bench {
+            run_job: Some(job),
+            native,
+            ..
+        } => match crate::bench::run_child(&job, native) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(FAILED, e),
+        },
+        Command::Bench {
             workloads,
             records,
             smoke,
             component,
+            ..
         } => match crate::bench::run(&crate::bench::Options {
             workloads,
             records,
