@@ -7,6 +7,7 @@
 //! never a host panic.
 
 mod bindings;
+pub mod cache;
 mod imports;
 mod instance;
 
@@ -19,6 +20,7 @@ pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
 pub struct Runtime {
     engine: wasmtime::Engine,
     linker: std::sync::Arc<wasmtime::component::Linker<imports::GuestCtx>>,
+    cache: cache::Cache,
 }
 
 /// A component that was read, compiled and checked against the `weir:operator` world.
@@ -80,6 +82,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker: std::sync::Arc::new(linker),
+            cache: cache::Cache::from_env(),
         })
     }
 
@@ -113,7 +116,9 @@ impl Runtime {
                 ));
             }
         }
-        let component = wasmtime::component::Component::new(&self.engine, &bytes)
+        let component = self
+            .cache
+            .component(&self.engine, &bytes)
             .map_err(|e| load_error(format!("invalid component: {e:#}")))?;
         let contract = |e: wasmtime::Error| OperatorError::Contract {
             path: path.to_path_buf(),

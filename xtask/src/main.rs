@@ -18,12 +18,6 @@ tasks:
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
                      the host, then runs `host bench --component <bench-guest> ARGS...`
                      (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
-  bench checkpoints [RECORDS]
-                     keyed count over 1M keys at parallelism 1 and 2, with checkpoints
-                     off, every 1 s and every 100 ms: records/s and ratios, the longest
-                     synchronous part of a checkpoint, and the checkpoint size
-  bench backends [RECORDS]
-                     keyed count on the memory and RocksDB backends, 100K and 1M keys
   bench state [KEYS...]
                      per number of keys (default 1000000 10000000): records/s of memory
                      and RocksDB; checkpoint duration and bytes written, RocksDB full vs
@@ -40,16 +34,6 @@ fn main() -> ExitCode {
         ["example", name] => setup().and_then(|()| example(name)),
         ["test"] => setup().and_then(|()| test()),
         ["ci"] => setup().and_then(|()| ci()),
-        ["bench", "checkpoints"] => setup().and_then(|()| bench_checkpoints(3_000_000)),
-        ["bench", "checkpoints", records] => match records.parse() {
-            Ok(n) => setup().and_then(|()| bench_checkpoints(n)),
-            Err(_) => Err(format!("RECORDS must be a number, not `{records}`")),
-        },
-        ["bench", "backends"] => setup().and_then(|()| bench_backends(1_000_000)),
-        ["bench", "backends", records] => match records.parse() {
-            Ok(n) => setup().and_then(|()| bench_backends(n)),
-            Err(_) => Err(format!("RECORDS must be a number, not `{records}`")),
-        },
         ["bench", "state"] => setup().and_then(|()| bench_state(&[1_000_000, 10_000_000])),
         ["bench", "state", keys @ ..] => keys
             .iter()
@@ -267,7 +251,7 @@ impl BenchJob {
 }
 
 /// Builds the visit-count component and the host; returns a runner of keyed count jobs
-/// that gives records/s and the job's checkpoint summary.
+/// that gives records/s and the job's stderr (run with `--verbose`).
 fn bench_runner() -> Result<impl Fn(&BenchJob) -> Result<(f64, String)>> {
     let (component, host) = bench_binaries()?;
     let work = env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
@@ -298,18 +282,6 @@ fn bench_binaries() -> Result<(PathBuf, PathBuf)> {
     let component = build_component("visit-count")?;
     cargo(&["build", "-p", "host"])?;
     Ok((component, target_dir().join("debug/host")))
-}
-
-/// "N checkpoints completed (…)" from a job's summary line.
-fn checkpoint_summary(stderr: &str) -> String {
-    stderr
-        .find("checkpoints completed")
-        .map(|at| {
-            let start = stderr[..at].rfind("; ").map_or(0, |i| i + 2);
-            let end = stderr[at..].find(')').map_or(stderr.len(), |i| at + i + 1);
-            stderr[start..end].to_string()
-        })
-        .unwrap_or_else(|| "no checkpoints".into())
 }
 
 /// Per completed checkpoint (`--verbose` lines): milliseconds, bytes of state, bytes written.
@@ -471,58 +443,4 @@ fn run_until(host: &Path, job: &str, mut stop: impl FnMut(&str) -> bool) -> Resu
     let _ = child.kill();
     let _ = child.wait();
     found.ok_or_else(|| "the job ended before the expected line".into())
-}
-
-/// Keyed count over 1M distinct keys with checkpoints off, every 1 s and every 100 ms.
-fn bench_checkpoints(records: u64) -> Result {
-    let run = bench_runner()?;
-    println!(
-        "keyed count (visit-count), {records} records, 1000000 keys, memory backend, file sink"
-    );
-    for parallelism in [1, 2] {
-        let mut baseline = None;
-        for checkpoint_ms in [None, Some(1000), Some(100)] {
-            let job = BenchJob {
-                records,
-                keys: 1_000_000,
-                parallelism,
-                checkpoint_ms,
-                backend: "memory",
-                incremental: true,
-            };
-            let (rate, stderr) = run(&job)?;
-            let checkpoints = checkpoint_summary(&stderr);
-            let ratio = rate / *baseline.get_or_insert(rate);
-            let label = checkpoint_ms.map_or("off".to_string(), |ms| format!("every {ms} ms"));
-            println!(
-                "p={parallelism} checkpoints {label:>12}: {rate:>10.0} records/s  ratio to off {ratio:.3}  {checkpoints}"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Keyed count on the memory and the RocksDB backend, 100K and 1M keys, p = 1.
-fn bench_backends(records: u64) -> Result {
-    let run = bench_runner()?;
-    println!("keyed count (visit-count), {records} records, p=1, file sink, no checkpoints");
-    for keys in [100_000, 1_000_000] {
-        let mut memory = None;
-        for backend in ["memory", "rocksdb"] {
-            let job = BenchJob {
-                records,
-                keys,
-                parallelism: 1,
-                checkpoint_ms: None,
-                backend,
-                incremental: true,
-            };
-            let (rate, _) = run(&job)?;
-            let ratio = rate / *memory.get_or_insert(rate);
-            println!(
-                "{keys:>8} keys {backend:>8}: {rate:>10.0} records/s  ratio to memory {ratio:.3}"
-            );
-        }
-    }
-    Ok(())
 }
