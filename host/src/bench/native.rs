@@ -141,9 +141,18 @@ fn emit(out: &mut Output, record: &KeyedRecord, value: serde_json::Value) -> Res
     Ok(())
 }
 
-/// A state value as the Rust SDK stores it: JSON.
+/// A state value as the Rust SDK stores it: JSON, in a buffer of its own length, as
+/// bytes lifted from a guest are (`serde_json::to_vec` reserves 128 bytes, which the
+/// backend would keep for every value; shrinking each buffer costs a reallocation).
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("numbers and booleans serialize")
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, value).expect("numbers and booleans serialize");
+        scratch.as_slice().to_vec()
+    })
 }
 
 impl Logic for Native {
