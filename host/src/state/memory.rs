@@ -34,10 +34,13 @@ impl Slot {
     }
 }
 
+/// One state's slots in one key group, by record key.
+type Slots = HashMap<Box<[u8]>, Slot>;
+
 /// The slots of one key group: indexed by state id, then keyed by record key.
 #[derive(Debug, Default, Clone)]
 struct Group {
-    states: Vec<HashMap<Box<[u8]>, Slot>>,
+    states: Vec<Slots>,
 }
 
 /// Keyed state held in memory, per key group.
@@ -56,12 +59,12 @@ impl MemoryBackend {
         }
     }
 
-    fn slots(&self, scope: Scope<'_>) -> Result<Option<&HashMap<Box<[u8]>, Slot>>> {
+    fn slots(&self, scope: Scope<'_>) -> Result<Option<&Slots>> {
         let group = self.group_index(scope)?;
         Ok(self.groups[group].states.get(scope.state.0 as usize))
     }
 
-    fn slots_mut(&mut self, scope: Scope<'_>) -> Result<&mut HashMap<Box<[u8]>, Slot>> {
+    fn slots_mut(&mut self, scope: Scope<'_>) -> Result<&mut Slots> {
         let group = self.group_index(scope)?;
         let states = &mut Arc::make_mut(&mut self.groups[group]).states;
         let index = scope.state.0 as usize;
