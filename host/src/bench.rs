@@ -234,7 +234,10 @@ impl Bench<'_> {
                 workload.id, wasm.emitted, native.emitted
             ));
         }
-        let rss = |m: &Measured| m.peak_rss_mb.map_or("?".into(), |mb| format!("{mb:.0} MB"));
+        let rss = |m: &Measured| {
+            m.peak_rss_mb
+                .map_or("?".into(), |mb| format!("{mb:.0} MiB"))
+        };
         println!(
             "{} {}, {keys} keys, {records} records, {backend}, p=1, peak RSS {} / {}: wasm={:.0} native={:.0} ratio={:.2}",
             workload.id,
