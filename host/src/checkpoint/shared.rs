@@ -206,7 +206,9 @@ impl SharedFiles {
         fs::create_dir_all(&shared_dir)
             .map_err(io(format!("cannot create {}", shared_dir.display())))?;
         for local in fresh {
-            let name = format!("{}-{local}", uploads.prefix);
+            // Named by checkpoint too: a name, once released, is never written again,
+            // so a late deletion of a released file cannot hit a fresh copy.
+            let name = format!("{}-{id}-{local}", uploads.prefix);
             let to = shared_dir.join(&name);
             let file = copy_synced(&native.join(&local), &to, name)?;
             if !self.registry()?.pin(&file.name, id, true) {
