@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::dataflow::{self, Start};
+use crate::folder::Folder;
 use crate::job;
 use crate::wasm::Runtime;
 
@@ -191,14 +192,19 @@ fn peak_rss_mb() -> Option<f64> {
 
 struct Bench<'o> {
     options: &'o Options,
-    work: tempdir::Dir,
+    /// Scratch space for the runs.
+    work: Folder,
 }
 
 impl Bench<'_> {
     fn new(options: &Options) -> Result<Bench<'_>, String> {
         Ok(Bench {
             options,
-            work: tempdir::Dir::new()?,
+            work: {
+                let path = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+                Folder::create(path.clone())
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?
+            },
         })
     }
 
@@ -394,31 +400,5 @@ dir = "local"
             workload = run.workload.config,
             backend = run.backend,
         )
-    }
-}
-
-/// A scratch folder for the runs, deleted at the end.
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Result<Dir, String> {
-            let path = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            Ok(Dir(path))
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod control;
 pub mod dataflow;
+pub mod folder;
 pub mod inspect;
 pub mod job;
 pub mod record;

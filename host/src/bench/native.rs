@@ -20,6 +20,9 @@ pub struct Native {
     state: StateInfo,
 }
 
+/// Whatever a workload step can fail with (state or JSON), for the operator's message.
+type Failure = Box<dyn std::error::Error>;
+
 #[derive(Deserialize)]
 struct Event {
     seq: u64,
@@ -54,8 +57,8 @@ pub fn factory(
 }
 
 impl Native {
-    fn record(&mut self, record: &KeyedRecord, out: &mut Output) -> Result<(), String> {
-        let input: Event = serde_json::from_slice(&record.payload).map_err(|e| e.to_string())?;
+    fn record(&mut self, record: &KeyedRecord, out: &mut Output) -> Result<(), Failure> {
+        let input: Event = serde_json::from_slice(&record.payload)?;
         let scope = Scope {
             state: StateId(0),
             key_group: record.key_group,
@@ -64,41 +67,31 @@ impl Native {
         let backend = &mut self.backend;
         match self.workload {
             Workload::Count => {
-                let count: u64 = match backend.value_get(scope).map_err(|e| e.to_string())? {
-                    Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+                let count: u64 = match backend.value_get(scope)? {
+                    Some(bytes) => serde_json::from_slice(&bytes)?,
                     None => 0,
                 };
-                backend
-                    .value_put(scope, json(&(count + 1)))
-                    .map_err(|e| e.to_string())
+                Ok(backend.value_put(scope, json(&(count + 1)))?)
             }
             Workload::Dedup => {
                 let item = item(input.seq);
                 let user_key = json(&item);
-                if backend
-                    .map_get(scope, &user_key)
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                {
+                if backend.map_get(scope, &user_key)?.is_some() {
                     return Ok(());
                 }
-                backend
-                    .map_put(scope, vec![(user_key, json(&true))])
-                    .map_err(|e| e.to_string())?;
+                backend.map_put(scope, vec![(user_key, json(&true))])?;
                 let user = String::from_utf8_lossy(&record.key);
                 emit(out, record, json!({"user": user, "item": item}))
             }
             Workload::StateMachine => {
-                let state: u8 = match backend.value_get(scope).map_err(|e| e.to_string())? {
-                    Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+                let state: u8 = match backend.value_get(scope)? {
+                    Some(bytes) => serde_json::from_slice(&bytes)?,
                     None => 0,
                 };
                 let event = event(input.seq);
                 match transition(state, event) {
-                    Some(TERMINAL) => backend.clear(scope).map_err(|e| e.to_string()),
-                    Some(next) => backend
-                        .value_put(scope, json(&next))
-                        .map_err(|e| e.to_string()),
+                    Some(TERMINAL) => Ok(backend.clear(scope)?),
+                    Some(next) => Ok(backend.value_put(scope, json(&next))?),
                     None => {
                         let address = String::from_utf8_lossy(&record.key);
                         let event = char::from(event).to_string();
@@ -111,21 +104,15 @@ impl Native {
                 }
             }
             Workload::LastTen => {
-                backend
-                    .list_append(scope, vec![json(&input.seq)])
-                    .map_err(|e| e.to_string())?;
+                backend.list_append(scope, vec![json(&input.seq)])?;
                 let recent = backend
-                    .list_get(scope)
-                    .map_err(|e| e.to_string())?
+                    .list_get(scope)?
                     .iter()
                     .map(|bytes| serde_json::from_slice::<u64>(bytes))
-                    .collect::<Result<Vec<u64>, _>>()
-                    .map_err(|e| e.to_string())?;
+                    .collect::<Result<Vec<u64>, _>>()?;
                 if recent.len() > LAST {
                     let kept = recent[recent.len() - LAST..].iter().map(json).collect();
-                    backend
-                        .list_replace(scope, kept)
-                        .map_err(|e| e.to_string())?;
+                    backend.list_replace(scope, kept)?;
                 }
                 Ok(())
             }
@@ -133,9 +120,9 @@ impl Native {
     }
 }
 
-fn emit(out: &mut Output, record: &KeyedRecord, value: serde_json::Value) -> Result<(), String> {
+fn emit(out: &mut Output, record: &KeyedRecord, value: serde_json::Value) -> Result<(), Failure> {
     out.push(Record {
-        payload: serde_json::to_vec(&value).map_err(|e| e.to_string())?,
+        payload: serde_json::to_vec(&value)?,
         timestamp: record.timestamp,
     });
     Ok(())
@@ -160,9 +147,9 @@ impl Logic for Native {
         let mut out = Vec::new();
         for record in &batch {
             self.record(record, &mut out)
-                .map_err(|message| OperatorError::Failed {
+                .map_err(|e| OperatorError::Failed {
                     operator: "native".into(),
-                    message,
+                    message: e.to_string(),
                     on_record: None,
                 })?;
         }

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::metadata::{FileCheck, NamedState, RocksDbFiles, SharedFile, StateFile};
-use super::storage::{CheckpointError, read_metadata, sync_dir};
+use super::storage::{CheckpointError, check_recorded, read_metadata, sync_dir};
+use crate::folder::Folder;
 use crate::state::StateKind;
 use crate::state::snapshot::{Snapshot, StateInfo};
 
@@ -282,65 +283,50 @@ impl Uploads {
 
 /// Copies `from` to `to`, syncs it, and returns its size and checksum under `name`.
 fn copy_synced(from: &Path, to: &Path, name: String) -> Result<FileCheck, CheckpointError> {
-    let fail = |what: String| move |error| CheckpointError::Io { what, error };
-    let mut input = File::open(from).map_err(fail(format!("cannot read {}", from.display())))?;
-    let mut output = File::create(to).map_err(fail(format!("cannot write {}", to.display())))?;
-    let (mut bytes, mut crc) = (0u64, 0u32);
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        let n = input
-            .read(&mut buffer)
-            .map_err(fail(format!("cannot read {}", from.display())))?;
-        if n == 0 {
-            break;
-        }
-        crc = crc32c::crc32c_append(crc, &buffer[..n]);
-        bytes += n as u64;
-        output
-            .write_all(&buffer[..n])
-            .map_err(fail(format!("cannot write {}", to.display())))?;
-    }
-    output
-        .sync_all()
-        .map_err(fail(format!("cannot sync {}", to.display())))?;
+    let copied = || -> io::Result<(u64, u32)> {
+        let mut output = File::create(to)?;
+        let sum = sum(&mut File::open(from)?, |chunk| output.write_all(chunk))?;
+        output.sync_all()?;
+        Ok(sum)
+    };
+    let (bytes, crc32c) = copied().map_err(|error| CheckpointError::Io {
+        what: format!("cannot copy {} to {}", from.display(), to.display()),
+        error,
+    })?;
     Ok(FileCheck {
         name,
         bytes,
-        crc32c: crc,
+        crc32c,
     })
 }
 
 /// Checks `path` against its recorded size and checksum.
 fn check(path: &Path, expected: &FileCheck) -> Result<(), CheckpointError> {
-    let damaged = |reason: String| CheckpointError::State {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut file = File::open(path).map_err(|e| damaged(format!("cannot read it: {e}")))?;
+    let actual = File::open(path)
+        .and_then(|mut file| sum(&mut file, |_| Ok(())))
+        .map_err(|e| CheckpointError::State {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+    check_recorded(path, actual, (expected.bytes, expected.crc32c))
+}
+
+/// Reads `input` to its end in 1 MB chunks, handing each to `each`: its size and CRC-32C.
+fn sum(
+    input: &mut impl Read,
+    mut each: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(u64, u32)> {
     let (mut bytes, mut crc) = (0u64, 0u32);
     let mut buffer = vec![0; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| damaged(format!("cannot read it: {e}")))?;
+        let n = input.read(&mut buffer)?;
         if n == 0 {
-            break;
+            return Ok((bytes, crc));
         }
         crc = crc32c::crc32c_append(crc, &buffer[..n]);
         bytes += n as u64;
+        each(&buffer[..n])?;
     }
-    if bytes != expected.bytes {
-        return Err(damaged(format!(
-            "size {bytes} differs from the {} bytes recorded",
-            expected.bytes
-        )));
-    }
-    if crc != expected.crc32c {
-        return Err(damaged(
-            "checksum differs from the one recorded: the file is damaged".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Reads an incremental RocksDB checkpoint of the checkpoint in `dir` (a `chk-<n>` folder
@@ -354,16 +340,16 @@ pub fn read(dir: &Path, files: &RocksDbFiles) -> Result<Snapshot, CheckpointErro
         .unwrap_or_else(|| PathBuf::from(SHARED));
     // RocksDB opens a database from one folder: gather the files there under their
     // database names, as hard links where the file system allows.
-    let work = Scratch::new(dir)?;
+    let work = scratch(dir)?;
     for file in &files.private {
         let from = private.join(&file.name);
         check(&from, file)?;
-        link_or_copy(&from, &work.0.join(&file.name))?;
+        link_or_copy(&from, &work.path().join(&file.name))?;
     }
     for file in &files.shared {
         let from = shared.join(&file.file.name);
         check(&from, &file.file)?;
-        link_or_copy(&from, &work.0.join(&file.local))?;
+        link_or_copy(&from, &work.path().join(&file.local))?;
     }
     let states = files
         .states
@@ -378,11 +364,12 @@ pub fn read(dir: &Path, files: &RocksDbFiles) -> Result<Snapshot, CheckpointErro
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let groups =
-        crate::state::rocksdb::read_checkpoint(&work.0).map_err(|e| CheckpointError::State {
+    let groups = crate::state::rocksdb::read_checkpoint(work.path()).map_err(|e| {
+        CheckpointError::State {
             path: private.clone(),
             reason: format!("the database does not open: {e}"),
-        })?;
+        }
+    })?;
     if let Some(bad) = groups
         .iter()
         .flat_map(|g| &g.entries)
@@ -405,33 +392,20 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), CheckpointError> {
         })
 }
 
-/// A scratch folder next to the checkpoint (same file system: hard links work),
-/// deleted when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(dir: &Path) -> Result<Scratch, CheckpointError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            ".restore-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = dir.parent().unwrap_or(dir).join(name);
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).map_err(|error| CheckpointError::Io {
-            what: format!("cannot create {}", path.display()),
-            error,
-        })?;
-        Ok(Scratch(path))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A scratch folder next to the checkpoint (same file system: hard links work).
+fn scratch(dir: &Path) -> Result<Folder, CheckpointError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        ".restore-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = dir.parent().unwrap_or(dir).join(name);
+    Folder::create(path.clone()).map_err(|error| CheckpointError::Io {
+        what: format!("cannot create {}", path.display()),
+        error,
+    })
 }
 
 #[cfg(test)]

@@ -281,23 +281,31 @@ fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, Checkpoi
         path: path.clone(),
         reason: format!("cannot read it: {e}"),
     })?;
-    let damaged = |reason: String| CheckpointError::State {
-        path: path.clone(),
-        reason,
+    let actual = (bytes.len() as u64, crc32c::crc32c(&bytes));
+    check_recorded(&path, actual, (file.bytes, file.crc32c))?;
+    Snapshot::decode(&bytes).map_err(|e: SnapshotError| CheckpointError::State {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Compares a file's `(size, CRC-32C)` with what the metadata recorded for it.
+pub(super) fn check_recorded(
+    path: &Path,
+    (bytes, crc): (u64, u32),
+    (expected_bytes, expected_crc): (u64, u32),
+) -> Result<(), CheckpointError> {
+    let reason = if bytes != expected_bytes {
+        format!("size {bytes} differs from the {expected_bytes} bytes recorded")
+    } else if crc != expected_crc {
+        "checksum differs from the one recorded: the file is damaged".into()
+    } else {
+        return Ok(());
     };
-    if bytes.len() as u64 != file.bytes {
-        return Err(damaged(format!(
-            "size {} differs from the {} bytes recorded",
-            bytes.len(),
-            file.bytes
-        )));
-    }
-    if crc32c::crc32c(&bytes) != file.crc32c {
-        return Err(damaged(
-            "checksum differs from the one recorded: the file is damaged".into(),
-        ));
-    }
-    Snapshot::decode(&bytes).map_err(|e: SnapshotError| damaged(e.to_string()))
+    Err(CheckpointError::State {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Writes `bytes` to `path` and syncs the file.

@@ -20,28 +20,19 @@ use ::rocksdb::{
 
 use super::snapshot::{Entry, GroupEntries, SlotData};
 use super::{BackendSnapshot, KeyGroup, KeyGroupRange, Result, Scope, StateBackend, StateError};
+use crate::folder::Folder;
 
 /// Keyed state in a local RocksDB database.
 pub struct RocksDbBackend {
-    /// Declared before `_folder`: fields drop in order, so the database is closed
+    /// Declared before `folder`: fields drop in order, so the database is closed
     /// before its folder is deleted.
     db: DB,
-    dir: PathBuf,
     range: KeyGroupRange,
     write: WriteOptions,
     /// Numbers snapshot folders, so that one being read is never reused.
     snapshots: AtomicU64,
-    _folder: DeleteOnDrop,
-}
-
-/// Deletes a folder when dropped: a subtask's database is working state, rebuilt from
-/// checkpoints, so nothing of it is kept.
-struct DeleteOnDrop(PathBuf);
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// The database's folder: working state, rebuilt from checkpoints, never kept.
+    folder: Folder,
 }
 
 fn storage(e: ::rocksdb::Error) -> StateError {
@@ -58,22 +49,17 @@ fn options() -> Options {
 impl RocksDbBackend {
     /// A fresh, empty database in `dir` (anything there is deleted first) for `range`.
     pub fn create(dir: &Path, range: KeyGroupRange) -> Result<RocksDbBackend> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| StateError::Storage(format!("cannot clear {}: {e}", dir.display())))?;
-        }
-        std::fs::create_dir_all(dir)
+        let folder = Folder::create(dir.to_path_buf())
             .map_err(|e| StateError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         let db = DB::open(&options(), dir).map_err(storage)?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         Ok(RocksDbBackend {
             db,
-            dir: dir.to_path_buf(),
             range,
             write,
             snapshots: AtomicU64::new(0),
-            _folder: DeleteOnDrop(dir.to_path_buf()),
+            folder,
         })
     }
 
@@ -252,7 +238,7 @@ impl StateBackend for RocksDbBackend {
     }
 
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {
-        let dir = self.dir.with_extension(format!(
+        let dir = self.folder.path().with_extension(format!(
             "snapshot-{}",
             self.snapshots.fetch_add(1, Ordering::Relaxed)
         ));
