@@ -8,6 +8,7 @@
 
 mod bindings;
 pub mod cache;
+mod core_module;
 mod imports;
 mod instance;
 
@@ -101,21 +102,17 @@ impl Runtime {
                 _ => format!("cannot read the component file: {e}"),
             })
         })?;
-        match bytes.get(..8) {
+        let bytes = match bytes.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(load_error(
-                    "this is a core Wasm module, not a component: build Rust operators with \
-                     `--target wasm32-wasip2`, or wrap a module with `wasm-tools component new`"
-                        .into(),
-                ));
+                core_module::componentize(&bytes).map_err(load_error)?
             }
-            Some([0, b'a', b's', b'm', ..]) => {}
+            Some([0, b'a', b's', b'm', ..]) => bytes,
             _ => {
                 return Err(load_error(
                     "not a WebAssembly file (no `\\0asm` header)".into(),
                 ));
             }
-        }
+        };
         let component = self
             .cache
             .component(&self.engine, &bytes)

@@ -6,6 +6,11 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
+
+#[path = "../../xtask/src/languages.rs"]
+#[allow(dead_code)]
+mod languages;
 
 /// Folders whose packages are guests if they build a `cdylib`.
 const GUEST_FOLDERS: &[&str] = &["examples", "tests/guests", "bench"];
@@ -92,5 +97,72 @@ fn main() {
             file.display().to_string()
         );
     }
+    constants += &polyglot_examples(&root, &guest_target.join("polyglot"));
     fs::write(Path::new(&out).join("artifacts.rs"), constants).expect("write artifacts.rs");
+}
+
+/// Builds every example written in another language (`examples/<name>/{python,js,c}/`)
+/// and returns their path constants (`VISIT_COUNT_PYTHON`, …). A component newer than
+/// every file it is built from is kept: the Python and JavaScript builds take 15–25 s.
+fn polyglot_examples(root: &Path, dir: &Path) -> String {
+    let mut constants = String::new();
+    println!("cargo:rerun-if-env-changed=WEIR_TOOLS_DIR");
+    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
+        .expect("examples folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    examples.sort();
+    for example in examples {
+        let name = example
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 example name")
+            .to_string();
+        for language in languages::LANGUAGES {
+            let (folder, _) = language.folder_and_entry();
+            let source = example.join(folder);
+            if !source.is_dir() {
+                continue;
+            }
+            let scratch = dir.join(format!("{name}-{folder}"));
+            fs::create_dir_all(&scratch).expect("create the polyglot build folder");
+            let out = scratch.join(format!("{}.wasm", name.replace('-', "_")));
+            let sdk = root.join("guest-sdk").join(folder);
+            let inputs = [source.as_path(), sdk.as_path(), &root.join("wit")];
+            let stale = modified(&out).is_none_or(|built| inputs.iter().any(|i| newest(i) > built));
+            if stale {
+                // Built beside and renamed, so an interrupted build never looks fresh.
+                let partial = out.with_extension("wasm.partial");
+                languages::build(language, root, &source, &partial, &scratch)
+                    .and_then(|()| fs::rename(&partial, &out).map_err(|e| e.to_string()))
+                    .unwrap_or_else(|e| {
+                        panic!("building example `{name}` in {folder} failed: {e}")
+                    });
+            }
+            constants += &format!(
+                "/// The `{name}` example written in {folder}.\npub const {}_{}: &str = {:?};\n",
+                name.to_uppercase().replace('-', "_"),
+                language.name().to_uppercase(),
+                out.display().to_string()
+            );
+        }
+    }
+    constants
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time of `path` and everything under it.
+fn newest(path: &Path) -> SystemTime {
+    let own = modified(path).unwrap_or(SystemTime::UNIX_EPOCH);
+    match fs::read_dir(path) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| newest(&e.path()))
+            .fold(own, SystemTime::max),
+        Err(_) => own,
+    }
 }

@@ -42,7 +42,7 @@ fn a_file_that_is_not_wasm_is_refused() {
 }
 
 #[test]
-fn a_core_module_is_refused_with_a_hint_to_build_a_component() {
+fn a_core_module_without_a_world_is_refused_with_a_hint() {
     let job = Job::new();
     job.write("in.jsonl", "{}\n");
     // The smallest valid core module: magic and version 1, no sections.
@@ -50,7 +50,8 @@ fn a_core_module_is_refused_with_a_hint_to_build_a_component() {
     let out = job.run(&pipeline(FILE_SOURCE, "op.wasm", ""), "");
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("core Wasm module, not a component"),
+        out.stderr
+            .contains("core Wasm module, not a component, and it carries no WIT world"),
         "{}",
         out.stderr
     );

@@ -53,7 +53,7 @@ fn expected(name: &str) -> String {
     fs::read_to_string(example_dir(name).join("data/expected.jsonl")).expect("expected.jsonl")
 }
 
-fn assert_example(name: &str, component: &str) {
+pub fn assert_example(name: &str, component: &str) {
     let (job, outcome) = run_example(name, component);
     assert_eq!(outcome.code, 0, "{name} failed:\n{}", outcome.stderr);
     assert_eq!(

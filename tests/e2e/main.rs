@@ -4,6 +4,7 @@
 mod bad_input;
 mod bench;
 mod examples;
+mod languages;
 mod parallel;
 mod recovery;
 mod state_kinds;

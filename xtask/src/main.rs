@@ -6,13 +6,20 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+mod languages;
+
+use languages::Language;
+
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  setup              install what the build needs (the wasm32-wasip2 Rust target)
-  example NAME       build the example NAME's component and the host, then run its job
-                     (examples: visit-count, consumer-lag, state-machine, dedup)
+  setup              install what the build needs: the wasm32-wasip2 Rust target, and the
+                     tools for Python, JavaScript and C operators (in ~/.cache/weir/tools)
+  example NAME [LANGUAGE]
+                     build the example NAME's component and the host, then run its job
+                     (examples: visit-count, consumer-lag, state-machine, dedup; LANGUAGE:
+                     rust (default), or python, js, c for visit-count and state-machine)
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
@@ -31,7 +38,17 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["setup"] => setup(),
-        ["example", name] => setup().and_then(|()| example(name)),
+        ["example", name] => setup().and_then(|()| example(name, None)),
+        ["example", name, "rust"] => setup().and_then(|()| example(name, None)),
+        ["example", name, language] => match languages::LANGUAGES
+            .into_iter()
+            .find(|l| l.name() == *language)
+        {
+            Some(language) => setup().and_then(|()| example(name, Some(language))),
+            None => Err(format!(
+                "no language `{language}`: use rust, python, js or c"
+            )),
+        },
         ["test"] => setup().and_then(|()| test()),
         ["ci"] => setup().and_then(|()| ci()),
         ["bench", "state"] => setup().and_then(|()| bench_state(&[1_000_000, 10_000_000])),
@@ -119,10 +136,10 @@ fn setup() -> Result {
     {
         run("rustup", &["target", "add", "wasm32-wasip2"])?;
     }
-    Ok(())
+    languages::install(&languages::tools_dir())
 }
 
-fn example(name: &str) -> Result {
+fn example(name: &str, language: Option<Language>) -> Result {
     let dir = root().join("examples").join(name);
     if !dir.join("job.toml").is_file() {
         return Err(format!(
@@ -130,10 +147,34 @@ fn example(name: &str) -> Result {
             dir.join("job.toml").display()
         ));
     }
-    let file = format!("{}.wasm", name.replace('-', "_"));
-    let built = build_component(name)?;
-    std::fs::copy(&built, dir.join(&file))
-        .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+    // The job names `<name>.wasm`: whichever language built it last.
+    let file = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    match language {
+        None => {
+            let built = build_component(name)?;
+            std::fs::copy(&built, &file)
+                .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+        }
+        Some(language) => {
+            let source = dir.join(language.folder_and_entry().0);
+            if !source.is_dir() {
+                return Err(format!(
+                    "example `{name}` has no {} version ({} is missing)",
+                    language.name(),
+                    source.display()
+                ));
+            }
+            let scratch = target_dir().join("polyglot").join(name);
+            std::fs::create_dir_all(&scratch)
+                .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+            eprintln!(
+                "xtask: building {} from {}",
+                file.display(),
+                source.display()
+            );
+            languages::build(language, &root(), &source, &file, &scratch)?;
+        }
+    }
     cargo(&["build", "-p", "host"])?;
     let host = target_dir().join("debug/host");
     let job = dir.join("job.toml");

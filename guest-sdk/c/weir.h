@@ -1,0 +1,157 @@
+/*
+ * Write Weir stream operators in C.
+ *
+ * An operator defines `weir_process`, called once per record (its JSON text, its key and
+ * time); it reads and writes keyed state (state scoped to the key of the record being
+ * processed) and emits output records. The host snapshots that state at checkpoints and
+ * restores it after failures: the operator never sees a checkpoint.
+ *
+ *     #include "weir.h"
+ *
+ *     static weir_state visits = WEIR_VALUE_STATE("visits");
+ *
+ *     bool weir_process(const weir_record *record, weir_context *ctx) {
+ *         weir_str url;
+ *         if (!weir_json_field(record->json, "url", &url))
+ *             return weir_fail(ctx, "missing field `url`");
+ *         uint64_t count = 0;
+ *         weir_buf old = {0}, out = {0};
+ *         if (weir_value_get(&visits, &old)) weir_json_u64(weir_buf_view(&old), &count);
+ *         ...
+ *     }
+ *
+ * State values and map keys are JSON text, stored exactly as the Rust SDK stores them,
+ * so `host state` shows them and a savepoint is readable by an operator in any language.
+ * Keep everything that must survive a failure in state: globals are lost on recovery.
+ *
+ * Build: generate the bindings with `wit-bindgen c <weir>/wit --world operator`, then
+ * compile them, weir.c and your file with `clang --target=wasm32-wasip1
+ * -mexec-model=reactor` and link `operator_component_type.o`. `host` turns the module
+ * into a component itself (see docs/c.md).
+ */
+#ifndef WEIR_H
+#define WEIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A borrowed byte string, not NUL-terminated. */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} weir_str;
+
+/* A growable byte buffer the SDK writes into; zero-initialise it, free it with
+ * weir_buf_free. Its bytes are NUL-terminated (the NUL is not counted in len). */
+typedef struct {
+    char *ptr;
+    size_t len;
+    size_t cap;
+} weir_buf;
+
+/* One input record. */
+typedef struct {
+    weir_str key;  /* the value at the operator's key_by pointer (a string's UTF-8) */
+    weir_str json; /* the record, a JSON document */
+    bool has_timestamp;
+    int64_t timestamp; /* event time, milliseconds since the Unix epoch */
+} weir_record;
+
+/* Which instance of which operator this is. */
+typedef struct {
+    weir_str operator_name;
+    uint32_t subtask;
+    uint32_t parallelism;
+    uint32_t attempt;
+} weir_task;
+
+/* Where outputs and errors of one call go. */
+typedef struct weir_context weir_context;
+
+/* ---- What the operator defines ------------------------------------------------ */
+
+/* Processes one record. Returns true, or weir_fail(ctx, ...) to fail the record. */
+bool weir_process(const weir_record *record, weir_context *ctx);
+/* Optional: called once before the first record with the [operator.config] table. */
+bool weir_open(weir_str config_json, const weir_task *task, weir_context *ctx);
+/* Optional: called once after the last record of a job that finishes. */
+bool weir_close(weir_context *ctx);
+
+/* ---- Outputs, errors and the log ---------------------------------------------- */
+
+/* Emits `json` (one JSON document) as an output record at the input record's time. */
+void weir_emit(weir_context *ctx, weir_str json);
+/* Records a printf-style message for the failing call; returns false. */
+bool weir_fail(weir_context *ctx, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+typedef enum { WEIR_TRACE, WEIR_DEBUG, WEIR_INFO, WEIR_WARN, WEIR_ERROR } weir_level;
+/* Writes a printf-style message to the host's log. */
+void weir_log(weir_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- Buffers and JSON --------------------------------------------------------- */
+
+weir_str weir_cstr(const char *s);
+weir_str weir_buf_view(const weir_buf *buf);
+void weir_buf_clear(weir_buf *buf);
+void weir_buf_free(weir_buf *buf);
+/* Appends raw bytes (already JSON, or punctuation such as "{" and ","). */
+void weir_buf_raw(weir_buf *buf, const char *s);
+void weir_buf_bytes(weir_buf *buf, weir_str bytes);
+/* Appends `s` as a JSON string, quoted and escaped as serde_json does. */
+void weir_buf_json_string(weir_buf *buf, weir_str s);
+void weir_buf_u64(weir_buf *buf, uint64_t n);
+void weir_buf_i64(weir_buf *buf, int64_t n);
+
+/* The raw JSON text of member `name` of the object `json`; false if absent. */
+bool weir_json_field(weir_str json, const char *name, weir_str *value);
+/* The raw JSON text of the next item of an array: start with `*rest` = the array's
+ * text; false when there are no more. */
+bool weir_json_next(weir_str *rest, weir_str *item);
+/* Decodes the JSON string `value` into `out` (replacing its contents). */
+bool weir_json_string(weir_str value, weir_buf *out);
+/* Decodes a non-negative JSON integer. */
+bool weir_json_u64(weir_str value, uint64_t *out);
+/* Whether the JSON text `value` equals the JSON string `s` (e.g. a field against "a"). */
+bool weir_json_is(weir_str value, const char *s);
+
+/* ---- Keyed state (always the current record's key) ---------------------------- */
+
+typedef enum {
+    WEIR_VALUE,
+    WEIR_LIST,
+    WEIR_MAP,
+    WEIR_REDUCING,
+    WEIR_AGGREGATING
+} weir_state_kind;
+
+/* A state handle: declare it static with one of the macros below. */
+typedef struct {
+    const char *name;
+    weir_state_kind kind;
+    bool registered;
+    uint32_t id;
+} weir_state;
+
+#define WEIR_VALUE_STATE(name) {(name), WEIR_VALUE, false, 0}
+#define WEIR_LIST_STATE(name) {(name), WEIR_LIST, false, 0}
+#define WEIR_MAP_STATE(name) {(name), WEIR_MAP, false, 0}
+
+/* Value state: true and the value's JSON in `out` if the key has one. */
+bool weir_value_get(weir_state *state, weir_buf *out);
+void weir_value_set(weir_state *state, weir_str json);
+void weir_value_clear(weir_state *state);
+
+/* List state: the elements as one JSON array in `out` (iterate with weir_json_next). */
+void weir_list_get(weir_state *state, weir_buf *out);
+void weir_list_add(weir_state *state, weir_str json);
+void weir_list_clear(weir_state *state);
+
+/* Map state: keys and values are JSON text. */
+bool weir_map_get(weir_state *state, weir_str key, weir_buf *out);
+void weir_map_put(weir_state *state, weir_str key, weir_str value);
+void weir_map_remove(weir_state *state, weir_str key);
+bool weir_map_contains(weir_state *state, weir_str key);
+void weir_map_clear(weir_state *state);
+
+#endif

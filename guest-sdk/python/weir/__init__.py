@@ -1,0 +1,314 @@
+"""Write Weir stream operators in Python.
+
+An operator is a subclass of :class:`Operator`: it receives records one at a time
+(decoded from JSON), reads and writes *keyed state* (state scoped to the key of the
+record being processed) and emits output records. The host snapshots that state at
+checkpoints and restores it after failures: the operator never sees a checkpoint.
+
+    import weir
+
+    VISITS = weir.ValueState("visits")
+
+    class VisitCount(weir.Operator):
+        def process(self, visit, ctx):
+            count = VISITS.get(0) + 1
+            VISITS.set(count)
+            ctx.emit({"url": visit["url"], "count": count})
+
+    Guest = weir.export(VisitCount)
+
+State values (and map keys) are stored as compact JSON, exactly as the Rust SDK stores
+them, so `host state` can show them and a savepoint is readable by an operator written
+in any language. Keep everything that must survive a failure in state: attributes of
+the operator object are lost on recovery.
+
+Build with `componentize-py -d <weir>/wit -w operator componentize -p <weir>/guest-sdk/python
+-p . app -o app.wasm`, where `app.py` is the module that assigns `Guest`.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple, Type
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import log as _log
+from wit_world.imports import state as _state
+from wit_world.imports import types as _types
+
+__all__ = [
+    "Operator",
+    "Context",
+    "TaskInfo",
+    "OperatorError",
+    "ValueState",
+    "ListState",
+    "MapState",
+    "ReducingState",
+    "log",
+    "export",
+]
+
+
+class OperatorError(Exception):
+    """Raise it (or any exception) from `process` to fail the record with a message."""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Which instance of which operator this is."""
+
+    operator: str
+    subtask: int
+    parallelism: int
+    attempt: int
+
+
+class Context:
+    """What `process` sees besides the record: its key and time, and where outputs go."""
+
+    def __init__(self, key: str, timestamp: Optional[int]):
+        self.key = key
+        self.timestamp = timestamp
+        self._outputs: List[_types.Output] = []
+
+    def emit(self, value: Any, timestamp: Optional[int] = None) -> None:
+        """Emits `value` (anything `json.dumps` takes) as an output record, at
+        `timestamp` (milliseconds since the epoch) or else the input record's time."""
+        payload = _encode(value)
+        time = self.timestamp if timestamp is None else timestamp
+        self._outputs.append(_types.Output(payload, time))
+
+
+class Operator:
+    """A stream operator. The host creates one per parallel instance (no arguments),
+    calls `open` once, `process` for every record in order, and `close` when the input
+    ends."""
+
+    def open(self, config: dict, task: TaskInfo) -> None:
+        """Called once before the first record with the `[operator.config]` table."""
+
+    def process(self, record: Any, ctx: Context) -> None:
+        """Processes one record; state handles act on this record's key."""
+        raise NotImplementedError("an operator must define process(self, record, ctx)")
+
+    def close(self) -> None:
+        """Called once after the last record of a job that finishes."""
+
+
+def log(level: str, message: str) -> None:
+    """Writes `message` to the host's log; `level` is trace, debug, info, warn or error."""
+    _log.log(_LEVELS[level], str(message))
+
+
+_LEVELS = {
+    "trace": _log.Level.TRACE,
+    "debug": _log.Level.DEBUG,
+    "info": _log.Level.INFO,
+    "warn": _log.Level.WARN,
+    "error": _log.Level.ERROR,
+}
+
+# The index, in the batch being processed, of the current record: keyed state is
+# always that record's key's state. None outside `process`.
+_current: Optional[int] = None
+# State ids by name, with the kind each name was first used as.
+_ids: dict = {}
+
+
+def _encode(value: Any) -> bytes:
+    # Compact and in insertion order: byte-for-byte what serde_json writes.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _decode(name: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise OperatorError(f"state `{name}` holds a value that is not JSON: {e}") from None
+
+
+class _State:
+    _kind: _types.StateKind
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _target(self) -> Tuple[int, int]:
+        if _current is None:
+            raise OperatorError(f"keyed state `{self.name}` can only be used inside process")
+        known = _ids.get(self.name)
+        if known is None:
+            known = (_state.register(self.name, self._kind), self._kind)
+            _ids[self.name] = known
+        elif known[1] != self._kind:
+            raise OperatorError(
+                f"state `{self.name}` is used as {self._kind.name.lower()} state but was "
+                f"first used as {known[1].name.lower()} state"
+            )
+        return known[0], _current
+
+
+class ValueState(_State):
+    """One value per key (Flink's ValueState)."""
+
+    _kind = _types.StateKind.VALUE
+
+    def get(self, default: Any = None) -> Any:
+        """The current key's value, or `default` when it has none."""
+        data = _state.value_get(*self._target())
+        return default if data is None else _decode(self.name, data)
+
+    def set(self, value: Any) -> None:
+        """Sets the current key's value."""
+        _state.value_update(*self._target(), _encode(value))
+
+    def clear(self) -> None:
+        """Removes the current key's value."""
+        _state.value_clear(*self._target())
+
+
+class ListState(_State):
+    """A list of values per key (Flink's ListState)."""
+
+    _kind = _types.StateKind.LIST
+
+    def get(self) -> list:
+        """The current key's elements in insertion order (empty when none)."""
+        return [_decode(self.name, e) for e in _state.list_get(*self._target())]
+
+    def add(self, value: Any) -> None:
+        """Appends one element."""
+        _state.list_add(*self._target(), _encode(value))
+
+    def add_all(self, values: list) -> None:
+        """Appends several elements."""
+        _state.list_add_all(*self._target(), [_encode(v) for v in values])
+
+    def update(self, values: list) -> None:
+        """Replaces all elements."""
+        _state.list_update(*self._target(), [_encode(v) for v in values])
+
+    def clear(self) -> None:
+        """Removes all elements."""
+        _state.list_clear(*self._target())
+
+
+class MapState(_State):
+    """A map per key (Flink's MapState). Entries are ordered by their keys' JSON bytes."""
+
+    _kind = _types.StateKind.MAP
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        data = _state.map_get(*self._target(), _encode(key))
+        return default if data is None else _decode(self.name, data)
+
+    def put(self, key: Any, value: Any) -> None:
+        _state.map_put(*self._target(), _encode(key), _encode(value))
+
+    def put_all(self, entries: dict) -> None:
+        pairs = [(_encode(k), _encode(v)) for k, v in entries.items()]
+        _state.map_put_all(*self._target(), pairs)
+
+    def remove(self, key: Any) -> None:
+        _state.map_remove(*self._target(), _encode(key))
+
+    def contains(self, key: Any) -> bool:
+        return _state.map_contains(*self._target(), _encode(key))
+
+    def items(self) -> List[Tuple[Any, Any]]:
+        return [
+            (_decode(self.name, k), _decode(self.name, v))
+            for k, v in _state.map_entries(*self._target())
+        ]
+
+    def keys(self) -> list:
+        return [_decode(self.name, k) for k in _state.map_keys(*self._target())]
+
+    def values(self) -> list:
+        return [_decode(self.name, v) for v in _state.map_values(*self._target())]
+
+    def is_empty(self) -> bool:
+        return _state.map_is_empty(*self._target())
+
+    def clear(self) -> None:
+        _state.map_clear(*self._target())
+
+
+class ReducingState(_State):
+    """One value per key folded from everything added (Flink's ReducingState)."""
+
+    _kind = _types.StateKind.REDUCING
+
+    def __init__(self, name: str, reduce: Callable[[Any, Any], Any]):
+        super().__init__(name)
+        self._reduce = reduce
+
+    def get(self, default: Any = None) -> Any:
+        data = _state.value_get(*self._target())
+        return default if data is None else _decode(self.name, data)
+
+    def add(self, value: Any) -> None:
+        """Folds `value` into the current key's value (or starts it)."""
+        target = self._target()
+        data = _state.value_get(*target)
+        folded = value if data is None else self._reduce(_decode(self.name, data), value)
+        _state.value_update(*target, _encode(folded))
+
+    def clear(self) -> None:
+        _state.value_clear(*self._target())
+
+
+def export(operator: Type[Operator]) -> type:
+    """The `Guest` class componentize-py exports for `operator`: assign it to a
+    module-level name `Guest` in the app module."""
+
+    class Guest(exports.Guest):
+        _instance: Optional[Operator] = None
+
+        def open(self, config: str, task: _types.TaskInfo) -> None:
+            try:
+                instance = operator()
+                instance.open(
+                    json.loads(config),
+                    TaskInfo(task.operator, task.subtask, task.parallelism, task.attempt),
+                )
+            except Exception as e:
+                raise Err(_message(e)) from None
+            Guest._instance = instance
+
+        def process(self, batch: List[_types.Record]) -> List[_types.Output]:
+            global _current
+            instance = Guest._instance
+            if instance is None:
+                raise Err(_types.ProcessError("process called before open", None))
+            outputs: List[_types.Output] = []
+            for index, record in enumerate(batch):
+                _current = index
+                try:
+                    ctx = Context(record.key.decode(), record.timestamp)
+                    instance.process(json.loads(record.payload), ctx)
+                except Exception as e:
+                    raise Err(_types.ProcessError(_message(e), index)) from None
+                finally:
+                    _current = None
+                outputs.extend(ctx._outputs)
+            return outputs
+
+        def close(self) -> None:
+            instance, Guest._instance = Guest._instance, None
+            if instance is not None:
+                try:
+                    instance.close()
+                except Exception as e:
+                    raise Err(_message(e)) from None
+
+    Guest.__qualname__ = f"Guest({operator.__name__})"
+    return Guest
+
+
+def _message(e: Exception) -> str:
+    if isinstance(e, (OperatorError, KeyError)) and e.args:
+        detail = f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else str(e.args[0])
+        return detail
+    return f"{type(e).__name__}: {e}"
