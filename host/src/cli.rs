@@ -82,6 +82,28 @@ enum Command {
         #[arg(long, requires = "operator")]
         key: Option<String>,
     },
+    /// Tests an operator (any language) against the outputs it must produce, optionally
+    /// restoring it from a snapshot into a fresh instance every N records.
+    Test {
+        /// The operator's component (or a C operator's core module).
+        component: PathBuf,
+        /// Input records, one JSON document per line.
+        #[arg(long, value_name = "IN.jsonl")]
+        input: PathBuf,
+        /// The outputs it must produce, one JSON document per line (compared as JSON).
+        #[arg(long, value_name = "OUT.jsonl")]
+        expect: PathBuf,
+        /// The `key_by` JSON pointer, as in the job file (e.g. /url).
+        #[arg(long, value_name = "POINTER")]
+        key_by: Option<String>,
+        /// The operator's config, as a JSON object (the job file's `[operator.config]`).
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        config: String,
+        /// Snapshot the state every N records and go on in a fresh instance restored
+        /// from it: fails an operator that keeps state outside the managed state API.
+        #[arg(long, value_name = "N")]
+        restore_every: Option<usize>,
+    },
     /// Runs the benchmark suite (W1–W5): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
     Bench {
@@ -128,6 +150,33 @@ pub fn main() -> ExitCode {
             operator,
             key,
         } => state(&path, operator.as_deref().zip(key.as_deref())),
+        Command::Test {
+            component,
+            input,
+            expect,
+            key_by,
+            config,
+            restore_every,
+        } => {
+            let args = crate::testing::TestArgs {
+                component,
+                input,
+                expect,
+                options: crate::testing::TestOptions {
+                    key_by,
+                    config_json: config,
+                    ..Default::default()
+                },
+                restore_every,
+            };
+            match crate::testing::run(&args) {
+                Ok(summary) => {
+                    println!("host test: {}: passed: {summary}", args.component.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(FAILED, format!("{}: failed: {e}", args.component.display())),
+            }
+        }
         Command::Bench {
             run_job: Some(job),
             native,

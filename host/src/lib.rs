@@ -15,4 +15,5 @@ pub mod inspect;
 pub mod job;
 pub mod record;
 pub mod state;
+pub mod testing;
 pub mod wasm;

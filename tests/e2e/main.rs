@@ -4,6 +4,7 @@
 mod bad_input;
 mod bench;
 mod examples;
+mod host_test;
 mod languages;
 mod parallel;
 mod recovery;

@@ -1,0 +1,260 @@
+//! Testing an operator of any language: the real component in this process, records in,
+//! outputs out, state inspected, snapshots taken and restored into fresh instances.
+//! `host test` is built on it; Rust integration tests use [`TestOperator`] directly.
+//!
+//! ```no_run
+//! use host::testing::{TestOperator, TestOptions};
+//!
+//! let options = TestOptions { key_by: Some("/url".into()), ..TestOptions::default() };
+//! let mut op = TestOperator::load("visit_count.wasm".as_ref(), options).unwrap();
+//! let out = op.push(r#"{"url":"/a"}"#).unwrap();
+//! assert_eq!(out, [r#"{"url":"/a","count":1}"#]);
+//! let mut fresh = op.restored(&op.snapshot().unwrap()).unwrap();
+//! assert_eq!(fresh.push(r#"{"url":"/a"}"#).unwrap(), [r#"{"url":"/a","count":2}"#]);
+//! ```
+
+mod diff;
+mod run;
+
+use std::path::{Path, PathBuf};
+
+pub use diff::{Comparison, compare};
+pub use run::{TestArgs, run};
+
+use crate::job::JsonPointer;
+use crate::record::{KeySelector, KeyedRecord};
+use crate::state::memory::MemoryBackend;
+use crate::state::snapshot::{SlotData, Snapshot};
+use crate::state::{KeyGroup, KeyGroupRange};
+use crate::wasm::{LoadedComponent, OperatorError, OperatorInstance, Runtime, TaskInfo};
+
+/// How to run the operator under test.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    /// The `key_by` JSON pointer (e.g. `/url`); `None` for an operator without keyed state.
+    pub key_by: Option<String>,
+    /// The `[operator.config]` table, as a JSON object.
+    pub config_json: String,
+    /// The job's `max_parallelism` (key groups); it decides nothing an operator sees.
+    pub max_parallelism: u16,
+}
+
+impl Default for TestOptions {
+    fn default() -> TestOptions {
+        TestOptions {
+            key_by: None,
+            config_json: "{}".into(),
+            max_parallelism: 128,
+        }
+    }
+}
+
+/// What can go wrong while testing, besides different outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// The options are unusable (a bad `key_by` pointer, config that is not an object).
+    #[error("{0}")]
+    Options(String),
+    /// A record has no key, or is not JSON.
+    #[error("record {index}: {reason}")]
+    Record {
+        /// 1-based position of the record in the input.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The component failed to load, trapped or returned an error.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    /// A snapshot could not be taken or read back.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+}
+
+/// One operator instance under test, with its keyed state in memory.
+pub struct TestOperator {
+    runtime: Runtime,
+    component: LoadedComponent,
+    options: TestOptions,
+    keys: Option<KeySelector>,
+    instance: OperatorInstance,
+    /// Records pushed so far (to number them in errors).
+    pushed: usize,
+    /// How many times this operator's state was restored into a fresh instance.
+    attempt: u32,
+}
+
+impl TestOperator {
+    /// Loads the component at `path` and opens one instance of it.
+    pub fn load(path: &Path, options: TestOptions) -> Result<TestOperator, TestError> {
+        let runtime = Runtime::new()
+            .map_err(|e| TestError::Options(format!("cannot start the Wasm runtime: {e:#}")))?;
+        let component = runtime.load(path)?;
+        let keys = match &options.key_by {
+            Some(pointer) => Some(KeySelector::new(
+                JsonPointer::parse(pointer)
+                    .map_err(|e| TestError::Options(format!("--key-by: {e}")))?,
+                options.max_parallelism,
+            )),
+            None => None,
+        };
+        match serde_json::from_str::<serde_json::Value>(&options.config_json) {
+            Ok(serde_json::Value::Object(_)) => {}
+            _ => {
+                return Err(TestError::Options(format!(
+                    "the config must be a JSON object, not `{}`",
+                    options.config_json
+                )));
+            }
+        }
+        let instance = open(&runtime, &component, &options, None, 0)?;
+        Ok(TestOperator {
+            runtime,
+            component,
+            options,
+            keys,
+            instance,
+            pushed: 0,
+            attempt: 0,
+        })
+    }
+
+    /// Processes one record (a JSON document, keyed by `key_by`); returns its outputs.
+    pub fn push(&mut self, record: &str) -> Result<Vec<String>, TestError> {
+        self.push_batch(&[record])
+    }
+
+    /// Processes one record under an explicit key, ignoring `key_by`.
+    pub fn push_keyed(&mut self, key: &str, record: &str) -> Result<Vec<String>, TestError> {
+        self.pushed += 1;
+        let record = KeyedRecord {
+            key: key.as_bytes().to_vec(),
+            key_group: KeyGroup::of(key.as_bytes(), self.options.max_parallelism),
+            payload: record.as_bytes().to_vec(),
+            timestamp: None,
+        };
+        self.process(vec![record])
+    }
+
+    /// Processes records as one batch (one `process` call); returns their outputs.
+    pub fn push_batch(&mut self, records: &[&str]) -> Result<Vec<String>, TestError> {
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            self.pushed += 1;
+            let payload = record.as_bytes();
+            let (key, key_group) = match &self.keys {
+                Some(keys) => keys.key(payload).map_err(|e| TestError::Record {
+                    index: self.pushed,
+                    reason: e.to_string(),
+                })?,
+                None => {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| {
+                        TestError::Record {
+                            index: self.pushed,
+                            reason: format!("not a JSON document: {e}"),
+                        }
+                    })?;
+                    (Vec::new(), KeyGroup(0))
+                }
+            };
+            batch.push(KeyedRecord {
+                key,
+                key_group,
+                payload: payload.to_vec(),
+                timestamp: None,
+            });
+        }
+        self.process(batch)
+    }
+
+    fn process(&mut self, batch: Vec<KeyedRecord>) -> Result<Vec<String>, TestError> {
+        let outputs = self.instance.process(batch)?;
+        Ok(outputs
+            .into_iter()
+            .map(|o| String::from_utf8_lossy(&o.payload).into_owned())
+            .collect())
+    }
+
+    /// The state `name` holds for `key` (as `key_by` extracts it), if any.
+    pub fn state(&self, name: &str, key: &str) -> Result<Option<SlotData>, TestError> {
+        let snapshot = self.snapshot()?;
+        let Some(index) = snapshot.states.iter().position(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let group = KeyGroup::of(key.as_bytes(), self.options.max_parallelism);
+        Ok(snapshot
+            .groups
+            .into_iter()
+            .filter(|g| g.group == group)
+            .flat_map(|g| g.entries)
+            .find(|e| e.state as usize == index && e.key == key.as_bytes())
+            .map(|e| e.data))
+    }
+
+    /// A snapshot of the state, encoded and decoded again as a checkpoint would be.
+    pub fn snapshot(&self) -> Result<Snapshot, TestError> {
+        let (states, backend) = self.instance.snapshot();
+        let snapshot = crate::wasm::into_snapshot(states, backend)
+            .map_err(|e| TestError::Snapshot(e.to_string()))?;
+        Snapshot::decode(&snapshot.encode()).map_err(|e| TestError::Snapshot(e.to_string()))
+    }
+
+    /// A fresh instance of the same component restored from `snapshot` and opened again
+    /// (its attempt number one higher), as after a failure.
+    pub fn restored(&self, snapshot: &Snapshot) -> Result<TestOperator, TestError> {
+        let attempt = self.attempt + 1;
+        let instance = open(
+            &self.runtime,
+            &self.component,
+            &self.options,
+            Some(snapshot),
+            attempt,
+        )?;
+        Ok(TestOperator {
+            runtime: self.runtime.clone(),
+            component: self.component.clone(),
+            options: self.options.clone(),
+            keys: self.keys.clone(),
+            instance,
+            pushed: self.pushed,
+            attempt,
+        })
+    }
+
+    /// Calls the operator's `close`, as at the end of a job.
+    pub fn close(mut self) -> Result<(), TestError> {
+        Ok(self.instance.close()?)
+    }
+
+    /// The component's file.
+    pub fn path(&self) -> PathBuf {
+        self.component.path().to_path_buf()
+    }
+}
+
+fn open(
+    runtime: &Runtime,
+    component: &LoadedComponent,
+    options: &TestOptions,
+    snapshot: Option<&Snapshot>,
+    attempt: u32,
+) -> Result<OperatorInstance, OperatorError> {
+    let backend = MemoryBackend::new(KeyGroupRange::all(options.max_parallelism));
+    let mut instance = OperatorInstance::new(
+        runtime,
+        component,
+        "test",
+        options.key_by.is_some(),
+        Box::new(backend),
+    )?;
+    if let Some(snapshot) = snapshot {
+        instance.restore(snapshot)?;
+    }
+    let task = TaskInfo {
+        subtask: 0,
+        parallelism: 1,
+        attempt,
+    };
+    instance.open(&options.config_json, task)?;
+    Ok(instance)
+}
