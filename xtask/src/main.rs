@@ -25,6 +25,10 @@ tasks:
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
                      the host, then runs `host bench --component <bench-guest> ARGS...`
                      (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
+  bench languages [RECORDS]
+                     visit-count in Rust, Python, JavaScript and C: component size,
+                     compile time with and without the compile cache, records/s over
+                     RECORDS generated records (default 1000000, 10000 URLs)
   bench state [KEYS...]
                      per number of keys (default 1000000 10000000): records/s of memory
                      and RocksDB; checkpoint duration and bytes written, RocksDB full vs
@@ -51,6 +55,11 @@ fn main() -> ExitCode {
         },
         ["test"] => setup().and_then(|()| test()),
         ["ci"] => setup().and_then(|()| ci()),
+        ["bench", "languages"] => setup().and_then(|()| bench_languages(1_000_000)),
+        ["bench", "languages", records] => records
+            .parse()
+            .map_err(|_| format!("RECORDS must be a number, not `{records}`"))
+            .and_then(|n| setup().and_then(|()| bench_languages(n))),
         ["bench", "state"] => setup().and_then(|()| bench_state(&[1_000_000, 10_000_000])),
         ["bench", "state", keys @ ..] => keys
             .iter()
@@ -484,4 +493,86 @@ fn run_until(host: &Path, job: &str, mut stop: impl FnMut(&str) -> bool) -> Resu
     let _ = child.kill();
     let _ = child.wait();
     found.ok_or_else(|| "the job ended before the expected line".into())
+}
+
+/// Issue 6's figures: visit-count in every language. Each component is compiled once into
+/// an empty cache (the uncached start), then started from it five times (the median is
+/// the cached start), then run over `records` generated records three times (median).
+fn bench_languages(records: u64) -> Result {
+    cargo(&["build", "-p", "host"])?;
+    let host = target_dir().join("debug/host");
+    let work = env::temp_dir().join(format!("weir-bench-languages-{}", std::process::id()));
+    let mut components = vec![("rust", build_component("visit-count")?)];
+    for language in languages::LANGUAGES {
+        let scratch = target_dir().join("polyglot/bench").join(language.name());
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+        let out = scratch.join("visit_count.wasm");
+        let source = root()
+            .join("examples/visit-count")
+            .join(language.folder_and_entry().0);
+        languages::build(language, &root(), &source, &out, &scratch)?;
+        components.push((language.name(), out));
+    }
+    let job = |component: &Path, count: u64, keys: u64| {
+        format!(
+            "[job]\nname = \"bench\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\n\
+             count = {count}\nkeys = {keys}\nkey_field = \"url\"\nkey_prefix = \"/page-\"\n\n\
+             [[operator]]\nname = \"count\"\ncomponent = {component:?}\ninput = \"gen\"\n\
+             key_by = \"/url\"\n\n[[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"count\"\n\
+             path = \"out\"\n"
+        )
+    };
+    // Seconds for `host run` of `toml`, with compiled components cached in `cache`.
+    let time_run = |toml: &str, cache: &Path| -> Result<f64> {
+        let _ = std::fs::remove_dir_all(work.join("out"));
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let path = work.join("job.toml");
+        std::fs::write(&path, toml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let started = std::time::Instant::now();
+        let output = Command::new(&host)
+            .arg("run")
+            .arg(&path)
+            .env("WEIR_CACHE_DIR", cache)
+            .output()
+            .map_err(|e| format!("cannot run the host: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "the benchmark job failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    println!("visit-count, p=1, memory backend, file sink; dev build of the host");
+    for (language, component) in &components {
+        let size = std::fs::metadata(component)
+            .map_err(|e| format!("cannot read {}: {e}", component.display()))?
+            .len();
+        let cache = work.join(format!("cache-{language}"));
+        let _ = std::fs::remove_dir_all(&cache);
+        let one = job(component, 1, 1);
+        let uncached = time_run(&one, &cache)?;
+        let cached = median(
+            (0..5)
+                .map(|_| time_run(&one, &cache))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let many = job(component, records, 10_000);
+        let rate = median(
+            (0..3)
+                .map(|_| time_run(&many, &cache).map(|s| records as f64 / s))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        println!(
+            "{language:>6}: component {:>6.2} MB; one-record job {:>7.0} ms uncached, {:>5.0} ms cached; \
+             {records} records: {rate:>9.0} records/s",
+            size as f64 / 1e6,
+            uncached * 1e3,
+            cached * 1e3,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
 }
