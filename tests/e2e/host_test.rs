@@ -202,3 +202,42 @@ fn state_snapshotted_from_python_restores_into_javascript_and_c() {
         ["{\"url\":\"/a\",\"count\":3}"]
     );
 }
+
+/// `--config` reaches the operator's `open`, and must be a JSON object.
+#[test]
+fn the_config_reaches_open() {
+    let job = Job::new();
+    let input = job.write("in.jsonl", "{\"key\":\"a\",\"seq\":0}\n");
+    let expect = job.write("out.jsonl", "");
+    let run = |config: &str| {
+        host(
+            &[
+                "test",
+                test_artifacts::BENCH_GUEST,
+                "--input",
+                input.to_str().expect("UTF-8 path"),
+                "--expect",
+                expect.to_str().expect("UTF-8 path"),
+                "--key-by",
+                "/key",
+                "--config",
+                config,
+            ],
+            "",
+        )
+    };
+    assert_eq!(run("{\"workload\":\"count\"}").code, 0);
+    let unknown = run("{\"workload\":\"nope\"}");
+    assert_eq!(unknown.code, 1, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("unknown workload `nope`"),
+        "{}",
+        unknown.stderr
+    );
+    let not_an_object = run("[1]");
+    assert!(
+        not_an_object.stderr.contains("must be a JSON object"),
+        "{}",
+        not_an_object.stderr
+    );
+}
