@@ -47,6 +47,9 @@ pub const BATCH_SIZE: usize = 512;
 
 /// Batches a channel holds before its producer waits.
 const CHANNEL_BATCHES: usize = 16;
+/// Stack of every task thread: the largest Wasm stack an operator may ask for, and as
+/// much again for the host's own frames (host calls, state backends).
+const TASK_STACK_BYTES: usize = 2 * crate::wasm::Limits::MAX_STACK_BYTES;
 
 /// What flows on a channel.
 #[derive(Debug, Clone)]
@@ -329,7 +332,7 @@ fn start_tasks(
     let mut instances = Vec::new();
     let mut restoring = Duration::ZERO;
     for op in &job.operators {
-        let component = runtime.load(&op.component)?;
+        let component = runtime.load(&op.component, &op.sandbox.limits)?;
         let started = Instant::now();
         let snapshots = match restore {
             Some(r) => r
@@ -368,8 +371,13 @@ fn start_tasks(
                 instances.push((op.name.clone(), usize::from(subtask), logic));
                 continue;
             }
-            let mut instance =
-                OperatorInstance::new(runtime, &component, &op.name, op.key_by.is_some(), backend)?;
+            let mut instance = OperatorInstance::new(
+                &component,
+                &op.name,
+                op.key_by.is_some(),
+                backend,
+                &op.sandbox,
+            )?;
             let loading = Instant::now();
             for snapshot in &snapshots {
                 instance.restore(snapshot)?;
@@ -407,6 +415,8 @@ fn start_tasks(
         let task_name = name.clone();
         thread::Builder::new()
             .name(name)
+            // Room for the largest Wasm stack an operator may have, and the host's frames.
+            .stack_size(TASK_STACK_BYTES)
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task))
                     .unwrap_or_else(|panic| {

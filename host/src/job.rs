@@ -161,6 +161,8 @@ pub struct Operator {
     pub parallelism: u16,
     /// `[operator.config]` as a JSON object, passed to the operator's `open`.
     pub config_json: String,
+    /// `[operator.limits]`, `[[operator.grants]]` and `[operator.env]`.
+    pub sandbox: crate::wasm::Sandbox,
     /// Runs this native code instead of the component: `host bench`'s baselines only
     /// (never set from a job file).
     pub native: Option<NativeFactory>,
@@ -298,6 +300,29 @@ struct OperatorSection {
     parallelism: Option<Spanned<i64>>,
     #[serde(default)]
     config: toml::Table,
+    limits: Option<LimitsSection>,
+    #[serde(default)]
+    grants: Vec<GrantSection>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    memory_mb: Option<Spanned<i64>>,
+    table_elements: Option<Spanned<i64>>,
+    call_timeout_ms: Option<Spanned<i64>>,
+    stack_kb: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantSection {
+    dir: Spanned<String>,
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    write: bool,
 }
 
 #[derive(Deserialize)]
@@ -790,7 +815,95 @@ impl Validator<'_> {
                 max_parallelism,
             )?,
             config_json,
+            sandbox: crate::wasm::Sandbox {
+                limits: self.limits(o.limits.as_ref())?,
+                grants: self.grants(o)?,
+            },
             native: None,
+        })
+    }
+
+    fn limits(&self, section: Option<&LimitsSection>) -> Result<crate::wasm::Limits, JobError> {
+        let defaults = crate::wasm::Limits::default();
+        let Some(l) = section else {
+            return Ok(defaults);
+        };
+        let number = |v: &Option<Spanned<i64>>, key: &str, max: u64, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.count(v, key, max),
+        };
+        Ok(crate::wasm::Limits {
+            memory_bytes: number(
+                &l.memory_mb,
+                "operator.limits.memory_mb",
+                4096,
+                defaults.memory_bytes >> 20,
+            )? << 20,
+            table_elements: number(
+                &l.table_elements,
+                "operator.limits.table_elements",
+                100_000_000,
+                defaults.table_elements as u64,
+            )? as usize,
+            call_timeout: std::time::Duration::from_millis(number(
+                &l.call_timeout_ms,
+                "operator.limits.call_timeout_ms",
+                24 * 3_600_000,
+                defaults.call_timeout.as_millis() as u64,
+            )?),
+            stack_bytes: number(
+                &l.stack_kb,
+                "operator.limits.stack_kb",
+                (crate::wasm::Limits::MAX_STACK_BYTES >> 10) as u64,
+                (defaults.stack_bytes >> 10) as u64,
+            )? as usize
+                * 1024,
+        })
+    }
+
+    fn grants(&self, o: &OperatorSection) -> Result<crate::wasm::Grants, JobError> {
+        let mut dirs: Vec<crate::wasm::DirGrant> = Vec::new();
+        for grant in &o.grants {
+            let host = self.resolve(grant.dir.get_ref());
+            if !host.is_dir() {
+                return Err(self.error(
+                    grant.dir.span(),
+                    "operator.grants.dir",
+                    format!("{} is not a directory", host.display()),
+                ));
+            }
+            let guest = match &grant.path {
+                Some(path) if path.get_ref().starts_with('/') => path.get_ref().clone(),
+                Some(path) => {
+                    return Err(self.error(
+                        path.span(),
+                        "operator.grants.path",
+                        "the guest path must be absolute, such as \"/data\"",
+                    ));
+                }
+                None => format!(
+                    "/{}",
+                    host.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
+            };
+            if dirs.iter().any(|d| d.guest == guest) {
+                return Err(self.error(
+                    grant.dir.span(),
+                    "operator.grants.path",
+                    format!("two grants are both seen by the guest as {guest}"),
+                ));
+            }
+            dirs.push(crate::wasm::DirGrant {
+                host,
+                guest,
+                write: grant.write,
+            });
+        }
+        Ok(crate::wasm::Grants {
+            dirs,
+            env: o.env.clone().into_iter().collect(),
         })
     }
 

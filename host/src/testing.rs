@@ -37,6 +37,8 @@ pub struct TestOptions {
     pub config_json: String,
     /// The job's `max_parallelism` (key groups); it decides nothing an operator sees.
     pub max_parallelism: u16,
+    /// Limits and grants, as `[operator.limits]` and `[[operator.grants]]` give them.
+    pub sandbox: crate::wasm::Sandbox,
 }
 
 impl Default for TestOptions {
@@ -45,6 +47,7 @@ impl Default for TestOptions {
             key_by: None,
             config_json: "{}".into(),
             max_parallelism: 128,
+            sandbox: crate::wasm::Sandbox::default(),
         }
     }
 }
@@ -89,7 +92,7 @@ impl TestOperator {
     pub fn load(path: &Path, options: TestOptions) -> Result<TestOperator, TestError> {
         let runtime = Runtime::new()
             .map_err(|e| TestError::Options(format!("cannot start the Wasm runtime: {e:#}")))?;
-        let component = runtime.load(path)?;
+        let component = runtime.load(path, &options.sandbox.limits)?;
         let keys = match &options.key_by {
             Some(pointer) => Some(KeySelector::new(
                 JsonPointer::parse(pointer)
@@ -107,7 +110,7 @@ impl TestOperator {
                 )));
             }
         }
-        let instance = open(&runtime, &component, &options, None, 0)?;
+        let instance = open(&component, &options, None, 0)?;
         Ok(TestOperator {
             runtime,
             component,
@@ -203,13 +206,7 @@ impl TestOperator {
     /// (its attempt number one higher), as after a failure.
     pub fn restored(&self, snapshot: &Snapshot) -> Result<TestOperator, TestError> {
         let attempt = self.attempt + 1;
-        let instance = open(
-            &self.runtime,
-            &self.component,
-            &self.options,
-            Some(snapshot),
-            attempt,
-        )?;
+        let instance = open(&self.component, &self.options, Some(snapshot), attempt)?;
         Ok(TestOperator {
             runtime: self.runtime.clone(),
             component: self.component.clone(),
@@ -233,7 +230,6 @@ impl TestOperator {
 }
 
 fn open(
-    runtime: &Runtime,
     component: &LoadedComponent,
     options: &TestOptions,
     snapshot: Option<&Snapshot>,
@@ -241,11 +237,11 @@ fn open(
 ) -> Result<OperatorInstance, OperatorError> {
     let backend = MemoryBackend::new(KeyGroupRange::all(options.max_parallelism));
     let mut instance = OperatorInstance::new(
-        runtime,
         component,
         "test",
         options.key_by.is_some(),
         Box::new(backend),
+        &options.sandbox,
     )?;
     if let Some(snapshot) = snapshot {
         instance.restore(snapshot)?;

@@ -2,32 +2,46 @@
 //! imports (`state`, `log`) from a state backend.
 //!
 //! Invariant: a guest reaches nothing but its own keyed state (for the keys of the batch
-//! it is processing) and the host's log. It gets a WASI context with no directories, no
-//! environment, no sockets and frozen clocks. A guest failure is an [`OperatorError`],
-//! never a host panic.
+//! it is processing), the host's log, and what its operator's [`Grants`] give it. It gets
+//! a WASI context with no other directory or environment value, no sockets and frozen
+//! clocks, and runs under its [`Limits`]. A guest failure is an [`OperatorError`], never
+//! a host panic.
 
 mod bindings;
 pub mod cache;
 mod core_module;
 mod imports;
 mod instance;
+pub mod sandbox;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
+pub use sandbox::{DirGrant, Grants, Limits, Sandbox};
 
-/// Shared compiler and linker configuration for every operator of a process.
+/// Shared compiler and linker configuration for every operator of a process: one engine
+/// per Wasm stack size in use (the stack limit is an engine setting), and the ticker
+/// that bounds every call's CPU time.
 #[derive(Clone)]
 pub struct Runtime {
-    engine: wasmtime::Engine,
-    linker: std::sync::Arc<wasmtime::component::Linker<imports::GuestCtx>>,
+    engines: Arc<Mutex<HashMap<usize, Engine>>>,
     cache: cache::Cache,
+}
+
+/// An engine and its linker.
+#[derive(Clone)]
+struct Engine {
+    engine: wasmtime::Engine,
+    linker: Arc<wasmtime::component::Linker<imports::GuestCtx>>,
 }
 
 /// A component that was read, compiled and checked against the `weir:operator` world.
 #[derive(Clone)]
 pub struct LoadedComponent {
     path: PathBuf,
+    engine: wasmtime::Engine,
     pre: bindings::OperatorPre<imports::GuestCtx>,
 }
 
@@ -75,24 +89,51 @@ pub enum OperatorError {
 }
 
 impl Runtime {
-    /// An engine and a linker for operator components.
+    /// A runtime for operator components, with its epoch ticker (a thread that ends
+    /// when the last clone of the runtime is dropped).
     pub fn new() -> Result<Runtime, wasmtime::Error> {
-        let engine = wasmtime::Engine::new(&wasmtime::Config::new())?;
-        let mut linker = wasmtime::component::Linker::new(&engine);
-        imports::add_to_linker(&mut linker)?;
-        Ok(Runtime {
-            engine,
-            linker: std::sync::Arc::new(linker),
+        let runtime = Runtime {
+            engines: Arc::new(Mutex::new(HashMap::new())),
             cache: cache::Cache::from_env(),
-        })
+        };
+        // One engine up front, so that a broken wasmtime setup fails here.
+        runtime.engine(Limits::default().stack_bytes)?;
+        let engines = Arc::downgrade(&runtime.engines);
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || tick(&engines))
+            .map_err(|e| wasmtime::Error::msg(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(runtime)
     }
 
-    /// Reads, compiles and checks the component at `path`.
-    pub fn load(&self, path: &Path) -> Result<LoadedComponent, OperatorError> {
+    /// The engine for guests with `stack_bytes` of Wasm stack, made on first use.
+    fn engine(&self, stack_bytes: usize) -> Result<Engine, wasmtime::Error> {
+        let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(engine) = engines.get(&stack_bytes) {
+            return Ok(engine.clone());
+        }
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true).max_wasm_stack(stack_bytes);
+        let engine = wasmtime::Engine::new(&config)?;
+        let mut linker = wasmtime::component::Linker::new(&engine);
+        imports::add_to_linker(&mut linker)?;
+        let engine = Engine {
+            engine,
+            linker: Arc::new(linker),
+        };
+        engines.insert(stack_bytes, engine.clone());
+        Ok(engine)
+    }
+
+    /// Reads, compiles and checks the component at `path`, for instances with `limits`.
+    pub fn load(&self, path: &Path, limits: &Limits) -> Result<LoadedComponent, OperatorError> {
         let load_error = |reason: String| OperatorError::Load {
             path: path.to_path_buf(),
             reason,
         };
+        let engine = self
+            .engine(limits.stack_bytes)
+            .map_err(|e| load_error(format!("cannot configure the Wasm engine: {e:#}")))?;
         let bytes = std::fs::read(path).map_err(|e| {
             load_error(match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -115,18 +156,33 @@ impl Runtime {
         };
         let component = self
             .cache
-            .component(&self.engine, &bytes)
+            .component(&engine.engine, &bytes)
             .map_err(|e| load_error(format!("invalid component: {e:#}")))?;
         let contract = |e: wasmtime::Error| OperatorError::Contract {
             path: path.to_path_buf(),
             detail: format!("{e:#}"),
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+        let instance_pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .map_err(contract)?;
         let pre = bindings::OperatorPre::new(instance_pre).map_err(contract)?;
         Ok(LoadedComponent {
             path: path.to_path_buf(),
+            engine: engine.engine,
             pre,
         })
+    }
+}
+
+/// Advances every engine's epoch each [`sandbox::TICK`] while the runtime lives.
+fn tick(engines: &Weak<Mutex<HashMap<usize, Engine>>>) {
+    while let Some(engines) = engines.upgrade() {
+        for engine in engines.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            engine.engine.increment_epoch();
+        }
+        drop(engines);
+        std::thread::sleep(sandbox::TICK);
     }
 }
 

@@ -8,5 +8,6 @@ mod host_test;
 mod languages;
 mod parallel;
 mod recovery;
+mod sandbox;
 mod state_kinds;
 mod support;

@@ -232,3 +232,50 @@ fn inputs_can_be_a_union_and_parallelism_is_bounded_by_max_parallelism() {
     assert_eq!(job.operators[0].parallelism, 8);
     assert!(job.set_parallelism(200).is_err());
 }
+
+#[test]
+fn limits_default_and_are_read_in_their_units() {
+    let job = parse_str(GOOD).expect("valid");
+    assert_eq!(job.operators[0].sandbox, crate::wasm::Sandbox::default());
+    let text = GOOD.replace(
+        "[operator.config]",
+        "[operator.limits]\nmemory_mb = 64\ntable_elements = 5000\ncall_timeout_ms = 250\n\
+         stack_kb = 128\n[operator.env]\nREGION = \"eu\"\n[operator.config]",
+    );
+    let sandbox = &parse_str(&text).expect("valid").operators[0].sandbox;
+    assert_eq!(
+        sandbox.limits,
+        crate::wasm::Limits {
+            memory_bytes: 64 << 20,
+            table_elements: 5000,
+            call_timeout: std::time::Duration::from_millis(250),
+            stack_bytes: 128 << 10,
+        }
+    );
+    assert_eq!(
+        sandbox.grants.env,
+        [("REGION".to_string(), "eu".to_string())]
+    );
+}
+
+#[test]
+fn limits_must_be_positive_and_grants_need_absolute_guest_paths() {
+    let zero = GOOD.replace(
+        "[operator.config]",
+        "[operator.limits]\nmemory_mb = 0\n[operator.config]",
+    );
+    let (_, key, message) = invalid(&zero);
+    assert_eq!(key, "operator.limits.memory_mb");
+    assert!(message.contains("between 1 and 4096"), "{message}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relative = GOOD.replace(
+        "[operator.config]",
+        &format!(
+            "[[operator.grants]]\ndir = {:?}\npath = \"data\"\n[operator.config]",
+            dir.path().display().to_string()
+        ),
+    );
+    let (_, key, message) = invalid(&relative);
+    assert_eq!(key, "operator.grants.path");
+    assert!(message.contains("absolute"), "{message}");
+}

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Result, bail};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+use super::Sandbox;
 use super::bindings::{self, Level, Record, weir::operator::state};
+use super::sandbox::Limiter;
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
 
 /// Everything a guest instance's calls can reach: its store data.
@@ -23,20 +25,46 @@ pub struct GuestCtx {
     /// The guest's last error-level log message since the last call began: a Rust guest's
     /// panic message arrives this way before the trap.
     pub(super) last_error: Option<String>,
+    /// Enforces the memory and table limits.
+    pub(super) limiter: Limiter,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl GuestCtx {
-    pub(super) fn new(operator: &str, keyed: bool, backend: Box<dyn StateBackend>) -> GuestCtx {
-        let wasi = WasiCtx::builder()
-            .allow_tcp(false)
+    /// The store data of one instance; fails when a granted directory cannot be opened.
+    pub(super) fn new(
+        operator: &str,
+        keyed: bool,
+        backend: Box<dyn StateBackend>,
+        sandbox: &Sandbox,
+    ) -> std::result::Result<GuestCtx, String> {
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .build();
-        GuestCtx {
+            .monotonic_clock(FrozenClock);
+        for (name, value) in &sandbox.grants.env {
+            wasi.env(name, value);
+        }
+        for dir in &sandbox.grants.dirs {
+            let perms = if dir.write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "cannot grant directory {} (as {}): {e:#}",
+                        dir.host.display(),
+                        dir.guest
+                    )
+                })?;
+        }
+        let wasi = wasi.build();
+        Ok(GuestCtx {
             operator: operator.to_string(),
             backend,
             registry: Registry::default(),
@@ -46,9 +74,10 @@ impl GuestCtx {
                 key_groups: Vec::new(),
             },
             last_error: None,
+            limiter: Limiter::new(sandbox.limits),
             wasi,
             table: ResourceTable::new(),
-        }
+        })
     }
 }
 

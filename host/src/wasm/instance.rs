@@ -7,7 +7,7 @@ use wasmtime::Store;
 
 use super::bindings::{self, Operator};
 use super::imports::GuestCtx;
-use super::{LoadedComponent, OperatorError, Runtime};
+use super::{LoadedComponent, OperatorError, Sandbox};
 use crate::record::{KeyedRecord, Record};
 use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
 use crate::state::{BackendSnapshot, StateBackend};
@@ -33,29 +33,53 @@ pub type Output = Vec<Record>;
 pub struct OperatorInstance {
     store: Store<GuestCtx>,
     bindings: Operator,
+    /// Every call's CPU deadline, in epoch ticks.
+    deadline: u64,
 }
 
 impl OperatorInstance {
     /// Instantiates `component` for the operator `name`, with its keyed state in
-    /// `backend`. `keyed` says whether the operator has `key_by`.
+    /// `backend`, bounded and granted what `sandbox` says. `keyed` says whether the
+    /// operator has `key_by`.
     pub fn new(
-        runtime: &Runtime,
         component: &LoadedComponent,
         name: &str,
         keyed: bool,
         backend: Box<dyn StateBackend>,
+        sandbox: &Sandbox,
     ) -> Result<OperatorInstance, OperatorError> {
-        let mut store = Store::new(&runtime.engine, GuestCtx::new(name, keyed, backend));
+        let ctx = GuestCtx::new(name, keyed, backend, sandbox).map_err(|message| {
+            OperatorError::Failed {
+                operator: name.to_string(),
+                message,
+                on_record: None,
+            }
+        })?;
+        let mut store = Store::new(&component.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.epoch_deadline_trap();
+        let deadline = sandbox.limits.deadline_ticks();
+        store.set_epoch_deadline(deadline);
         let bindings = component
             .pre
             .instantiate(&mut store)
             .map_err(|e| trap(&mut store, e))?;
-        Ok(OperatorInstance { store, bindings })
+        Ok(OperatorInstance {
+            store,
+            bindings,
+            deadline,
+        })
+    }
+
+    /// Readies the store for one call: no error yet, a fresh CPU deadline.
+    fn begin_call(&mut self) {
+        self.store.data_mut().last_error = None;
+        self.store.set_epoch_deadline(self.deadline);
     }
 
     /// Calls the guest's `open` with the operator's config as a JSON object.
     pub fn open(&mut self, config_json: &str, task: TaskInfo) -> Result<(), OperatorError> {
-        self.store.data_mut().last_error = None;
+        self.begin_call();
         let info = bindings::TaskInfo {
             operator: self.store.data().operator.clone(),
             subtask: u32::from(task.subtask),
@@ -88,8 +112,8 @@ impl OperatorInstance {
             })
             .unzip();
         let records = Arc::new(records);
+        self.begin_call();
         let ctx = self.store.data_mut();
-        ctx.last_error = None;
         ctx.current.records = Arc::clone(&records);
         ctx.current.key_groups = key_groups;
 
@@ -123,7 +147,7 @@ impl OperatorInstance {
 
     /// Calls the guest's `close`.
     pub fn close(&mut self) -> Result<(), OperatorError> {
-        self.store.data_mut().last_error = None;
+        self.begin_call();
         let guest = self.bindings.weir_operator_guest();
         match guest.call_close(&mut self.store) {
             Ok(Ok(())) => Ok(()),
@@ -194,13 +218,26 @@ impl OperatorInstance {
     }
 }
 
-/// A trap as a user reads it: the guest's own last error message (a Rust panic message
-/// arrives through the log import), then what trapped.
+/// A trap as a user reads it: a limit the guest hit, with the limit's name and value;
+/// else the guest's own last error message (a Rust panic message arrives through the log
+/// import), then what trapped.
 fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
     let ctx = store.data_mut();
+    let limits = ctx.limiter.limits();
     let cause = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!(
+            "CPU limit: a call ran longer than its limits.call_timeout_ms = {} and was stopped",
+            limits.call_timeout.as_millis()
+        ),
+        Some(wasmtime::Trap::StackOverflow) => format!(
+            "stack limit: the guest overflowed its limits.stack_kb = {}",
+            limits.stack_bytes >> 10
+        ),
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}"),
+        None => match ctx.limiter.hit.take() {
+            Some(limit) => limit,
+            None => format!("{error:#}"),
+        },
     };
     OperatorError::Trap {
         operator: ctx.operator.clone(),

@@ -1,5 +1,8 @@
 //! Test guest: echoes records and counts them per key, and misbehaves when a record's
-//! `do` field says so (`panic`, `fail`), so tests can see how the host reports it.
+//! `do` field says so, so tests can see how the host reports and contains it: `panic`,
+//! `fail`, `loop` (forever), `grow` (memory without end), `recurse` (without end), and
+//! `probe` (tries the file `path`, writing `path`.new, the environment and a socket to
+//! `connect`, and emits what it got).
 
 use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -13,6 +16,10 @@ struct Command {
     action: String,
     #[serde(default)]
     message: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    connect: String,
 }
 
 /// Counts records per key when `count` is set in the config; otherwise stateless.
@@ -35,6 +42,10 @@ impl Operator for Misbehave {
         match command.action.as_str() {
             "panic" => panic!("{}", command.message),
             "fail" => return Err(Error::new(command.message)),
+            "loop" => spin(),
+            "grow" => grow(),
+            "recurse" => return ctx.emit(Value::from(recurse(1))),
+            "probe" => return ctx.emit(probe(&command)),
             _ => {}
         }
         if self.count {
@@ -43,6 +54,47 @@ impl Operator for Misbehave {
         }
         ctx.emit(record)
     }
+}
+
+/// Never returns (and is not optimised away).
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB after another and keeps them all.
+fn grow() -> ! {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    loop {
+        kept.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+/// Recurses without end (each frame kept alive by using the result).
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let below = recurse(std::hint::black_box(depth + 1));
+    std::hint::black_box(below + depth)
+}
+
+/// What the sandbox lets through: `"ok: …"` or `"denied: <error>"` per capability.
+fn probe(command: &Command) -> Value {
+    let outcome = |result: std::io::Result<String>| match result {
+        Ok(value) => format!("ok: {value}"),
+        Err(e) => format!("denied: {e}"),
+    };
+    let read = outcome(std::fs::read_to_string(&command.path));
+    let write = outcome(
+        std::fs::write(format!("{}.new", command.path), "written by a guest")
+            .map(|()| String::new()),
+    );
+    let connect =
+        outcome(std::net::TcpStream::connect(&command.connect).map(|_| "connected".to_string()));
+    let env: serde_json::Map<String, Value> =
+        std::env::vars().map(|(k, v)| (k, Value::from(v))).collect();
+    serde_json::json!({"read": read, "write": write, "connect": connect, "env": env})
 }
 
 guest_sdk::export_operator!(Misbehave);
