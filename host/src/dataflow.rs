@@ -120,6 +120,9 @@ pub enum Failure {
     /// A checkpoint could not be written or restored.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The latest checkpoint is damaged and no older one can take its place.
+    #[error("{0}")]
+    Damaged(String),
     /// A checkpoint or savepoint does not fit the job.
     #[error("cannot restore {}: {reason}", path.display())]
     Restore {
@@ -152,6 +155,7 @@ impl Failure {
             | Failure::BadOutput { .. }
             | Failure::Checkpoint(_)
             | Failure::Restore { .. }
+            | Failure::Damaged(_)
             | Failure::Cancelled => false,
         }
     }

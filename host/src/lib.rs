@@ -11,6 +11,8 @@ pub mod cli;
 pub mod control;
 pub mod dataflow;
 pub mod folder;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod inspect;
 pub mod job;
 pub mod record;

@@ -705,3 +705,220 @@ fn a_cancel_during_a_long_restart_delay_stops_the_job_at_once() {
         "{rest}"
     );
 }
+
+/// Ways a file of a checkpoint is damaged on disk.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Truncate,
+    FlipBit,
+    Delete,
+}
+
+fn damage(file: &std::path::Path, how: Damage) {
+    match how {
+        Damage::Delete => std::fs::remove_file(file).expect("delete"),
+        Damage::Truncate | Damage::FlipBit => {
+            let mut bytes = std::fs::read(file).expect("the file to damage");
+            if let Damage::Truncate = how {
+                bytes.truncate(bytes.len() / 2);
+            } else {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x10;
+            }
+            std::fs::write(file, bytes).expect("damage the file");
+        }
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Every file the latest checkpoint consists of: its metadata, its state files (or a
+/// RocksDB checkpoint's private files) and the shared files it lists.
+fn checkpoint_files(job: &Job) -> Vec<std::path::PathBuf> {
+    let latest = latest_checkpoint(job);
+    let metadata = std::fs::read_to_string(latest.join("_metadata")).expect("metadata");
+    let mut files = Vec::new();
+    let mut walk = vec![latest];
+    while let Some(dir) = walk.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list").flatten() {
+            if entry.file_type().expect("type").is_dir() {
+                walk.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    if let Ok(shared) = std::fs::read_dir(job.path("checkpoints/sequence/shared")) {
+        files.extend(shared.flatten().map(|e| e.path()).filter(|p| {
+            let name = p.file_name().expect("name").to_string_lossy();
+            metadata.contains(&format!("\"{name}\""))
+        }));
+    }
+    files.sort();
+    files
+}
+
+/// Every kind of damage to every file of the latest checkpoint, each on its own copy of a
+/// job killed mid-run (two checkpoints retained): the next run either refuses, naming
+/// the damaged file or the output that forbids falling back, and commits nothing; or it
+/// falls back to the older checkpoint, which is only allowed while it keeps the output
+/// exact, and finishes with exactly a failure-free run's output.
+fn damage_matrix(state: &str) {
+    let count = 200_000;
+    let origin = Job::new();
+    let checkpoint = format!("{EVERY_30_MS}\nretain = 2\n\n{state}");
+    origin.write("job.toml", &sequence_job(count, 2, &checkpoint, ""));
+    run_and_kill(&origin, 3);
+    let relative: Vec<std::path::PathBuf> = checkpoint_files(&origin)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(origin.path(""))
+                .expect("inside")
+                .to_path_buf()
+        })
+        .collect();
+    assert!(relative.len() >= 3, "{relative:?}");
+    for file in &relative {
+        let empty = std::fs::metadata(origin.path("").join(file))
+            .expect("stat")
+            .len()
+            == 0;
+        for how in [Damage::Truncate, Damage::FlipBit, Damage::Delete] {
+            if empty && !matches!(how, Damage::Delete) {
+                continue; // An empty file (RocksDB's write-ahead log) has no bytes to damage.
+            }
+            let job = Job::new();
+            copy_dir(&origin.path(""), &job.path(""));
+            let before = job.committed("out");
+            damage(&job.path("").join(file), how);
+            let path = job.path("job.toml");
+            let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
+            let case = format!("{how:?} {}", file.display());
+            if out.code == 0 {
+                assert!(
+                    out.stderr.contains("instead, which keeps exactly-once")
+                        || matches!(how, Damage::Delete) && file.ends_with("_metadata"),
+                    "{case}: a damaged checkpoint was restored:\n{}",
+                    out.stderr
+                );
+                let output = job.committed("out");
+                assert!(!output.contains("alert"), "{case}: state lost or repeated");
+                assert_eq!(sorted(&output), expected(count), "{case}");
+                continue;
+            }
+            assert_eq!(out.code, 1, "{case}: {}", out.stderr);
+            let name = file.file_name().expect("name").to_string_lossy();
+            assert!(
+                out.stderr.contains(&*name) || out.stderr.contains("committed after it"),
+                "{case}: names the damaged file: {}",
+                out.stderr
+            );
+            assert!(
+                out.stderr.contains("--from-savepoint"),
+                "{case}: says what to resume from: {}",
+                out.stderr
+            );
+            assert_eq!(job.committed("out"), before, "{case}: committed something");
+        }
+    }
+}
+
+#[test]
+fn every_damage_to_every_file_of_a_checkpoint_is_detected() {
+    damage_matrix("");
+}
+
+#[test]
+fn every_damage_to_every_file_of_an_incremental_rocksdb_checkpoint_is_detected() {
+    damage_matrix(ROCKSDB);
+}
+
+/// Temporary files a crash can leave (metadata being written, a part file in progress)
+/// are never restored or committed: the run resumes and the output is exact.
+#[test]
+fn stray_temporary_files_are_never_restored() {
+    let count = 200_000;
+    let job = Job::new();
+    job.write("job.toml", &sequence_job(count, 2, EVERY_30_MS, ""));
+    run_and_kill(&job, 2);
+    let latest = latest_checkpoint(&job);
+    std::fs::write(
+        latest.join("_metadata.inprogress"),
+        "weir-checkpoint 2 00000000\n{",
+    )
+    .expect("stray metadata");
+    std::fs::write(latest.join("check-0.state.inprogress"), "garbage").expect("stray state");
+    let newer = latest.parent().expect("store").join("chk-999999");
+    std::fs::create_dir_all(&newer).expect("mkdir");
+    std::fs::copy(latest.join("_metadata"), newer.join("_metadata.inprogress"))
+        .expect("a checkpoint that never completed");
+    job.write("out/.part-0-999.pending", "{\"key\":\"key-0\",\"seq\":0}\n");
+    resume_exactly(&job, count, &[]);
+}
+
+/// A crash between a checkpoint's metadata and its commit leaves its output pending; if
+/// that checkpoint is then found damaged, the one before it is restored (nothing was
+/// committed since it), the damaged one is set aside, and the output is exact.
+#[test]
+fn a_damaged_checkpoint_that_committed_nothing_falls_back_to_the_one_before() {
+    let count = 200_000;
+    let job = Job::new();
+    let checkpoint = format!("{EVERY_30_MS}\nretain = 2");
+    job.write("job.toml", &sequence_job(count, 2, &checkpoint, ""));
+    run_and_kill(&job, 3);
+    let latest = latest_checkpoint(&job);
+    let metadata: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(latest.join("_metadata"))
+            .expect("metadata")
+            .split_once('\n')
+            .expect("header line")
+            .1,
+    )
+    .expect("metadata JSON");
+    // The disk as the crash left it: the latest checkpoint's parts still pending.
+    for pending in metadata["sinks"]["out"]
+        .as_array()
+        .expect("sink states")
+        .iter()
+        .flat_map(|s| s["pending"].as_array().expect("pending").clone())
+    {
+        let pending = pending.as_str().expect("name");
+        // `.part-<i>-<n>.pending` is committed as `part-<i>-<n>.jsonl`.
+        let committed = format!(
+            "{}.jsonl",
+            pending.trim_start_matches('.').trim_end_matches(".pending")
+        );
+        let _ = std::fs::rename(
+            job.path("out").join(committed),
+            job.path("out").join(pending),
+        );
+    }
+    damage(&latest.join("check-0.state"), Damage::FlipBit);
+    let path = job.path("job.toml");
+    let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("instead, which keeps exactly-once"),
+        "{}",
+        out.stderr
+    );
+    let output = job.committed("out");
+    assert!(!output.contains("alert"), "state was lost or repeated");
+    assert_eq!(sorted(&output), expected(count));
+    let name = latest.file_name().expect("chk-<n>");
+    assert!(
+        job.path("checkpoints/sequence/damaged").join(name).is_dir(),
+        "the damaged checkpoint is kept aside"
+    );
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// The metadata format version this host writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
-const HEADER: &str = "weir-checkpoint";
+pub(crate) const HEADER: &str = "weir-checkpoint";
 
 /// What a completed checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +148,11 @@ pub struct SinkState {
     /// Pending part files (names inside the sink's directory) that this checkpoint
     /// commits when it completes, or when a job resumes from it.
     pub pending: Vec<String>,
+    /// The subtask's first part number after this checkpoint: every part below it is
+    /// committed by this checkpoint or an earlier one, so a committed part at or above it
+    /// was committed by a later checkpoint. Absent in older metadata and for stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_part: Option<u64>,
 }
 
 /// Why metadata cannot be read.
@@ -263,6 +268,7 @@ mod tests {
                 "out".to_string(),
                 vec![SinkState {
                     pending: vec![".part-0-2.pending".into()],
+                    next_part: Some(3),
                 }],
             )]
             .into(),

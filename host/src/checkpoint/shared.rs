@@ -311,6 +311,27 @@ fn check(path: &Path, expected: &FileCheck) -> Result<(), CheckpointError> {
     check_recorded(path, actual, (expected.bytes, expected.crc32c))
 }
 
+/// The folders of a checkpoint's private files and of the job's shared files.
+fn folders(dir: &Path, files: &RocksDbFiles) -> (PathBuf, PathBuf) {
+    let shared = dir
+        .parent()
+        .map(|root| root.join(SHARED))
+        .unwrap_or_else(|| PathBuf::from(SHARED));
+    (dir.join(&files.dir), shared)
+}
+
+/// Checks every file of one subtask's incremental checkpoint (size and CRC).
+pub(super) fn verify(dir: &Path, files: &RocksDbFiles) -> Result<(), CheckpointError> {
+    let (private, shared) = folders(dir, files);
+    for file in &files.private {
+        check(&private.join(&file.name), file)?;
+    }
+    for file in &files.shared {
+        check(&shared.join(&file.file.name), &file.file)?;
+    }
+    Ok(())
+}
+
 /// Reads `input` to its end in 1 MB chunks, handing each to `each`: its size and CRC-32C.
 fn sum(
     input: &mut impl Read,
@@ -333,11 +354,7 @@ fn sum(
 /// whose parent holds `shared/`) into a canonical snapshot. Every file is checked against
 /// its recorded size and checksum first.
 pub fn read(dir: &Path, files: &RocksDbFiles) -> Result<Snapshot, CheckpointError> {
-    let private = dir.join(&files.dir);
-    let shared = dir
-        .parent()
-        .map(|root| root.join(SHARED))
-        .unwrap_or_else(|| PathBuf::from(SHARED));
+    let (private, shared) = folders(dir, files);
     // RocksDB opens a database from one folder: gather the files there under their
     // database names, as hard links where the file system allows.
     let work = scratch(dir)?;

@@ -24,9 +24,7 @@ pub enum CheckpointError {
         error: io::Error,
     },
     /// The metadata file is damaged.
-    #[error(
-        "{path}: {error}. This checkpoint cannot be restored; move it away to resume from an older one"
-    )]
+    #[error("{path}: {error}")]
     Metadata {
         /// The file.
         path: PathBuf,
@@ -34,9 +32,7 @@ pub enum CheckpointError {
         error: MetadataError,
     },
     /// A state file is damaged or does not match its metadata.
-    #[error(
-        "{path}: {reason}. This checkpoint cannot be restored; move it away to resume from an older one"
-    )]
+    #[error("{path}: {reason}")]
     State {
         /// The file.
         path: PathBuf,
@@ -140,6 +136,14 @@ impl Store {
         Ok(self.ids()?.last().map_or(1, |last| last + 1))
     }
 
+    /// The completed checkpoints' numbers, newest first.
+    pub fn completed_newest_first(&self) -> Result<Vec<u64>, CheckpointError> {
+        let mut ids = self.ids()?;
+        ids.retain(|id| self.is_complete(*id));
+        ids.reverse();
+        Ok(ids)
+    }
+
     /// The latest completed checkpoint's folder, if any.
     pub fn latest_dir(&self) -> Result<Option<PathBuf>, CheckpointError> {
         let latest = self
@@ -160,6 +164,20 @@ impl Store {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Moves damaged checkpoint `id` out of the way, to `<root>/damaged/chk-<id>`, so that
+    /// it is never found again but can still be looked at.
+    pub fn set_aside(&self, id: u64) -> Result<PathBuf, CheckpointError> {
+        let damaged = self.root.join("damaged");
+        fs::create_dir_all(&damaged)
+            .map_err(io_error(format!("cannot create {}", damaged.display())))?;
+        let to = damaged.join(format!("chk-{id}"));
+        let from = self.checkpoint_dir(id);
+        fs::rename(&from, &to)
+            .and_then(|()| sync_dir(&self.root))
+            .map_err(io_error(format!("cannot move {} aside", from.display())))?;
+        Ok(to)
     }
 
     /// Keeps the newest `retain` completed checkpoints and anything newer than the
@@ -273,6 +291,26 @@ pub fn read_state_file(dir: &Path, file: &StateFile) -> Result<Snapshot, Checkpo
         StateFile::Canonical(file) => read_canonical(dir, file),
         StateFile::Rocksdb(files) => super::shared::read(dir, files),
     }
+}
+
+/// Checks every file `metadata` lists for the checkpoint in `dir` against its recorded
+/// size and CRC, without decoding any: whether the checkpoint is intact on disk.
+pub fn verify(dir: &Path, metadata: &Metadata) -> Result<(), CheckpointError> {
+    for file in metadata.operators.values().flatten() {
+        match file {
+            StateFile::Canonical(file) => {
+                let path = dir.join(&file.file);
+                let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
+                    path: path.clone(),
+                    reason: format!("cannot read it: {e}"),
+                })?;
+                let actual = (bytes.len() as u64, crc32c::crc32c(&bytes));
+                check_recorded(&path, actual, (file.bytes, file.crc32c))?;
+            }
+            StateFile::Rocksdb(files) => super::shared::verify(dir, files)?,
+        }
+    }
+    Ok(())
 }
 
 fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, CheckpointError> {

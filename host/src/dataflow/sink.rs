@@ -149,6 +149,7 @@ impl PartFiles {
                 .iter()
                 .map(|(_, n)| self.pending_name(*n))
                 .collect(),
+            next_part: Some(self.next),
         })
     }
 
@@ -226,6 +227,26 @@ pub fn prepare_dir(
     Ok(next)
 }
 
+/// A committed part file in `dir` that a checkpoint whose sink subtasks recorded
+/// `restored` does not cover (committed by a later checkpoint), if any.
+pub fn committed_after(dir: &Path, restored: &[SinkState]) -> io::Result<Option<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some((subtask, n)) = part_number(&name)
+            && let Some(Some(next)) = restored.get(subtask).map(|s| s.next_part)
+            && n >= next
+        {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 /// `part-<i>-<n>.jsonl` → `(i, n)`.
 fn part_number(name: &str) -> Option<(usize, u64)> {
     let (subtask, n) = name
@@ -273,6 +294,28 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn parts_committed_after_a_checkpoint_are_found_by_their_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["part-0-1.jsonl", "part-1-7.jsonl", ".part-0-4.pending"] {
+            fs::write(dir.path().join(name), "{}\n").unwrap();
+        }
+        let state = |next| SinkState {
+            pending: Vec::new(),
+            next_part: next,
+        };
+        let after = |states: &[SinkState]| committed_after(dir.path(), states).unwrap();
+        // Subtask 1's part 7 was committed after a checkpoint that stopped at part 5.
+        assert_eq!(
+            after(&[state(Some(2)), state(Some(5))]),
+            Some("part-1-7.jsonl".into())
+        );
+        // Pending files do not count; nor do subtasks without a record.
+        assert_eq!(after(&[state(Some(2)), state(Some(8))]), None);
+        assert_eq!(after(&[state(Some(2))]), None);
+        assert_eq!(after(&[state(None), state(None)]), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use super::{KeyGroup, StateKind};
 
-const MAGIC: &[u8; 8] = b"WEIRSNAP";
+pub(crate) const MAGIC: &[u8; 8] = b"WEIRSNAP";
 /// The format version this host writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 
