@@ -351,10 +351,15 @@ fn summary(report: &Report) -> String {
         parts.push(part);
     }
     for o in &report.operators {
-        parts.push(format!(
+        let mut part = format!(
             "operator `{}` processed {} and emitted {}",
             o.name, o.records_in, o.records_out
-        ));
+        );
+        if o.poison > 0 {
+            let plural = if o.poison == 1 { "" } else { "s" };
+            part += &format!(" ({} poison record{plural} kept from it)", o.poison);
+        }
+        parts.push(part);
     }
     for s in &report.sinks {
         parts.push(format!("sink `{}` wrote {}", s.name, s.records));

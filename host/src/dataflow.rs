@@ -11,11 +11,13 @@ mod alignment;
 mod edge;
 mod inputs;
 mod operator;
+mod poison;
 mod recovery;
 mod sink;
 mod source;
 mod wiring;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -120,6 +122,22 @@ pub enum Failure {
     /// A checkpoint could not be written or restored.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A record failed an operator again after a restore, and `on_poison = "fail"`.
+    #[error(
+        "operator `{operator}` failed again on the same record after a restore (a poison \
+         record): {error}. The record ({origin}): {record}. Set on_poison = \"skip\" or \
+         \"dead-letter\" on the operator to go on without it"
+    )]
+    Poison {
+        /// The operator.
+        operator: String,
+        /// Where the record was read.
+        origin: String,
+        /// The record (its start).
+        record: String,
+        /// The error it failed with.
+        error: String,
+    },
     /// The latest checkpoint is damaged and no older one can take its place.
     #[error("{0}")]
     Damaged(String),
@@ -156,6 +174,7 @@ impl Failure {
             | Failure::Checkpoint(_)
             | Failure::Restore { .. }
             | Failure::Damaged(_)
+            | Failure::Poison { .. }
             | Failure::Cancelled => false,
         }
     }
@@ -204,6 +223,8 @@ pub struct OperatorReport {
     pub records_in: u64,
     /// Records emitted.
     pub records_out: u64,
+    /// Poison records kept from the guest (skipped or dead-lettered).
+    pub poison: u64,
 }
 
 /// What a sink wrote.
@@ -235,6 +256,8 @@ pub(super) struct Attempt<'a> {
     number: u32,
     cancel: &'a Arc<AtomicBool>,
     commands: &'a Receiver<coordinator::Command>,
+    /// Each operator's poison guard, kept across attempts.
+    guards: &'a HashMap<String, Arc<poison::Guard>>,
 }
 
 /// One run of the job's tasks, from `attempt.restore` if given.
@@ -329,6 +352,7 @@ fn start_tasks(
         restore,
         number: attempt,
         cancel,
+        guards: attempt_guards,
         ..
     } = attempt;
     // Every operator subtask is loaded, instantiated, restored and opened before any
@@ -370,6 +394,7 @@ fn start_tasks(
                         operator: op.name.clone(),
                         message,
                         on_record: None,
+                        index: None,
                     })
                 })?;
                 instances.push((op.name.clone(), usize::from(subtask), logic));
@@ -447,6 +472,10 @@ fn start_tasks(
     for (name, subtask, instance) in instances {
         let inputs = wiring.inputs(&name, subtask, mode);
         let outputs = wiring.outputs(&name, subtask);
+        let guard = attempt_guards
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(poison::Guard::new(&name, Default::default())));
         let task = (name, subtask);
         let checkpoints = coordinator.as_deref_mut().map(|c| {
             c.tasks.push(task.clone());
@@ -459,7 +488,7 @@ fn start_tasks(
         spawn(
             format!("op-{}-{subtask}", task.0),
             Box::new(move || {
-                operator::run(task, instance, inputs, outputs, checkpoints)
+                operator::run(task, instance, inputs, outputs, checkpoints, guard)
                     .map(TaskReport::Operator)
             }),
         )?;
@@ -551,6 +580,7 @@ impl Report {
             Some(o) => {
                 o.records_in += r.records_in;
                 o.records_out += r.records_out;
+                o.poison += r.poison;
             }
             None => self.operators.push(r),
         }

@@ -135,6 +135,19 @@ pub enum SourceKind {
     },
 }
 
+/// What an operator does with a poison record: one that failed it again after a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnPoison {
+    /// Fail the job, naming the record, its source and position.
+    #[default]
+    Fail,
+    /// Drop the record, count it, and go on.
+    Skip,
+    /// Append the record, the operator, the error and the time to a JSON-lines file in
+    /// this folder (once per record), and go on.
+    DeadLetter(PathBuf),
+}
+
 /// What a source does with a line that is not a JSON document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,6 +176,8 @@ pub struct Operator {
     pub config_json: String,
     /// `[operator.limits]`, `[[operator.grants]]` and `[operator.env]`.
     pub sandbox: crate::wasm::Sandbox,
+    /// `on_poison` (with `dead_letter`): what to do with a record that fails again.
+    pub on_poison: OnPoison,
     /// Runs this native code instead of the component: `host bench`'s baselines only
     /// (never set from a job file).
     pub native: Option<NativeFactory>,
@@ -303,6 +318,8 @@ struct OperatorSection {
     limits: Option<LimitsSection>,
     #[serde(default)]
     grants: Vec<GrantSection>,
+    on_poison: Option<Spanned<String>>,
+    dead_letter: Option<Spanned<String>>,
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
 }
@@ -819,8 +836,42 @@ impl Validator<'_> {
                 limits: self.limits(o.limits.as_ref())?,
                 grants: self.grants(o)?,
             },
+            on_poison: self.on_poison(o)?,
             native: None,
         })
+    }
+
+    fn on_poison(&self, o: &OperatorSection) -> Result<OnPoison, JobError> {
+        let policy = o
+            .on_poison
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()));
+        if let Some(dir) = &o.dead_letter
+            && !matches!(policy, Some(("dead-letter", _)))
+        {
+            return Err(self.error(
+                dir.span(),
+                "operator.dead_letter",
+                "only used with on_poison = \"dead-letter\"",
+            ));
+        }
+        match policy {
+            None | Some(("fail", _)) => Ok(OnPoison::Fail),
+            Some(("skip", _)) => Ok(OnPoison::Skip),
+            Some(("dead-letter", span)) => match &o.dead_letter {
+                Some(dir) => Ok(OnPoison::DeadLetter(self.resolve(dir.get_ref()))),
+                None => Err(self.error(
+                    span,
+                    "operator.on_poison",
+                    "`dead-letter` needs `dead_letter`, the folder dead letters are written to",
+                )),
+            },
+            Some((other, span)) => Err(self.error(
+                span,
+                "operator.on_poison",
+                format!("unknown `{other}`: expected `fail`, `skip` or `dead-letter`"),
+            )),
+        }
     }
 
     fn limits(&self, section: Option<&LimitsSection>) -> Result<crate::wasm::Limits, JobError> {

@@ -19,6 +19,23 @@ pub struct Record {
     pub timestamp: Option<i64>,
 }
 
+/// Where a record was read, for messages about it: `at` names the source and file (or
+/// generator) and the unit, `number` the line (or generated record). Records an operator
+/// emitted have none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// E.g. "source `logs`, data/access.jsonl line".
+    pub at: std::sync::Arc<str>,
+    /// The line number (1-based) or the generator's index.
+    pub number: u64,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.at, self.number)
+    }
+}
+
 /// A record on its way into an operator, with its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyedRecord {
@@ -30,6 +47,8 @@ pub struct KeyedRecord {
     pub payload: Vec<u8>,
     /// Event time in milliseconds since the Unix epoch, when known.
     pub timestamp: Option<i64>,
+    /// Where a source read it; `None` for an operator's output.
+    pub origin: Option<Origin>,
 }
 
 /// Why a record has no key.

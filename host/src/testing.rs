@@ -135,6 +135,7 @@ impl TestOperator {
             key_group: KeyGroup::of(key.as_bytes(), self.options.max_parallelism),
             payload: record.as_bytes().to_vec(),
             timestamp: None,
+            origin: None,
         };
         self.process(vec![record])
     }
@@ -165,6 +166,7 @@ impl TestOperator {
                 key_group,
                 payload: payload.to_vec(),
                 timestamp: None,
+                origin: None,
             });
         }
         self.process(batch)

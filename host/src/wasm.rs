@@ -85,6 +85,8 @@ pub enum OperatorError {
         message: String,
         /// The record that failed, as text, when the guest named it.
         on_record: Option<String>,
+        /// Index in the batch of the record that failed, when the guest named it.
+        index: Option<usize>,
     },
 }
 

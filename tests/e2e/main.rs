@@ -7,6 +7,7 @@ mod examples;
 mod host_test;
 mod languages;
 mod parallel;
+mod poison;
 mod recovery;
 mod sandbox;
 mod state_kinds;

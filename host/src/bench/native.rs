@@ -151,6 +151,7 @@ impl Logic for Native {
                     operator: "native".into(),
                     message: e.to_string(),
                     on_record: None,
+                    index: None,
                 })?;
         }
         Ok(out)

@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 
 use super::Message;
 use super::alignment::CheckpointId;
-use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Record};
+use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
 use crate::state::{KeyGroup, KeyGroupRange};
 
 /// Why a record cannot go downstream.
@@ -117,8 +117,9 @@ impl Outputs {
         }
     }
 
-    /// Checks and keys `record`, then buffers it on every edge.
-    pub fn push(&mut self, record: Record) -> Result<(), BadRecord> {
+    /// Checks and keys `record` (read at `origin`, if a source read it), then buffers it
+    /// on every edge.
+    pub fn push(&mut self, record: Record, origin: Option<&Origin>) -> Result<(), BadRecord> {
         if record.payload.contains(&b'\n') {
             return Err(BadRecord::LineBreak);
         }
@@ -156,6 +157,7 @@ impl Outputs {
                 key_group,
                 payload,
                 timestamp,
+                origin: origin.cloned(),
             });
             self.largest = self.largest.max(pending.len());
         }
@@ -243,8 +245,8 @@ mod tests {
         let (a, rx_a) = edge("count", Some("/url"), 1);
         let (b, rx_b) = edge("out", None, 1);
         let mut outputs = Outputs::new(vec![a, b]);
-        outputs.push(record(r#"{"url":"/x"}"#)).unwrap();
-        outputs.push(record(r#"{"url":"/y"}"#)).unwrap();
+        outputs.push(record(r#"{"url":"/x"}"#), None).unwrap();
+        outputs.push(record(r#"{"url":"/y"}"#), None).unwrap();
         assert_eq!(outputs.pending(), 2);
         outputs.end().unwrap();
         let keyed = batch(&rx_a[0]);
@@ -265,7 +267,7 @@ mod tests {
         let mut outputs = Outputs::new(vec![a]);
         for i in 0..300 {
             outputs
-                .push(record(&format!(r#"{{"k":"key-{i}"}}"#)))
+                .push(record(&format!(r#"{{"k":"key-{i}"}}"#)), None)
                 .unwrap();
         }
         outputs.barrier(CheckpointId(1)).unwrap();
@@ -286,7 +288,7 @@ mod tests {
         let (a, rxs) = edge("out", None, 2);
         let mut outputs = Outputs::new(vec![a]);
         for _ in 0..4 {
-            outputs.push(record("{}")).unwrap();
+            outputs.push(record("{}"), None).unwrap();
         }
         outputs.flush().unwrap();
         assert_eq!(batch(&rxs[0]).len(), 2);
@@ -298,10 +300,10 @@ mod tests {
         let (a, rx_a) = edge("out", None, 1);
         let (b, _rx_b) = edge("count", Some("/url"), 1);
         let mut outputs = Outputs::new(vec![a, b]);
-        let err = outputs.push(record(r#"{"path":"/x"}"#)).unwrap_err();
+        let err = outputs.push(record(r#"{"path":"/x"}"#), None).unwrap_err();
         assert!(err.to_string().contains("operator `count`"), "{err}");
         assert!(matches!(
-            outputs.push(record("{nope")),
+            outputs.push(record("{nope"), None),
             Err(BadRecord::NotJson(_))
         ));
         assert_eq!(outputs.pending(), 0);
@@ -313,10 +315,10 @@ mod tests {
     fn unkeyed_edges_still_refuse_what_is_not_json() {
         let (a, _rx) = edge("out", None, 1);
         let mut outputs = Outputs::new(vec![a]);
-        assert!(outputs.push(record("plain text")).is_err());
-        assert!(outputs.push(record("[1, 2]")).is_ok());
+        assert!(outputs.push(record("plain text"), None).is_err());
+        assert!(outputs.push(record("[1, 2]"), None).is_ok());
         assert!(matches!(
-            outputs.push(record("{\n}")),
+            outputs.push(record("{\n}"), None),
             Err(BadRecord::LineBreak)
         ));
     }
@@ -326,7 +328,7 @@ mod tests {
         let (a, rx) = edge("out", None, 1);
         drop(rx);
         let mut outputs = Outputs::new(vec![a]);
-        outputs.push(record("{}")).unwrap();
+        outputs.push(record("{}"), None).unwrap();
         assert!(outputs.flush().is_err());
     }
 }

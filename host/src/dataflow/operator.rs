@@ -15,10 +15,12 @@ use crossbeam_channel::Sender;
 
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
+use super::poison::{self, Guard, RecordId, Treatment};
 use super::{Failure, OperatorReport, Stop};
 use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
 use crate::checkpoint::shared::Uploads;
 use crate::checkpoint::{CheckpointError, StateFile, Store};
+use crate::record::KeyedRecord;
 use crate::state::BackendSnapshot;
 use crate::state::snapshot::StateInfo;
 use crate::wasm::{Batch, OperatorError, OperatorInstance, Output, into_snapshot};
@@ -48,6 +50,45 @@ impl Logic for OperatorInstance {
     }
 }
 
+/// One batch's processing: the guest's call, its outputs, and failures told to the
+/// poison guard.
+struct Run<'a> {
+    task: &'a TaskId,
+    instance: &'a mut dyn Logic,
+    outputs: &'a mut Outputs,
+    report: &'a mut OperatorReport,
+    guard: &'a Guard,
+}
+
+impl Run<'_> {
+    /// Processes `batch` (records `ids`; `alone` is the record when it is processed by
+    /// itself) and pushes what it emits.
+    fn process(
+        &mut self,
+        batch: Batch,
+        ids: &[RecordId],
+        alone: Option<&KeyedRecord>,
+    ) -> Result<(), Stop> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let emitted = self
+            .instance
+            .process(batch)
+            .map_err(|e| Stop::Failed(self.guard.failed(ids, alone, e)))?;
+        self.report.records_out += emitted.len() as u64;
+        for record in emitted {
+            self.outputs.push(record, None).map_err(|error| {
+                Stop::Failed(Failure::BadOutput {
+                    operator: self.task.0.clone(),
+                    error,
+                })
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Where an operator subtask writes its checkpoints.
 pub struct Checkpoints {
     /// The job's checkpoint store.
@@ -65,6 +106,7 @@ pub fn run(
     mut inputs: Inputs,
     mut outputs: Outputs,
     checkpoints: Option<Checkpoints>,
+    guard: Arc<Guard>,
 ) -> Result<OperatorReport, Stop> {
     let mut report = OperatorReport {
         name: task.0.clone(),
@@ -77,17 +119,38 @@ pub fn run(
         match event {
             Event::Batch(batch) => {
                 report.records_in += batch.len() as u64;
-                let emitted = instance
-                    .process(batch)
-                    .map_err(|e| Stop::Failed(e.into()))?;
-                report.records_out += emitted.len() as u64;
-                for record in emitted {
-                    outputs.push(record).map_err(|error| {
-                        Stop::Failed(Failure::BadOutput {
-                            operator: task.0.clone(),
-                            error,
-                        })
-                    })?;
+                let ids: Vec<RecordId> = batch.iter().map(poison::identity).collect();
+                let mut run = Run {
+                    task: &task,
+                    instance: instance.as_mut(),
+                    outputs: &mut outputs,
+                    report: &mut report,
+                    guard: &guard,
+                };
+                if !guard.armed() {
+                    run.process(batch, &ids, None)?;
+                } else {
+                    // After a failure: suspects alone, poison records never.
+                    let (mut part, mut part_ids) = (Vec::new(), Vec::new());
+                    for (record, id) in batch.into_iter().zip(ids) {
+                        match guard.treatment(id) {
+                            Treatment::Normal => {
+                                part.push(record);
+                                part_ids.push(id);
+                            }
+                            Treatment::Alone => {
+                                run.process(std::mem::take(&mut part), &part_ids, None)?;
+                                part_ids.clear();
+                                let alone = record.clone();
+                                run.process(vec![record], &[id], Some(&alone))?;
+                            }
+                            Treatment::Divert => {
+                                guard.divert(id, &record).map_err(Stop::Failed)?;
+                                run.report.poison += 1;
+                            }
+                        }
+                    }
+                    run.process(part, &part_ids, None)?;
                 }
                 outputs.flush().map_err(|_| Stop::Disconnected)?;
             }

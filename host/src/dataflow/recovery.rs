@@ -2,6 +2,7 @@
 //! restart after task failures as the restart strategy allows, cancel, and finish by
 //! committing the sinks' last output before deleting the checkpoints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::{Attempt, Failure, Report, SinkReport, run_attempt, sink};
+use super::{Attempt, Failure, Report, SinkReport, poison, run_attempt, sink};
 use crate::checkpoint::coordinator;
 use crate::checkpoint::restart::Restarts;
 use crate::checkpoint::{CheckpointError, Metadata, Store, storage};
@@ -80,6 +81,14 @@ fn run_attempts(
         .control
         .clone()
         .unwrap_or_else(crossbeam_channel::never);
+    let guards: HashMap<String, Arc<poison::Guard>> = job
+        .operators
+        .iter()
+        .map(|o| {
+            let guard = poison::Guard::new(&o.name, o.on_poison.clone());
+            (o.name.clone(), Arc::new(guard))
+        })
+        .collect();
     let mut restarts = Restarts::new(job.restart.clone());
     let mut checkpoints = coordinator::Summary::default();
     let mut attempt = 0u32;
@@ -92,6 +101,7 @@ fn run_attempts(
             number: attempt,
             cancel,
             commands: &commands,
+            guards: &guards,
         });
         checkpoints.stopped_with = checkpoints.stopped_with.or(summary.stopped_with);
         checkpoints.completed += summary.completed;

@@ -282,6 +282,7 @@ mod tests {
                 key_group: KeyGroup(0),
                 payload: format!("{{\"i\":{i}}}").into_bytes(),
                 timestamp: None,
+                origin: None,
             })
             .collect()
     }

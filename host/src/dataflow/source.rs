@@ -19,7 +19,7 @@ use super::{BATCH_SIZE, Failure, SourceReport, Stop};
 use crate::checkpoint::SourcePosition;
 use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
 use crate::job::{OnBadRecord, Source, SourceKind};
-use crate::record::Record;
+use crate::record::{Origin, Record};
 
 /// A source subtask's link to the checkpoint coordinator.
 pub struct Checkpoints {
@@ -141,14 +141,20 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
             key_prefix,
         } => {
             let generator = Generator::new(key_field, key_prefix, *keys);
+            let at: std::sync::Arc<str> =
+                format!("source `{}`, generated record", source.name).into();
             let first = match context.start {
                 Some(SourcePosition::Generator { next }) => next,
                 _ => subtask as u64,
             };
             for index in (first..*count).step_by(parallelism) {
                 context.poll_trigger(&mut outputs, || SourcePosition::Generator { next: index })?;
+                let origin = Origin {
+                    at: at.clone(),
+                    number: index,
+                };
                 outputs
-                    .push(generator.record(index))
+                    .push(generator.record(index), Some(&origin))
                     .expect("generated records are JSON documents with their key field");
                 report.records += 1;
                 if outputs.pending() >= BATCH_SIZE {
@@ -211,6 +217,8 @@ impl Lines {
         report: &mut SourceReport,
     ) -> Result<(), Stop> {
         let mut reader = BufReader::with_capacity(1 << 16, input);
+        let at: std::sync::Arc<str> =
+            format!("source `{}`, {} line", source.name, self.label).into();
         loop {
             context.poll_trigger(outputs, || self.position())?;
             let mut line = Vec::new();
@@ -232,10 +240,17 @@ impl Lines {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match outputs.push(Record {
-                payload: line,
-                timestamp: None,
-            }) {
+            let origin = Origin {
+                at: at.clone(),
+                number: self.line,
+            };
+            match outputs.push(
+                Record {
+                    payload: line,
+                    timestamp: None,
+                },
+                Some(&origin),
+            ) {
                 Ok(()) => report.records += 1,
                 Err(error) => match source.on_bad_record {
                     OnBadRecord::Fail => {

@@ -53,6 +53,7 @@ impl OperatorInstance {
                 operator: name.to_string(),
                 message,
                 on_record: None,
+                index: None,
             }
         })?;
         let mut store = Store::new(&component.engine, ctx);
@@ -93,6 +94,7 @@ impl OperatorInstance {
                 operator: self.store.data().operator.clone(),
                 message: format!("open: {message}"),
                 on_record: None,
+                index: None,
             }),
             Err(e) => Err(trap(&mut self.store, e)),
         }
@@ -140,6 +142,7 @@ impl OperatorInstance {
                     .record
                     .and_then(|i| records.get(i as usize))
                     .map(|r| excerpt(&r.payload)),
+                index: error.record.map(|i| i as usize),
             }),
             Err(e) => Err(trap(&mut self.store, e)),
         }
@@ -155,6 +158,7 @@ impl OperatorInstance {
                 operator: self.store.data().operator.clone(),
                 message: format!("close: {message}"),
                 on_record: None,
+                index: None,
             }),
             Err(e) => Err(trap(&mut self.store, e)),
         }
@@ -185,6 +189,7 @@ impl OperatorInstance {
             operator: ctx.operator.clone(),
             message,
             on_record: None,
+            index: None,
         };
         let mut ids = Vec::new();
         for state in &snapshot.states {
