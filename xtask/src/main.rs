@@ -25,6 +25,10 @@ tasks:
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
                      the host, then runs `host bench --component <bench-guest> ARGS...`
                      (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
+  fuzz [TARGET [SECONDS]]
+                     runs the cargo-fuzz targets (checkpoint_metadata, state_snapshot,
+                     savepoint, job_file; default all, 600 s each) with nightly; new
+                     inputs go to ~/.cache/weir/fuzz-corpus, crashes to fuzz/artifacts
   bench languages [RECORDS]
                      visit-count in Rust, Python, JavaScript and C: component size,
                      compile time with and without the compile cache, records/s over
@@ -55,6 +59,12 @@ fn main() -> ExitCode {
         },
         ["test"] => setup().and_then(|()| test()),
         ["ci"] => setup().and_then(|()| ci()),
+        ["fuzz"] => fuzz(&FUZZ_TARGETS, 600),
+        ["fuzz", target] => fuzz(&[target], 600),
+        ["fuzz", target, seconds] => seconds
+            .parse()
+            .map_err(|_| format!("SECONDS must be a number, not `{seconds}`"))
+            .and_then(|s| fuzz(&[target], s)),
         ["bench", "languages"] => setup().and_then(|()| bench_languages(1_000_000)),
         ["bench", "languages", records] => records
             .parse()
@@ -574,5 +584,66 @@ fn bench_languages(records: u64) -> Result {
         );
     }
     let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+const FUZZ_TARGETS: [&str; 4] = [
+    "checkpoint_metadata",
+    "state_snapshot",
+    "savepoint",
+    "job_file",
+];
+
+/// Runs fuzz targets for `seconds` each. The build links the RocksDB library the normal
+/// build already compiled (20 minutes saved), so run `cargo xtask test` once first.
+fn fuzz(targets: &[&str], seconds: u64) -> Result {
+    if let Some(unknown) = targets.iter().find(|t| !FUZZ_TARGETS.contains(t)) {
+        return Err(format!(
+            "no fuzz target `{unknown}`: use one of {FUZZ_TARGETS:?}"
+        ));
+    }
+    let has_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        run("cargo", &["install", "--locked", "cargo-fuzz"])?;
+    }
+    let rocksdb = std::fs::read_dir(target_dir().join("debug/build"))
+        .map_err(|e| format!("no debug build to take RocksDB from (run `cargo xtask test`): {e}"))?
+        .flatten()
+        .map(|e| e.path().join("out"))
+        .find(|out| out.join("librocksdb.a").is_file())
+        .ok_or("no built librocksdb.a: run `cargo xtask test` first")?;
+    for target in targets {
+        let corpus = target_dir()
+            .parent()
+            .unwrap_or(&target_dir())
+            .join("fuzz-corpus")
+            .join(target);
+        std::fs::create_dir_all(&corpus)
+            .map_err(|e| format!("cannot create {}: {e}", corpus.display()))?;
+        let seeds = root().join("fuzz/corpus").join(target);
+        let status = Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "-O", target])
+            .arg(&corpus)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .current_dir(root().join("fuzz"))
+            .env(
+                "CARGO_TARGET_DIR",
+                target_dir().with_file_name("fuzz-target"),
+            )
+            .env("ROCKSDB_LIB_DIR", &rocksdb)
+            .env("ROCKSDB_STATIC", "1")
+            .status()
+            .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "fuzz target `{target}` failed ({status}): the crashing input is in fuzz/artifacts/{target}/"
+            ));
+        }
+    }
     Ok(())
 }
