@@ -143,6 +143,7 @@ pub fn run(
                                 part_ids.clear();
                                 let alone = record.clone();
                                 run.process(vec![record], &[id], Some(&alone))?;
+                                guard.cleared(id);
                             }
                             Treatment::Divert => {
                                 guard.divert(id, &record).map_err(Stop::Failed)?;

@@ -137,6 +137,11 @@ impl Guard {
         }
     }
 
+    /// Suspect `id` was processed alone without failing: it was not the cause.
+    pub fn cleared(&self, id: RecordId) {
+        self.state().suspects.remove(&id);
+    }
+
     /// Keeps poison record `id` from the guest: skips it, or writes it to the dead
     /// letters (once per record, whatever the restarts).
     pub fn divert(&self, id: RecordId, record: &KeyedRecord) -> Result<(), Failure> {
