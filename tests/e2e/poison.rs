@@ -10,10 +10,15 @@ const POISON_LINE: usize = 123;
 
 /// `RECORDS` records over 7 keys; line `POISON_LINE` does `action` instead.
 fn input(action: &str) -> (String, Vec<String>) {
+    input_poisoned_at(action, &[POISON_LINE])
+}
+
+/// `RECORDS` records over 7 keys; the lines `poisoned` do `action` instead.
+fn input_poisoned_at(action: &str, poisoned: &[usize]) -> (String, Vec<String>) {
     let mut lines = Vec::new();
     let mut good = Vec::new();
     for n in 1..=RECORDS {
-        if n == POISON_LINE {
+        if poisoned.contains(&n) {
             lines.push(format!(
                 "{{\"k\":\"k{}\",\"n\":{n},\"do\":\"{action}\",\"message\":\"poisoned\"}}",
                 n % 7
@@ -29,7 +34,14 @@ fn input(action: &str) -> (String, Vec<String>) {
 }
 
 fn run(job: &Job, action: &str, on_poison: &str) -> (crate::support::Outcome, Vec<String>) {
-    let (text, good) = input(action);
+    run_input(job, input(action), on_poison)
+}
+
+fn run_input(
+    job: &Job,
+    (text, good): (String, Vec<String>),
+    on_poison: &str,
+) -> (crate::support::Outcome, Vec<String>) {
     job.write("in.jsonl", &text);
     let operator = format!(
         "key_by = \"/k\"\n{on_poison}\n[operator.config]\ncount = true\n\n\
@@ -128,4 +140,28 @@ fn on_poison_settings_are_checked() {
     let (out, _) = run(&job, "none", "on_poison = \"ignore\"");
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("unknown `ignore`"), "{}", out.stderr);
+}
+
+/// The second poison record's restarts replay the first from the start: its dead letter
+/// is still written once.
+#[test]
+fn restarts_after_a_dead_letter_do_not_write_it_again() {
+    let job = Job::new();
+    let (out, good) = run_input(
+        &job,
+        input_poisoned_at("panic", &[40, 250]),
+        "on_poison = \"dead-letter\"\ndead_letter = \"dead-letters\"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(committed_sorted(&job), good);
+    let letters =
+        std::fs::read_to_string(job.path("dead-letters/op.jsonl")).expect("the dead letters");
+    let lines: Vec<u64> = letters
+        .lines()
+        .map(|l| {
+            let entry: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            entry["record"]["n"].as_u64().expect("n")
+        })
+        .collect();
+    assert_eq!(lines, [40, 250], "{letters}");
 }

@@ -922,3 +922,57 @@ fn a_damaged_checkpoint_that_committed_nothing_falls_back_to_the_one_before() {
         "the damaged checkpoint is kept aside"
     );
 }
+
+/// Every damage to every file of a savepoint is refused by `--from-savepoint`, naming
+/// the file, and nothing is committed.
+#[test]
+fn every_damage_to_every_file_of_a_savepoint_is_detected() {
+    let origin = Job::new();
+    origin.write("job.toml", &sequence_job(200_000, 2, EVERY_30_MS, ""));
+    let savepoint = std::path::PathBuf::from(stop_with_savepoint(&origin, &[]));
+    let relative = savepoint
+        .strip_prefix(origin.path(""))
+        .expect("the savepoint is in the job's folder")
+        .to_path_buf();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&savepoint)
+        .expect("savepoint folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for file in &files {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        for how in [Damage::Truncate, Damage::FlipBit, Damage::Delete] {
+            let job = Job::new();
+            copy_dir(&origin.path(""), &job.path(""));
+            // Only the savepoint: no checkpoint of the job's own to resume from.
+            let _ = std::fs::remove_dir_all(job.path("checkpoints/sequence/chk-1"));
+            let before = job.committed("out");
+            damage(&job.path("").join(&relative).join(&name), how);
+            let path = job.path("job.toml");
+            let from = job.path("").join(&relative);
+            let out = host(
+                &[
+                    "run",
+                    path.to_str().expect("UTF-8"),
+                    "--from-savepoint",
+                    from.to_str().expect("UTF-8"),
+                ],
+                "",
+            );
+            let case = format!("{how:?} {name}");
+            assert_ne!(out.code, 0, "{case}: a damaged savepoint was restored");
+            assert!(
+                out.stderr.contains(&name) || out.stderr.contains("_metadata"),
+                "{case}: names the file: {}",
+                out.stderr
+            );
+            assert_eq!(job.committed("out"), before, "{case}: committed something");
+        }
+    }
+}
