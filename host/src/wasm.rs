@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+pub(crate) use instance::excerpt;
 pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
 pub use sandbox::{DirGrant, Grants, Limits, Sandbox};
 

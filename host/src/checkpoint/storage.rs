@@ -299,13 +299,7 @@ pub fn verify(dir: &Path, metadata: &Metadata) -> Result<(), CheckpointError> {
     for file in metadata.operators.values().flatten() {
         match file {
             StateFile::Canonical(file) => {
-                let path = dir.join(&file.file);
-                let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
-                    path: path.clone(),
-                    reason: format!("cannot read it: {e}"),
-                })?;
-                let actual = (bytes.len() as u64, crc32c::crc32c(&bytes));
-                check_recorded(&path, actual, (file.bytes, file.crc32c))?;
+                read_checked(dir, file)?;
             }
             StateFile::Rocksdb(files) => super::shared::verify(dir, files)?,
         }
@@ -313,7 +307,8 @@ pub fn verify(dir: &Path, metadata: &Metadata) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, CheckpointError> {
+/// A canonical state file's bytes, checked against the size and CRC recorded for it.
+fn read_checked(dir: &Path, file: &CanonicalFile) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
     let path = dir.join(&file.file);
     let bytes = fs::read(&path).map_err(|e| CheckpointError::State {
         path: path.clone(),
@@ -321,6 +316,11 @@ fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, Checkpoi
     })?;
     let actual = (bytes.len() as u64, crc32c::crc32c(&bytes));
     check_recorded(&path, actual, (file.bytes, file.crc32c))?;
+    Ok((path, bytes))
+}
+
+fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, CheckpointError> {
+    let (path, bytes) = read_checked(dir, file)?;
     Snapshot::decode(&bytes).map_err(|e: SnapshotError| CheckpointError::State {
         path,
         reason: e.to_string(),

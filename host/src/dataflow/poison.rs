@@ -23,6 +23,7 @@ use super::Failure;
 use crate::job::OnPoison;
 use crate::record::KeyedRecord;
 use crate::wasm::OperatorError;
+use crate::wasm::excerpt;
 
 /// Identity of a record within this process.
 pub type RecordId = u64;
@@ -224,14 +225,4 @@ fn read_ids(file: &std::path::Path) -> std::io::Result<HashSet<String>> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|entry| entry["id"].as_str().map(str::to_string))
         .collect())
-}
-
-fn excerpt(payload: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(&payload[..payload.len().min(MAX)]);
-    if payload.len() > MAX {
-        format!("{text}…")
-    } else {
-        text.into_owned()
-    }
 }

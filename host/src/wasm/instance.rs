@@ -254,7 +254,7 @@ fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
 }
 
 /// The start of a record, for error messages.
-fn excerpt(payload: &[u8]) -> String {
+pub(crate) fn excerpt(payload: &[u8]) -> String {
     const MAX: usize = 200;
     let text = String::from_utf8_lossy(&payload[..payload.len().min(MAX)]);
     if payload.len() > MAX {
