@@ -180,6 +180,31 @@ export class ReducingState extends State {
   }
 }
 
+/**
+ * Inputs folded into an accumulator per key, read through `result` (Flink's
+ * AggregatingState): `create()` makes an empty accumulator, `add(acc, value)` folds.
+ */
+export class AggregatingState extends State {
+  constructor(name, create, add, result) {
+    super(name, "aggregating");
+    Object.assign(this, { create, fold: add, result });
+  }
+  /** The result of the current key's accumulator, or `otherwise` when it has none. */
+  get(otherwise = undefined) {
+    const bytes = host.valueGet(...this.target());
+    return bytes === undefined ? otherwise : this.result(decode(this.name, bytes));
+  }
+  add(value) {
+    const target = this.target();
+    const bytes = host.valueGet(...target);
+    const acc = bytes === undefined ? this.create() : decode(this.name, bytes);
+    host.valueUpdate(...target, encode(this.fold(acc, value)));
+  }
+  clear() {
+    host.valueClear(...this.target());
+  }
+}
+
 /** Writes `message` to the host's log; `level` is trace, debug, info, warn or error. */
 export function log(level, message) {
   hostLog(level, String(message));

@@ -101,14 +101,16 @@ fn main() {
     fs::write(Path::new(&out).join("artifacts.rs"), constants).expect("write artifacts.rs");
 }
 
-/// Builds every example written in another language (`examples/<name>/{python,js,c}/`)
-/// and returns their path constants (`VISIT_COUNT_PYTHON`, …). A component newer than
+/// Builds every example and test guest written in another language
+/// (`examples/<name>/{python,js,c}/`, `tests/guests/<name>/…`) and returns their path
+/// constants (`VISIT_COUNT_PYTHON`, …). A component newer than
 /// every file it is built from is kept: the Python and JavaScript builds take 15–25 s.
 fn polyglot_examples(root: &Path, dir: &Path) -> String {
     let mut constants = String::new();
     println!("cargo:rerun-if-env-changed=WEIR_TOOLS_DIR");
-    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
-        .expect("examples folder")
+    let mut examples: Vec<PathBuf> = ["examples", "tests/guests"]
+        .iter()
+        .flat_map(|folder| fs::read_dir(root.join(folder)).expect("guest folder"))
         .flatten()
         .map(|e| e.path())
         .collect();
@@ -141,7 +143,7 @@ fn polyglot_examples(root: &Path, dir: &Path) -> String {
                     });
             }
             constants += &format!(
-                "/// The `{name}` example written in {folder}.\npub const {}_{}: &str = {:?};\n",
+                "/// `{name}` written in {folder}.\npub const {}_{}: &str = {:?};\n",
                 name.to_uppercase().replace('-', "_"),
                 language.name().to_uppercase(),
                 out.display().to_string()

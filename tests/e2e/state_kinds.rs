@@ -64,3 +64,53 @@ fn the_host_and_the_harness_agree_on_every_state_kind() {
         "trim then add_all"
     );
 }
+
+/// Numbers as f64, so that JavaScript's `4` and Rust's `4.0` compare equal.
+fn numbers_as_floats(value: Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn outputs_of(component: &str, records: &[Value]) -> Vec<Value> {
+    let job = Job::new();
+    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    job.write("in.jsonl", &lines);
+    let toml = pipeline(
+        "type = \"file\"\npath = \"in.jsonl\"",
+        component,
+        "key_by = \"/key\"",
+    );
+    let outcome = job.run(&toml, "");
+    assert_eq!(outcome.code, 0, "{component}: {}", outcome.stderr);
+    job.committed("out")
+        .lines()
+        .map(|l| numbers_as_floats(serde_json::from_str(l).unwrap()))
+        .collect()
+}
+
+/// The Python and JavaScript SDKs' value, list, map, reducing and aggregating state
+/// behave as the Rust SDK's: the same operator in each language, the same outputs.
+#[test]
+fn every_state_kind_behaves_the_same_in_python_and_javascript() {
+    let records = input();
+    let rust = outputs_of(test_artifacts::ALL_STATES, &records);
+    assert_eq!(rust.len(), records.len());
+    for component in [
+        test_artifacts::ALL_STATES_PYTHON,
+        test_artifacts::ALL_STATES_JS,
+    ] {
+        let other = outputs_of(component, &records);
+        assert_eq!(other.len(), rust.len(), "{component}");
+        for (i, (a, e)) in other.iter().zip(&rust).enumerate() {
+            assert_eq!(a, e, "{component}: record {i} differs from the Rust SDK's");
+        }
+    }
+}

@@ -45,6 +45,7 @@ __all__ = [
     "ListState",
     "MapState",
     "ReducingState",
+    "AggregatingState",
     "log",
     "export",
 ]
@@ -254,6 +255,37 @@ class ReducingState(_State):
         data = _state.value_get(*target)
         folded = value if data is None else self._reduce(_decode(self.name, data), value)
         _state.value_update(*target, _encode(folded))
+
+    def clear(self) -> None:
+        _state.value_clear(*self._target())
+
+
+class AggregatingState(_State):
+    """Inputs folded into an accumulator per key, read through `result` (Flink's
+    AggregatingState): `create()` makes an empty accumulator, `add(acc, value)` folds."""
+
+    _kind = _types.StateKind.AGGREGATING
+
+    def __init__(
+        self,
+        name: str,
+        create: Callable[[], Any],
+        add: Callable[[Any, Any], Any],
+        result: Callable[[Any], Any],
+    ):
+        super().__init__(name)
+        self._create, self._add, self._result = create, add, result
+
+    def get(self, default: Any = None) -> Any:
+        """The result of the current key's accumulator, or `default` when it has none."""
+        data = _state.value_get(*self._target())
+        return default if data is None else self._result(_decode(self.name, data))
+
+    def add(self, value: Any) -> None:
+        target = self._target()
+        data = _state.value_get(*target)
+        acc = self._create() if data is None else _decode(self.name, data)
+        _state.value_update(*target, _encode(self._add(acc, value)))
 
     def clear(self) -> None:
         _state.value_clear(*self._target())
