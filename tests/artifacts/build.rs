@@ -35,6 +35,7 @@ fn main() {
         "examples",
         "tests/guests",
         "bench",
+        "tests/polyglot",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -102,13 +103,14 @@ fn main() {
 }
 
 /// Builds every example and test guest written in another language
-/// (`examples/<name>/{python,js,c}/`, `tests/guests/<name>/…`) and returns their path
+/// (`examples/<name>/{python,js,c}/`, `tests/guests/<name>/…`, and `tests/polyglot/<name>/…`
+/// for guests with no Rust version) and returns their path
 /// constants (`VISIT_COUNT_PYTHON`, …). A component newer than
 /// every file it is built from is kept: the Python and JavaScript builds take 15–25 s.
 fn polyglot_examples(root: &Path, dir: &Path) -> String {
     let mut constants = String::new();
     println!("cargo:rerun-if-env-changed=WEIR_TOOLS_DIR");
-    let mut examples: Vec<PathBuf> = ["examples", "tests/guests"]
+    let mut examples: Vec<PathBuf> = ["examples", "tests/guests", "tests/polyglot"]
         .iter()
         .flat_map(|folder| fs::read_dir(root.join(folder)).expect("guest folder"))
         .flatten()

@@ -114,3 +114,18 @@ fn every_state_kind_behaves_the_same_in_python_and_javascript() {
         }
     }
 }
+
+/// The C SDK's list and map state: the same operator in C and in Python (whose SDK the
+/// test above holds to Rust's), the same outputs.
+#[test]
+fn list_and_map_state_behave_the_same_in_c() {
+    let records = input();
+    let python = outputs_of(test_artifacts::LIST_MAP_PYTHON, &records);
+    let c = outputs_of(test_artifacts::LIST_MAP_C, &records);
+    assert_eq!(python.len(), records.len());
+    for (i, (a, e)) in c.iter().zip(&python).enumerate() {
+        assert_eq!(a, e, "record {i}: C differs from Python");
+    }
+    assert!(python.iter().any(|o| o["residue"].is_null()), "a removal");
+    assert!(python.iter().any(|o| o["has_3"] == true), "a put");
+}
