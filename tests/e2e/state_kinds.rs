@@ -92,7 +92,7 @@ fn outputs_of(component: &str, records: &[Value]) -> Vec<Value> {
     assert_eq!(outcome.code, 0, "{component}: {}", outcome.stderr);
     job.committed("out")
         .lines()
-        .map(|l| numbers_as_floats(serde_json::from_str(l).unwrap()))
+        .map(|l| numbers_as_floats(serde_json::from_str(l).expect("JSON output")))
         .collect()
 }
 
