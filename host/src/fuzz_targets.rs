@@ -110,5 +110,6 @@ mod tests {
                 target(&data);
             }
         }
+        let _ = std::fs::remove_dir_all(scratch());
     }
 }

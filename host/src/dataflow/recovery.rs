@@ -242,12 +242,11 @@ fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Restore>, Failure> 
         Ok(metadata) => storage::verify(&dir, metadata).err(),
         Err(_) => None,
     };
-    let damage = match (read, damage) {
+    let (damage, metadata) = match (read, damage) {
         (Ok(_), None) => return own_checkpoint(job, store, newest),
         (Ok(metadata), Some(damage)) => (damage, Some(metadata)),
         (Err(damage), _) => (damage, None),
     };
-    let (damage, metadata) = damage;
     let older = completed.get(1).map(|&id| (id, store.checkpoint_dir(id)));
     let intact = older.as_ref().filter(|(_, dir)| {
         storage::read_metadata(dir).is_ok_and(|m| storage::verify(dir, &m).is_ok())
