@@ -271,9 +271,52 @@ fn a_damaged_shared_file_of_an_incremental_checkpoint_is_never_restored() {
     damage_then_refuse_to_resume(&job, &shared);
 }
 
+/// Which way [`move_latest_output`] moves the latest checkpoint's sink parts.
+#[derive(Clone, Copy)]
+enum Commit {
+    Do,
+    Undo,
+}
+
+/// Puts the latest checkpoint's sink parts where a crash just after (`Do`) or just before
+/// (`Undo`) its commit leaves them, whichever moment the kill really hit.
+fn move_latest_output(job: &Job, commit: Commit) {
+    let metadata: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(latest_checkpoint(job).join("_metadata"))
+            .expect("metadata")
+            .split_once('\n')
+            .expect("header line")
+            .1,
+    )
+    .expect("metadata JSON");
+    for pending in metadata["sinks"]["out"]
+        .as_array()
+        .expect("sink states")
+        .iter()
+        .flat_map(|s| s["pending"].as_array().expect("pending").clone())
+    {
+        let pending = job.path("out").join(pending.as_str().expect("name"));
+        // `.part-<i>-<n>.pending` is committed as `part-<i>-<n>.jsonl`.
+        let name = pending.file_name().expect("a name").to_string_lossy();
+        let committed = job.path("out").join(format!(
+            "{}.jsonl",
+            name.trim_start_matches('.').trim_end_matches(".pending")
+        ));
+        let (from, to) = match commit {
+            Commit::Do => (pending, committed),
+            Commit::Undo => (committed, pending),
+        };
+        if from.exists() {
+            std::fs::rename(from, to).expect("move a part");
+        }
+    }
+}
+
 /// Flips a bit in `file` of the latest checkpoint: the next run must refuse it, name the
 /// file, and commit nothing wrong.
 fn damage_then_refuse_to_resume(job: &Job, file: &std::path::Path) {
+    // Its output committed, as it is unless the kill fell between completing and committing.
+    move_latest_output(job, Commit::Do);
     let mut bytes = std::fs::read(file).expect("the file to damage");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -878,32 +921,8 @@ fn a_damaged_checkpoint_that_committed_nothing_falls_back_to_the_one_before() {
     job.write("job.toml", &sequence_job(count, 2, &checkpoint, ""));
     run_and_kill(&job, 3);
     let latest = latest_checkpoint(&job);
-    let metadata: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(latest.join("_metadata"))
-            .expect("metadata")
-            .split_once('\n')
-            .expect("header line")
-            .1,
-    )
-    .expect("metadata JSON");
-    // The disk as the crash left it: the latest checkpoint's parts still pending.
-    for pending in metadata["sinks"]["out"]
-        .as_array()
-        .expect("sink states")
-        .iter()
-        .flat_map(|s| s["pending"].as_array().expect("pending").clone())
-    {
-        let pending = pending.as_str().expect("name");
-        // `.part-<i>-<n>.pending` is committed as `part-<i>-<n>.jsonl`.
-        let committed = format!(
-            "{}.jsonl",
-            pending.trim_start_matches('.').trim_end_matches(".pending")
-        );
-        let _ = std::fs::rename(
-            job.path("out").join(committed),
-            job.path("out").join(pending),
-        );
-    }
+    // The disk as a crash between completing and committing leaves it.
+    move_latest_output(&job, Commit::Undo);
     damage(&latest.join("check-0.state"), Damage::FlipBit);
     let path = job.path("job.toml");
     let out = host(&["run", path.to_str().expect("UTF-8 path")], "");
