@@ -1,9 +1,12 @@
 //! Poison records: records that fail an operator again after a restore.
 //!
 //! A record is identified by where a source read it (or, for an operator's output, by its
-//! key and contents). When a batch fails, the record the guest named (or, after a trap,
-//! every record of the batch) becomes a *suspect*. After the restart, a suspect is
-//! processed alone; if it fails again it is poison: `on_poison = "fail"` fails the job
+//! key and contents). When a batch fails, the record the guest named is *accused*; after
+//! a trap, which names none, every record of the batch is a *suspect*. After the restart,
+//! suspects and accused records are processed alone: a suspect that fails alone is
+//! accused, and an accused record that fails again is poison (a failure is held against
+//! a record only when it names it, so a transient trap that happens to land on a suspect
+//! once does not condemn it). `on_poison = "fail"` fails the job
 //! naming the record, its source and position; `skip` and `dead-letter` restart once
 //! more, and from then on the record never reaches the guest. Restores roll every other
 //! record back, so they keep exactly-once; a dead letter is written once per record,
@@ -38,7 +41,10 @@ pub struct Guard {
 
 #[derive(Default)]
 struct State {
+    /// Records of a batch that trapped: any of them may be the cause.
     suspects: HashSet<RecordId>,
+    /// Records that failed once, named by the guest's error or processed alone.
+    accused: HashSet<RecordId>,
     /// Poison records, with the error they failed with.
     poison: HashMap<RecordId, String>,
     /// Stable ids of the dead letters in the file, once read.
@@ -50,7 +56,7 @@ struct State {
 pub enum Treatment {
     /// Process it with its batch.
     Normal,
-    /// Process it alone: it failed once.
+    /// Process it alone: it was in a batch that trapped, or it failed once.
     Alone,
     /// Keep it from the guest (skip, or dead-letter): it failed again.
     Divert,
@@ -83,7 +89,7 @@ impl Guard {
     /// Whether any record needs more than normal processing (the common case is no).
     pub fn armed(&self) -> bool {
         let state = self.state();
-        !state.suspects.is_empty() || !state.poison.is_empty()
+        !state.suspects.is_empty() || !state.accused.is_empty() || !state.poison.is_empty()
     }
 
     /// How to treat the record `id`.
@@ -91,7 +97,7 @@ impl Guard {
         let state = self.state();
         if state.poison.contains_key(&id) {
             Treatment::Divert
-        } else if state.suspects.contains(&id) {
+        } else if state.suspects.contains(&id) || state.accused.contains(&id) {
             Treatment::Alone
         } else {
             Treatment::Normal
@@ -117,8 +123,7 @@ impl Guard {
             state.suspects.extend(ids);
             return error.into();
         };
-        if !state.suspects.contains(&id) {
-            state.suspects.insert(id);
+        if state.accused.insert(id) {
             return error.into();
         }
         match (&self.policy, alone) {
@@ -138,9 +143,11 @@ impl Guard {
         }
     }
 
-    /// Suspect `id` was processed alone without failing: it was not the cause.
+    /// Record `id` was processed alone without failing: it was not the cause.
     pub fn cleared(&self, id: RecordId) {
-        self.state().suspects.remove(&id);
+        let mut state = self.state();
+        state.suspects.remove(&id);
+        state.accused.remove(&id);
     }
 
     /// Keeps poison record `id` from the guest: skips it, or writes it to the dead
@@ -225,4 +232,101 @@ fn read_ids(file: &std::path::Path) -> std::io::Result<HashSet<String>> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|entry| entry["id"].as_str().map(str::to_string))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+    use crate::state::KeyGroup;
+
+    fn record(line: u64) -> KeyedRecord {
+        KeyedRecord {
+            key: Vec::new(),
+            key_group: KeyGroup(0),
+            payload: format!("{{\"n\":{line}}}").into_bytes(),
+            timestamp: None,
+            origin: Some(Origin {
+                at: "source `in`, in.jsonl line".into(),
+                number: line,
+            }),
+        }
+    }
+
+    fn trap() -> OperatorError {
+        OperatorError::Trap {
+            operator: "op".into(),
+            message: "unreachable".into(),
+        }
+    }
+
+    fn named(index: usize) -> OperatorError {
+        OperatorError::Failed {
+            operator: "op".into(),
+            message: "bad".into(),
+            on_record: None,
+            index: Some(index),
+        }
+    }
+
+    fn is_poison(failure: &Failure) -> bool {
+        matches!(failure, Failure::Poison { .. })
+    }
+
+    #[test]
+    fn a_record_an_error_names_is_poison_when_it_fails_again_alone() {
+        let guard = Guard::new("op", OnPoison::Fail);
+        let batch: Vec<KeyedRecord> = (1..=3).map(record).collect();
+        let ids: Vec<RecordId> = batch.iter().map(identity).collect();
+        assert!(!is_poison(&guard.failed(&ids, None, named(1))));
+        assert_eq!(guard.treatment(ids[0]), Treatment::Normal);
+        assert_eq!(guard.treatment(ids[1]), Treatment::Alone);
+        assert!(is_poison(&guard.failed(
+            &ids[1..2],
+            Some(&batch[1]),
+            named(0)
+        )));
+    }
+
+    #[test]
+    fn a_trap_accuses_no_one_until_a_suspect_fails_alone_twice() {
+        let guard = Guard::new("op", OnPoison::Fail);
+        let batch: Vec<KeyedRecord> = (1..=3).map(record).collect();
+        let ids: Vec<RecordId> = batch.iter().map(identity).collect();
+        assert!(!is_poison(&guard.failed(&ids, None, trap())));
+        assert!(
+            ids.iter()
+                .all(|&id| guard.treatment(id) == Treatment::Alone)
+        );
+        // A trap that lands on a suspect once (a transient fault, say) only accuses it.
+        assert!(!is_poison(&guard.failed(
+            &ids[2..],
+            Some(&batch[2]),
+            trap()
+        )));
+        guard.cleared(ids[0]);
+        assert_eq!(guard.treatment(ids[0]), Treatment::Normal);
+        assert!(is_poison(&guard.failed(&ids[2..], Some(&batch[2]), trap())));
+    }
+
+    #[test]
+    fn an_accused_record_that_then_succeeds_alone_starts_over() {
+        let guard = Guard::new("op", OnPoison::Fail);
+        let batch = [record(7)];
+        let ids = [identity(&batch[0])];
+        assert!(!is_poison(&guard.failed(&ids, Some(&batch[0]), trap())));
+        guard.cleared(ids[0]);
+        assert!(!guard.armed());
+        assert!(!is_poison(&guard.failed(&ids, Some(&batch[0]), trap())));
+    }
+
+    #[test]
+    fn skip_diverts_a_poison_record_instead_of_failing() {
+        let guard = Guard::new("op", OnPoison::Skip);
+        let batch = [record(9)];
+        let ids = [identity(&batch[0])];
+        guard.failed(&ids, Some(&batch[0]), named(0));
+        assert!(!is_poison(&guard.failed(&ids, Some(&batch[0]), named(0))));
+        assert_eq!(guard.treatment(ids[0]), Treatment::Divert);
+    }
 }
