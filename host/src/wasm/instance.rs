@@ -115,18 +115,17 @@ impl OperatorInstance {
             .unzip();
         let records = Arc::new(records);
         self.begin_call();
-        let ctx = self.store.data_mut();
-        ctx.current.records = Arc::clone(&records);
-        ctx.current.key_groups = key_groups;
+        self.store
+            .data_mut()
+            .current
+            .set(Arc::clone(&records), key_groups);
 
         let result = self
             .bindings
             .weir_operator_guest()
             .call_process(&mut self.store, &records);
 
-        let ctx = self.store.data_mut();
-        ctx.current.records = Arc::new(Vec::new());
-        ctx.current.key_groups.clear();
+        self.store.data_mut().current.clear();
         match result {
             Ok(Ok(outputs)) => Ok(outputs
                 .into_iter()
@@ -241,7 +240,9 @@ fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
         Some(trap) => trap.to_string(),
         None => match ctx.limiter.hit.take() {
             Some(limit) => limit,
-            None => format!("{error:#}"),
+            // A host call refused (a misuse of the state API): its reason, without the
+            // guest's backtrace that wasmtime puts in front of it.
+            None => error.root_cause().to_string(),
         },
     };
     OperatorError::Trap {
