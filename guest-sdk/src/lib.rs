@@ -39,6 +39,7 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod error;
 mod runtime;
 mod state;

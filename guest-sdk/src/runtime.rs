@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cache::{self, BatchCache, BatchValues, ValueChanges};
 use crate::{Error, Operator, Result};
 
 /// The kind of a state, as registered with the host.
@@ -42,6 +43,8 @@ pub(crate) trait Host {
     fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>>;
     fn value_update(&mut self, id: u32, rec: u32, value: Vec<u8>);
     fn value_clear(&mut self, id: u32, rec: u32);
+    fn value_get_batch(&mut self, id: u32) -> BatchValues;
+    fn value_set_many(&mut self, id: u32, changes: ValueChanges);
     fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>>;
     fn list_add_all(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>);
     fn list_update(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>);
@@ -63,6 +66,19 @@ pub(crate) struct Env {
     pub(crate) host: Box<dyn Host>,
     ids: HashMap<&'static str, (u32, Kind)>,
     rec: Option<u32>,
+    /// Records in the batch being processed.
+    records: usize,
+    /// Value-like states' batch caches, by state id.
+    values: Vec<ValueUse>,
+}
+
+/// How a value-like state is used, and its cache in the current batch.
+#[derive(Default)]
+struct ValueUse {
+    /// Whether the state is read for the whole batch at its first use in it.
+    sparse: bool,
+    accesses: usize,
+    batch: Option<BatchCache>,
 }
 
 impl Env {
@@ -71,6 +87,65 @@ impl Env {
             host,
             ids: HashMap::new(),
             rec: None,
+            records: 0,
+            values: Vec::new(),
+        }
+    }
+
+    /// The id of state `name`, registered as `kind` at its first use.
+    fn id(&mut self, name: &'static str, kind: Kind) -> Result<u32> {
+        match self.ids.get(name) {
+            Some(&(id, registered)) if registered == kind => Ok(id),
+            Some(&(_, registered)) => Err(Error::new(format!(
+                "state `{name}` is used as {} state but was first used as {} state",
+                kind.name(),
+                registered.name()
+            ))),
+            None => {
+                let id = self.host.register(name, kind);
+                self.ids.insert(name, (id, kind));
+                Ok(id)
+            }
+        }
+    }
+
+    /// The batch cache of value state `id`, read from the host at its first use in the
+    /// batch; `None` when the state is used too sparsely to be worth it.
+    fn value_cache(&mut self, name: &str, id: u32, rec: u32) -> Result<Option<&mut BatchCache>> {
+        let index = id as usize;
+        if self.values.len() <= index {
+            self.values.resize_with(index + 1, ValueUse::default);
+        }
+        let using = &mut self.values[index];
+        using.accesses += 1;
+        if using.sparse {
+            return Ok(None);
+        }
+        if using.batch.is_none() {
+            let cache = BatchCache::new(self.host.value_get_batch(id))
+                .filter(|cache| cache.covers(rec))
+                .ok_or_else(|| {
+                    Error::new(format!(
+                        "state `{name}`: the host sent values that do not match the batch"
+                    ))
+                })?;
+            using.batch = Some(cache);
+        }
+        Ok(using.batch.as_mut())
+    }
+
+    /// Ends a batch: writes back what it changed (if it succeeded) and decides which
+    /// states to cache in the next one.
+    fn end_batch(&mut self, succeeded: bool) {
+        for (id, using) in self.values.iter_mut().enumerate() {
+            if let Some(cache) = using.batch.take() {
+                let changes = cache.changes();
+                if succeeded && !changes.records.is_empty() {
+                    self.host.value_set_many(id as u32, changes);
+                }
+            }
+            using.sparse = !cache::worth_caching(using.accesses, self.records);
+            using.accesses = 0;
         }
     }
 }
@@ -90,6 +165,43 @@ pub(crate) fn with_state<R>(
     kind: Kind,
     f: impl FnOnce(&mut dyn Host, u32, u32) -> R,
 ) -> Result<R> {
+    with_env(name, |env, rec| {
+        let id = env.id(name, kind)?;
+        Ok(f(env.host.as_mut(), id, rec))
+    })
+}
+
+/// Runs `f` on the value of value-like state `name` for the current record's key.
+pub(crate) fn read_value<R>(
+    name: &'static str,
+    kind: Kind,
+    f: impl FnOnce(Option<&[u8]>) -> R,
+) -> Result<R> {
+    with_env(name, |env, rec| {
+        let id = env.id(name, kind)?;
+        Ok(match env.value_cache(name, id, rec)? {
+            Some(cache) => f(cache.get(rec)),
+            None => f(env.host.value_get(id, rec).as_deref()),
+        })
+    })
+}
+
+/// Sets (or, with `None`, removes) the value of value-like state `name` for the current
+/// record's key.
+pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<Vec<u8>>) -> Result<()> {
+    with_env(name, |env, rec| {
+        let id = env.id(name, kind)?;
+        match (env.value_cache(name, id, rec)?, value) {
+            (Some(cache), value) => cache.set(rec, value),
+            (None, Some(value)) => env.host.value_update(id, rec, value),
+            (None, None) => env.host.value_clear(id, rec),
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` on the environment and the current record, inside `process`.
+fn with_env<R>(name: &str, f: impl FnOnce(&mut Env, u32) -> Result<R>) -> Result<R> {
     ENV.with(|slot| {
         let mut slot = slot.borrow_mut();
         let env = slot
@@ -100,22 +212,7 @@ pub(crate) fn with_state<R>(
                 "keyed state `{name}` can only be used inside `process`"
             ))
         })?;
-        let id = match env.ids.get(name) {
-            Some(&(id, registered)) if registered == kind => id,
-            Some(&(_, registered)) => {
-                return Err(Error::new(format!(
-                    "state `{name}` is used as {} state but was first used as {} state",
-                    kind.name(),
-                    registered.name()
-                )));
-            }
-            None => {
-                let id = env.host.register(name, kind);
-                env.ids.insert(name, (id, kind));
-                id
-            }
-        };
-        Ok(f(env.host.as_mut(), id, rec))
+        f(env, rec)
     })
 }
 
@@ -259,6 +356,8 @@ pub(crate) fn process<'a, O: Operator>(
     operator: &mut O,
     batch: impl IntoIterator<Item = Input<'a>>,
 ) -> Result<Vec<Emitted>, (Error, u32)> {
+    let batch: Vec<Input<'a>> = batch.into_iter().collect();
+    begin_batch(batch.len());
     let mut outputs = Vec::new();
     for (index, input) in batch.into_iter().enumerate() {
         let index = index as u32;
@@ -280,9 +379,29 @@ pub(crate) fn process<'a, O: Operator>(
                 operator.process(decoded, &mut ctx)
             });
         set_record(None);
-        result.map_err(|e| (e, index))?;
+        if let Err(e) = result {
+            end_batch(false);
+            return Err((e, index));
+        }
     }
+    end_batch(true);
     Ok(outputs)
+}
+
+fn begin_batch(records: usize) {
+    ENV.with(|slot| {
+        if let Some(env) = slot.borrow_mut().as_mut() {
+            env.records = records;
+        }
+    });
+}
+
+fn end_batch(succeeded: bool) {
+    ENV.with(|slot| {
+        if let Some(env) = slot.borrow_mut().as_mut() {
+            env.end_batch(succeeded);
+        }
+    });
 }
 
 fn set_record(rec: Option<u32>) {

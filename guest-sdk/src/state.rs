@@ -6,11 +6,23 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::runtime::{Kind, with_state};
+use crate::runtime::{Kind, read_value, with_state, write_value};
 use crate::{Error, Result};
 
 pub(crate) fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::new(format!("state `{name}`: cannot encode: {e}")))
+}
+
+/// The current key's value of value-like state `name`, decoded.
+fn get_value<T: DeserializeOwned>(name: &'static str, kind: Kind) -> Result<Option<T>> {
+    read_value(name, kind, |bytes| {
+        bytes.map(|bytes| decode(name, bytes)).transpose()
+    })?
+}
+
+/// Sets the current key's value of value-like state `name`.
+fn set_value<T: Serialize>(name: &'static str, kind: Kind, value: &T) -> Result<()> {
+    write_value(name, kind, Some(encode(name, value)?))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T> {
@@ -40,22 +52,17 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
 
     /// The current key's value, if it has one.
     pub fn get(&self) -> Result<Option<T>> {
-        with_state(self.name, Kind::Value, |h, id, rec| h.value_get(id, rec))?
-            .map(|bytes| decode(self.name, &bytes))
-            .transpose()
+        get_value(self.name, Kind::Value)
     }
 
     /// Sets the current key's value.
     pub fn set(&self, value: &T) -> Result<()> {
-        let bytes = encode(self.name, value)?;
-        with_state(self.name, Kind::Value, |h, id, rec| {
-            h.value_update(id, rec, bytes)
-        })
+        set_value(self.name, Kind::Value, value)
     }
 
     /// Removes the current key's value.
     pub fn clear(&self) -> Result<()> {
-        with_state(self.name, Kind::Value, |h, id, rec| h.value_clear(id, rec))
+        write_value(self.name, Kind::Value, None)
     }
 }
 
@@ -219,9 +226,7 @@ impl<T: Serialize + DeserializeOwned> ReducingState<T> {
 
     /// The current key's folded value.
     pub fn get(&self) -> Result<Option<T>> {
-        with_state(self.name, Kind::Reducing, |h, id, rec| h.value_get(id, rec))?
-            .map(|bytes| decode(self.name, &bytes))
-            .transpose()
+        get_value(self.name, Kind::Reducing)
     }
 
     /// Folds `value` into the current key's value.
@@ -230,17 +235,12 @@ impl<T: Serialize + DeserializeOwned> ReducingState<T> {
             Some(current) => (self.reduce)(current, value),
             None => value,
         };
-        let bytes = encode(self.name, &folded)?;
-        with_state(self.name, Kind::Reducing, |h, id, rec| {
-            h.value_update(id, rec, bytes)
-        })
+        set_value(self.name, Kind::Reducing, &folded)
     }
 
     /// Removes the current key's value.
     pub fn clear(&self) -> Result<()> {
-        with_state(self.name, Kind::Reducing, |h, id, rec| {
-            h.value_clear(id, rec)
-        })
+        write_value(self.name, Kind::Reducing, None)
     }
 }
 
@@ -271,11 +271,7 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> 
     }
 
     fn accumulator(&self) -> Result<Option<ACC>> {
-        with_state(self.name, Kind::Aggregating, |h, id, rec| {
-            h.value_get(id, rec)
-        })?
-        .map(|bytes| decode(self.name, &bytes))
-        .transpose()
+        get_value(self.name, Kind::Aggregating)
     }
 
     /// The result for the current key, if anything was added.
@@ -286,16 +282,11 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> 
     /// Adds `input` to the current key's accumulator.
     pub fn add(&self, input: IN) -> Result<()> {
         let acc = self.accumulator()?.unwrap_or_else(self.create);
-        let bytes = encode(self.name, &(self.add)(acc, input))?;
-        with_state(self.name, Kind::Aggregating, |h, id, rec| {
-            h.value_update(id, rec, bytes)
-        })
+        set_value(self.name, Kind::Aggregating, &(self.add)(acc, input))
     }
 
     /// Removes the current key's accumulator.
     pub fn clear(&self) -> Result<()> {
-        with_state(self.name, Kind::Aggregating, |h, id, rec| {
-            h.value_clear(id, rec)
-        })
+        write_value(self.name, Kind::Aggregating, None)
     }
 }

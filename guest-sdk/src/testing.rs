@@ -32,6 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::cache::{BatchValues, ValueChanges};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 use crate::state::decode;
 use crate::{
@@ -340,6 +341,39 @@ impl Host for MemoryHost {
     fn value_clear(&mut self, id: u32, rec: u32) {
         let key = self.slot_key(id, rec);
         self.slots().remove(&key);
+    }
+    fn value_get_batch(&mut self, id: u32) -> BatchValues {
+        let keys = self.shared.borrow().keys.clone();
+        let mut distinct: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut values = BatchValues {
+            keys: Vec::new(),
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
+        for (rec, key) in keys.into_iter().enumerate() {
+            let next = distinct.len() as u32;
+            let index = *distinct.entry(key).or_insert_with(|| {
+                let value = self.value_get(id, rec as u32);
+                values.lengths.push(value.as_ref().map(|v| v.len() as u32));
+                values.data.extend(value.unwrap_or_default());
+                next
+            });
+            values.keys.push(index);
+        }
+        values
+    }
+    fn value_set_many(&mut self, id: u32, changes: ValueChanges) {
+        let mut data = changes.data.as_slice();
+        for (rec, length) in changes.records.into_iter().zip(changes.lengths) {
+            match length {
+                Some(length) => {
+                    let (value, rest) = data.split_at(length as usize);
+                    data = rest;
+                    self.value_update(id, rec, value.to_vec());
+                }
+                None => self.value_clear(id, rec),
+            }
+        }
     }
     fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
         let key = self.slot_key(id, rec);

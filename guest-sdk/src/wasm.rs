@@ -7,6 +7,7 @@ use std::thread::LocalKey;
 use crate::__private::{WitOutput, WitProcessError, WitRecord, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::{log, state, types::StateKind};
+use crate::cache::{BatchValues, ValueChanges};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 
 struct Imports;
@@ -30,6 +31,22 @@ impl Host for Imports {
     }
     fn value_clear(&mut self, id: u32, rec: u32) {
         state::value_clear(id, rec)
+    }
+    fn value_get_batch(&mut self, id: u32) -> BatchValues {
+        let values = state::value_get_batch(id);
+        BatchValues {
+            keys: values.keys,
+            lengths: values.lengths,
+            data: values.data,
+        }
+    }
+    fn value_set_many(&mut self, id: u32, changes: ValueChanges) {
+        let changes = state::ValueChanges {
+            records: changes.records,
+            lengths: changes.lengths,
+            data: changes.data,
+        };
+        state::value_set_many(id, &changes)
     }
     fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
         state::list_get(id, rec)

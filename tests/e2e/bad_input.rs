@@ -233,6 +233,25 @@ fn a_guest_error_names_the_record_that_failed() {
 }
 
 #[test]
+fn value_changes_that_do_not_match_their_data_trap_with_what_is_wrong() {
+    let job = Job::new();
+    let out = misbehave(
+        &job,
+        "{\"k\":\"a\"}\n{\"k\":\"a\",\"do\":\"bad-changes\"}\n",
+        "key_by = \"/k\"\n[operator.config]\ncount = true",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "operator `op` trapped: value-set-many: the lengths add up to more than the 2 bytes of data"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(job.committed("out"), "", "a failed job commits nothing");
+}
+
+#[test]
 fn keyed_state_without_key_by_traps_with_a_hint() {
     let job = Job::new();
     let out = misbehave(&job, "{}\n", "[operator.config]\ncount = true");

@@ -4,6 +4,7 @@
 //! id is registered with a matching kind, the operator has `key_by`, and the record index
 //! is inside the batch being processed. A failed check traps the call with a message.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ impl GuestCtx {
                 keyed,
                 records: Arc::new(Vec::new()),
                 key_groups: Vec::new(),
+                distinct: None,
             },
             last_error: None,
             limiter: Limiter::new(sandbox.limits),
@@ -169,11 +171,55 @@ fn layout_name(layout: Layout) -> &'static str {
 /// The batch being processed: the only keys whose state a guest can reach.
 pub(super) struct CurrentBatch {
     keyed: bool,
-    pub(super) records: Arc<Vec<Record>>,
-    pub(super) key_groups: Vec<KeyGroup>,
+    records: Arc<Vec<Record>>,
+    key_groups: Vec<KeyGroup>,
+    /// The batch's distinct keys, once a batch call asked for them.
+    distinct: Option<Distinct>,
+}
+
+/// Which records of a batch share a key.
+struct Distinct {
+    /// For each record, the index of its key.
+    keys: Vec<u32>,
+    /// For each key, the first record with it.
+    firsts: Vec<u32>,
+}
+
+impl Distinct {
+    /// Which of `records` share a key, worked out once per batch (kept in `slot`).
+    fn of<'a>(slot: &'a mut Option<Distinct>, records: &[Record]) -> &'a Distinct {
+        slot.get_or_insert_with(|| {
+            let mut seen: HashMap<&[u8], u32, foldhash::fast::RandomState> =
+                HashMap::with_capacity_and_hasher(records.len(), Default::default());
+            let mut firsts = Vec::new();
+            let keys = records
+                .iter()
+                .enumerate()
+                .map(|(i, record)| {
+                    *seen.entry(&record.key).or_insert_with(|| {
+                        firsts.push(i as u32);
+                        (firsts.len() - 1) as u32
+                    })
+                })
+                .collect();
+            Distinct { keys, firsts }
+        })
+    }
 }
 
 impl CurrentBatch {
+    /// Makes `records` (with their key groups) the batch guests' calls can reach.
+    pub(super) fn set(&mut self, records: Arc<Vec<Record>>, key_groups: Vec<KeyGroup>) {
+        self.records = records;
+        self.key_groups = key_groups;
+        self.distinct = None;
+    }
+
+    /// No batch: no keyed state is reachable.
+    pub(super) fn clear(&mut self) {
+        self.set(Arc::new(Vec::new()), Vec::new());
+    }
+
     fn scope<'a>(
         &'a self,
         registry: &Registry,
@@ -181,7 +227,10 @@ impl CurrentBatch {
         rec: u32,
         layout: Layout,
     ) -> Result<Scope<'a>> {
-        let state = registry.check(state, layout)?;
+        self.record_scope(registry.check(state, layout)?, rec)
+    }
+
+    fn record_scope(&self, state: StateId, rec: u32) -> Result<Scope<'_>> {
         if !self.keyed {
             bail!("keyed state needs a key: give the operator `key_by` in the job file");
         }
@@ -236,6 +285,67 @@ impl state::Host for GuestCtx {
             .current
             .scope(&self.registry, state, rec, Layout::Value)?;
         Ok(self.backend.clear(scope)?)
+    }
+
+    fn value_get_batch(&mut self, state: u32) -> Result<state::BatchValues> {
+        let state = self.registry.check(state, Layout::Value)?;
+        // Checks keyed state may be used now, and that the batch has a record.
+        self.current.record_scope(state, 0)?;
+        let current = &mut self.current;
+        let records = &current.records;
+        let distinct = Distinct::of(&mut current.distinct, records);
+        let mut lengths = Vec::with_capacity(distinct.firsts.len());
+        let mut data = Vec::new();
+        for &first in &distinct.firsts {
+            let scope = Scope {
+                state,
+                key_group: current.key_groups[first as usize],
+                key: &records[first as usize].key,
+            };
+            let value = self.backend.value_get(scope)?;
+            lengths.push(value.as_ref().map(|v| v.len() as u32));
+            data.extend_from_slice(value.as_deref().unwrap_or_default());
+        }
+        Ok(state::BatchValues {
+            keys: distinct.keys.clone(),
+            lengths,
+            data,
+        })
+    }
+
+    fn value_set_many(&mut self, state: u32, changes: state::ValueChanges) -> Result<()> {
+        let state = self.registry.check(state, Layout::Value)?;
+        if changes.records.len() != changes.lengths.len() {
+            bail!(
+                "value-set-many: {} records but {} lengths",
+                changes.records.len(),
+                changes.lengths.len()
+            );
+        }
+        let mut at = 0;
+        for (&rec, &length) in changes.records.iter().zip(&changes.lengths) {
+            let scope = self.current.record_scope(state, rec)?;
+            match length {
+                Some(length) => {
+                    let Some(value) = changes.data.get(at..at + length as usize) else {
+                        bail!(
+                            "value-set-many: the lengths add up to more than the {} bytes of data",
+                            changes.data.len()
+                        );
+                    };
+                    at += length as usize;
+                    self.backend.value_put(scope, value.to_vec())?;
+                }
+                None => self.backend.clear(scope)?,
+            }
+        }
+        if at != changes.data.len() {
+            bail!(
+                "value-set-many: the lengths add up to {at} bytes, the data has {}",
+                changes.data.len()
+            );
+        }
+        Ok(())
     }
 
     fn list_get(&mut self, state: u32, rec: u32) -> Result<Vec<Vec<u8>>> {

@@ -2,7 +2,8 @@
 //! `do` field says so, so tests can see how the host reports and contains it: `panic`,
 //! `fail`, `loop` (forever), `grow` (memory without end), `recurse` (without end), and
 //! `probe` (tries the file `path`, writing `path`.new, the environment and a socket to
-//! `connect`, and emits what it got).
+//! `connect`, and emits what it got), `bad-changes` (sends the host value changes whose
+//! lengths do not match their data, as only a broken SDK would).
 
 use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -46,6 +47,7 @@ impl Operator for Misbehave {
             "grow" => grow(),
             "recurse" => return ctx.emit(Value::from(recurse(1))),
             "probe" => return ctx.emit(probe(&command)),
+            "bad-changes" => bad_changes(),
             _ => {}
         }
         if self.count {
@@ -53,6 +55,21 @@ impl Operator for Misbehave {
             SEEN.set(&seen)?;
         }
         ctx.emit(record)
+    }
+}
+
+/// Calls `value-set-many` with five bytes announced and two sent.
+fn bad_changes() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use guest_sdk::__private::bindings::weir::operator::{state, types::StateKind};
+        let id = state::register("seen", StateKind::Value);
+        let changes = state::ValueChanges {
+            records: vec![0],
+            lengths: vec![Some(5)],
+            data: b"ab".to_vec(),
+        };
+        state::value_set_many(id, &changes);
     }
 }
 

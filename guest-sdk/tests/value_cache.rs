@@ -1,0 +1,77 @@
+//! Value state is read and written once per batch (or, used sparsely, once per call):
+//! either way every record sees what the records before it left.
+
+use guest_sdk::testing::Harness;
+use guest_sdk::{Context, Operator, ReducingState, Result, ValueState};
+use serde_json::{Value, json};
+
+const COUNT: ValueState<u64> = ValueState::new("count");
+const TOTAL: ReducingState<u64> = ReducingState::new("total", |a, b| a + b);
+/// Used only for records of the key `rare`: too sparse to read for a whole batch.
+const RARE: ValueState<u64> = ValueState::new("rare");
+
+#[derive(Default)]
+struct Counter;
+
+impl Operator for Counter {
+    type Input = Value;
+    type Output = u64;
+
+    fn process(&mut self, record: Value, ctx: &mut Context<u64>) -> Result<()> {
+        let count = COUNT.get()?.unwrap_or(0) + 1;
+        if count == 3 {
+            COUNT.clear()?;
+        } else {
+            COUNT.set(&count)?;
+        }
+        TOTAL.add(record["n"].as_u64().unwrap_or(0))?;
+        if ctx.key() == "rare" {
+            let rare = RARE.get()?.unwrap_or(0) + 1;
+            RARE.set(&rare)?;
+            ctx.emit(rare)?;
+        }
+        ctx.emit(count)
+    }
+}
+
+#[test]
+fn records_of_one_key_in_a_batch_see_each_others_writes_in_every_mode() {
+    let mut harness = Harness::<Counter>::new().unwrap();
+    for batch in 0..3u64 {
+        let records: Vec<(&str, Value)> = (0..40u64)
+            .map(|i| {
+                let key = if i == 7 {
+                    "rare"
+                } else {
+                    ["a", "b"][i as usize % 2]
+                };
+                (key, json!({"n": i}))
+            })
+            .collect();
+        let outputs = harness.push_batch(&records).unwrap();
+        // `rare` emits its own count, then the count of its record.
+        assert_eq!(outputs[7], json!(batch + 1), "batch {batch}");
+        let a: Vec<u64> = outputs
+            .iter()
+            .step_by(2)
+            .take(3)
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        // Key `a` counts 1, 2, 3 and starts again (cleared at 3), across batches too.
+        let first = (batch * 20) % 3;
+        let expected: Vec<u64> = (0..3).map(|i| (first + i) % 3 + 1).collect();
+        assert_eq!(a, expected, "batch {batch}");
+    }
+    let sum_of_a: u64 = (0..40).step_by(2).sum::<u64>() * 3;
+    assert_eq!(harness.state(&TOTAL, "a"), Some(sum_of_a));
+    assert_eq!(harness.state(&TOTAL, "rare"), Some(7 * 3));
+    assert_eq!(harness.state(&RARE, "rare"), Some(3));
+    // 60 records of `a`, 57 of `b`, 3 of `rare`: each key's last one counted 3 and
+    // cleared; 58 of `b` would have left 1.
+    assert_eq!(harness.state(&COUNT, "a"), None);
+    assert_eq!(harness.state(&COUNT, "b"), None);
+    assert_eq!(harness.state(&COUNT, "rare"), None);
+    let outputs = harness.push("b", json!({"n": 0})).unwrap();
+    assert_eq!(outputs, [json!(1)]);
+    assert_eq!(harness.state(&COUNT, "b"), Some(1));
+}
