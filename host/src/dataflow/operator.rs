@@ -169,8 +169,10 @@ pub fn run(
                     let uploads = checkpoints.incremental.then(|| uploads.clone());
                     // The asynchronous part: the task goes on while the state is written.
                     writers.0.retain(|w| !w.is_finished());
-                    writers.0.push(std::thread::spawn(move || {
-                        let name = format!("{}-{}", task.0, task.1);
+                    let name = format!("{}-{}", task.0, task.1);
+                    let writer = std::thread::Builder::new().name(format!("chk-{name}"));
+                    let declined = checkpoints.reports.clone();
+                    let spawned = writer.spawn(move || {
                         let written = write(&store, id.0, &name, states, copy, uploads);
                         match written {
                             Ok(file) => {
@@ -187,7 +189,16 @@ pub fn run(
                                 });
                             }
                         }
-                    }));
+                    });
+                    match spawned {
+                        Ok(writer) => writers.0.push(writer),
+                        Err(e) => {
+                            let _ = declined.send(Report::Declined {
+                                checkpoint: id.0,
+                                reason: format!("cannot start a thread to write the state: {e}"),
+                            });
+                        }
+                    }
                 }
             }
             Event::Committed(_) => {}

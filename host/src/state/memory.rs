@@ -280,7 +280,8 @@ impl BackendSnapshot for MemorySnapshot {
                         })
                     })
                     .collect();
-                entries.sort_by(|a, b| (a.state, &a.key).cmp(&(b.state, &b.key)));
+                // (state, key) is unique: an unstable sort gives the same order, faster.
+                entries.sort_unstable_by(|a, b| (a.state, &a.key).cmp(&(b.state, &b.key)));
                 (!entries.is_empty()).then_some(GroupEntries { group, entries })
             })
             .collect())
