@@ -75,8 +75,10 @@ pub(crate) struct Env {
 /// How a value-like state is used, and its cache in the current batch.
 #[derive(Default)]
 struct ValueUse {
-    /// Whether the state is read for the whole batch at its first use in it.
+    /// Whether the last batch used it too rarely to read it for a whole batch: then
+    /// every access is a host call of its own.
     sparse: bool,
+    /// Accesses in the current batch.
     accesses: usize,
     batch: Option<BatchCache>,
 }

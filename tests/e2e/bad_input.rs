@@ -243,7 +243,7 @@ fn value_changes_that_do_not_match_their_data_trap_with_what_is_wrong() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains(
-            "operator `op` trapped: value-set-many: the lengths add up to more than the 2 bytes of data"
+            "operator `op` trapped: value-set-many: the lengths add up to 5 bytes, the data has 2"
         ),
         "{}",
         out.stderr

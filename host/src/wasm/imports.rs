@@ -322,28 +322,29 @@ impl state::Host for GuestCtx {
                 changes.lengths.len()
             );
         }
-        let mut at = 0;
+        let total: u64 = changes
+            .lengths
+            .iter()
+            .flatten()
+            .map(|&l| u64::from(l))
+            .sum();
+        if total != changes.data.len() as u64 {
+            bail!(
+                "value-set-many: the lengths add up to {total} bytes, the data has {}",
+                changes.data.len()
+            );
+        }
+        let mut rest = changes.data.as_slice();
         for (&rec, &length) in changes.records.iter().zip(&changes.lengths) {
             let scope = self.current.record_scope(state, rec)?;
             match length {
                 Some(length) => {
-                    let Some(value) = changes.data.get(at..at + length as usize) else {
-                        bail!(
-                            "value-set-many: the lengths add up to more than the {} bytes of data",
-                            changes.data.len()
-                        );
-                    };
-                    at += length as usize;
+                    let (value, after) = rest.split_at(length as usize);
+                    rest = after;
                     self.backend.value_put(scope, value.to_vec())?;
                 }
                 None => self.backend.clear(scope)?,
             }
-        }
-        if at != changes.data.len() {
-            bail!(
-                "value-set-many: the lengths add up to {at} bytes, the data has {}",
-                changes.data.len()
-            );
         }
         Ok(())
     }
