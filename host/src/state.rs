@@ -10,6 +10,7 @@ mod conformance;
 pub mod key_group;
 pub mod memory;
 pub mod rocksdb;
+mod small_bytes;
 pub mod snapshot;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
@@ -172,6 +173,17 @@ pub trait BackendSnapshot: Send {
     /// The non-empty key groups in order, entries sorted by state id, then key; an
     /// error if the copy could not be taken or read (never a partial or empty result).
     fn into_groups(self: Box<Self>) -> Result<Vec<GroupEntries>>;
+
+    /// The copy as a snapshot file naming `states` ([`snapshot::Snapshot::encode`]'s
+    /// bytes). Backends that can list their entries in order override this to encode
+    /// them without copying them into [`GroupEntries`] first.
+    fn encode(self: Box<Self>, states: &[snapshot::StateInfo]) -> Result<Vec<u8>> {
+        let snapshot = snapshot::Snapshot {
+            states: states.to_vec(),
+            groups: self.into_groups()?,
+        };
+        Ok(snapshot.encode())
+    }
 
     /// The copy as a folder of the backend's own immutable files, if it has that form
     /// (a RocksDB checkpoint): incremental checkpoints copy only the files that are new.

@@ -74,23 +74,22 @@ impl Store {
         self.root.join(format!("chk-{id}"))
     }
 
-    /// Writes one subtask's state into checkpoint `id`, durably.
+    /// Writes one subtask's encoded state (a snapshot file's bytes) into checkpoint `id`,
+    /// durably.
     pub fn write_state(
         &self,
         id: u64,
         file: &str,
-        snapshot: &Snapshot,
+        bytes: &[u8],
     ) -> Result<StateFile, CheckpointError> {
         let dir = self.checkpoint_dir(id);
         fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
-        let bytes = snapshot.encode();
         let path = dir.join(file);
-        write_synced(&path, &bytes)
-            .map_err(io_error(format!("cannot write {}", path.display())))?;
+        write_synced(&path, bytes).map_err(io_error(format!("cannot write {}", path.display())))?;
         Ok(StateFile::Canonical(CanonicalFile {
             file: file.to_string(),
             bytes: bytes.len() as u64,
-            crc32c: crc32c::crc32c(&bytes),
+            crc32c: crc32c::crc32c(bytes),
         }))
     }
 
@@ -385,7 +384,7 @@ mod tests {
         store.complete(&metadata(1)).unwrap();
         // Checkpoint 2 wrote state but never completed.
         store
-            .write_state(2, "op-0.state", &Snapshot::default())
+            .write_state(2, "op-0.state", &Snapshot::default().encode())
             .unwrap();
         assert_eq!(store.latest_dir().unwrap(), Some(store.checkpoint_dir(1)));
         assert_eq!(store.next_id().unwrap(), 3);
@@ -409,7 +408,9 @@ mod tests {
                 }],
             }],
         };
-        let file = store.write_state(1, "op-0.state", &snapshot).unwrap();
+        let file = store
+            .write_state(1, "op-0.state", &snapshot.encode())
+            .unwrap();
         assert_eq!(
             read_state_file(&store.checkpoint_dir(1), &file).unwrap(),
             snapshot
@@ -461,7 +462,7 @@ mod tests {
             store.complete(&metadata(id)).unwrap();
         }
         store
-            .write_state(5, "op-0.state", &Snapshot::default())
+            .write_state(5, "op-0.state", &Snapshot::default().encode())
             .unwrap();
         store.retain(2).unwrap();
         assert_eq!(store.ids().unwrap(), [3, 4, 5]);

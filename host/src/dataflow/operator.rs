@@ -23,7 +23,7 @@ use crate::checkpoint::{CheckpointError, StateFile, Store};
 use crate::record::KeyedRecord;
 use crate::state::BackendSnapshot;
 use crate::state::snapshot::StateInfo;
-use crate::wasm::{Batch, OperatorError, OperatorInstance, Output, into_snapshot};
+use crate::wasm::{Batch, OperatorError, OperatorInstance, Output};
 
 /// What an operator task runs: a Wasm instance, or one of `host bench`'s native
 /// baselines.
@@ -224,9 +224,9 @@ fn write(
         let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
         return Ok(store.write_incremental(id, name, &states, native, &mut uploads)?);
     }
-    let snapshot = into_snapshot(states, copy)?;
+    let bytes = copy.encode(&states)?;
     let file: Result<StateFile, CheckpointError> =
-        store.write_state(id, &format!("{name}.state"), &snapshot);
+        store.write_state(id, &format!("{name}.state"), &bytes);
     Ok(file?)
 }
 

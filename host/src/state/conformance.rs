@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::memory::MemoryBackend;
 use super::rocksdb::RocksDbBackend;
-use super::snapshot::GroupEntries;
-use super::{KeyGroup, KeyGroupRange, Scope, StateBackend, StateError, StateId};
+use super::snapshot::{GroupEntries, Snapshot, StateInfo};
+use super::{KeyGroup, KeyGroupRange, Scope, StateBackend, StateError, StateId, StateKind};
 
 type Make = fn(KeyGroupRange) -> Box<dyn StateBackend>;
 
@@ -218,17 +218,41 @@ fn many_keys_and_large_values_read_back() {
 
 #[test]
 fn every_backend_takes_the_same_snapshot_and_restores_any_other_backends() {
+    // The states `fill` writes.
+    let states: Vec<StateInfo> = [
+        ("value", StateKind::Value),
+        ("list", StateKind::List),
+        ("map", StateKind::Map),
+        ("big", StateKind::Value),
+    ]
+    .into_iter()
+    .map(|(name, kind)| StateInfo {
+        name: name.into(),
+        kind,
+    })
+    .collect();
     let mut snapshots = Vec::new();
     for (name, make) in BACKENDS {
         let mut b = make(all());
         fill(b.as_mut());
         let taken = b.snapshot();
+        let file = b.snapshot();
         // Writes after the snapshot do not change it.
         b.value_put(scope(0, b"user-1"), b"changed".to_vec())
             .unwrap();
         b.clear(scope(2, b"user-5")).unwrap();
         let groups = taken.into_groups().unwrap();
         assert!(groups.windows(2).all(|w| w[0].group < w[1].group), "{name}");
+        // A backend that encodes its own file writes the canonical one.
+        let canonical = Snapshot {
+            states: states.clone(),
+            groups: groups.clone(),
+        };
+        assert_eq!(
+            Snapshot::decode(&file.encode(&states).unwrap()),
+            Ok(canonical),
+            "{name}"
+        );
         snapshots.push((name, groups));
     }
     assert_eq!(

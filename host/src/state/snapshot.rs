@@ -93,47 +93,22 @@ pub enum SnapshotError {
 impl Snapshot {
     /// Encodes the snapshot as a file.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        put_u32(&mut out, self.states.len() as u32);
-        for state in &self.states {
-            put_bytes(&mut out, state.name.as_bytes());
-            out.push(kind_code(state.kind));
-        }
-        put_u32(&mut out, self.groups.len() as u32);
+        let mut encoder = Encoder::new(&self.states);
         for group in &self.groups {
-            out.extend_from_slice(&group.group.0.to_le_bytes());
-            put_u32(&mut out, group.entries.len() as u32);
-            for entry in &group.entries {
-                put_u32(&mut out, entry.state);
-                put_bytes(&mut out, &entry.key);
-                match &entry.data {
-                    SlotData::Value(v) => {
-                        out.push(0);
-                        put_bytes(&mut out, v);
-                    }
-                    SlotData::List(elements) => {
-                        out.push(1);
-                        put_u32(&mut out, elements.len() as u32);
-                        for e in elements {
-                            put_bytes(&mut out, e);
-                        }
-                    }
-                    SlotData::Map(entries) => {
-                        out.push(2);
-                        put_u32(&mut out, entries.len() as u32);
-                        for (k, v) in entries {
-                            put_bytes(&mut out, k);
-                            put_bytes(&mut out, v);
-                        }
-                    }
+            encoder.group(group.group);
+            for Entry { state, key, data } in &group.entries {
+                match data {
+                    SlotData::Value(v) => encoder.value(*state, key, v),
+                    SlotData::List(elements) => encoder.list(*state, key, elements),
+                    SlotData::Map(entries) => encoder.map(
+                        *state,
+                        key,
+                        entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                    ),
                 }
             }
         }
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        encoder.finish()
     }
 
     /// Decodes a snapshot file, checking its magic, version, checksum and lengths.
@@ -197,6 +172,107 @@ impl Snapshot {
             ));
         }
         Ok(snapshot)
+    }
+}
+
+/// Writes a snapshot file entry by entry, so that a backend can encode its state without
+/// building a [`Snapshot`] (a copy of every key and value) first. The caller gives key
+/// groups in order and each group's entries sorted by state, then key.
+pub struct Encoder {
+    out: Vec<u8>,
+    /// Where the key group count is, and the count so far.
+    groups_at: usize,
+    groups: u32,
+    /// Where the open group's entry count is, and the count so far.
+    entries_at: usize,
+    entries: u32,
+}
+
+impl Encoder {
+    /// Starts a file with `states` (indexed by the entries' `state`).
+    pub fn new(states: &[StateInfo]) -> Encoder {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        put_u32(&mut out, states.len() as u32);
+        for state in states {
+            put_bytes(&mut out, state.name.as_bytes());
+            out.push(kind_code(state.kind));
+        }
+        let groups_at = out.len();
+        put_u32(&mut out, 0);
+        Encoder {
+            out,
+            groups_at,
+            groups: 0,
+            entries_at: 0,
+            entries: 0,
+        }
+    }
+
+    /// Starts key group `group`, after the previous one.
+    pub fn group(&mut self, group: KeyGroup) {
+        self.end_group();
+        self.out.extend_from_slice(&group.0.to_le_bytes());
+        self.entries_at = self.out.len();
+        put_u32(&mut self.out, 0);
+        self.groups += 1;
+    }
+
+    fn end_group(&mut self) {
+        if self.groups > 0 {
+            let at = self.entries_at;
+            self.out[at..at + 4].copy_from_slice(&self.entries.to_le_bytes());
+            self.entries = 0;
+        }
+    }
+
+    fn entry(&mut self, state: u32, key: &[u8], layout: u8) {
+        assert!(self.groups > 0, "an entry before its key group");
+        self.entries += 1;
+        put_u32(&mut self.out, state);
+        put_bytes(&mut self.out, key);
+        self.out.push(layout);
+    }
+
+    /// A value-layout entry of the current key group.
+    pub fn value(&mut self, state: u32, key: &[u8], value: &[u8]) {
+        self.entry(state, key, 0);
+        put_bytes(&mut self.out, value);
+    }
+
+    /// A list-layout entry of the current key group.
+    pub fn list(&mut self, state: u32, key: &[u8], elements: &[Vec<u8>]) {
+        self.entry(state, key, 1);
+        put_u32(&mut self.out, elements.len() as u32);
+        for element in elements {
+            put_bytes(&mut self.out, element);
+        }
+    }
+
+    /// A map-layout entry of the current key group, its entries sorted by user key.
+    pub fn map<'a>(
+        &mut self,
+        state: u32,
+        key: &[u8],
+        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        self.entry(state, key, 2);
+        put_u32(&mut self.out, entries.len() as u32);
+        for (k, v) in entries {
+            put_bytes(&mut self.out, k);
+            put_bytes(&mut self.out, v);
+        }
+    }
+
+    /// The file: counts filled in, checksum appended.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.end_group();
+        let at = self.groups_at;
+        self.out[at..at + 4].copy_from_slice(&self.groups.to_le_bytes());
+        let crc = crc32c::crc32c(&self.out);
+        self.out.extend_from_slice(&crc.to_le_bytes());
+        self.out
     }
 }
 
