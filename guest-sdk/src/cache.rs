@@ -1,21 +1,24 @@
-//! Value state read and written once per batch instead of twice per record.
+//! Value and list state read and written once per batch instead of per record.
 //!
 //! A host call costs far more than the work of a keyed count, so value-like state (value,
-//! reducing, aggregating) is read for the whole batch in one call, served from here while
-//! the batch runs, and its changes are written back in one call at the end. The host
-//! observes state only between batches (checkpoint barriers fall between them), so it
-//! sees exactly what per-record calls would have left.
+//! reducing, aggregating) and list state are read for the whole batch in one call, served
+//! from here while the batch runs, and their changes are written back in one call at
+//! the end. The host observes state only between batches (checkpoint barriers fall
+//! between them), so it sees exactly what per-record calls would have left.
 //!
 //! A state that the last batch used for fewer than a quarter of its records is not
 //! cached in the next one: reading every key of a batch to serve a few would cost more
-//! than it saves (RocksDB reads are not free).
+//! than it saves (RocksDB reads are not free). List state counts only its reads: a list
+//! that is only appended to is cheaper to append to than to read and replace.
+
+use std::ops::Range;
 
 /// The values of one state's keys in the current batch, and what the batch changed.
-pub(crate) struct BatchCache {
+pub(crate) struct ValueCache {
     /// For each record of the batch: the index of its key.
     keys: Vec<u32>,
     /// For each key: where its value lies in `data`, if it has one.
-    stored: Vec<Option<(usize, usize)>>,
+    stored: Vec<Option<Range<usize>>>,
     data: Vec<u8>,
     /// For each key: its value as the batch left it, once the batch changed it.
     changed: Vec<Option<Option<Vec<u8>>>>,
@@ -36,25 +39,18 @@ pub(crate) struct ValueChanges {
     pub(crate) data: Vec<u8>,
 }
 
-impl BatchCache {
+impl ValueCache {
     /// The cache of a batch whose values the host sent; `None` if they do not add up
     /// (a host bug, which fails the batch).
-    pub(crate) fn new(values: BatchValues) -> Option<BatchCache> {
+    pub(crate) fn new(values: BatchValues) -> Option<ValueCache> {
         let mut at = 0;
         let stored = values
             .lengths
             .iter()
-            .map(|length| {
-                length.map(|length| {
-                    let range = (at, at + length as usize);
-                    at = range.1;
-                    range
-                })
-            })
+            .map(|length| length.map(|length| next(&mut at, length)))
             .collect::<Vec<_>>();
-        let consistent =
-            at == values.data.len() && values.keys.iter().all(|&k| (k as usize) < stored.len());
-        consistent.then(|| BatchCache {
+        let consistent = at == values.data.len() && all_below(&values.keys, stored.len());
+        consistent.then(|| ValueCache {
             keys: values.keys,
             changed: vec![None; stored.len()],
             stored,
@@ -72,7 +68,7 @@ impl BatchCache {
         let key = self.keys[rec as usize] as usize;
         match &self.changed[key] {
             Some(value) => value.as_deref(),
-            None => self.stored[key].map(|(start, end)| &self.data[start..end]),
+            None => self.stored[key].clone().map(|range| &self.data[range]),
         }
     }
 
@@ -85,16 +81,8 @@ impl BatchCache {
     /// What the batch changed, one change per key, each named by a record with that key.
     pub(crate) fn changes(&self) -> ValueChanges {
         let mut changes = ValueChanges::default();
-        let mut done = vec![false; self.changed.len()];
-        for (rec, &key) in self.keys.iter().enumerate() {
-            let key = key as usize;
-            let Some(value) = &self.changed[key] else {
-                continue;
-            };
-            if std::mem::replace(&mut done[key], true) {
-                continue;
-            }
-            changes.records.push(rec as u32);
+        for (rec, value) in changed(&self.keys, &self.changed) {
+            changes.records.push(rec);
             changes.lengths.push(value.as_ref().map(|v| v.len() as u32));
             changes
                 .data
@@ -102,6 +90,201 @@ impl BatchCache {
         }
         changes
     }
+}
+
+/// The lists of one list state's keys in the current batch, and what the batch changed.
+pub(crate) struct ListCache {
+    /// For each record of the batch: the index of its key.
+    keys: Vec<u32>,
+    /// For each key: the range of its elements in `elements`.
+    stored: Vec<Range<usize>>,
+    /// Where each element lies in `data`.
+    elements: Vec<Range<usize>>,
+    data: Vec<u8>,
+    /// For each key: its list as the batch left it, once the batch changed it.
+    changed: Vec<Option<Elements>>,
+}
+
+/// A list's elements in one buffer: fewer allocations than a vector per element.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Elements {
+    data: Vec<u8>,
+    /// Where each element ends in `data`.
+    ends: Vec<usize>,
+}
+
+impl Elements {
+    /// Appends an element written by `write` into the buffer it is given.
+    pub(crate) fn push_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let written = write(&mut self.data);
+        match written {
+            Ok(()) => self.ends.push(self.data.len()),
+            // Nothing half-written stays.
+            Err(_) => self.data.truncate(self.ends.last().copied().unwrap_or(0)),
+        }
+        written
+    }
+
+    /// Appends `element`.
+    pub(crate) fn push(&mut self, element: &[u8]) {
+        let _ = self.push_with::<()>(|data| {
+            data.extend_from_slice(element);
+            Ok(())
+        });
+    }
+
+    /// Appends every element of `other`.
+    fn append(&mut self, other: &Elements) {
+        other.iter().for_each(|element| self.push(element));
+    }
+
+    /// The number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The elements, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.data[start..end])
+    }
+
+    /// The elements as vectors, as the per-record host calls take them.
+    pub(crate) fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.iter().map(<[u8]>::to_vec).collect()
+    }
+}
+
+/// A batch's lists as the host sends them: see `list-get-batch` in the WIT.
+pub(crate) struct BatchLists {
+    pub(crate) keys: Vec<u32>,
+    pub(crate) counts: Vec<u32>,
+    pub(crate) lengths: Vec<u32>,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Changes as the host takes them: see `list-set-many` in the WIT.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct ListChanges {
+    pub(crate) records: Vec<u32>,
+    pub(crate) counts: Vec<u32>,
+    pub(crate) lengths: Vec<u32>,
+    pub(crate) data: Vec<u8>,
+}
+
+impl ListCache {
+    /// The cache of a batch whose lists the host sent; `None` if they do not add up
+    /// (a host bug, which fails the batch).
+    pub(crate) fn new(lists: BatchLists) -> Option<ListCache> {
+        let mut at = 0;
+        let stored = lists
+            .counts
+            .iter()
+            .map(|&count| next(&mut at, count))
+            .collect::<Vec<_>>();
+        let consistent_counts = at == lists.lengths.len();
+        let mut at = 0;
+        let elements = lists
+            .lengths
+            .iter()
+            .map(|&length| next(&mut at, length))
+            .collect();
+        let consistent =
+            consistent_counts && at == lists.data.len() && all_below(&lists.keys, stored.len());
+        consistent.then(|| ListCache {
+            keys: lists.keys,
+            changed: vec![None; stored.len()],
+            stored,
+            elements,
+            data: lists.data,
+        })
+    }
+
+    /// Whether record `rec` is one of the batch's.
+    pub(crate) fn covers(&self, rec: u32) -> bool {
+        (rec as usize) < self.keys.len()
+    }
+
+    /// The elements of record `rec`'s key, as the batch has left them so far.
+    pub(crate) fn get(&self, rec: u32) -> Vec<&[u8]> {
+        let key = self.keys[rec as usize] as usize;
+        match &self.changed[key] {
+            Some(list) => list.iter().collect(),
+            None => self.elements[self.stored[key].clone()]
+                .iter()
+                .map(|range| &self.data[range.clone()])
+                .collect(),
+        }
+    }
+
+    /// Appends `elements` to record `rec`'s key's list.
+    pub(crate) fn add_all(&mut self, rec: u32, elements: &Elements) {
+        let key = self.keys[rec as usize] as usize;
+        if self.changed[key].is_none() {
+            let mut stored = Elements::default();
+            self.get(rec).into_iter().for_each(|e| stored.push(e));
+            self.changed[key] = Some(stored);
+        }
+        if let Some(list) = &mut self.changed[key] {
+            list.append(elements);
+        }
+    }
+
+    /// Replaces record `rec`'s key's list (with nothing: removes it).
+    pub(crate) fn update(&mut self, rec: u32, elements: Elements) {
+        let key = self.keys[rec as usize] as usize;
+        self.changed[key] = Some(elements);
+    }
+
+    /// What the batch changed, one new list per key, each named by a record with that
+    /// key.
+    pub(crate) fn changes(&self) -> ListChanges {
+        let mut changes = ListChanges::default();
+        for (rec, list) in changed(&self.keys, &self.changed) {
+            changes.records.push(rec);
+            changes.counts.push(list.len() as u32);
+            for element in list.iter() {
+                changes.lengths.push(element.len() as u32);
+                changes.data.extend_from_slice(element);
+            }
+        }
+        changes
+    }
+}
+
+/// The range of the next `length` items after `at`, which it moves past them.
+fn next(at: &mut usize, length: u32) -> Range<usize> {
+    let range = *at..*at + length as usize;
+    *at = range.end;
+    range
+}
+
+/// Whether every key index is below `keys`.
+fn all_below(indices: &[u32], keys: usize) -> bool {
+    indices.iter().all(|&k| (k as usize) < keys)
+}
+
+/// The keys a batch changed, once each, with the first record of each and its change.
+fn changed<'a, T>(
+    keys: &'a [u32],
+    changed: &'a [Option<T>],
+) -> impl Iterator<Item = (u32, &'a T)> + 'a {
+    let mut done = vec![false; changed.len()];
+    keys.iter().enumerate().filter_map(move |(rec, &key)| {
+        let key = key as usize;
+        let change = changed[key].as_ref()?;
+        (!std::mem::replace(&mut done[key], true)).then_some((rec as u32, change))
+    })
 }
 
 /// Whether a state used `accesses` times in a batch of `records` is worth caching in
@@ -115,8 +298,8 @@ mod tests {
     use super::*;
 
     /// Records 0 and 2 share key 0 (value "a"); record 1 has key 1 (no value).
-    fn cache() -> BatchCache {
-        BatchCache::new(BatchValues {
+    fn cache() -> ValueCache {
+        ValueCache::new(BatchValues {
             keys: vec![0, 1, 0],
             lengths: vec![Some(1), None],
             data: b"a".to_vec(),
@@ -160,13 +343,90 @@ mod tests {
             lengths: vec![Some(3)],
             data: b"ab".to_vec(),
         };
-        assert!(BatchCache::new(short).is_none());
+        assert!(ValueCache::new(short).is_none());
         let unknown_key = BatchValues {
             keys: vec![1],
             lengths: vec![None],
             data: Vec::new(),
         };
-        assert!(BatchCache::new(unknown_key).is_none());
+        assert!(ValueCache::new(unknown_key).is_none());
+    }
+
+    /// Records 0 and 2 share key 0 (list ["a", ""]); record 1 has key 1 (no list).
+    fn lists() -> ListCache {
+        ListCache::new(BatchLists {
+            keys: vec![0, 1, 0],
+            counts: vec![2, 0],
+            lengths: vec![1, 0],
+            data: b"a".to_vec(),
+        })
+        .expect("consistent")
+    }
+
+    fn elements(all: &[&[u8]]) -> Elements {
+        let mut elements = Elements::default();
+        all.iter().for_each(|e| elements.push(e));
+        elements
+    }
+
+    #[test]
+    fn elements_keep_their_order_and_nothing_half_written() {
+        let mut list = elements(&[b"a", b"", b"bc"]);
+        let failed = list.push_with(|data| {
+            data.extend_from_slice(b"half");
+            Err("cannot encode")
+        });
+        assert_eq!(failed, Err("cannot encode"));
+        assert_eq!(list.len(), 3);
+        assert_eq!(list.to_vecs(), [b"a".to_vec(), Vec::new(), b"bc".to_vec()]);
+    }
+
+    #[test]
+    fn records_with_one_key_see_each_others_list_changes() {
+        let mut cache = lists();
+        assert_eq!(cache.get(0), [&b"a"[..], b""]);
+        assert!(cache.get(1).is_empty());
+        cache.add_all(0, &elements(&[b"b"]));
+        assert_eq!(cache.get(2), [&b"a"[..], b"", b"b"]);
+        cache.update(2, elements(&[b"c"]));
+        cache.add_all(1, &elements(&[b"x", b"yz"]));
+        assert_eq!(cache.get(0), [b"c"]);
+        assert_eq!(
+            cache.changes(),
+            ListChanges {
+                records: vec![0, 1],
+                counts: vec![1, 2],
+                lengths: vec![1, 1, 2],
+                data: b"cxyz".to_vec(),
+            }
+        );
+        cache.update(0, Elements::default());
+        assert_eq!(cache.changes().counts, [0, 2], "an emptied list is removed");
+    }
+
+    #[test]
+    fn lists_that_do_not_add_up_are_refused() {
+        let too_few_lengths = BatchLists {
+            keys: vec![0],
+            counts: vec![2],
+            lengths: vec![1],
+            data: b"a".to_vec(),
+        };
+        assert!(ListCache::new(too_few_lengths).is_none());
+        let short_data = BatchLists {
+            keys: vec![0],
+            counts: vec![1],
+            lengths: vec![2],
+            data: b"a".to_vec(),
+        };
+        assert!(ListCache::new(short_data).is_none());
+        let unknown_key = BatchLists {
+            keys: vec![1],
+            counts: vec![0],
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
+        assert!(ListCache::new(unknown_key).is_none());
     }
 
     #[test]

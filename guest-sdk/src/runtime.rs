@@ -5,14 +5,15 @@
 //! access outside `process` and maps each state name to one id and one kind.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{self, BatchCache, BatchValues, ValueChanges};
+use crate::cache::{
+    self, BatchLists, BatchValues, Elements, ListCache, ListChanges, ValueCache, ValueChanges,
+};
 use crate::{Error, Operator, Result};
 
 /// The kind of a state, as registered with the host.
@@ -49,6 +50,8 @@ pub(crate) trait Host {
     fn list_add_all(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>);
     fn list_update(&mut self, id: u32, rec: u32, elements: Vec<Vec<u8>>);
     fn list_clear(&mut self, id: u32, rec: u32);
+    fn list_get_batch(&mut self, id: u32) -> BatchLists;
+    fn list_set_many(&mut self, id: u32, changes: ListChanges);
     fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>>;
     fn map_put_all(&mut self, id: u32, rec: u32, entries: Vec<(Vec<u8>, Vec<u8>)>);
     fn map_remove(&mut self, id: u32, rec: u32, user_key: &[u8]);
@@ -64,71 +67,112 @@ pub(crate) trait Host {
 /// The environment of one operator instance.
 pub(crate) struct Env {
     pub(crate) host: Box<dyn Host>,
-    ids: HashMap<&'static str, (u32, Kind)>,
+    /// The registered states: few, so a search beats hashing the name at every access.
+    ids: Vec<(&'static str, u32, Kind)>,
     rec: Option<u32>,
     /// Records in the batch being processed.
     records: usize,
-    /// Value-like states' batch caches, by state id.
-    values: Vec<ValueUse>,
+    /// Value-like states, by state id: cached from their first batch on.
+    values: Uses<ValueCache>,
+    /// List states, by state id: cached once a batch read them often enough.
+    lists: Uses<ListCache>,
 }
 
-/// How a value-like state is used, and its cache in the current batch.
-#[derive(Default)]
-struct ValueUse {
-    /// Whether the last batch used it too rarely to read it for a whole batch: then
-    /// every access is a host call of its own.
-    sparse: bool,
-    /// Accesses in the current batch.
+/// A batch cache of one state (see `cache`): how it is read and written back.
+trait Cached: Sized {
+    /// Reads the batch's state from the host; `None` if what it sent does not add up.
+    fn read(host: &mut dyn Host, id: u32) -> Option<Self>;
+    /// Whether record `rec` is one of the batch's.
+    fn covers(&self, rec: u32) -> bool;
+    /// Writes back what the batch changed.
+    fn write_back(self, host: &mut dyn Host, id: u32);
+}
+
+impl Cached for ValueCache {
+    fn read(host: &mut dyn Host, id: u32) -> Option<Self> {
+        ValueCache::new(host.value_get_batch(id))
+    }
+    fn covers(&self, rec: u32) -> bool {
+        ValueCache::covers(self, rec)
+    }
+    fn write_back(self, host: &mut dyn Host, id: u32) {
+        let changes = self.changes();
+        if !changes.records.is_empty() {
+            host.value_set_many(id, changes);
+        }
+    }
+}
+
+impl Cached for ListCache {
+    fn read(host: &mut dyn Host, id: u32) -> Option<Self> {
+        ListCache::new(host.list_get_batch(id))
+    }
+    fn covers(&self, rec: u32) -> bool {
+        ListCache::covers(self, rec)
+    }
+    fn write_back(self, host: &mut dyn Host, id: u32) {
+        let changes = self.changes();
+        if !changes.records.is_empty() {
+            host.list_set_many(id, changes);
+        }
+    }
+}
+
+/// How the states of one kind are used, by state id, and their caches in the current
+/// batch.
+struct Uses<C> {
+    /// Whether a state is cached in its first batch.
+    first: bool,
+    states: Vec<Use<C>>,
+}
+
+struct Use<C> {
+    /// Whether this batch serves the state from a cache, or makes a host call for
+    /// every access: decided at the end of the batch before.
+    cached: bool,
+    /// Accesses in the current batch that count towards caching it in the next one.
     accesses: usize,
-    batch: Option<BatchCache>,
+    batch: Option<C>,
 }
 
-impl Env {
-    pub(crate) fn new(host: Box<dyn Host>) -> Env {
-        Env {
-            host,
-            ids: HashMap::new(),
-            rec: None,
-            records: 0,
-            values: Vec::new(),
+impl<C: Cached> Uses<C> {
+    fn new(first: bool) -> Uses<C> {
+        Uses {
+            first,
+            states: Vec::new(),
         }
     }
 
-    /// The id of state `name`, registered as `kind` at its first use.
-    fn id(&mut self, name: &'static str, kind: Kind) -> Result<u32> {
-        match self.ids.get(name) {
-            Some(&(id, registered)) if registered == kind => Ok(id),
-            Some(&(_, registered)) => Err(Error::new(format!(
-                "state `{name}` is used as {} state but was first used as {} state",
-                kind.name(),
-                registered.name()
-            ))),
-            None => {
-                let id = self.host.register(name, kind);
-                self.ids.insert(name, (id, kind));
-                Ok(id)
-            }
-        }
-    }
-
-    /// The batch cache of value state `id`, read from the host at its first use in the
-    /// batch; `None` when the state is used too sparsely to be worth it.
-    fn value_cache(&mut self, name: &str, id: u32, rec: u32) -> Result<Option<&mut BatchCache>> {
+    /// The batch cache of state `id`, read from the host at its first use in the batch;
+    /// `None` when the state is not cached in this batch. `counts`: whether this access
+    /// counts towards caching it in the next batch.
+    fn cache(
+        &mut self,
+        host: &mut dyn Host,
+        name: &str,
+        id: u32,
+        rec: u32,
+        counts: bool,
+    ) -> Result<Option<&mut C>> {
         let index = id as usize;
-        if self.values.len() <= index {
-            self.values.resize_with(index + 1, ValueUse::default);
+        if self.states.len() <= index {
+            self.states.resize_with(index + 1, || Use {
+                cached: self.first,
+                accesses: 0,
+                batch: None,
+            });
         }
-        let using = &mut self.values[index];
-        using.accesses += 1;
-        if using.sparse {
+        let using = &mut self.states[index];
+        using.accesses += usize::from(counts);
+        if !using.cached {
             return Ok(None);
         }
         if using.batch.is_none() {
-            let cache = BatchCache::new(self.host.value_get_batch(id))
+            let cache = C::read(host, id)
                 .filter(|cache| cache.covers(rec))
                 .ok_or_else(|| {
                     Error::new(format!(
-                        "state `{name}`: the host sent values that do not match the batch"
+                        "state `{name}`: the host sent state that does not match the batch"
                     ))
                 })?;
             using.batch = Some(cache);
@@ -136,19 +180,56 @@ impl Env {
         Ok(using.batch.as_mut())
     }
 
+    /// Ends a batch of `records`: writes back what it changed (if it succeeded) and
+    /// decides which states to cache in the next one.
+    fn end_batch(&mut self, host: &mut dyn Host, records: usize, succeeded: bool) {
+        for (id, using) in self.states.iter_mut().enumerate() {
+            if let Some(cache) = using.batch.take()
+                && succeeded
+            {
+                cache.write_back(host, id as u32);
+            }
+            using.cached = cache::worth_caching(using.accesses, records);
+            using.accesses = 0;
+        }
+    }
+}
+
+impl Env {
+    pub(crate) fn new(host: Box<dyn Host>) -> Env {
+        Env {
+            host,
+            ids: Vec::new(),
+            rec: None,
+            records: 0,
+            values: Uses::new(true),
+            lists: Uses::new(false),
+        }
+    }
+
+    /// The id of state `name`, registered as `kind` at its first use.
+    fn id(&mut self, name: &'static str, kind: Kind) -> Result<u32> {
+        match self.ids.iter().find(|(registered, ..)| *registered == name) {
+            Some(&(_, id, registered)) if registered == kind => Ok(id),
+            Some(&(_, _, registered)) => Err(Error::new(format!(
+                "state `{name}` is used as {} state but was first used as {} state",
+                kind.name(),
+                registered.name()
+            ))),
+            None => {
+                let id = self.host.register(name, kind);
+                self.ids.push((name, id, kind));
+                Ok(id)
+            }
+        }
+    }
+
     /// Ends a batch: writes back what it changed (if it succeeded) and decides which
     /// states to cache in the next one.
     fn end_batch(&mut self, succeeded: bool) {
-        for (id, using) in self.values.iter_mut().enumerate() {
-            if let Some(cache) = using.batch.take() {
-                let changes = cache.changes();
-                if succeeded && !changes.records.is_empty() {
-                    self.host.value_set_many(id as u32, changes);
-                }
-            }
-            using.sparse = !cache::worth_caching(using.accesses, self.records);
-            using.accesses = 0;
-        }
+        let host = self.host.as_mut();
+        self.values.end_batch(host, self.records, succeeded);
+        self.lists.end_batch(host, self.records, succeeded);
     }
 }
 
@@ -181,10 +262,12 @@ pub(crate) fn read_value<R>(
 ) -> Result<R> {
     with_env(name, |env, rec| {
         let id = env.id(name, kind)?;
-        Ok(match env.value_cache(name, id, rec)? {
-            Some(cache) => f(cache.get(rec)),
-            None => f(env.host.value_get(id, rec).as_deref()),
-        })
+        Ok(
+            match env.values.cache(env.host.as_mut(), name, id, rec, true)? {
+                Some(cache) => f(cache.get(rec)),
+                None => f(env.host.value_get(id, rec).as_deref()),
+            },
+        )
     })
 }
 
@@ -193,10 +276,55 @@ pub(crate) fn read_value<R>(
 pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<Vec<u8>>) -> Result<()> {
     with_env(name, |env, rec| {
         let id = env.id(name, kind)?;
-        match (env.value_cache(name, id, rec)?, value) {
+        match (
+            env.values.cache(env.host.as_mut(), name, id, rec, true)?,
+            value,
+        ) {
             (Some(cache), value) => cache.set(rec, value),
             (None, Some(value)) => env.host.value_update(id, rec, value),
             (None, None) => env.host.value_clear(id, rec),
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` on the elements of list state `name` for the current record's key.
+pub(crate) fn read_list<R>(name: &'static str, f: impl FnOnce(&[&[u8]]) -> R) -> Result<R> {
+    with_env(name, |env, rec| {
+        let id = env.id(name, Kind::List)?;
+        Ok(
+            match env.lists.cache(env.host.as_mut(), name, id, rec, true)? {
+                Some(cache) => f(&cache.get(rec)),
+                None => {
+                    let elements = env.host.list_get(id, rec);
+                    f(&elements.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                }
+            },
+        )
+    })
+}
+
+/// Appends `elements` to list state `name` for the current record's key.
+pub(crate) fn add_to_list(name: &'static str, elements: Elements) -> Result<()> {
+    with_env(name, |env, rec| {
+        let id = env.id(name, Kind::List)?;
+        match env.lists.cache(env.host.as_mut(), name, id, rec, false)? {
+            Some(cache) => cache.add_all(rec, &elements),
+            None => env.host.list_add_all(id, rec, elements.to_vecs()),
+        }
+        Ok(())
+    })
+}
+
+/// Replaces (with nothing: removes) list state `name`'s list for the current record's
+/// key.
+pub(crate) fn replace_list(name: &'static str, elements: Elements) -> Result<()> {
+    with_env(name, |env, rec| {
+        let id = env.id(name, Kind::List)?;
+        match env.lists.cache(env.host.as_mut(), name, id, rec, false)? {
+            Some(cache) => cache.update(rec, elements),
+            None if elements.is_empty() => env.host.list_clear(id, rec),
+            None => env.host.list_update(id, rec, elements.to_vecs()),
         }
         Ok(())
     })

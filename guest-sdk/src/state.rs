@@ -6,7 +6,10 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::runtime::{Kind, read_value, with_state, write_value};
+use crate::cache::Elements;
+use crate::runtime::{
+    Kind, add_to_list, read_list, read_value, replace_list, with_state, write_value,
+};
 use crate::{Error, Result};
 
 pub(crate) fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<Vec<u8>> {
@@ -83,10 +86,12 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 
     /// The current key's elements, in insertion order.
     pub fn get(&self) -> Result<Vec<T>> {
-        with_state(self.name, Kind::List, |h, id, rec| h.list_get(id, rec))?
-            .iter()
-            .map(|bytes| decode(self.name, bytes))
-            .collect()
+        read_list(self.name, |elements| {
+            elements
+                .iter()
+                .map(|bytes| decode(self.name, bytes))
+                .collect()
+        })?
     }
 
     /// Appends one element.
@@ -96,27 +101,27 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 
     /// Appends elements, in order.
     pub fn add_all(&self, elements: &[T]) -> Result<()> {
-        let bytes = self.encode_all(elements)?;
-        with_state(self.name, Kind::List, |h, id, rec| {
-            h.list_add_all(id, rec, bytes)
-        })
+        add_to_list(self.name, self.encode_all(elements)?)
     }
 
     /// Replaces all elements.
     pub fn update(&self, elements: &[T]) -> Result<()> {
-        let bytes = self.encode_all(elements)?;
-        with_state(self.name, Kind::List, |h, id, rec| {
-            h.list_update(id, rec, bytes)
-        })
+        replace_list(self.name, self.encode_all(elements)?)
     }
 
     /// Removes all elements.
     pub fn clear(&self) -> Result<()> {
-        with_state(self.name, Kind::List, |h, id, rec| h.list_clear(id, rec))
+        replace_list(self.name, Elements::default())
     }
 
-    fn encode_all(&self, elements: &[T]) -> Result<Vec<Vec<u8>>> {
-        elements.iter().map(|e| encode(self.name, e)).collect()
+    fn encode_all(&self, elements: &[T]) -> Result<Elements> {
+        let mut encoded = Elements::default();
+        for element in elements {
+            encoded
+                .push_with(|data| serde_json::to_writer(data, element))
+                .map_err(|e| Error::new(format!("state `{}`: cannot encode: {e}", self.name)))?;
+        }
+        Ok(encoded)
     }
 }
 

@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cache::{BatchValues, ValueChanges};
+use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 use crate::state::decode;
 use crate::{
@@ -277,6 +277,23 @@ impl MemoryHost {
         )
     }
 
+    /// For each record of the batch, the index of its key among the batch's distinct
+    /// keys; `first` is called with the first record of each key, in order.
+    fn distinct_keys(&mut self, mut first: impl FnMut(&mut Self, u32)) -> Vec<u32> {
+        let keys = self.shared.borrow().keys.clone();
+        let mut distinct: HashMap<Vec<u8>, u32> = HashMap::new();
+        keys.into_iter()
+            .enumerate()
+            .map(|(rec, key)| {
+                let next = distinct.len() as u32;
+                *distinct.entry(key).or_insert_with(|| {
+                    first(self, rec as u32);
+                    next
+                })
+            })
+            .collect()
+    }
+
     fn slots(&self) -> std::cell::RefMut<'_, HashMap<(String, Vec<u8>), Slot>> {
         std::cell::RefMut::map(self.shared.borrow_mut(), |s| &mut s.store.slots)
     }
@@ -343,23 +360,16 @@ impl Host for MemoryHost {
         self.slots().remove(&key);
     }
     fn value_get_batch(&mut self, id: u32) -> BatchValues {
-        let keys = self.shared.borrow().keys.clone();
-        let mut distinct: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut values = BatchValues {
             keys: Vec::new(),
             lengths: Vec::new(),
             data: Vec::new(),
         };
-        for (rec, key) in keys.into_iter().enumerate() {
-            let next = distinct.len() as u32;
-            let index = *distinct.entry(key).or_insert_with(|| {
-                let value = self.value_get(id, rec as u32);
-                values.lengths.push(value.as_ref().map(|v| v.len() as u32));
-                values.data.extend(value.unwrap_or_default());
-                next
-            });
-            values.keys.push(index);
-        }
+        values.keys = self.distinct_keys(|host, rec| {
+            let value = host.value_get(id, rec);
+            values.lengths.push(value.as_ref().map(|v| v.len() as u32));
+            values.data.extend(value.unwrap_or_default());
+        });
         values
     }
     fn value_set_many(&mut self, id: u32, changes: ValueChanges) {
@@ -390,6 +400,39 @@ impl Host for MemoryHost {
     }
     fn list_clear(&mut self, id: u32, rec: u32) {
         self.value_clear(id, rec)
+    }
+    fn list_get_batch(&mut self, id: u32) -> BatchLists {
+        let mut lists = BatchLists {
+            keys: Vec::new(),
+            counts: Vec::new(),
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
+        lists.keys = self.distinct_keys(|host, rec| {
+            let elements = host.list_get(id, rec);
+            lists.counts.push(elements.len() as u32);
+            for element in elements {
+                lists.lengths.push(element.len() as u32);
+                lists.data.extend(element);
+            }
+        });
+        lists
+    }
+    fn list_set_many(&mut self, id: u32, changes: ListChanges) {
+        let mut lengths = changes.lengths.into_iter();
+        let mut data = changes.data.as_slice();
+        for (rec, count) in changes.records.into_iter().zip(changes.counts) {
+            let elements = lengths
+                .by_ref()
+                .take(count as usize)
+                .map(|length| {
+                    let (element, rest) = data.split_at(length as usize);
+                    data = rest;
+                    element.to_vec()
+                })
+                .collect();
+            self.list_update(id, rec, elements);
+        }
     }
     fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>> {
         let key = self.slot_key(id, rec);

@@ -7,7 +7,7 @@ use std::thread::LocalKey;
 use crate::__private::{WitOutput, WitProcessError, WitRecord, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::{log, state, types::StateKind};
-use crate::cache::{BatchValues, ValueChanges};
+use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 
 struct Imports;
@@ -62,6 +62,24 @@ impl Host for Imports {
     }
     fn list_clear(&mut self, id: u32, rec: u32) {
         state::list_clear(id, rec)
+    }
+    fn list_get_batch(&mut self, id: u32) -> BatchLists {
+        let lists = state::list_get_batch(id);
+        BatchLists {
+            keys: lists.keys,
+            counts: lists.counts,
+            lengths: lists.lengths,
+            data: lists.data,
+        }
+    }
+    fn list_set_many(&mut self, id: u32, changes: ListChanges) {
+        let changes = state::ListChanges {
+            records: changes.records,
+            counts: changes.counts,
+            lengths: changes.lengths,
+            data: changes.data,
+        };
+        state::list_set_many(id, &changes)
     }
     fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>> {
         state::map_get(id, rec, user_key)

@@ -117,6 +117,11 @@ impl Runtime {
         }
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true).max_wasm_stack(stack_bytes);
+        // For profiling the guests: `perf` names their compiled functions from
+        // /tmp/perf-<pid>.map.
+        if std::env::var_os("WEIR_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = wasmtime::component::Linker::new(&engine);
         imports::add_to_linker(&mut linker)?;

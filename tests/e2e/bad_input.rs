@@ -233,22 +233,32 @@ fn a_guest_error_names_the_record_that_failed() {
 }
 
 #[test]
-fn value_changes_that_do_not_match_their_data_trap_with_what_is_wrong() {
-    let job = Job::new();
-    let out = misbehave(
-        &job,
-        "{\"k\":\"a\"}\n{\"k\":\"a\",\"do\":\"bad-changes\"}\n",
-        "key_by = \"/k\"\n[operator.config]\ncount = true",
-    );
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains(
-            "operator `op` trapped: value-set-many: the lengths add up to 5 bytes, the data has 2"
+fn batch_state_changes_that_do_not_match_their_data_trap_with_what_is_wrong() {
+    for (action, wrong) in [
+        (
+            "bad-changes",
+            "value-set-many: the lengths add up to 5 bytes, the data has 2",
         ),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(job.committed("out"), "", "a failed job commits nothing");
+        (
+            "bad-list-changes",
+            "list-set-many: the counts add up to 2 elements, there are 1 lengths",
+        ),
+    ] {
+        let job = Job::new();
+        let out = misbehave(
+            &job,
+            &format!("{{\"k\":\"a\"}}\n{{\"k\":\"a\",\"do\":\"{action}\"}}\n"),
+            "key_by = \"/k\"\n[operator.config]\ncount = true",
+        );
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("operator `op` trapped: {wrong}")),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(job.committed("out"), "", "a failed job commits nothing");
+    }
 }
 
 #[test]

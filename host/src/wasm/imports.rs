@@ -230,6 +230,33 @@ impl CurrentBatch {
         self.record_scope(registry.check(state, layout)?, rec)
     }
 
+    /// The batch's distinct keys in `state`: for each record, the index of its key, and
+    /// each key's scope.
+    fn distinct(&mut self, state: StateId) -> Result<(Vec<u32>, Vec<Scope<'_>>)> {
+        // Checks keyed state may be used now, and that the batch has a record.
+        self.record_scope(state, 0)?;
+        let distinct = Distinct::of(&mut self.distinct, &self.records);
+        let scopes = distinct
+            .firsts
+            .iter()
+            .map(|&first| Scope {
+                state,
+                key_group: self.key_groups[first as usize],
+                key: &self.records[first as usize].key,
+            })
+            .collect();
+        Ok((distinct.keys.clone(), scopes))
+    }
+
+    /// Checks every one of `records` names a record of the batch, before a call that
+    /// changes state for them changes anything.
+    fn check_records(&self, state: StateId, records: &[u32]) -> Result<()> {
+        for &rec in records {
+            self.record_scope(state, rec)?;
+        }
+        Ok(())
+    }
+
     fn record_scope(&self, state: StateId, rec: u32) -> Result<Scope<'_>> {
         if !self.keyed {
             bail!("keyed state needs a key: give the operator `key_by` in the job file");
@@ -289,25 +316,16 @@ impl state::Host for GuestCtx {
 
     fn value_get_batch(&mut self, state: u32) -> Result<state::BatchValues> {
         let state = self.registry.check(state, Layout::Value)?;
-        // Checks keyed state may be used now, and that the batch has a record.
-        self.current.record_scope(state, 0)?;
-        let current = &mut self.current;
-        let records = &current.records;
-        let distinct = Distinct::of(&mut current.distinct, records);
-        let mut lengths = Vec::with_capacity(distinct.firsts.len());
+        let (keys, scopes) = self.current.distinct(state)?;
+        let mut lengths = Vec::with_capacity(scopes.len());
         let mut data = Vec::new();
-        for &first in &distinct.firsts {
-            let scope = Scope {
-                state,
-                key_group: current.key_groups[first as usize],
-                key: &records[first as usize].key,
-            };
+        for scope in scopes {
             let value = self.backend.value_get(scope)?;
             lengths.push(value.as_ref().map(|v| v.len() as u32));
             data.extend_from_slice(value.as_deref().unwrap_or_default());
         }
         Ok(state::BatchValues {
-            keys: distinct.keys.clone(),
+            keys,
             lengths,
             data,
         })
@@ -334,6 +352,7 @@ impl state::Host for GuestCtx {
                 changes.data.len()
             );
         }
+        self.current.check_records(state, &changes.records)?;
         let mut rest = changes.data.as_slice();
         for (&rec, &length) in changes.records.iter().zip(&changes.lengths) {
             let scope = self.current.record_scope(state, rec)?;
@@ -345,6 +364,68 @@ impl state::Host for GuestCtx {
                 }
                 None => self.backend.clear(scope)?,
             }
+        }
+        Ok(())
+    }
+
+    fn list_get_batch(&mut self, state: u32) -> Result<state::BatchLists> {
+        let state = self.registry.check(state, Layout::List)?;
+        let (keys, scopes) = self.current.distinct(state)?;
+        let mut lists = state::BatchLists {
+            keys,
+            counts: Vec::with_capacity(scopes.len()),
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
+        for scope in scopes {
+            let elements = self.backend.list_get(scope)?;
+            lists.counts.push(elements.len() as u32);
+            for element in elements {
+                lists.lengths.push(element.len() as u32);
+                lists.data.extend_from_slice(&element);
+            }
+        }
+        Ok(lists)
+    }
+
+    fn list_set_many(&mut self, state: u32, changes: state::ListChanges) -> Result<()> {
+        let state = self.registry.check(state, Layout::List)?;
+        if changes.records.len() != changes.counts.len() {
+            bail!(
+                "list-set-many: {} records but {} counts",
+                changes.records.len(),
+                changes.counts.len()
+            );
+        }
+        let elements: u64 = changes.counts.iter().map(|&c| u64::from(c)).sum();
+        if elements != changes.lengths.len() as u64 {
+            bail!(
+                "list-set-many: the counts add up to {elements} elements, there are {} lengths",
+                changes.lengths.len()
+            );
+        }
+        let total: u64 = changes.lengths.iter().map(|&l| u64::from(l)).sum();
+        if total != changes.data.len() as u64 {
+            bail!(
+                "list-set-many: the lengths add up to {total} bytes, the data has {}",
+                changes.data.len()
+            );
+        }
+        self.current.check_records(state, &changes.records)?;
+        let mut lengths = changes.lengths.iter();
+        let mut rest = changes.data.as_slice();
+        for (&rec, &count) in changes.records.iter().zip(&changes.counts) {
+            let scope = self.current.record_scope(state, rec)?;
+            let elements = lengths
+                .by_ref()
+                .take(count as usize)
+                .map(|&length| {
+                    let (element, after) = rest.split_at(length as usize);
+                    rest = after;
+                    element.to_vec()
+                })
+                .collect();
+            self.backend.list_replace(scope, elements)?;
         }
         Ok(())
     }

@@ -48,6 +48,7 @@ impl Operator for Misbehave {
             "recurse" => return ctx.emit(Value::from(recurse(1))),
             "probe" => return ctx.emit(probe(&command)),
             "bad-changes" => bad_changes(),
+            "bad-list-changes" => bad_list_changes(),
             _ => {}
         }
         if self.count {
@@ -70,6 +71,22 @@ fn bad_changes() {
             data: b"ab".to_vec(),
         };
         state::value_set_many(id, &changes);
+    }
+}
+
+/// Calls `list-set-many` with two elements announced and one length sent.
+fn bad_list_changes() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use guest_sdk::__private::bindings::weir::operator::{state, types::StateKind};
+        let id = state::register("recent", StateKind::List);
+        let changes = state::ListChanges {
+            records: vec![0],
+            counts: vec![2],
+            lengths: vec![1],
+            data: b"a".to_vec(),
+        };
+        state::list_set_many(id, &changes);
     }
 }
 

@@ -1,8 +1,10 @@
-//! Value state is read and written once per batch (or, used sparsely, once per call):
-//! either way every record sees what the records before it left.
+//! Value and list state are read and written once per batch (or, used sparsely, once
+//! per call): either way every record sees what the records before it left.
+
+use std::collections::HashMap;
 
 use guest_sdk::testing::Harness;
-use guest_sdk::{Context, Operator, ReducingState, Result, ValueState};
+use guest_sdk::{Context, ListState, Operator, ReducingState, Result, ValueState};
 use serde_json::{Value, json};
 
 const COUNT: ValueState<u64> = ValueState::new("count");
@@ -74,4 +76,67 @@ fn records_of_one_key_in_a_batch_see_each_others_writes_in_every_mode() {
     let outputs = harness.push("b", json!({"n": 0})).unwrap();
     assert_eq!(outputs, [json!(1)]);
     assert_eq!(harness.state(&COUNT, "b"), Some(1));
+}
+
+const RECENT: ListState<u64> = ListState::new("recent");
+/// Only appended to: never read, so never read for a whole batch.
+const LOG: ListState<u64> = ListState::new("log");
+
+/// Keeps each key's last three numbers, emptied after a number ending in 9.
+#[derive(Default)]
+struct Recent;
+
+impl Operator for Recent {
+    type Input = u64;
+    type Output = Vec<u64>;
+
+    fn process(&mut self, n: u64, ctx: &mut Context<Vec<u64>>) -> Result<()> {
+        RECENT.add(&n)?;
+        let mut recent = RECENT.get()?;
+        if recent.len() > 3 {
+            recent.drain(..recent.len() - 3);
+            RECENT.update(&recent)?;
+        }
+        if n % 10 == 9 {
+            RECENT.clear()?;
+        }
+        LOG.add(&n)?;
+        ctx.emit(recent)
+    }
+}
+
+#[test]
+fn records_of_one_key_in_a_batch_see_each_others_list_changes() {
+    let mut harness = Harness::<Recent>::new().unwrap();
+    // What per-record calls would leave: the first batch makes them (a list state is
+    // cached once a batch has read it), the next ones are served from the cache.
+    let mut model: HashMap<&str, Vec<u64>> = HashMap::new();
+    let mut log: HashMap<&str, Vec<u64>> = HashMap::new();
+    let mut n = 0;
+    for batch in 0..3 {
+        let records: Vec<(&str, Value)> = (0..40)
+            .map(|i| (["a", "b", "c"][(i / 3 + i * i) % 3], json!(n + i as u64)))
+            .collect();
+        let mut expected = Vec::new();
+        for (key, value) in &records {
+            let value = value.as_u64().unwrap();
+            log.entry(key).or_default().push(value);
+            let recent = model.entry(key).or_default();
+            recent.push(value);
+            if recent.len() > 3 {
+                recent.remove(0);
+            }
+            expected.push(json!(recent));
+            if value % 10 == 9 {
+                recent.clear();
+            }
+        }
+        n += 40;
+        let outputs = harness.push_batch(&records).unwrap();
+        assert_eq!(outputs, expected, "batch {batch}");
+    }
+    for key in ["a", "b", "c"] {
+        assert_eq!(harness.state(&RECENT, key), model[key], "{key}");
+        assert_eq!(harness.state(&LOG, key), log[key], "{key}");
+    }
 }
