@@ -3,6 +3,9 @@
 //! Invariant: a record's payload is one JSON document on one line; its key is computed
 //! once, on the edge into a keyed operator, and travels with it.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -22,12 +25,28 @@ pub struct Record {
 /// Where a record was read, for messages about it: `at` names the source and file (or
 /// generator) and the unit, `number` the line (or generated record). Records an operator
 /// emitted have none.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Origin {
-    /// E.g. "source `logs`, data/access.jsonl line".
-    pub at: std::sync::Arc<str>,
+    /// E.g. "source `logs`, data/access.jsonl line" (made by [`Origin::label`]).
+    pub at: &'static str,
     /// The line number (1-based) or the generator's index.
     pub number: u64,
+}
+
+impl Origin {
+    /// `at` as a label every record can carry for free: a reference count shared by
+    /// the records of a source would be written by two threads for each of them. Kept
+    /// for the life of the process, once per distinct text (one per source and file).
+    pub fn label(at: String) -> &'static str {
+        static LABELS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+        let mut labels = LABELS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&label) = labels.get(at.as_str()) {
+            return label;
+        }
+        let label: &'static str = Box::leak(at.into_boxed_str());
+        labels.insert(label);
+        label
+    }
 }
 
 impl std::fmt::Display for Origin {

@@ -104,6 +104,8 @@ pub struct Outputs {
     edges: Vec<Edge>,
     keyed: bool,
     largest: usize,
+    /// The keys of the record being pushed, one per edge (kept to reuse its memory).
+    keys: Vec<(Vec<u8>, KeyGroup)>,
 }
 
 impl Outputs {
@@ -114,6 +116,7 @@ impl Outputs {
             edges,
             keyed,
             largest: 0,
+            keys: Vec::new(),
         }
     }
 
@@ -123,27 +126,30 @@ impl Outputs {
         if record.payload.contains(&b'\n') {
             return Err(BadRecord::LineBreak);
         }
-        let keys = if self.keyed {
+        // Every edge's key first, so that a bad record goes to no edge.
+        self.keys.clear();
+        if self.keyed {
             // Taking a key also checks that the whole payload is JSON.
-            self.edges
-                .iter()
-                .map(|edge| match &edge.selector {
+            for edge in &self.edges {
+                self.keys.push(match &edge.selector {
                     Some(selector) => selector.key(&record.payload).map_err(|e| match e {
                         KeyError::NotJson(e) => BadRecord::NotJson(e),
                         KeyError::Missing(error) => BadRecord::NoKey {
                             consumer: edge.consumer.clone(),
                             error,
                         },
-                    }),
-                    None => Ok((Vec::new(), KeyGroup(0))),
-                })
-                .collect::<Result<Vec<_>, _>>()?
+                    })?,
+                    None => (Vec::new(), KeyGroup(0)),
+                });
+            }
         } else {
             serde_json::from_slice::<IgnoredAny>(&record.payload)?;
-            vec![(Vec::new(), KeyGroup(0)); self.edges.len()]
-        };
+            let edges = self.edges.len();
+            self.keys.resize_with(edges, || (Vec::new(), KeyGroup(0)));
+        }
         let last = self.edges.len().saturating_sub(1);
         let mut record = Some(record);
+        let keys = self.keys.drain(..);
         for (i, (edge, (key, key_group))) in self.edges.iter_mut().zip(keys).enumerate() {
             let Record { payload, timestamp } = if i == last {
                 record.take().expect("taken only by the last edge")
@@ -157,7 +163,7 @@ impl Outputs {
                 key_group,
                 payload,
                 timestamp,
-                origin: origin.cloned(),
+                origin: origin.copied(),
             });
             self.largest = self.largest.max(pending.len());
         }

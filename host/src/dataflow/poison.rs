@@ -247,7 +247,7 @@ mod tests {
             payload: format!("{{\"n\":{line}}}").into_bytes(),
             timestamp: None,
             origin: Some(Origin {
-                at: "source `in`, in.jsonl line".into(),
+                at: "source `in`, in.jsonl line",
                 number: line,
             }),
         }

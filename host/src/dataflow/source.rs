@@ -141,18 +141,14 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
             key_prefix,
         } => {
             let generator = Generator::new(key_field, key_prefix, *keys);
-            let at: std::sync::Arc<str> =
-                format!("source `{}`, generated record", source.name).into();
+            let at = Origin::label(format!("source `{}`, generated record", source.name));
             let first = match context.start {
                 Some(SourcePosition::Generator { next }) => next,
                 _ => subtask as u64,
             };
             for index in (first..*count).step_by(parallelism) {
                 context.poll_trigger(&mut outputs, || SourcePosition::Generator { next: index })?;
-                let origin = Origin {
-                    at: at.clone(),
-                    number: index,
-                };
+                let origin = Origin { at, number: index };
                 outputs
                     .push(generator.record(index), Some(&origin))
                     .expect("generated records are JSON documents with their key field");
@@ -217,8 +213,7 @@ impl Lines {
         report: &mut SourceReport,
     ) -> Result<(), Stop> {
         let mut reader = BufReader::with_capacity(1 << 16, input);
-        let at: std::sync::Arc<str> =
-            format!("source `{}`, {} line", source.name, self.label).into();
+        let at = Origin::label(format!("source `{}`, {} line", source.name, self.label));
         loop {
             context.poll_trigger(outputs, || self.position())?;
             let mut line = Vec::new();
@@ -241,7 +236,7 @@ impl Lines {
                 continue;
             }
             let origin = Origin {
-                at: at.clone(),
+                at,
                 number: self.line,
             };
             match outputs.push(
@@ -299,15 +294,17 @@ impl Generator {
     }
 
     fn record(&self, index: u64) -> Record {
-        let payload = format!(
-            "{}{}{}\",\"seq\":{}}}",
-            self.head,
-            self.prefix,
-            index % self.keys,
-            index / self.keys
-        );
+        // Written piece by piece: `format!` cost the source thread a tenth of its time.
+        let mut digits = itoa::Buffer::new();
+        let mut payload = Vec::with_capacity(self.head.len() + self.prefix.len() + 48);
+        payload.extend_from_slice(self.head.as_bytes());
+        payload.extend_from_slice(self.prefix.as_bytes());
+        payload.extend_from_slice(digits.format(index % self.keys).as_bytes());
+        payload.extend_from_slice(b"\",\"seq\":");
+        payload.extend_from_slice(digits.format(index / self.keys).as_bytes());
+        payload.push(b'}');
         Record {
-            payload: payload.into_bytes(),
+            payload,
             timestamp: Some(index as i64),
         }
     }
