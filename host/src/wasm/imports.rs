@@ -168,6 +168,18 @@ fn layout_name(layout: Layout) -> &'static str {
     }
 }
 
+/// Checks that `lengths` add up to the bytes of `data`, for a batch call's message.
+fn check_data(call: &str, lengths: impl Iterator<Item = u32>, data: &[u8]) -> Result<()> {
+    let total: u64 = lengths.map(u64::from).sum();
+    if total != data.len() as u64 {
+        bail!(
+            "{call}: the lengths add up to {total} bytes, the data has {}",
+            data.len()
+        );
+    }
+    Ok(())
+}
+
 /// The batch being processed: the only keys whose state a guest can reach.
 pub(super) struct CurrentBatch {
     keyed: bool,
@@ -340,18 +352,8 @@ impl state::Host for GuestCtx {
                 changes.lengths.len()
             );
         }
-        let total: u64 = changes
-            .lengths
-            .iter()
-            .flatten()
-            .map(|&l| u64::from(l))
-            .sum();
-        if total != changes.data.len() as u64 {
-            bail!(
-                "value-set-many: the lengths add up to {total} bytes, the data has {}",
-                changes.data.len()
-            );
-        }
+        let lengths = changes.lengths.iter().flatten().copied();
+        check_data("value-set-many", lengths, &changes.data)?;
         self.current.check_records(state, &changes.records)?;
         let mut rest = changes.data.as_slice();
         for (&rec, &length) in changes.records.iter().zip(&changes.lengths) {
@@ -404,13 +406,11 @@ impl state::Host for GuestCtx {
                 changes.lengths.len()
             );
         }
-        let total: u64 = changes.lengths.iter().map(|&l| u64::from(l)).sum();
-        if total != changes.data.len() as u64 {
-            bail!(
-                "list-set-many: the lengths add up to {total} bytes, the data has {}",
-                changes.data.len()
-            );
-        }
+        check_data(
+            "list-set-many",
+            changes.lengths.iter().copied(),
+            &changes.data,
+        )?;
         self.current.check_records(state, &changes.records)?;
         let mut lengths = changes.lengths.iter();
         let mut rest = changes.data.as_slice();

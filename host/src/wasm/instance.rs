@@ -164,8 +164,8 @@ impl OperatorInstance {
     }
 
     /// A point-in-time copy of the instance's state: its registered states, and the
-    /// backend's copy (cheap to take; turn it into a [`Snapshot`] with
-    /// [`into_snapshot`] on another thread).
+    /// backend's copy (cheap to take; encode it with [`BackendSnapshot::encode`], or
+    /// turn it into a [`Snapshot`] with [`into_snapshot`], on another thread).
     pub fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
         let ctx = self.store.data();
         let states = ctx
