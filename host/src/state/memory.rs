@@ -4,7 +4,7 @@
 //! layout fail rather than reinterpret bytes. Snapshots are copy-on-write per key group:
 //! taking one clones a pointer per group, and the first write to a group afterwards
 //! copies that group only, so the task is never stopped for a copy of all state. Keys
-//! and short values are stored inline ([`SmallBytes`]), so that copy is one of the
+//! and short values are stored inline (`SmallBytes`), so that copy is one of the
 //! group's table, without an allocation per key; the checkpoint writer encodes the
 //! snapshot straight into a file, without copying its entries first.
 
