@@ -10,7 +10,11 @@
 #include "operator.h"
 
 struct weir_context {
-    exports_weir_operator_guest_output_t *outputs;
+    /* The outputs, laid out as the WIT's `outputs`: their JSON one after another, where
+     * each ends, and each one's time. */
+    weir_buf payloads;
+    uint32_t *ends;
+    operator_option_s64_t *timestamps;
     size_t len, cap;
     bool has_timestamp;
     int64_t timestamp;
@@ -262,16 +266,19 @@ bool weir_json_is(weir_str value, const char *s) {
 void weir_emit(weir_context *ctx, weir_str json) {
     if (ctx->len == ctx->cap) {
         ctx->cap = ctx->cap ? ctx->cap * 2 : 16;
-        ctx->outputs = realloc(ctx->outputs, ctx->cap * sizeof *ctx->outputs);
-        if (!ctx->outputs) abort();
+        ctx->ends = realloc(ctx->ends, ctx->cap * sizeof *ctx->ends);
+        ctx->timestamps = realloc(ctx->timestamps, ctx->cap * sizeof *ctx->timestamps);
+        if (!ctx->ends || !ctx->timestamps) abort();
     }
-    uint8_t *copy = malloc(json.len ? json.len : 1);
-    if (!copy) abort();
-    memcpy(copy, json.ptr, json.len);
-    ctx->outputs[ctx->len++] = (exports_weir_operator_guest_output_t){
-        .payload = {copy, json.len},
-        .timestamp = {ctx->has_timestamp, ctx->timestamp},
-    };
+    weir_buf_bytes(&ctx->payloads, json);
+    ctx->ends[ctx->len] = (uint32_t)ctx->payloads.len;
+    ctx->timestamps[ctx->len++] = (operator_option_s64_t){ctx->has_timestamp, ctx->timestamp};
+}
+
+static void free_outputs(weir_context *ctx) {
+    weir_buf_free(&ctx->payloads);
+    free(ctx->ends);
+    free(ctx->timestamps);
 }
 
 static void vformat(weir_buf *buf, const char *format, va_list args) {
@@ -425,7 +432,7 @@ bool exports_weir_operator_guest_open(operator_string_t *config, exports_weir_op
     weir_context ctx = {0};
     weir_task info = {str(task->operator_), task->subtask, task->parallelism, task->attempt};
     bool ok = weir_open(str(*config), &info, &ctx);
-    free(ctx.outputs);
+    free_outputs(&ctx);
     if (!ok) *err = error_of(&ctx, "weir_open failed");
     weir_buf_free(&ctx.error);
     operator_string_free(config);
@@ -433,16 +440,20 @@ bool exports_weir_operator_guest_open(operator_string_t *config, exports_weir_op
     return ok;
 }
 
-bool exports_weir_operator_guest_process(exports_weir_operator_guest_list_record_t *batch, exports_weir_operator_guest_list_output_t *ret, exports_weir_operator_guest_process_error_t *err) {
+bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *batch, exports_weir_operator_guest_outputs_t *ret, exports_weir_operator_guest_process_error_t *err) {
     weir_context ctx = {0};
     bool ok = true;
-    for (size_t i = 0; i < batch->len && ok; i++) {
-        exports_weir_operator_guest_record_t *r = &batch->ptr[i];
+    /* The batch is flat buffers: record i's key ends at key_ends[i], where the next
+     * one starts; its payload likewise. */
+    uint32_t key_start = 0, payload_start = 0;
+    for (size_t i = 0; i < batch->key_ends.len && ok; i++) {
+        uint32_t key_end = batch->key_ends.ptr[i], payload_end = batch->payload_ends.ptr[i];
+        operator_option_s64_t time = batch->timestamps.ptr[i];
         weir_record record = {
-            .key = {(const char *)r->key.ptr, r->key.len},
-            .json = {(const char *)r->payload.ptr, r->payload.len},
-            .has_timestamp = r->timestamp.is_some,
-            .timestamp = r->timestamp.val,
+            .key = {(const char *)batch->keys.ptr + key_start, key_end - key_start},
+            .json = {(const char *)batch->payloads.ptr + payload_start, payload_end - payload_start},
+            .has_timestamp = time.is_some,
+            .timestamp = time.val,
         };
         ctx.has_timestamp = record.has_timestamp;
         ctx.timestamp = record.timestamp;
@@ -453,13 +464,18 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_list_record
             err->message = error_of(&ctx, "weir_process failed");
             err->record = (operator_option_u32_t){true, (uint32_t)i};
         }
+        key_start = key_end;
+        payload_start = payload_end;
     }
-    exports_weir_operator_guest_list_record_free(batch);
+    weir_operator_types_batch_free(batch);
     if (ok) {
-        *ret = (exports_weir_operator_guest_list_output_t){ctx.outputs, ctx.len};
+        *ret = (exports_weir_operator_guest_outputs_t){
+            .payloads = {(uint8_t *)ctx.payloads.ptr, ctx.payloads.len},
+            .ends = {ctx.ends, ctx.len},
+            .timestamps = {ctx.timestamps, ctx.len},
+        };
     } else {
-        exports_weir_operator_guest_list_output_t outputs = {ctx.outputs, ctx.len};
-        exports_weir_operator_guest_list_output_free(&outputs);
+        free_outputs(&ctx);
     }
     weir_buf_free(&ctx.error);
     return ok;
@@ -468,7 +484,7 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_list_record
 bool exports_weir_operator_guest_close(operator_string_t *err) {
     weir_context ctx = {0};
     bool ok = weir_close(&ctx);
-    free(ctx.outputs);
+    free_outputs(&ctx);
     if (!ok) *err = error_of(&ctx, "weir_close failed");
     weir_buf_free(&ctx.error);
     return ok;

@@ -229,6 +229,19 @@ class Context {
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
+/** Output records ({payload, timestamp}) as the WIT's `outputs`: one buffer and its ends. */
+function flatten(outputs) {
+  const payloads = new Uint8Array(outputs.reduce((total, o) => total + o.payload.length, 0));
+  const ends = new Uint32Array(outputs.length);
+  let end = 0;
+  outputs.forEach((output, i) => {
+    payloads.set(output.payload, end);
+    end += output.payload.length;
+    ends[i] = end;
+  });
+  return { payloads, ends, timestamps: outputs.map((o) => o.timestamp) };
+}
+
 /**
  * The `guest` export for an operator class: `export const guest = exportOperator(MyOperator)`.
  * The host creates one instance per parallel subtask (`new MyOperator()`), calls
@@ -250,20 +263,28 @@ export function exportOperator(Operator) {
       if (instance === undefined) {
         throw { message: "process called before open", record: undefined };
       }
+      // The batch and the outputs are flat buffers: see `batch` in the WIT.
       const outputs = [];
-      for (let index = 0; index < batch.length; index++) {
-        const record = batch[index];
+      let keyStart = 0;
+      let payloadStart = 0;
+      for (let index = 0; index < batch.keyEnds.length; index++) {
+        const keyEnd = batch.keyEnds[index];
+        const payloadEnd = batch.payloadEnds[index];
         current = index;
         try {
-          const ctx = new Context(decoder.decode(record.key), record.timestamp, outputs);
-          instance.process(JSON.parse(decoder.decode(record.payload)), ctx);
+          const key = decoder.decode(batch.keys.subarray(keyStart, keyEnd));
+          const ctx = new Context(key, batch.timestamps[index], outputs);
+          const payload = batch.payloads.subarray(payloadStart, payloadEnd);
+          instance.process(JSON.parse(decoder.decode(payload)), ctx);
         } catch (e) {
           throw { message: message(e), record: index };
         } finally {
           current = -1;
         }
+        keyStart = keyEnd;
+        payloadStart = payloadEnd;
       }
-      return outputs;
+      return flatten(outputs);
     },
     close() {
       const closing = instance;

@@ -100,9 +100,9 @@ macro_rules! export_operator {
                     $crate::__private::open(&INSTANCE, &config, task)
                 }
                 fn process(
-                    batch: ::std::vec::Vec<$crate::__private::WitRecord>,
+                    batch: $crate::__private::WitBatch,
                 ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__private::WitOutput>,
+                    $crate::__private::WitOutputs,
                     $crate::__private::WitProcessError,
                 > {
                     $crate::__private::process(&INSTANCE, batch)
@@ -123,7 +123,7 @@ pub mod __private {
         pub use crate::bindings::*;
     }
     pub use crate::bindings::exports::weir::operator::guest::{
-        Guest, Output as WitOutput, ProcessError as WitProcessError, Record as WitRecord,
+        Batch as WitBatch, Guest, Outputs as WitOutputs, ProcessError as WitProcessError,
         TaskInfo as WitTaskInfo,
     };
     #[cfg(target_arch = "wasm32")]

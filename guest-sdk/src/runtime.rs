@@ -435,12 +435,40 @@ impl Config {
 pub struct Context<'a, T> {
     key: &'a [u8],
     timestamp: Option<i64>,
-    outputs: &'a mut Vec<Emitted>,
+    outputs: &'a mut Emitted,
     _output: PhantomData<fn(T)>,
 }
 
-/// An output record: JSON bytes and a timestamp.
-pub(crate) type Emitted = (Vec<u8>, Option<i64>);
+/// A batch's output records in one buffer, laid out as the WIT's `outputs`.
+#[derive(Debug, Default)]
+pub(crate) struct Emitted {
+    pub(crate) payloads: Vec<u8>,
+    /// Where each output ends in `payloads`.
+    pub(crate) ends: Vec<u32>,
+    pub(crate) timestamps: Vec<Option<i64>>,
+}
+
+impl Emitted {
+    /// Appends `output` as JSON; nothing when it cannot be encoded.
+    fn push(&mut self, output: &impl Serialize, timestamp: Option<i64>) -> Result<()> {
+        let start = self.payloads.len();
+        if let Err(e) = serde_json::to_writer(&mut self.payloads, output) {
+            self.payloads.truncate(start);
+            return Err(e.into());
+        }
+        self.ends.push(self.payloads.len() as u32);
+        self.timestamps.push(timestamp);
+        Ok(())
+    }
+
+    /// Each output's JSON, in order.
+    pub(crate) fn payloads(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.payloads[start as usize..end as usize])
+    }
+}
 
 impl<T: Serialize> Context<'_, T> {
     /// Emits `output` with the input record's timestamp.
@@ -450,8 +478,7 @@ impl<T: Serialize> Context<'_, T> {
 
     /// Emits `output` with `timestamp`.
     pub fn emit_at(&mut self, output: T, timestamp: Option<i64>) -> Result<()> {
-        self.outputs.push((serde_json::to_vec(&output)?, timestamp));
-        Ok(())
+        self.outputs.push(&output, timestamp)
     }
 
     /// The key of the record being processed, as text (a string key's value, or another
@@ -485,10 +512,10 @@ pub(crate) fn open<O: Operator>(config_json: &str, task: TaskInfo) -> Result<O> 
 pub(crate) fn process<'a, O: Operator>(
     operator: &mut O,
     batch: impl IntoIterator<Item = Input<'a>>,
-) -> Result<Vec<Emitted>, (Error, u32)> {
+) -> Result<Emitted, (Error, u32)> {
     let batch: Vec<Input<'a>> = batch.into_iter().collect();
     begin_batch(batch.len());
-    let mut outputs = Vec::new();
+    let mut outputs = Emitted::default();
     for (index, input) in batch.into_iter().enumerate() {
         let index = index as u32;
         set_record(Some(index));

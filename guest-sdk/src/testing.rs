@@ -143,8 +143,8 @@ impl<O: Operator> Harness<O> {
         let result = self.in_env(|operator| runtime::process(operator, inputs));
         let outputs = result.map_err(|(e, index)| Error::new(format!("record {index}: {e}")))?;
         outputs
-            .into_iter()
-            .map(|(bytes, _)| Ok(serde_json::from_slice(&bytes)?))
+            .payloads()
+            .map(|bytes| Ok(serde_json::from_slice(bytes)?))
             .collect()
     }
 

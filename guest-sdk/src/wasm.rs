@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-use crate::__private::{WitOutput, WitProcessError, WitRecord, WitTaskInfo};
+use crate::__private::{WitBatch, WitOutputs, WitProcessError, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::{log, state, types::StateKind};
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges};
@@ -151,30 +151,45 @@ pub fn open<O: Operator>(
 /// `process` export.
 pub fn process<O: Operator>(
     instance: &'static Instance<O>,
-    batch: Vec<WitRecord>,
-) -> Result<Vec<WitOutput>, WitProcessError> {
+    batch: WitBatch,
+) -> Result<WitOutputs, WitProcessError> {
     instance.with(|slot| {
         let mut slot = slot.borrow_mut();
         let operator = slot.as_mut().ok_or_else(|| WitProcessError {
             message: "process called before open".into(),
             record: None,
         })?;
-        let inputs = batch.iter().map(|r| Input {
-            key: &r.key,
-            payload: &r.payload,
-            timestamp: r.timestamp,
-        });
+        let keys = cut(&batch.keys, &batch.key_ends);
+        let payloads = cut(&batch.payloads, &batch.payload_ends);
+        let inputs =
+            keys.zip(payloads)
+                .zip(&batch.timestamps)
+                .map(|((key, payload), &timestamp)| Input {
+                    key,
+                    payload,
+                    timestamp,
+                });
         match runtime::process(operator, inputs) {
-            Ok(outputs) => Ok(outputs
-                .into_iter()
-                .map(|(payload, timestamp)| WitOutput { payload, timestamp })
-                .collect()),
+            Ok(outputs) => Ok(WitOutputs {
+                payloads: outputs.payloads,
+                ends: outputs.ends,
+                timestamps: outputs.timestamps,
+            }),
             Err((error, index)) => Err(WitProcessError {
                 message: error.to_string(),
                 record: Some(index),
             }),
         }
     })
+}
+
+/// The pieces of `data` that `ends` cut it into (empty where they do not fit: the host
+/// never sends such a batch).
+fn cut<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts
+        .zip(ends)
+        .map(move |(start, &end)| data.get(start as usize..end as usize).unwrap_or_default())
 }
 
 /// `close` export.

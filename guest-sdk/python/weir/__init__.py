@@ -71,14 +71,14 @@ class Context:
     def __init__(self, key: str, timestamp: Optional[int]):
         self.key = key
         self.timestamp = timestamp
-        self._outputs: List[_types.Output] = []
+        self._outputs: List[Tuple[bytes, Optional[int]]] = []
 
     def emit(self, value: Any, timestamp: Optional[int] = None) -> None:
         """Emits `value` (anything `json.dumps` takes) as an output record, at
         `timestamp` (milliseconds since the epoch) or else the input record's time."""
         payload = _encode(value)
         time = self.timestamp if timestamp is None else timestamp
-        self._outputs.append(_types.Output(payload, time))
+        self._outputs.append((payload, time))
 
 
 class Operator:
@@ -309,23 +309,32 @@ def export(operator: Type[Operator]) -> type:
                 raise Err(_message(e)) from None
             Guest._instance = instance
 
-        def process(self, batch: List[_types.Record]) -> List[_types.Output]:
+        def process(self, batch: _types.Batch) -> _types.Outputs:
             global _current
             instance = Guest._instance
             if instance is None:
                 raise Err(_types.ProcessError("process called before open", None))
-            outputs: List[_types.Output] = []
-            for index, record in enumerate(batch):
+            # The batch and the outputs are flat buffers: see `batch` in the WIT.
+            payloads = bytearray()
+            ends: List[int] = []
+            times: List[Optional[int]] = []
+            key_start = payload_start = 0
+            for index, (key_end, payload_end) in enumerate(zip(batch.key_ends, batch.payload_ends)):
                 _current = index
                 try:
-                    ctx = Context(record.key.decode(), record.timestamp)
-                    instance.process(json.loads(record.payload), ctx)
+                    key = batch.keys[key_start:key_end].decode()
+                    ctx = Context(key, batch.timestamps[index])
+                    instance.process(json.loads(batch.payloads[payload_start:payload_end]), ctx)
                 except Exception as e:
                     raise Err(_types.ProcessError(_message(e), index)) from None
                 finally:
                     _current = None
-                outputs.extend(ctx._outputs)
-            return outputs
+                key_start, payload_start = key_end, payload_end
+                for payload, time in ctx._outputs:
+                    payloads += payload
+                    ends.append(len(payloads))
+                    times.append(time)
+            return _types.Outputs(bytes(payloads), ends, times)
 
         def close(self) -> None:
             instance, Guest._instance = Guest._instance, None

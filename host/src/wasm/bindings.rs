@@ -7,6 +7,6 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use exports::weir::operator::guest::{Record, TaskInfo};
+pub use exports::weir::operator::guest::{Batch, Outputs, TaskInfo};
 pub use weir::operator::log::Level;
 pub use weir::operator::types::StateKind;

@@ -5,7 +5,6 @@
 //! is inside the batch being processed. A failed check traps the call with a message.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -13,7 +12,7 @@ use wasmtime::{Result, bail};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::Sandbox;
-use super::bindings::{self, Level, Record, weir::operator::state};
+use super::bindings::{self, Level, weir::operator::state};
 use super::sandbox::Limiter;
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
 
@@ -71,7 +70,7 @@ impl GuestCtx {
             registry: Registry::default(),
             current: CurrentBatch {
                 keyed,
-                records: Arc::new(Vec::new()),
+                keys: Vec::new(),
                 key_groups: Vec::new(),
                 distinct: None,
             },
@@ -183,7 +182,8 @@ fn check_data(call: &str, lengths: impl Iterator<Item = u32>, data: &[u8]) -> Re
 /// The batch being processed: the only keys whose state a guest can reach.
 pub(super) struct CurrentBatch {
     keyed: bool,
-    records: Arc<Vec<Record>>,
+    /// Each record's key and key group.
+    keys: Vec<Vec<u8>>,
     key_groups: Vec<KeyGroup>,
     /// The batch's distinct keys, once a batch call asked for them.
     distinct: Option<Distinct>,
@@ -198,17 +198,18 @@ struct Distinct {
 }
 
 impl Distinct {
-    /// Which of `records` share a key, worked out once per batch (kept in `slot`).
-    fn of<'a>(slot: &'a mut Option<Distinct>, records: &[Record]) -> &'a Distinct {
+    /// Which of the records with `keys` share a key, worked out once per batch (kept
+    /// in `slot`).
+    fn of<'a>(slot: &'a mut Option<Distinct>, keys: &[Vec<u8>]) -> &'a Distinct {
         slot.get_or_insert_with(|| {
             let mut seen: HashMap<&[u8], u32, foldhash::fast::RandomState> =
-                HashMap::with_capacity_and_hasher(records.len(), Default::default());
+                HashMap::with_capacity_and_hasher(keys.len(), Default::default());
             let mut firsts = Vec::new();
-            let keys = records
+            let keys = keys
                 .iter()
                 .enumerate()
-                .map(|(i, record)| {
-                    *seen.entry(&record.key).or_insert_with(|| {
+                .map(|(i, key)| {
+                    *seen.entry(key).or_insert_with(|| {
                         firsts.push(i as u32);
                         (firsts.len() - 1) as u32
                     })
@@ -220,16 +221,16 @@ impl Distinct {
 }
 
 impl CurrentBatch {
-    /// Makes `records` (with their key groups) the batch guests' calls can reach.
-    pub(super) fn set(&mut self, records: Arc<Vec<Record>>, key_groups: Vec<KeyGroup>) {
-        self.records = records;
+    /// Makes the records with `keys` and `key_groups` the batch guests' calls can reach.
+    pub(super) fn set(&mut self, keys: Vec<Vec<u8>>, key_groups: Vec<KeyGroup>) {
+        self.keys = keys;
         self.key_groups = key_groups;
         self.distinct = None;
     }
 
     /// No batch: no keyed state is reachable.
     pub(super) fn clear(&mut self) {
-        self.set(Arc::new(Vec::new()), Vec::new());
+        self.set(Vec::new(), Vec::new());
     }
 
     fn scope<'a>(
@@ -247,14 +248,14 @@ impl CurrentBatch {
     fn distinct(&mut self, state: StateId) -> Result<(Vec<u32>, Vec<Scope<'_>>)> {
         // Checks keyed state may be used now, and that the batch has a record.
         self.record_scope(state, 0)?;
-        let distinct = Distinct::of(&mut self.distinct, &self.records);
+        let distinct = Distinct::of(&mut self.distinct, &self.keys);
         let scopes = distinct
             .firsts
             .iter()
             .map(|&first| Scope {
                 state,
                 key_group: self.key_groups[first as usize],
-                key: &self.records[first as usize].key,
+                key: &self.keys[first as usize],
             })
             .collect();
         Ok((distinct.keys.clone(), scopes))
@@ -274,18 +275,18 @@ impl CurrentBatch {
             bail!("keyed state needs a key: give the operator `key_by` in the job file");
         }
         let index = rec as usize;
-        match (self.records.get(index), self.key_groups.get(index)) {
-            (Some(record), Some(&key_group)) => Ok(Scope {
+        match (self.keys.get(index), self.key_groups.get(index)) {
+            (Some(key), Some(&key_group)) => Ok(Scope {
                 state,
                 key_group,
-                key: &record.key,
+                key,
             }),
-            _ if self.records.is_empty() => {
+            _ if self.keys.is_empty() => {
                 bail!("keyed state can only be used while processing a batch")
             }
             _ => bail!(
                 "record index {rec} is outside the batch of {} records",
-                self.records.len()
+                self.keys.len()
             ),
         }
     }

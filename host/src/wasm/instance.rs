@@ -1,14 +1,13 @@
 //! One running operator instance: a store with its state backend, and the calls of the
 //! `guest` export, converted from and to the host's own record types.
 
-use std::sync::Arc;
-
 use wasmtime::Store;
 
 use super::bindings::{self, Operator};
 use super::imports::GuestCtx;
 use super::{LoadedComponent, OperatorError, Sandbox};
 use crate::record::{KeyedRecord, Record};
+use crate::state::KeyGroup;
 use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
 use crate::state::{BackendSnapshot, StateBackend};
 
@@ -102,45 +101,30 @@ impl OperatorInstance {
 
     /// Processes one batch and returns what the guest emitted, in order.
     pub fn process(&mut self, batch: Batch) -> Result<Output, OperatorError> {
-        let (key_groups, records): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|r| {
-                let record = bindings::Record {
-                    key: r.key,
-                    payload: r.payload,
-                    timestamp: r.timestamp,
-                };
-                (r.key_group, record)
-            })
-            .unzip();
-        let records = Arc::new(records);
+        let (flat, keys, key_groups) = flatten(batch);
         self.begin_call();
-        self.store
-            .data_mut()
-            .current
-            .set(Arc::clone(&records), key_groups);
+        self.store.data_mut().current.set(keys, key_groups);
 
         let result = self
             .bindings
             .weir_operator_guest()
-            .call_process(&mut self.store, &records);
+            .call_process(&mut self.store, &flat);
 
         self.store.data_mut().current.clear();
         match result {
-            Ok(Ok(outputs)) => Ok(outputs
-                .into_iter()
-                .map(|o| Record {
-                    payload: o.payload,
-                    timestamp: o.timestamp,
-                })
-                .collect()),
+            Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| OperatorError::Failed {
+                operator: self.store.data().operator.clone(),
+                message: format!("process returned outputs that do not add up: {problem}"),
+                on_record: None,
+                index: None,
+            }),
             Ok(Err(error)) => Err(OperatorError::Failed {
                 operator: self.store.data().operator.clone(),
                 message: error.message,
                 on_record: error
                     .record
-                    .and_then(|i| records.get(i as usize))
-                    .map(|r| excerpt(&r.payload)),
+                    .and_then(|i| cut(&flat.payloads, &flat.payload_ends, i as usize))
+                    .map(excerpt),
                 index: error.record.map(|i| i as usize),
             }),
             Err(e) => Err(trap(&mut self.store, e)),
@@ -252,6 +236,73 @@ fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
             None => cause,
         },
     }
+}
+
+/// A batch as the guest takes it (flat buffers), and its records' keys and key groups.
+fn flatten(batch: Batch) -> (bindings::Batch, Vec<Vec<u8>>, Vec<KeyGroup>) {
+    let mut flat = bindings::Batch {
+        keys: Vec::with_capacity(batch.iter().map(|r| r.key.len()).sum()),
+        key_ends: Vec::with_capacity(batch.len()),
+        payloads: Vec::with_capacity(batch.iter().map(|r| r.payload.len()).sum()),
+        payload_ends: Vec::with_capacity(batch.len()),
+        timestamps: Vec::with_capacity(batch.len()),
+    };
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut key_groups = Vec::with_capacity(batch.len());
+    for record in batch {
+        flat.keys.extend_from_slice(&record.key);
+        flat.key_ends.push(flat.keys.len() as u32);
+        flat.payloads.extend_from_slice(&record.payload);
+        flat.payload_ends.push(flat.payloads.len() as u32);
+        flat.timestamps.push(record.timestamp);
+        keys.push(record.key);
+        key_groups.push(record.key_group);
+    }
+    (flat, keys, key_groups)
+}
+
+/// The `i`th piece of `data` cut at `ends`, if the ends allow it.
+fn cut<'a>(data: &'a [u8], ends: &[u32], i: usize) -> Option<&'a [u8]> {
+    let start = match i {
+        0 => 0,
+        _ => *ends.get(i - 1)? as usize,
+    };
+    data.get(start..*ends.get(i)? as usize)
+}
+
+/// The guest's outputs as records, or what is wrong with them.
+fn unflatten(outputs: bindings::Outputs) -> Result<Output, String> {
+    let bindings::Outputs {
+        payloads,
+        ends,
+        timestamps,
+    } = outputs;
+    if ends.len() != timestamps.len() {
+        return Err(format!(
+            "{} ends but {} timestamps",
+            ends.len(),
+            timestamps.len()
+        ));
+    }
+    let covered = ends.last().map_or(0, |&end| end as usize);
+    if covered != payloads.len() {
+        return Err(format!(
+            "the ends cover {covered} of the {} bytes",
+            payloads.len()
+        ));
+    }
+    timestamps
+        .into_iter()
+        .enumerate()
+        .map(|(i, timestamp)| {
+            let payload = cut(&payloads, &ends, i)
+                .ok_or_else(|| format!("output {i} ends before it starts"))?;
+            Ok(Record {
+                payload: payload.to_vec(),
+                timestamp,
+            })
+        })
+        .collect()
 }
 
 /// The start of a record, for error messages.
