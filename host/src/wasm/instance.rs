@@ -326,3 +326,55 @@ pub fn into_snapshot(
         groups: backend.into_groups()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, payload: &str) -> KeyedRecord {
+        KeyedRecord {
+            key: key.into(),
+            key_group: KeyGroup::of(key.as_bytes(), 128),
+            payload: payload.into(),
+            timestamp: Some(7),
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn a_flat_batch_cuts_back_into_its_records() {
+        let (flat, keys, groups) = flatten(vec![record("a", "{}"), record("", "[1]")]);
+        assert_eq!(keys, [b"a".to_vec(), Vec::new()]);
+        assert_eq!(groups[0], KeyGroup::of(b"a", 128));
+        assert_eq!(cut(&flat.keys, &flat.key_ends, 0), Some(&b"a"[..]));
+        assert_eq!(cut(&flat.keys, &flat.key_ends, 1), Some(&b""[..]));
+        assert_eq!(
+            cut(&flat.payloads, &flat.payload_ends, 1),
+            Some(&b"[1]"[..])
+        );
+        assert_eq!(cut(&flat.payloads, &flat.payload_ends, 2), None);
+        assert_eq!(flat.timestamps, [Some(7), Some(7)]);
+    }
+
+    #[test]
+    fn outputs_whose_ends_do_not_add_up_are_refused() {
+        let outputs = |payloads: &[u8], ends: &[u32], timestamps: usize| bindings::Outputs {
+            payloads: payloads.to_vec(),
+            ends: ends.to_vec(),
+            timestamps: vec![None; timestamps],
+        };
+        let good = unflatten(outputs(b"{}[]", &[2, 2, 4], 3)).unwrap();
+        let payloads: Vec<&[u8]> = good.iter().map(|r| r.payload.as_slice()).collect();
+        assert_eq!(payloads, [&b"{}"[..], b"", b"[]"]);
+        for (bad, problem) in [
+            (outputs(b"{}", &[2], 2), "1 ends but 2 timestamps"),
+            (outputs(b"{}[]", &[2], 1), "the ends cover 2 of the 4 bytes"),
+            (
+                outputs(b"{}[]", &[3, 2, 4], 3),
+                "output 1 ends before it starts",
+            ),
+        ] {
+            assert_eq!(unflatten(bad).unwrap_err(), problem);
+        }
+    }
+}
