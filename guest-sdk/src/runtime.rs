@@ -209,7 +209,13 @@ impl Env {
 
     /// The id of state `name`, registered as `kind` at its first use.
     fn id(&mut self, name: &'static str, kind: Kind) -> Result<u32> {
-        match self.ids.iter().find(|(registered, ..)| *registered == name) {
+        // A state handle passes the same `&'static str` every time: its address decides
+        // at once, the text only when the address differs.
+        let same = |registered: &&str| {
+            std::ptr::eq(registered.as_ptr(), name.as_ptr()) && registered.len() == name.len()
+                || *registered == name
+        };
+        match self.ids.iter().find(|(registered, ..)| same(registered)) {
             Some(&(_, id, registered)) if registered == kind => Ok(id),
             Some(&(_, _, registered)) => Err(Error::new(format!(
                 "state `{name}` is used as {} state but was first used as {} state",
@@ -535,7 +541,6 @@ pub(crate) fn process<'a, O: Operator>(
                 };
                 operator.process(decoded, &mut ctx)
             });
-        set_record(None);
         if let Err(e) = result {
             end_batch(false);
             return Err((e, index));
@@ -553,9 +558,11 @@ fn begin_batch(records: usize) {
     });
 }
 
+/// Ends the batch: from here on no record is current.
 fn end_batch(succeeded: bool) {
     ENV.with(|slot| {
         if let Some(env) = slot.borrow_mut().as_mut() {
+            env.rec = None;
             env.end_batch(succeeded);
         }
     });
