@@ -8,4 +8,6 @@ wit_bindgen::generate!({
     pub_export_macro: true,
     export_macro_name: "__export_weir_operator",
     default_bindings_module: "guest_sdk::__private::bindings",
+    // The batch state calls' records are compared in the SDK's tests.
+    additional_derives: [PartialEq],
 });

@@ -13,6 +13,12 @@
 
 use std::ops::Range;
 
+// The batch calls' records, as the bindings define them (also on native targets, where
+// the harness plays the host).
+pub(crate) use crate::bindings::weir::operator::state::{
+    BatchLists, BatchValues, ListChanges, ValueChanges,
+};
+
 /// The values of one state's keys in the current batch, and what the batch changed.
 pub(crate) struct ValueCache {
     /// For each record of the batch: the index of its key.
@@ -22,21 +28,6 @@ pub(crate) struct ValueCache {
     data: Vec<u8>,
     /// For each key: its value as the batch left it, once the batch changed it.
     changed: Vec<Option<Option<Vec<u8>>>>,
-}
-
-/// A batch's values as the host sends them: see `value-get-batch` in the WIT.
-pub(crate) struct BatchValues {
-    pub(crate) keys: Vec<u32>,
-    pub(crate) lengths: Vec<Option<u32>>,
-    pub(crate) data: Vec<u8>,
-}
-
-/// Changes as the host takes them: see `value-set-many` in the WIT.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ValueChanges {
-    pub(crate) records: Vec<u32>,
-    pub(crate) lengths: Vec<Option<u32>>,
-    pub(crate) data: Vec<u8>,
 }
 
 impl ValueCache {
@@ -80,7 +71,11 @@ impl ValueCache {
 
     /// What the batch changed, one change per key, each named by a record with that key.
     pub(crate) fn changes(&self) -> ValueChanges {
-        let mut changes = ValueChanges::default();
+        let mut changes = ValueChanges {
+            records: Vec::new(),
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
         for (rec, value) in changed(&self.keys, &self.changed) {
             changes.records.push(rec);
             changes.lengths.push(value.as_ref().map(|v| v.len() as u32));
@@ -105,12 +100,13 @@ pub(crate) struct ListCache {
     changed: Vec<Option<Elements>>,
 }
 
-/// A list's elements in one buffer: fewer allocations than a vector per element.
+/// Byte strings in one buffer (a list's elements, a batch's outputs): fewer allocations
+/// than a vector each, and the layout the WIT's flat buffers use.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Elements {
-    data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
     /// Where each element ends in `data`.
-    ends: Vec<usize>,
+    pub(crate) ends: Vec<u32>,
 }
 
 impl Elements {
@@ -121,19 +117,19 @@ impl Elements {
     ) -> Result<(), E> {
         let written = write(&mut self.data);
         match written {
-            Ok(()) => self.ends.push(self.data.len()),
+            Ok(()) => self.ends.push(self.data.len() as u32),
             // Nothing half-written stays.
-            Err(_) => self.data.truncate(self.ends.last().copied().unwrap_or(0)),
+            Err(_) => self
+                .data
+                .truncate(self.ends.last().map_or(0, |&end| end as usize)),
         }
         written
     }
 
     /// Appends `element`.
     pub(crate) fn push(&mut self, element: &[u8]) {
-        let _ = self.push_with::<()>(|data| {
-            data.extend_from_slice(element);
-            Ok(())
-        });
+        self.data.extend_from_slice(element);
+        self.ends.push(self.data.len() as u32);
     }
 
     /// Appends every element of `other`.
@@ -153,33 +149,13 @@ impl Elements {
 
     /// The elements, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.data[start..end])
+        pieces(&self.data, &self.ends)
     }
 
     /// The elements as vectors, as the per-record host calls take them.
     pub(crate) fn to_vecs(&self) -> Vec<Vec<u8>> {
         self.iter().map(<[u8]>::to_vec).collect()
     }
-}
-
-/// A batch's lists as the host sends them: see `list-get-batch` in the WIT.
-pub(crate) struct BatchLists {
-    pub(crate) keys: Vec<u32>,
-    pub(crate) counts: Vec<u32>,
-    pub(crate) lengths: Vec<u32>,
-    pub(crate) data: Vec<u8>,
-}
-
-/// Changes as the host takes them: see `list-set-many` in the WIT.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ListChanges {
-    pub(crate) records: Vec<u32>,
-    pub(crate) counts: Vec<u32>,
-    pub(crate) lengths: Vec<u32>,
-    pub(crate) data: Vec<u8>,
 }
 
 impl ListCache {
@@ -249,7 +225,12 @@ impl ListCache {
     /// What the batch changed, one new list per key, each named by a record with that
     /// key.
     pub(crate) fn changes(&self) -> ListChanges {
-        let mut changes = ListChanges::default();
+        let mut changes = ListChanges {
+            records: Vec::new(),
+            counts: Vec::new(),
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
         for (rec, list) in changed(&self.keys, &self.changed) {
             changes.records.push(rec);
             changes.counts.push(list.len() as u32);
@@ -260,6 +241,16 @@ impl ListCache {
         }
         changes
     }
+}
+
+/// The pieces of `data` that `ends` cut it into, each starting where the one before
+/// ended (empty where an end does not fit: never, for buffers this SDK or the host
+/// built).
+pub(crate) fn pieces<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts
+        .zip(ends)
+        .map(move |(start, &end)| data.get(start as usize..end as usize).unwrap_or_default())
 }
 
 /// The range of the next `length` items after `at`, which it moves past them.
@@ -322,7 +313,12 @@ mod tests {
     #[test]
     fn changes_hold_one_final_value_per_changed_key() {
         let mut cache = cache();
-        assert_eq!(cache.changes(), ValueChanges::default());
+        let none = ValueChanges {
+            records: Vec::new(),
+            lengths: Vec::new(),
+            data: Vec::new(),
+        };
+        assert_eq!(cache.changes(), none);
         cache.set(2, Some(b"x".to_vec()));
         cache.set(0, Some(b"yz".to_vec()));
         cache.set(1, None);

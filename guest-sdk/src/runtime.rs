@@ -445,34 +445,21 @@ pub struct Context<'a, T> {
     _output: PhantomData<fn(T)>,
 }
 
-/// A batch's output records in one buffer, laid out as the WIT's `outputs`.
+/// A batch's output records, laid out as the WIT's `outputs`.
 #[derive(Debug, Default)]
 pub(crate) struct Emitted {
-    pub(crate) payloads: Vec<u8>,
-    /// Where each output ends in `payloads`.
-    pub(crate) ends: Vec<u32>,
+    /// Each output's JSON.
+    pub(crate) payloads: Elements,
     pub(crate) timestamps: Vec<Option<i64>>,
 }
 
 impl Emitted {
     /// Appends `output` as JSON; nothing when it cannot be encoded.
     fn push(&mut self, output: &impl Serialize, timestamp: Option<i64>) -> Result<()> {
-        let start = self.payloads.len();
-        if let Err(e) = serde_json::to_writer(&mut self.payloads, output) {
-            self.payloads.truncate(start);
-            return Err(e.into());
-        }
-        self.ends.push(self.payloads.len() as u32);
+        self.payloads
+            .push_with(|data| serde_json::to_writer(data, output))?;
         self.timestamps.push(timestamp);
         Ok(())
-    }
-
-    /// Each output's JSON, in order.
-    pub(crate) fn payloads(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.payloads[start as usize..end as usize])
     }
 }
 

@@ -13,7 +13,15 @@ use crate::runtime::{
 use crate::{Error, Result};
 
 pub(crate) fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::new(format!("state `{name}`: cannot encode: {e}")))
+    let mut out = Vec::new();
+    encode_into(name, value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends `value`'s JSON to `out`.
+fn encode_into<T: Serialize + ?Sized>(name: &str, value: &T, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, value)
+        .map_err(|e| Error::new(format!("state `{name}`: cannot encode: {e}")))
 }
 
 /// The current key's value of value-like state `name`, decoded.
@@ -117,9 +125,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     fn encode_all(&self, elements: &[T]) -> Result<Elements> {
         let mut encoded = Elements::default();
         for element in elements {
-            encoded
-                .push_with(|data| serde_json::to_writer(data, element))
-                .map_err(|e| Error::new(format!("state `{}`: cannot encode: {e}", self.name)))?;
+            encoded.push_with(|data| encode_into(self.name, element, data))?;
         }
         Ok(encoded)
     }

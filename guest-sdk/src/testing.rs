@@ -143,7 +143,8 @@ impl<O: Operator> Harness<O> {
         let result = self.in_env(|operator| runtime::process(operator, inputs));
         let outputs = result.map_err(|(e, index)| Error::new(format!("record {index}: {e}")))?;
         outputs
-            .payloads()
+            .payloads
+            .iter()
             .map(|bytes| Ok(serde_json::from_slice(bytes)?))
             .collect()
     }

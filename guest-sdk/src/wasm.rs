@@ -7,7 +7,7 @@ use std::thread::LocalKey;
 use crate::__private::{WitBatch, WitOutputs, WitProcessError, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::{log, state, types::StateKind};
-use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges};
+use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, pieces};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 
 struct Imports;
@@ -33,19 +33,9 @@ impl Host for Imports {
         state::value_clear(id, rec)
     }
     fn value_get_batch(&mut self, id: u32) -> BatchValues {
-        let values = state::value_get_batch(id);
-        BatchValues {
-            keys: values.keys,
-            lengths: values.lengths,
-            data: values.data,
-        }
+        state::value_get_batch(id)
     }
     fn value_set_many(&mut self, id: u32, changes: ValueChanges) {
-        let changes = state::ValueChanges {
-            records: changes.records,
-            lengths: changes.lengths,
-            data: changes.data,
-        };
         state::value_set_many(id, &changes)
     }
     fn list_get(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>> {
@@ -64,21 +54,9 @@ impl Host for Imports {
         state::list_clear(id, rec)
     }
     fn list_get_batch(&mut self, id: u32) -> BatchLists {
-        let lists = state::list_get_batch(id);
-        BatchLists {
-            keys: lists.keys,
-            counts: lists.counts,
-            lengths: lists.lengths,
-            data: lists.data,
-        }
+        state::list_get_batch(id)
     }
     fn list_set_many(&mut self, id: u32, changes: ListChanges) {
-        let changes = state::ListChanges {
-            records: changes.records,
-            counts: changes.counts,
-            lengths: changes.lengths,
-            data: changes.data,
-        };
         state::list_set_many(id, &changes)
     }
     fn map_get(&mut self, id: u32, rec: u32, user_key: &[u8]) -> Option<Vec<u8>> {
@@ -159,8 +137,8 @@ pub fn process<O: Operator>(
             message: "process called before open".into(),
             record: None,
         })?;
-        let keys = cut(&batch.keys, &batch.key_ends);
-        let payloads = cut(&batch.payloads, &batch.payload_ends);
+        let keys = pieces(&batch.keys, &batch.key_ends);
+        let payloads = pieces(&batch.payloads, &batch.payload_ends);
         let inputs =
             keys.zip(payloads)
                 .zip(&batch.timestamps)
@@ -171,8 +149,8 @@ pub fn process<O: Operator>(
                 });
         match runtime::process(operator, inputs) {
             Ok(outputs) => Ok(WitOutputs {
-                payloads: outputs.payloads,
-                ends: outputs.ends,
+                payloads: outputs.payloads.data,
+                ends: outputs.payloads.ends,
                 timestamps: outputs.timestamps,
             }),
             Err((error, index)) => Err(WitProcessError {
@@ -181,15 +159,6 @@ pub fn process<O: Operator>(
             }),
         }
     })
-}
-
-/// The pieces of `data` that `ends` cut it into (empty where they do not fit: the host
-/// never sends such a batch).
-fn cut<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let starts = std::iter::once(0).chain(ends.iter().copied());
-    starts
-        .zip(ends)
-        .map(move |(start, &end)| data.get(start as usize..end as usize).unwrap_or_default())
 }
 
 /// `close` export.

@@ -261,13 +261,13 @@ impl CurrentBatch {
         Ok((distinct.keys.clone(), scopes))
     }
 
-    /// Checks every one of `records` names a record of the batch, before a call that
-    /// changes state for them changes anything.
-    fn check_records(&self, state: StateId, records: &[u32]) -> Result<()> {
-        for &rec in records {
-            self.record_scope(state, rec)?;
-        }
-        Ok(())
+    /// The scopes of `records` in `state`, every one checked before a call that changes
+    /// state for them changes anything.
+    fn scopes(&self, state: StateId, records: &[u32]) -> Result<Vec<Scope<'_>>> {
+        records
+            .iter()
+            .map(|&rec| self.record_scope(state, rec))
+            .collect()
     }
 
     fn record_scope(&self, state: StateId, rec: u32) -> Result<Scope<'_>> {
@@ -355,10 +355,9 @@ impl state::Host for GuestCtx {
         }
         let lengths = changes.lengths.iter().flatten().copied();
         check_data("value-set-many", lengths, &changes.data)?;
-        self.current.check_records(state, &changes.records)?;
+        let scopes = self.current.scopes(state, &changes.records)?;
         let mut rest = changes.data.as_slice();
-        for (&rec, &length) in changes.records.iter().zip(&changes.lengths) {
-            let scope = self.current.record_scope(state, rec)?;
+        for (scope, &length) in scopes.into_iter().zip(&changes.lengths) {
             match length {
                 Some(length) => {
                     let (value, after) = rest.split_at(length as usize);
@@ -412,11 +411,10 @@ impl state::Host for GuestCtx {
             changes.lengths.iter().copied(),
             &changes.data,
         )?;
-        self.current.check_records(state, &changes.records)?;
+        let scopes = self.current.scopes(state, &changes.records)?;
         let mut lengths = changes.lengths.iter();
         let mut rest = changes.data.as_slice();
-        for (&rec, &count) in changes.records.iter().zip(&changes.counts) {
-            let scope = self.current.record_scope(state, rec)?;
+        for (scope, &count) in scopes.into_iter().zip(&changes.counts) {
             let elements = lengths
                 .by_ref()
                 .take(count as usize)
