@@ -132,6 +132,9 @@ pub enum SourceKind {
         key_field: String,
         /// Text before the key's number.
         key_prefix: String,
+        /// At most this many records per second over all subtasks; none: as fast as the
+        /// job takes them.
+        records_per_second: Option<u64>,
     },
 }
 
@@ -303,6 +306,7 @@ struct SourceSection {
     keys: Option<Spanned<i64>>,
     key_field: Option<Spanned<String>>,
     key_prefix: Option<Spanned<String>>,
+    records_per_second: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -660,6 +664,11 @@ impl Validator<'_> {
                     .key_prefix
                     .as_ref()
                     .map_or("key-".into(), |p| p.get_ref().clone()),
+                records_per_second: s
+                    .records_per_second
+                    .as_ref()
+                    .map(|r| self.count(r, "source.records_per_second", u64::MAX >> 1))
+                    .transpose()?,
             },
             other => {
                 return Err(self.error(
@@ -695,6 +704,11 @@ impl Validator<'_> {
             (
                 "key_prefix",
                 s.key_prefix.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "records_per_second",
+                s.records_per_second.as_ref().map(Spanned::span),
                 matches!(kind, SourceKind::Generator { .. }),
             ),
         ];

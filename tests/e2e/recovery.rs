@@ -8,8 +8,13 @@ use crate::support::{Job, host};
 
 const KEYS: u64 = 1000;
 
-/// A generator (2 subtasks: each key comes from one of them) → sequence checker → file
-/// sink (2 subtasks), checkpointing every `interval_ms`.
+/// The generator's rate cap. Tests that kill or fail a job after some checkpoints need
+/// the job to still be running then, however fast the host has become.
+const RATE: u64 = 400_000;
+
+/// A generator (2 subtasks: each key comes from one of them, at most `RATE` records/s
+/// in all) → sequence checker → file sink (2 subtasks), checkpointing every
+/// `interval_ms`.
 fn sequence_job(count: u64, parallelism: u16, checkpoint: &str, config: &str) -> String {
     format!(
         r#"
@@ -21,6 +26,7 @@ name = "gen"
 type = "generator"
 count = {count}
 keys = {KEYS}
+records_per_second = {RATE}
 parallelism = 2
 
 [[operator]]
@@ -104,10 +110,16 @@ fn exactly_once_state_and_output_survive_injected_traps_at_every_parallelism() {
             "p={parallelism}: {}",
             out.stderr
         );
-        let checkpoints = reported(&out.stderr, "checkpoints completed");
+        // How many checkpoints fit in a run depends on the machine's speed and load; what
+        // the test needs is that restarts resumed from checkpoints, not from the start.
+        let from_checkpoints = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("restarting job") && l.contains("from checkpoint"))
+            .count();
         assert!(
-            checkpoints >= 10,
-            "p={parallelism}: only {checkpoints} checkpoints: {}",
+            from_checkpoints >= 1,
+            "p={parallelism}: no restart resumed from a checkpoint: {}",
             out.stderr
         );
         assert!(out.stderr.contains("injected failure"), "{}", out.stderr);

@@ -11,6 +11,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -139,6 +140,7 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
             keys,
             key_field,
             key_prefix,
+            records_per_second,
         } => {
             let generator = Generator::new(key_field, key_prefix, *keys);
             let at = Origin::label(format!("source `{}`, generated record", source.name));
@@ -146,8 +148,19 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                 Some(SourcePosition::Generator { next }) => next,
                 _ => subtask as u64,
             };
-            for index in (first..*count).step_by(parallelism) {
+            let pace = records_per_second.map(|r| Pace::new(r as f64 / parallelism as f64));
+            for (sent, index) in (first..*count).step_by(parallelism).enumerate() {
                 context.poll_trigger(&mut outputs, || SourcePosition::Generator { next: index })?;
+                if let Some(pace) = &pace {
+                    // Sleep in short naps so that barriers and cancellation are not held up.
+                    while let Some(early) = pace.early(sent as u64, pace.start.elapsed()) {
+                        outputs.flush().map_err(|_| Stop::Disconnected)?;
+                        std::thread::sleep(early.min(Duration::from_millis(5)));
+                        context.poll_trigger(&mut outputs, || SourcePosition::Generator {
+                            next: index,
+                        })?;
+                    }
+                }
                 let origin = Origin { at, number: index };
                 outputs
                     .push(generator.record(index), Some(&origin))
@@ -272,6 +285,28 @@ impl Lines {
     }
 }
 
+/// A rate limit: record `n` of this run (counting from 0) is due `n / rate` seconds after
+/// the start. A resumed run paces from its own start.
+struct Pace {
+    start: Instant,
+    per_second: f64,
+}
+
+impl Pace {
+    fn new(per_second: f64) -> Pace {
+        Pace {
+            start: Instant::now(),
+            per_second,
+        }
+    }
+
+    /// How long before record `sent` is due, `elapsed` after the start; none once due.
+    fn early(&self, sent: u64, elapsed: Duration) -> Option<Duration> {
+        let due = Duration::from_secs_f64(sent as f64 / self.per_second);
+        due.checked_sub(elapsed).filter(|d| !d.is_zero())
+    }
+}
+
 /// Generates `{"<field>":"<prefix><k>","seq":<s>}` for record `i`, where `k = i % keys`
 /// and `s = i / keys`: every key's records are numbered 0, 1, 2, … in order.
 struct Generator {
@@ -325,5 +360,16 @@ mod tests {
         assert_eq!(records[4], json!({"url": "/page/\"1", "seq": 1}));
         assert_eq!(records[6], json!({"url": "/page/\"0", "seq": 2}));
         assert_eq!(generator.record(5).timestamp, Some(5));
+    }
+
+    #[test]
+    fn a_paced_record_waits_until_it_is_due() {
+        let pace = Pace::new(1000.0);
+        let ms = Duration::from_millis;
+        assert_eq!(pace.early(0, ms(0)), None);
+        assert_eq!(pace.early(10, ms(4)), Some(ms(6)));
+        assert_eq!(pace.early(10, ms(10)), None);
+        assert_eq!(pace.early(10, ms(50)), None, "a late source catches up");
+        assert_eq!(Pace::new(0.5).early(1, ms(500)), Some(ms(1500)));
     }
 }

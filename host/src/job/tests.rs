@@ -205,9 +205,35 @@ fn generator_defaults() {
             count: 10,
             keys: 1,
             key_field: "key".into(),
-            key_prefix: "key-".into()
+            key_prefix: "key-".into(),
+            records_per_second: None,
         }
     );
+}
+
+#[test]
+fn a_generator_rate_is_a_positive_count_of_generator_sources_only() {
+    let generator = GOOD.replace(
+        "type = \"file\"\npath = \"access.jsonl\"",
+        "type = \"generator\"\ncount = 10\nrecords_per_second = 500",
+    );
+    let job = parse_str(&generator).unwrap();
+    assert!(matches!(
+        job.sources[0].kind,
+        SourceKind::Generator {
+            records_per_second: Some(500),
+            ..
+        }
+    ));
+    let (_, key, message) = invalid(&generator.replace("= 500", "= 0"));
+    assert_eq!(key, "source.records_per_second");
+    assert!(message.contains("between 1 and"), "{message}");
+    let (_, key, message) = invalid(&GOOD.replace(
+        "path = \"access.jsonl\"",
+        "path = \"access.jsonl\"\nrecords_per_second = 5",
+    ));
+    assert_eq!(key, "source.records_per_second");
+    assert!(message.contains("a `file` source has no"), "{message}");
 }
 
 #[test]
