@@ -11,11 +11,13 @@
 
 struct weir_context {
     /* The outputs, laid out as the WIT's `outputs`: their JSON one after another, where
-     * each ends, and each one's time. */
+     * each ends, each one's time, and which have none. */
     weir_buf payloads;
     uint32_t *ends;
-    operator_option_s64_t *timestamps;
+    int64_t *timestamps;
     size_t len, cap;
+    uint32_t *untimed;
+    size_t untimed_len, untimed_cap;
     bool has_timestamp;
     int64_t timestamp;
     weir_buf error;
@@ -270,15 +272,24 @@ void weir_emit(weir_context *ctx, weir_str json) {
         ctx->timestamps = realloc(ctx->timestamps, ctx->cap * sizeof *ctx->timestamps);
         if (!ctx->ends || !ctx->timestamps) abort();
     }
+    if (!ctx->has_timestamp) {
+        if (ctx->untimed_len == ctx->untimed_cap) {
+            ctx->untimed_cap = ctx->untimed_cap ? ctx->untimed_cap * 2 : 16;
+            ctx->untimed = realloc(ctx->untimed, ctx->untimed_cap * sizeof *ctx->untimed);
+            if (!ctx->untimed) abort();
+        }
+        ctx->untimed[ctx->untimed_len++] = (uint32_t)ctx->len;
+    }
     weir_buf_bytes(&ctx->payloads, json);
     ctx->ends[ctx->len] = (uint32_t)ctx->payloads.len;
-    ctx->timestamps[ctx->len++] = (operator_option_s64_t){ctx->has_timestamp, ctx->timestamp};
+    ctx->timestamps[ctx->len++] = ctx->has_timestamp ? ctx->timestamp : 0;
 }
 
 static void free_outputs(weir_context *ctx) {
     weir_buf_free(&ctx->payloads);
     free(ctx->ends);
     free(ctx->timestamps);
+    free(ctx->untimed);
 }
 
 static void vformat(weir_buf *buf, const char *format, va_list args) {
@@ -444,16 +455,19 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *ba
     weir_context ctx = {0};
     bool ok = true;
     /* The batch is flat buffers: record i's key ends at key_ends[i], where the next
-     * one starts; its payload likewise. */
+     * one starts; its payload likewise. `untimed` lists the records without a time in
+     * increasing order. */
     uint32_t key_start = 0, payload_start = 0;
+    size_t untimed = 0;
     for (size_t i = 0; i < batch->key_ends.len && ok; i++) {
         uint32_t key_end = batch->key_ends.ptr[i], payload_end = batch->payload_ends.ptr[i];
-        operator_option_s64_t time = batch->timestamps.ptr[i];
+        bool has_timestamp = !(untimed < batch->untimed.len && batch->untimed.ptr[untimed] == i);
+        if (!has_timestamp) untimed++;
         weir_record record = {
             .key = {(const char *)batch->keys.ptr + key_start, key_end - key_start},
             .json = {(const char *)batch->payloads.ptr + payload_start, payload_end - payload_start},
-            .has_timestamp = time.is_some,
-            .timestamp = time.val,
+            .has_timestamp = has_timestamp,
+            .timestamp = batch->timestamps.ptr[i],
         };
         ctx.has_timestamp = record.has_timestamp;
         ctx.timestamp = record.timestamp;
@@ -473,6 +487,7 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *ba
             .payloads = {(uint8_t *)ctx.payloads.ptr, ctx.payloads.len},
             .ends = {ctx.ends, ctx.len},
             .timestamps = {ctx.timestamps, ctx.len},
+            .untimed = {ctx.untimed, ctx.untimed_len},
         };
     } else {
         free_outputs(&ctx);

@@ -229,7 +229,10 @@ class Context {
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
-/** Output records ({payload, timestamp}) as the WIT's `outputs`: one buffer and its ends. */
+/**
+ * Output records ({payload, timestamp}) as the WIT's `outputs`: one buffer and its ends,
+ * the times, and which outputs have none.
+ */
 function flatten(outputs) {
   const payloads = new Uint8Array(outputs.reduce((total, o) => total + o.payload.length, 0));
   const ends = new Uint32Array(outputs.length);
@@ -239,7 +242,10 @@ function flatten(outputs) {
     end += output.payload.length;
     ends[i] = end;
   });
-  return { payloads, ends, timestamps: outputs.map((o) => o.timestamp) };
+  const timestamps = BigInt64Array.from(outputs, (o) => o.timestamp ?? 0n);
+  const untimed = [];
+  outputs.forEach((o, i) => o.timestamp === undefined && untimed.push(i));
+  return { payloads, ends, timestamps, untimed: Uint32Array.from(untimed) };
 }
 
 /**
@@ -265,6 +271,7 @@ export function exportOperator(Operator) {
       }
       // The batch and the outputs are flat buffers: see `batch` in the WIT.
       const outputs = [];
+      const untimed = new Set(batch.untimed);
       let keyStart = 0;
       let payloadStart = 0;
       for (let index = 0; index < batch.keyEnds.length; index++) {
@@ -273,7 +280,8 @@ export function exportOperator(Operator) {
         current = index;
         try {
           const key = decoder.decode(batch.keys.subarray(keyStart, keyEnd));
-          const ctx = new Context(key, batch.timestamps[index], outputs);
+          const time = untimed.has(index) ? undefined : batch.timestamps[index];
+          const ctx = new Context(key, time, outputs);
           const payload = batch.payloads.subarray(payloadStart, payloadEnd);
           instance.process(JSON.parse(decoder.decode(payload)), ctx);
         } catch (e) {

@@ -35,12 +35,20 @@ impl ValueCache {
     /// (a host bug, which fails the batch).
     pub(crate) fn new(values: BatchValues) -> Option<ValueCache> {
         let mut at = 0;
-        let stored = values
-            .lengths
-            .iter()
-            .map(|length| length.map(|length| next(&mut at, length)))
+        let mut absent = values.absent.iter().peekable();
+        let stored = (values.lengths.iter().enumerate())
+            .map(|(i, &length)| {
+                let range = next(&mut at, length);
+                absent
+                    .next_if(|&&a| a as usize == i)
+                    .is_none()
+                    .then_some(range)
+            })
             .collect::<Vec<_>>();
-        let consistent = at == values.data.len() && all_below(&values.keys, stored.len());
+        // Marks out of order or out of range are left over.
+        let consistent = at == values.data.len()
+            && absent.next().is_none()
+            && all_below(&values.keys, stored.len());
         consistent.then(|| ValueCache {
             keys: values.keys,
             changed: vec![None; stored.len()],
@@ -74,14 +82,21 @@ impl ValueCache {
         let mut changes = ValueChanges {
             records: Vec::new(),
             lengths: Vec::new(),
+            removals: Vec::new(),
             data: Vec::new(),
         };
-        for (rec, value) in changed(&self.keys, &self.changed) {
+        for (i, (rec, value)) in changed(&self.keys, &self.changed).enumerate() {
             changes.records.push(rec);
-            changes.lengths.push(value.as_ref().map(|v| v.len() as u32));
-            changes
-                .data
-                .extend_from_slice(value.as_deref().unwrap_or_default());
+            match value {
+                Some(value) => {
+                    changes.lengths.push(value.len() as u32);
+                    changes.data.extend_from_slice(value);
+                }
+                None => {
+                    changes.lengths.push(0);
+                    changes.removals.push(i as u32);
+                }
+            }
         }
         changes
     }
@@ -253,6 +268,13 @@ pub(crate) fn pieces<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item 
         .map(move |(start, &end)| data.get(start as usize..end as usize).unwrap_or_default())
 }
 
+/// For each of `count` items in order, whether `marks` (indices in increasing order, as
+/// the WIT's `untimed` and `absent` are) list it.
+pub(crate) fn marked(marks: &[u32], count: usize) -> impl Iterator<Item = bool> + '_ {
+    let mut marks = marks.iter().peekable();
+    (0..count).map(move |i| marks.next_if(|&&m| m as usize == i).is_some())
+}
+
 /// The range of the next `length` items after `at`, which it moves past them.
 fn next(at: &mut usize, length: u32) -> Range<usize> {
     let range = *at..*at + length as usize;
@@ -292,7 +314,8 @@ mod tests {
     fn cache() -> ValueCache {
         ValueCache::new(BatchValues {
             keys: vec![0, 1, 0],
-            lengths: vec![Some(1), None],
+            lengths: vec![1, 0],
+            absent: vec![1],
             data: b"a".to_vec(),
         })
         .expect("consistent")
@@ -316,6 +339,7 @@ mod tests {
         let none = ValueChanges {
             records: Vec::new(),
             lengths: Vec::new(),
+            removals: Vec::new(),
             data: Vec::new(),
         };
         assert_eq!(cache.changes(), none);
@@ -326,7 +350,8 @@ mod tests {
             cache.changes(),
             ValueChanges {
                 records: vec![0, 1],
-                lengths: vec![Some(2), None],
+                lengths: vec![2, 0],
+                removals: vec![1],
                 data: b"yz".to_vec(),
             }
         );
@@ -336,16 +361,27 @@ mod tests {
     fn values_that_do_not_add_up_are_refused() {
         let short = BatchValues {
             keys: vec![0],
-            lengths: vec![Some(3)],
+            lengths: vec![3],
+            absent: Vec::new(),
             data: b"ab".to_vec(),
         };
         assert!(ValueCache::new(short).is_none());
         let unknown_key = BatchValues {
             keys: vec![1],
-            lengths: vec![None],
+            lengths: vec![0],
+            absent: vec![0],
             data: Vec::new(),
         };
         assert!(ValueCache::new(unknown_key).is_none());
+        for absent in [vec![2], vec![1, 0], vec![0, 0]] {
+            let bad_marks = BatchValues {
+                keys: vec![0, 1],
+                lengths: vec![0, 0],
+                absent,
+                data: Vec::new(),
+            };
+            assert!(ValueCache::new(bad_marks).is_none());
+        }
     }
 
     /// Records 0 and 2 share key 0 (list ["a", ""]); record 1 has key 1 (no list).

@@ -450,7 +450,10 @@ pub struct Context<'a, T> {
 pub(crate) struct Emitted {
     /// Each output's JSON.
     pub(crate) payloads: Elements,
-    pub(crate) timestamps: Vec<Option<i64>>,
+    /// Each output's event time (0 for those in `untimed`).
+    pub(crate) timestamps: Vec<i64>,
+    /// The outputs without one.
+    pub(crate) untimed: Vec<u32>,
 }
 
 impl Emitted {
@@ -458,7 +461,10 @@ impl Emitted {
     fn push(&mut self, output: &impl Serialize, timestamp: Option<i64>) -> Result<()> {
         self.payloads
             .push_with(|data| serde_json::to_writer(data, output))?;
-        self.timestamps.push(timestamp);
+        if timestamp.is_none() {
+            self.untimed.push(self.timestamps.len() as u32);
+        }
+        self.timestamps.push(timestamp.unwrap_or(0));
         Ok(())
     }
 }

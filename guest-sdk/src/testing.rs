@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges};
+use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 use crate::state::decode;
 use crate::{
@@ -364,25 +364,29 @@ impl Host for MemoryHost {
         let mut values = BatchValues {
             keys: Vec::new(),
             lengths: Vec::new(),
+            absent: Vec::new(),
             data: Vec::new(),
         };
         values.keys = self.distinct_keys(|host, rec| {
             let value = host.value_get(id, rec);
-            values.lengths.push(value.as_ref().map(|v| v.len() as u32));
-            values.data.extend(value.unwrap_or_default());
+            if value.is_none() {
+                values.absent.push(values.lengths.len() as u32);
+            }
+            let value = value.unwrap_or_default();
+            values.lengths.push(value.len() as u32);
+            values.data.extend(value);
         });
         values
     }
     fn value_set_many(&mut self, id: u32, changes: ValueChanges) {
         let mut data = changes.data.as_slice();
-        for (rec, length) in changes.records.into_iter().zip(changes.lengths) {
-            match length {
-                Some(length) => {
-                    let (value, rest) = data.split_at(length as usize);
-                    data = rest;
-                    self.value_update(id, rec, value.to_vec());
-                }
-                None => self.value_clear(id, rec),
+        let removes = marked(&changes.removals, changes.records.len());
+        for ((&rec, &length), remove) in changes.records.iter().zip(&changes.lengths).zip(removes) {
+            let (value, rest) = data.split_at(length as usize);
+            data = rest;
+            match remove {
+                false => self.value_update(id, rec, value.to_vec()),
+                true => self.value_clear(id, rec),
             }
         }
     }

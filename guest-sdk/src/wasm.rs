@@ -7,7 +7,7 @@ use std::thread::LocalKey;
 use crate::__private::{WitBatch, WitOutputs, WitProcessError, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::{log, state, types::StateKind};
-use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, pieces};
+use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked, pieces};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 
 struct Imports;
@@ -139,19 +139,22 @@ pub fn process<O: Operator>(
         })?;
         let keys = pieces(&batch.keys, &batch.key_ends);
         let payloads = pieces(&batch.payloads, &batch.payload_ends);
+        let untimed = marked(&batch.untimed, batch.timestamps.len());
+        let timestamps = batch.timestamps.iter().zip(untimed);
         let inputs =
             keys.zip(payloads)
-                .zip(&batch.timestamps)
-                .map(|((key, payload), &timestamp)| Input {
+                .zip(timestamps)
+                .map(|((key, payload), (&timestamp, untimed))| Input {
                     key,
                     payload,
-                    timestamp,
+                    timestamp: (!untimed).then_some(timestamp),
                 });
         match runtime::process(operator, inputs) {
             Ok(outputs) => Ok(WitOutputs {
                 payloads: outputs.payloads.data,
                 ends: outputs.payloads.ends,
                 timestamps: outputs.timestamps,
+                untimed: outputs.untimed,
             }),
             Err((error, index)) => Err(WitProcessError {
                 message: error.to_string(),

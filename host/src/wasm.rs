@@ -10,6 +10,7 @@
 mod bindings;
 pub mod cache;
 mod core_module;
+mod flat;
 mod imports;
 mod instance;
 pub mod sandbox;

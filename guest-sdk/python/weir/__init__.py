@@ -317,13 +317,16 @@ def export(operator: Type[Operator]) -> type:
             # The batch and the outputs are flat buffers: see `batch` in the WIT.
             payloads = bytearray()
             ends: List[int] = []
-            times: List[Optional[int]] = []
+            times: List[int] = []
+            untimed: List[int] = []
+            no_time = set(batch.untimed)
             key_start = payload_start = 0
             for index, (key_end, payload_end) in enumerate(zip(batch.key_ends, batch.payload_ends)):
                 _current = index
                 try:
                     key = batch.keys[key_start:key_end].decode()
-                    ctx = Context(key, batch.timestamps[index])
+                    time = None if index in no_time else batch.timestamps[index]
+                    ctx = Context(key, time)
                     instance.process(json.loads(batch.payloads[payload_start:payload_end]), ctx)
                 except Exception as e:
                     raise Err(_types.ProcessError(_message(e), index)) from None
@@ -332,9 +335,11 @@ def export(operator: Type[Operator]) -> type:
                 key_start, payload_start = key_end, payload_end
                 for payload, time in ctx._outputs:
                     payloads += payload
+                    if time is None:
+                        untimed.append(len(ends))
                     ends.append(len(payloads))
-                    times.append(time)
-            return _types.Outputs(bytes(payloads), ends, times)
+                    times.append(0 if time is None else time)
+            return _types.Outputs(bytes(payloads), ends, times, untimed)
 
         def close(self) -> None:
             instance, Guest._instance = Guest._instance, None

@@ -11,9 +11,9 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Result, bail};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use super::Sandbox;
 use super::bindings::{self, Level, weir::operator::state};
 use super::sandbox::Limiter;
+use super::{Sandbox, flat};
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
 
 /// Everything a guest instance's calls can reach: its store data.
@@ -165,18 +165,6 @@ fn layout_name(layout: Layout) -> &'static str {
         Layout::List => "list",
         Layout::Map => "map",
     }
-}
-
-/// Checks that `lengths` add up to the bytes of `data`, for a batch call's message.
-fn check_data(call: &str, lengths: impl Iterator<Item = u32>, data: &[u8]) -> Result<()> {
-    let total: u64 = lengths.map(u64::from).sum();
-    if total != data.len() as u64 {
-        bail!(
-            "{call}: the lengths add up to {total} bytes, the data has {}",
-            data.len()
-        );
-    }
-    Ok(())
 }
 
 /// The batch being processed: the only keys whose state a guest can reach.
@@ -331,15 +319,21 @@ impl state::Host for GuestCtx {
         let state = self.registry.check(state, Layout::Value)?;
         let (keys, scopes) = self.current.distinct(state)?;
         let mut lengths = Vec::with_capacity(scopes.len());
+        let mut absent = Vec::new();
         let mut data = Vec::new();
-        for scope in scopes {
+        for (i, scope) in scopes.into_iter().enumerate() {
             let value = self.backend.value_get(scope)?;
-            lengths.push(value.as_ref().map(|v| v.len() as u32));
-            data.extend_from_slice(value.as_deref().unwrap_or_default());
+            if value.is_none() {
+                absent.push(i as u32);
+            }
+            let value = value.unwrap_or_default();
+            lengths.push(value.len() as u32);
+            data.extend_from_slice(&value);
         }
         Ok(state::BatchValues {
             keys,
             lengths,
+            absent,
             data,
         })
     }
@@ -353,18 +347,19 @@ impl state::Host for GuestCtx {
                 changes.lengths.len()
             );
         }
-        let lengths = changes.lengths.iter().flatten().copied();
-        check_data("value-set-many", lengths, &changes.data)?;
+        let count = changes.lengths.len();
+        flat::check_marks("removals", &changes.removals, count)
+            .and_then(|()| flat::check_lengths(&changes.lengths, &changes.data))
+            .map_err(|problem| wasmtime::Error::msg(format!("value-set-many: {problem}")))?;
         let scopes = self.current.scopes(state, &changes.records)?;
         let mut rest = changes.data.as_slice();
-        for (scope, &length) in scopes.into_iter().zip(&changes.lengths) {
-            match length {
-                Some(length) => {
-                    let (value, after) = rest.split_at(length as usize);
-                    rest = after;
-                    self.backend.value_put(scope, value.to_vec())?;
-                }
-                None => self.backend.clear(scope)?,
+        let removes = flat::marked(&changes.removals, count);
+        for ((scope, &length), remove) in scopes.into_iter().zip(&changes.lengths).zip(removes) {
+            let (value, after) = rest.split_at(length as usize);
+            rest = after;
+            match remove {
+                false => self.backend.value_put(scope, value.to_vec())?,
+                true => self.backend.clear(scope)?,
             }
         }
         Ok(())
@@ -406,11 +401,8 @@ impl state::Host for GuestCtx {
                 changes.lengths.len()
             );
         }
-        check_data(
-            "list-set-many",
-            changes.lengths.iter().copied(),
-            &changes.data,
-        )?;
+        flat::check_lengths(&changes.lengths, &changes.data)
+            .map_err(|problem| wasmtime::Error::msg(format!("list-set-many: {problem}")))?;
         let scopes = self.current.scopes(state, &changes.records)?;
         let mut lengths = changes.lengths.iter();
         let mut rest = changes.data.as_slice();

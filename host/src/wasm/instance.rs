@@ -4,6 +4,7 @@
 use wasmtime::Store;
 
 use super::bindings::{self, Operator};
+use super::flat::{self, cut};
 use super::imports::GuestCtx;
 use super::{LoadedComponent, OperatorError, Sandbox};
 use crate::record::{KeyedRecord, Record};
@@ -246,28 +247,23 @@ fn flatten(batch: Batch) -> (bindings::Batch, Vec<Vec<u8>>, Vec<KeyGroup>) {
         payloads: Vec::with_capacity(batch.iter().map(|r| r.payload.len()).sum()),
         payload_ends: Vec::with_capacity(batch.len()),
         timestamps: Vec::with_capacity(batch.len()),
+        untimed: Vec::new(),
     };
     let mut keys = Vec::with_capacity(batch.len());
     let mut key_groups = Vec::with_capacity(batch.len());
-    for record in batch {
+    for (i, record) in batch.into_iter().enumerate() {
         flat.keys.extend_from_slice(&record.key);
         flat.key_ends.push(flat.keys.len() as u32);
         flat.payloads.extend_from_slice(&record.payload);
         flat.payload_ends.push(flat.payloads.len() as u32);
-        flat.timestamps.push(record.timestamp);
+        flat.timestamps.push(record.timestamp.unwrap_or_else(|| {
+            flat.untimed.push(i as u32);
+            0
+        }));
         keys.push(record.key);
         key_groups.push(record.key_group);
     }
     (flat, keys, key_groups)
-}
-
-/// The `i`th piece of `data` cut at `ends`, if the ends allow it.
-fn cut<'a>(data: &'a [u8], ends: &[u32], i: usize) -> Option<&'a [u8]> {
-    let start = match i {
-        0 => 0,
-        _ => *ends.get(i - 1)? as usize,
-    };
-    data.get(start..*ends.get(i)? as usize)
 }
 
 /// The guest's outputs as records, or what is wrong with them.
@@ -276,6 +272,7 @@ fn unflatten(outputs: bindings::Outputs) -> Result<Output, String> {
         payloads,
         ends,
         timestamps,
+        untimed,
     } = outputs;
     if ends.len() != timestamps.len() {
         return Err(format!(
@@ -291,15 +288,17 @@ fn unflatten(outputs: bindings::Outputs) -> Result<Output, String> {
             payloads.len()
         ));
     }
+    flat::check_marks("untimed", &untimed, timestamps.len())?;
     timestamps
         .into_iter()
+        .zip(flat::marked(&untimed, ends.len()))
         .enumerate()
-        .map(|(i, timestamp)| {
+        .map(|(i, (timestamp, untimed))| {
             let payload = cut(&payloads, &ends, i)
                 .ok_or_else(|| format!("output {i} ends before it starts"))?;
             Ok(Record {
                 payload: payload.to_vec(),
-                timestamp,
+                timestamp: (!untimed).then_some(timestamp),
             })
         })
         .collect()
@@ -343,7 +342,11 @@ mod tests {
 
     #[test]
     fn a_flat_batch_cuts_back_into_its_records() {
-        let (flat, keys, groups) = flatten(vec![record("a", "{}"), record("", "[1]")]);
+        let untimed = KeyedRecord {
+            timestamp: None,
+            ..record("", "[1]")
+        };
+        let (flat, keys, groups) = flatten(vec![record("a", "{}"), untimed]);
         assert_eq!(keys, [b"a".to_vec(), Vec::new()]);
         assert_eq!(groups[0], KeyGroup::of(b"a", 128));
         assert_eq!(cut(&flat.keys, &flat.key_ends, 0), Some(&b"a"[..]));
@@ -353,7 +356,8 @@ mod tests {
             Some(&b"[1]"[..])
         );
         assert_eq!(cut(&flat.payloads, &flat.payload_ends, 2), None);
-        assert_eq!(flat.timestamps, [Some(7), Some(7)]);
+        assert_eq!(flat.timestamps, [7, 0]);
+        assert_eq!(flat.untimed, [1]);
     }
 
     #[test]
@@ -361,17 +365,31 @@ mod tests {
         let outputs = |payloads: &[u8], ends: &[u32], timestamps: usize| bindings::Outputs {
             payloads: payloads.to_vec(),
             ends: ends.to_vec(),
-            timestamps: vec![None; timestamps],
+            timestamps: vec![0; timestamps],
+            untimed: Vec::new(),
         };
-        let good = unflatten(outputs(b"{}[]", &[2, 2, 4], 3)).unwrap();
+        let good = unflatten(bindings::Outputs {
+            untimed: vec![1],
+            ..outputs(b"{}[]", &[2, 2, 4], 3)
+        })
+        .unwrap();
         let payloads: Vec<&[u8]> = good.iter().map(|r| r.payload.as_slice()).collect();
         assert_eq!(payloads, [&b"{}"[..], b"", b"[]"]);
+        let timestamps: Vec<Option<i64>> = good.iter().map(|r| r.timestamp).collect();
+        assert_eq!(timestamps, [Some(0), None, Some(0)]);
         for (bad, problem) in [
             (outputs(b"{}", &[2], 2), "1 ends but 2 timestamps"),
             (outputs(b"{}[]", &[2], 1), "the ends cover 2 of the 4 bytes"),
             (
                 outputs(b"{}[]", &[3, 2, 4], 3),
                 "output 1 ends before it starts",
+            ),
+            (
+                bindings::Outputs {
+                    untimed: vec![3],
+                    ..outputs(b"{}[]", &[2, 2, 4], 3)
+                },
+                "`untimed` must list indices below 3 in increasing order, it has 3 after nothing",
             ),
         ] {
             assert_eq!(unflatten(bad).unwrap_err(), problem);

@@ -2,8 +2,9 @@
 //! `do` field says so, so tests can see how the host reports and contains it: `panic`,
 //! `fail`, `loop` (forever), `grow` (memory without end), `recurse` (without end), and
 //! `probe` (tries the file `path`, writing `path`.new, the environment and a socket to
-//! `connect`, and emits what it got), `bad-changes` (sends the host value changes whose
-//! lengths do not match their data, as only a broken SDK would).
+//! `connect`, and emits what it got), `bad-changes`, `bad-removals` and
+//! `bad-list-changes` (send the host batch changes that do not add up, as only a broken
+//! SDK would).
 
 use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -47,7 +48,8 @@ impl Operator for Misbehave {
             "grow" => grow(),
             "recurse" => return ctx.emit(Value::from(recurse(1))),
             "probe" => return ctx.emit(probe(&command)),
-            "bad-changes" => bad_changes(),
+            "bad-changes" => bad_changes(vec![5], Vec::new()),
+            "bad-removals" => bad_changes(vec![2], vec![1]),
             "bad-list-changes" => bad_list_changes(),
             _ => {}
         }
@@ -59,15 +61,18 @@ impl Operator for Misbehave {
     }
 }
 
-/// Calls `value-set-many` with five bytes announced and two sent.
-fn bad_changes() {
+/// Calls `value-set-many` for one record with two bytes of data and these `lengths`
+/// and `removals`.
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_variables))]
+fn bad_changes(lengths: Vec<u32>, removals: Vec<u32>) {
     #[cfg(target_arch = "wasm32")]
     {
         use guest_sdk::__private::bindings::weir::operator::{state, types::StateKind};
         let id = state::register("seen", StateKind::Value);
         let changes = state::ValueChanges {
             records: vec![0],
-            lengths: vec![Some(5)],
+            lengths,
+            removals,
             data: b"ab".to_vec(),
         };
         state::value_set_many(id, &changes);
