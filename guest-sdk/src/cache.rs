@@ -106,10 +106,10 @@ impl ValueCache {
 pub(crate) struct ListCache {
     /// For each record of the batch: the index of its key.
     keys: Vec<u32>,
-    /// For each key: the range of its elements in `elements`.
+    /// For each key: the range of its elements in `ends`.
     stored: Vec<Range<usize>>,
-    /// Where each element lies in `data`.
-    elements: Vec<Range<usize>>,
+    /// Where each element ends in `data`, all keys' elements one after another.
+    ends: Vec<u32>,
     data: Vec<u8>,
     /// For each key: its list as the batch left it, once the batch changed it.
     changed: Vec<Option<Elements>>,
@@ -125,6 +125,14 @@ pub(crate) struct Elements {
 }
 
 impl Elements {
+    /// Room for `count` elements of `bytes` in all.
+    pub(crate) fn with_capacity(bytes: usize, count: usize) -> Elements {
+        Elements {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(count),
+        }
+    }
+
     /// Appends an element written by `write` into the buffer it is given.
     pub(crate) fn push_with<E>(
         &mut self,
@@ -163,7 +171,7 @@ impl Elements {
     }
 
     /// The elements, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn iter(&self) -> Pieces<'_> {
         pieces(&self.data, &self.ends)
     }
 
@@ -184,19 +192,21 @@ impl ListCache {
             .map(|&count| next(&mut at, count))
             .collect::<Vec<_>>();
         let consistent_counts = at == lists.lengths.len();
-        let mut at = 0;
-        let elements = lists
-            .lengths
-            .iter()
-            .map(|&length| next(&mut at, length))
+        let mut at = 0u64;
+        let ends = (lists.lengths.iter())
+            .map(|&length| {
+                at += u64::from(length);
+                at as u32
+            })
             .collect();
-        let consistent =
-            consistent_counts && at == lists.data.len() && all_below(&lists.keys, stored.len());
+        let consistent = consistent_counts
+            && at == lists.data.len() as u64
+            && all_below(&lists.keys, stored.len());
         consistent.then(|| ListCache {
             keys: lists.keys,
             changed: vec![None; stored.len()],
             stored,
-            elements,
+            ends,
             data: lists.data,
         })
     }
@@ -207,14 +217,15 @@ impl ListCache {
     }
 
     /// The elements of record `rec`'s key, as the batch has left them so far.
-    pub(crate) fn get(&self, rec: u32) -> Vec<&[u8]> {
+    pub(crate) fn get(&self, rec: u32) -> Pieces<'_> {
         let key = self.keys[rec as usize] as usize;
         match &self.changed[key] {
-            Some(list) => list.iter().collect(),
-            None => self.elements[self.stored[key].clone()]
-                .iter()
-                .map(|range| &self.data[range.clone()])
-                .collect(),
+            Some(list) => list.iter(),
+            None => {
+                let range = self.stored[key].clone();
+                let start = range.start.checked_sub(1).map_or(0, |i| self.ends[i]);
+                pieces_from(&self.data, start, &self.ends[range])
+            }
         }
     }
 
@@ -222,9 +233,12 @@ impl ListCache {
     pub(crate) fn add_all(&mut self, rec: u32, elements: &Elements) {
         let key = self.keys[rec as usize] as usize;
         if self.changed[key].is_none() {
-            let mut stored = Elements::default();
-            self.get(rec).into_iter().for_each(|e| stored.push(e));
-            self.changed[key] = Some(stored);
+            let stored = self.get(rec);
+            let bytes: usize = stored.clone().map(<[u8]>::len).sum();
+            let mut copy =
+                Elements::with_capacity(bytes + elements.data.len(), stored.len() + elements.len());
+            stored.for_each(|e| copy.push(e));
+            self.changed[key] = Some(copy);
         }
         if let Some(list) = &mut self.changed[key] {
             list.append(elements);
@@ -261,12 +275,43 @@ impl ListCache {
 /// The pieces of `data` that `ends` cut it into, each starting where the one before
 /// ended (empty where an end does not fit: never, for buffers this SDK or the host
 /// built).
-pub(crate) fn pieces<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> {
-    let starts = std::iter::once(0).chain(ends.iter().copied());
-    starts
-        .zip(ends)
-        .map(move |(start, &end)| data.get(start as usize..end as usize).unwrap_or_default())
+pub(crate) fn pieces<'a>(data: &'a [u8], ends: &'a [u32]) -> Pieces<'a> {
+    pieces_from(data, 0, ends)
 }
+
+/// The pieces of `data` cut at `ends`, the first starting at `start`.
+fn pieces_from<'a>(data: &'a [u8], start: u32, ends: &'a [u32]) -> Pieces<'a> {
+    Pieces {
+        data,
+        start,
+        ends: ends.iter(),
+    }
+}
+
+/// The iterator of [`pieces`]: it knows how many are left.
+#[derive(Clone)]
+pub(crate) struct Pieces<'a> {
+    data: &'a [u8],
+    start: u32,
+    ends: std::slice::Iter<'a, u32>,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = *self.ends.next()?;
+        let piece = (self.data.get(self.start as usize..end as usize)).unwrap_or_default();
+        self.start = end;
+        Some(piece)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ends.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Pieces<'_> {}
 
 /// For each of `count` items in order, whether `marks` (indices in increasing order, as
 /// the WIT's `untimed` and `absent` are) list it.
@@ -413,16 +458,20 @@ mod tests {
         assert_eq!(list.to_vecs(), [b"a".to_vec(), Vec::new(), b"bc".to_vec()]);
     }
 
+    fn got(cache: &ListCache, rec: u32) -> Vec<&[u8]> {
+        cache.get(rec).collect()
+    }
+
     #[test]
     fn records_with_one_key_see_each_others_list_changes() {
         let mut cache = lists();
-        assert_eq!(cache.get(0), [&b"a"[..], b""]);
-        assert!(cache.get(1).is_empty());
+        assert_eq!(got(&cache, 0), [&b"a"[..], b""]);
+        assert_eq!(cache.get(1).len(), 0);
         cache.add_all(0, &elements(&[b"b"]));
-        assert_eq!(cache.get(2), [&b"a"[..], b"", b"b"]);
+        assert_eq!(got(&cache, 2), [&b"a"[..], b"", b"b"]);
         cache.update(2, elements(&[b"c"]));
         cache.add_all(1, &elements(&[b"x", b"yz"]));
-        assert_eq!(cache.get(0), [b"c"]);
+        assert_eq!(got(&cache, 0), [b"c"]);
         assert_eq!(
             cache.changes(),
             ListChanges {
@@ -434,6 +483,19 @@ mod tests {
         );
         cache.update(0, Elements::default());
         assert_eq!(cache.changes().counts, [0, 2], "an emptied list is removed");
+    }
+
+    #[test]
+    fn each_key_gets_its_own_stored_elements() {
+        let cache = ListCache::new(BatchLists {
+            keys: vec![1, 0],
+            counts: vec![2, 1],
+            lengths: vec![1, 2, 3],
+            data: b"abcdef".to_vec(),
+        })
+        .expect("consistent");
+        assert_eq!(got(&cache, 0), [b"def"]);
+        assert_eq!(got(&cache, 1), [&b"a"[..], b"bc"]);
     }
 
     #[test]

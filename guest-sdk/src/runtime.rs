@@ -295,16 +295,16 @@ pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<Vec<u8>>
 }
 
 /// Runs `f` on the elements of list state `name` for the current record's key.
-pub(crate) fn read_list<R>(name: &'static str, f: impl FnOnce(&[&[u8]]) -> R) -> Result<R> {
+pub(crate) fn read_list<R>(
+    name: &'static str,
+    f: impl FnOnce(&mut dyn ExactSizeIterator<Item = &[u8]>) -> R,
+) -> Result<R> {
     with_env(name, |env, rec| {
         let id = env.id(name, Kind::List)?;
         Ok(
             match env.lists.cache(env.host.as_mut(), name, id, rec, true)? {
-                Some(cache) => f(&cache.get(rec)),
-                None => {
-                    let elements = env.host.list_get(id, rec);
-                    f(&elements.iter().map(Vec::as_slice).collect::<Vec<_>>())
-                }
+                Some(cache) => f(&mut cache.get(rec)),
+                None => f(&mut env.host.list_get(id, rec).iter().map(Vec::as_slice)),
             },
         )
     })

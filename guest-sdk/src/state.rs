@@ -95,10 +95,11 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     /// The current key's elements, in insertion order.
     pub fn get(&self) -> Result<Vec<T>> {
         read_list(self.name, |elements| {
-            elements
-                .iter()
-                .map(|bytes| decode(self.name, bytes))
-                .collect()
+            let mut decoded = Vec::with_capacity(elements.len());
+            for bytes in elements {
+                decoded.push(decode(self.name, bytes)?);
+            }
+            Ok(decoded)
         })?
     }
 
@@ -123,7 +124,8 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     }
 
     fn encode_all(&self, elements: &[T]) -> Result<Elements> {
-        let mut encoded = Elements::default();
+        // A guess that spares most regrowth for small elements (numbers, short strings).
+        let mut encoded = Elements::with_capacity(elements.len() * 8, elements.len());
         for element in elements {
             encoded.push_with(|data| encode_into(self.name, element, data))?;
         }
