@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::metadata::{self, Metadata};
+use crate::job::JsonPointer;
+use crate::record::KeySelector;
 use crate::state::snapshot::{self, Snapshot};
 
 /// `_metadata` files: the checkpoint metadata decoder.
@@ -54,6 +56,21 @@ pub fn job_file(data: &[u8]) {
     }
 }
 
+/// Record keys: wherever the fast key scanner answers, the serde path finds the same key
+/// (the first byte picks the pointer).
+pub fn key_extraction(data: &[u8]) {
+    let Some((&choice, document)) = data.split_first() else {
+        return;
+    };
+    let pointers = ["", "/key", "/a/id", "/0", "/a/b/c"];
+    let pointer = pointers[usize::from(choice) % pointers.len()];
+    let selector = KeySelector::new(JsonPointer::parse(pointer).expect("valid pointer"), 128);
+    if let Some(fast) = crate::record::scan::string_key(document, &selector.tokens) {
+        let slow = selector.key_by_serde(document);
+        assert_eq!(slow.ok().as_deref(), Some(fast), "the key at {pointer}");
+    }
+}
+
 fn with_metadata_header(body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "{} {} {:08x}\n",
@@ -91,11 +108,12 @@ mod tests {
     fn the_fuzz_corpus_runs_clean() {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 4] = [
+        let targets: [(&str, Target); 5] = [
             ("checkpoint_metadata", checkpoint_metadata),
             ("state_snapshot", state_snapshot),
             ("savepoint", savepoint),
             ("job_file", job_file),
+            ("key_extraction", key_extraction),
         ];
         for (name, target) in targets {
             let dir = corpus.join(name);

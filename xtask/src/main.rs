@@ -27,8 +27,9 @@ tasks:
                      (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
   fuzz [TARGET [SECONDS]]
                      runs the cargo-fuzz targets (checkpoint_metadata, state_snapshot,
-                     savepoint, job_file; default all, 600 s each) with nightly; new
-                     inputs go to ~/.cache/weir/fuzz-corpus, crashes to fuzz/artifacts
+                     savepoint, job_file, key_extraction; default all, 600 s each) with
+                     nightly; new inputs go to ~/.cache/weir/fuzz-corpus, crashes to
+                     fuzz/artifacts
   bench languages [RECORDS]
                      visit-count in Rust, Python, JavaScript and C: component size,
                      compile time with and without the compile cache, records/s over
@@ -591,11 +592,12 @@ fn bench_languages(records: u64) -> Result {
     Ok(())
 }
 
-const FUZZ_TARGETS: [&str; 4] = [
+const FUZZ_TARGETS: [&str; 5] = [
     "checkpoint_metadata",
     "state_snapshot",
     "savepoint",
     "job_file",
+    "key_extraction",
 ];
 
 /// Runs fuzz targets for `seconds` each. The build links the RocksDB library the normal
