@@ -16,6 +16,7 @@ pub mod fuzz_targets;
 pub mod inspect;
 pub mod job;
 pub mod record;
+pub mod small_bytes;
 pub mod state;
 pub mod testing;
 pub mod wasm;

@@ -11,6 +11,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::Value;
 
 use crate::job::JsonPointer;
+use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
 
 pub(crate) mod scan;
@@ -60,8 +61,8 @@ impl std::fmt::Display for Origin {
 /// A record on its way into an operator, with its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyedRecord {
-    /// The key's bytes (empty for an operator without `key_by`).
-    pub key: Vec<u8>,
+    /// The key's bytes (empty for an operator without `key_by`), inline when short.
+    pub key: SmallBytes,
     /// The key's group.
     pub key_group: KeyGroup,
     /// One JSON document, without a line break.
@@ -109,10 +110,10 @@ impl KeySelector {
     /// The key of the record `payload` and its group: a string's UTF-8 bytes, or any
     /// other value's compact JSON. The whole payload is checked to be one JSON document,
     /// in one pass that builds nothing but the key.
-    pub fn key(&self, payload: &[u8]) -> Result<(Vec<u8>, KeyGroup), KeyError> {
+    pub fn key(&self, payload: &[u8]) -> Result<(SmallBytes, KeyGroup), KeyError> {
         let key = match scan::string_key(payload, &self.tokens) {
-            Some(key) => key.to_vec(),
-            None => self.key_by_serde(payload)?,
+            Some(key) => SmallBytes::from(key),
+            None => SmallBytes::from(self.key_by_serde(payload)?),
         };
         let group = KeyGroup::of(&key, self.max_parallelism);
         Ok((key, group))
@@ -269,7 +270,10 @@ mod tests {
                     Value::String(s) => s.clone().into_bytes(),
                     other => other.to_string().into_bytes(),
                 });
-                let found = selector(pointer).key(document.as_bytes()).ok().map(|k| k.0);
+                let found = selector(pointer)
+                    .key(document.as_bytes())
+                    .ok()
+                    .map(|k| k.0.to_vec());
                 assert_eq!(found, expected, "{pointer} in {document}");
             }
         }
@@ -352,21 +356,15 @@ mod tests {
         let (key, group) = selector("/url")
             .key(&bytes(json!({"url": "/a", "n": 1})))
             .unwrap();
+        assert_eq!((&*key, group), (&b"/a"[..], KeyGroup::of(b"/a", 128)));
         assert_eq!(
-            (key.as_slice(), group),
-            (&b"/a"[..], KeyGroup::of(b"/a", 128))
+            *selector("/n").key(&bytes(json!({"n": 17}))).unwrap().0,
+            *b"17"
         );
-        assert_eq!(
-            selector("/n").key(&bytes(json!({"n": 17}))).unwrap().0,
-            b"17"
-        );
-        assert_eq!(
-            selector("/o")
-                .key(&bytes(json!({"o": {"b": 1, "a": 2}})))
-                .unwrap()
-                .0,
-            br#"{"a":2,"b":1}"#
-        );
+        let (object, _) = selector("/o")
+            .key(&bytes(json!({"o": {"b": 1, "a": 2}})))
+            .unwrap();
+        assert_eq!(*object, *br#"{"a":2,"b":1}"#);
     }
 
     #[test]

@@ -10,7 +10,6 @@ mod conformance;
 pub mod key_group;
 pub mod memory;
 pub mod rocksdb;
-mod small_bytes;
 pub mod snapshot;
 
 pub use key_group::{KeyGroup, KeyGroupRange};

@@ -23,6 +23,7 @@ pub use run::{TestArgs, run};
 
 use crate::job::JsonPointer;
 use crate::record::{KeySelector, KeyedRecord};
+use crate::small_bytes::SmallBytes;
 use crate::state::memory::MemoryBackend;
 use crate::state::snapshot::{SlotData, Snapshot};
 use crate::state::{KeyGroup, KeyGroupRange};
@@ -131,7 +132,7 @@ impl TestOperator {
     pub fn push_keyed(&mut self, key: &str, record: &str) -> Result<Vec<String>, TestError> {
         self.pushed += 1;
         let record = KeyedRecord {
-            key: key.as_bytes().to_vec(),
+            key: key.as_bytes().into(),
             key_group: KeyGroup::of(key.as_bytes(), self.options.max_parallelism),
             payload: record.as_bytes().to_vec(),
             timestamp: None,
@@ -158,7 +159,7 @@ impl TestOperator {
                             reason: format!("not a JSON document: {e}"),
                         }
                     })?;
-                    (Vec::new(), KeyGroup(0))
+                    (SmallBytes::default(), KeyGroup(0))
                 }
             };
             batch.push(KeyedRecord {

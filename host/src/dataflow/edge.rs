@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 use super::Message;
 use super::alignment::CheckpointId;
 use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
+use crate::small_bytes::SmallBytes;
 use crate::state::{KeyGroup, KeyGroupRange};
 
 /// Why a record cannot go downstream.
@@ -105,7 +106,7 @@ pub struct Outputs {
     keyed: bool,
     largest: usize,
     /// The keys of the record being pushed, one per edge (kept to reuse its memory).
-    keys: Vec<(Vec<u8>, KeyGroup)>,
+    keys: Vec<(SmallBytes, KeyGroup)>,
 }
 
 impl Outputs {
@@ -139,13 +140,14 @@ impl Outputs {
                             error,
                         },
                     })?,
-                    None => (Vec::new(), KeyGroup(0)),
+                    None => (SmallBytes::default(), KeyGroup(0)),
                 });
             }
         } else {
             serde_json::from_slice::<IgnoredAny>(&record.payload)?;
             let edges = self.edges.len();
-            self.keys.resize_with(edges, || (Vec::new(), KeyGroup(0)));
+            self.keys
+                .resize_with(edges, || (SmallBytes::default(), KeyGroup(0)));
         }
         let last = self.edges.len().saturating_sub(1);
         let mut record = Some(record);
@@ -257,7 +259,7 @@ mod tests {
         outputs.end().unwrap();
         let keyed = batch(&rx_a[0]);
         assert_eq!(
-            keyed.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+            keyed.iter().map(|r| r.key.to_vec()).collect::<Vec<_>>(),
             [b"/x".to_vec(), b"/y".to_vec()]
         );
         assert_eq!(keyed[0].timestamp, Some(7));

@@ -242,7 +242,7 @@ mod tests {
 
     fn record(line: u64) -> KeyedRecord {
         KeyedRecord {
-            key: Vec::new(),
+            key: Default::default(),
             key_group: KeyGroup(0),
             payload: format!("{{\"n\":{line}}}").into_bytes(),
             timestamp: None,

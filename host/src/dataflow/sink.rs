@@ -278,7 +278,7 @@ mod tests {
     fn records(n: usize) -> Vec<KeyedRecord> {
         (0..n)
             .map(|i| KeyedRecord {
-                key: Vec::new(),
+                key: Default::default(),
                 key_group: KeyGroup(0),
                 payload: format!("{{\"i\":{i}}}").into_bytes(),
                 timestamp: None,

@@ -14,11 +14,11 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 use std::sync::Arc;
 
-use super::small_bytes::SmallBytes;
 use super::snapshot::{Encoder, Entry, GroupEntries, SlotData, StateInfo};
 use super::{
     BackendSnapshot, KeyGroupRange, Layout, Result, Scope, StateBackend, StateError, StateId,
 };
+use crate::small_bytes::SmallBytes;
 
 /// One key's state in one registered state. Keys and values are [`SmallBytes`]: short
 /// ones cost no allocation, which makes copy-on-write copies and 10M keys (W5 of

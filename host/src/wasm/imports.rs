@@ -14,6 +14,7 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtx
 use super::bindings::{self, Level, weir::operator::state};
 use super::sandbox::Limiter;
 use super::{Sandbox, flat};
+use crate::small_bytes::SmallBytes;
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
 
 /// Everything a guest instance's calls can reach: its store data.
@@ -171,7 +172,7 @@ fn layout_name(layout: Layout) -> &'static str {
 pub(super) struct CurrentBatch {
     keyed: bool,
     /// Each record's key and key group.
-    keys: Vec<Vec<u8>>,
+    keys: Vec<SmallBytes>,
     key_groups: Vec<KeyGroup>,
     /// The batch's distinct keys, once a batch call asked for them.
     distinct: Option<Distinct>,
@@ -188,7 +189,7 @@ struct Distinct {
 impl Distinct {
     /// Which of the records with `keys` share a key, worked out once per batch (kept
     /// in `slot`).
-    fn of<'a>(slot: &'a mut Option<Distinct>, keys: &[Vec<u8>]) -> &'a Distinct {
+    fn of<'a>(slot: &'a mut Option<Distinct>, keys: &[SmallBytes]) -> &'a Distinct {
         slot.get_or_insert_with(|| {
             let mut seen: HashMap<&[u8], u32, foldhash::fast::RandomState> =
                 HashMap::with_capacity_and_hasher(keys.len(), Default::default());
@@ -210,7 +211,7 @@ impl Distinct {
 
 impl CurrentBatch {
     /// Makes the records with `keys` and `key_groups` the batch guests' calls can reach.
-    pub(super) fn set(&mut self, keys: Vec<Vec<u8>>, key_groups: Vec<KeyGroup>) {
+    pub(super) fn set(&mut self, keys: Vec<SmallBytes>, key_groups: Vec<KeyGroup>) {
         self.keys = keys;
         self.key_groups = key_groups;
         self.distinct = None;

@@ -8,6 +8,7 @@ use super::flat::{self, cut};
 use super::imports::GuestCtx;
 use super::{LoadedComponent, OperatorError, Sandbox};
 use crate::record::{KeyedRecord, Record};
+use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
 use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
 use crate::state::{BackendSnapshot, StateBackend};
@@ -240,7 +241,7 @@ fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
 }
 
 /// A batch as the guest takes it (flat buffers), and its records' keys and key groups.
-fn flatten(batch: Batch) -> (bindings::Batch, Vec<Vec<u8>>, Vec<KeyGroup>) {
+fn flatten(batch: Batch) -> (bindings::Batch, Vec<SmallBytes>, Vec<KeyGroup>) {
     let mut flat = bindings::Batch {
         keys: Vec::with_capacity(batch.iter().map(|r| r.key.len()).sum()),
         key_ends: Vec::with_capacity(batch.len()),
@@ -332,7 +333,7 @@ mod tests {
 
     fn record(key: &str, payload: &str) -> KeyedRecord {
         KeyedRecord {
-            key: key.into(),
+            key: key.as_bytes().into(),
             key_group: KeyGroup::of(key.as_bytes(), 128),
             payload: payload.into(),
             timestamp: Some(7),
@@ -347,7 +348,7 @@ mod tests {
             ..record("", "[1]")
         };
         let (flat, keys, groups) = flatten(vec![record("a", "{}"), untimed]);
-        assert_eq!(keys, [b"a".to_vec(), Vec::new()]);
+        assert_eq!(keys, [SmallBytes::from(&b"a"[..]), SmallBytes::default()]);
         assert_eq!(groups[0], KeyGroup::of(b"a", 128));
         assert_eq!(cut(&flat.keys, &flat.key_ends, 0), Some(&b"a"[..]));
         assert_eq!(cut(&flat.keys, &flat.key_ends, 1), Some(&b""[..]));

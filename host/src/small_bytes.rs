@@ -1,9 +1,10 @@
 //! [`SmallBytes`]: a byte string kept inside its own 24 bytes when it is short.
 //!
 //! Record keys and value-state values are mostly short (an id, a counter). Stored inline,
-//! they cost no allocation of their own, a hash map of them is cloned by copying its
-//! table (what a copy-on-write snapshot does to every key group it touches), and a
-//! lookup compares the key without following a pointer.
+//! they cost no allocation of their own: a source keys each record without one (and the
+//! operator frees none), a hash map of them is cloned by copying its table (what a
+//! copy-on-write snapshot does to every key group it touches), and a lookup compares
+//! the key without following a pointer.
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
@@ -74,6 +75,12 @@ impl From<Vec<u8>> for SmallBytes {
         } else {
             SmallBytes::Heap(bytes.into_boxed_slice())
         }
+    }
+}
+
+impl AsRef<[u8]> for SmallBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
     }
 }
 
