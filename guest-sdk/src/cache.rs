@@ -26,9 +26,17 @@ pub(crate) struct ValueCache {
     /// For each key: where its value lies in `data`, if it has one.
     stored: Vec<Option<Range<usize>>>,
     data: Vec<u8>,
-    /// For each key: its value as the batch left it, once the batch changed it.
-    changed: Vec<Option<Option<Vec<u8>>>>,
+    /// For each key: where its value as the batch left it lies in `written`, once the
+    /// batch changed it.
+    changed: Vec<Option<Option<Range<usize>>>>,
+    /// Values the batch set, one after another; superseded ones stay until they are
+    /// more than the live ones (`live` bytes), when the live ones are compacted.
+    written: Vec<u8>,
+    live: usize,
 }
+
+/// Superseded values the cache keeps before it compacts, beyond as many as live ones.
+const SLACK: usize = 64 * 1024;
 
 impl ValueCache {
     /// The cache of a batch whose values the host sent; `None` if they do not add up
@@ -54,6 +62,8 @@ impl ValueCache {
             changed: vec![None; stored.len()],
             stored,
             data: values.data,
+            written: Vec::new(),
+            live: 0,
         })
     }
 
@@ -66,15 +76,35 @@ impl ValueCache {
     pub(crate) fn get(&self, rec: u32) -> Option<&[u8]> {
         let key = self.keys[rec as usize] as usize;
         match &self.changed[key] {
-            Some(value) => value.as_deref(),
+            Some(value) => value.clone().map(|range| &self.written[range]),
             None => self.stored[key].clone().map(|range| &self.data[range]),
         }
     }
 
     /// Sets (or, with `None`, removes) the value of record `rec`'s key.
-    pub(crate) fn set(&mut self, rec: u32, value: Option<Vec<u8>>) {
+    pub(crate) fn set(&mut self, rec: u32, value: Option<&[u8]>) {
         let key = self.keys[rec as usize] as usize;
-        self.changed[key] = Some(value);
+        if let Some(Some(old)) = &self.changed[key] {
+            self.live -= old.len();
+        }
+        let written = value.map(|value| self.write(value));
+        self.changed[key] = Some(written);
+    }
+
+    fn write(&mut self, value: &[u8]) -> Range<usize> {
+        if self.written.len() > 2 * self.live + SLACK {
+            let mut kept = Vec::with_capacity(self.live + value.len());
+            for range in self.changed.iter_mut().flatten().flatten() {
+                let start = kept.len();
+                kept.extend_from_slice(&self.written[range.clone()]);
+                *range = start..kept.len();
+            }
+            self.written = kept;
+        }
+        let start = self.written.len();
+        self.written.extend_from_slice(value);
+        self.live += value.len();
+        start..self.written.len()
     }
 
     /// What the batch changed, one change per key, each named by a record with that key.
@@ -88,7 +118,8 @@ impl ValueCache {
         for (i, (rec, value)) in changed(&self.keys, &self.changed).enumerate() {
             changes.records.push(rec);
             match value {
-                Some(value) => {
+                Some(range) => {
+                    let value = &self.written[range.clone()];
                     changes.lengths.push(value.len() as u32);
                     changes.data.extend_from_slice(value);
                 }
@@ -371,11 +402,25 @@ mod tests {
         let mut cache = cache();
         assert_eq!(cache.get(0), Some(&b"a"[..]));
         assert_eq!(cache.get(1), None);
-        cache.set(0, Some(b"bb".to_vec()));
+        cache.set(0, Some(b"bb"));
         assert_eq!(cache.get(2), Some(&b"bb"[..]));
         cache.set(2, None);
         assert_eq!(cache.get(0), None);
         assert_eq!(cache.get(1), None);
+    }
+
+    #[test]
+    fn superseded_values_are_dropped_before_they_outgrow_the_live_ones() {
+        // Records 0 and 2 share key 0, record 1 has key 1.
+        let mut cache = cache();
+        let value = |n: u32| vec![n as u8; 1000 + n as usize];
+        for n in 0..1000u32 {
+            cache.set(n % 3, Some(&value(n)));
+            assert!(cache.get(n % 3) == Some(&value(n)[..]), "set {n}");
+        }
+        assert!(cache.written.len() <= 2 * cache.live + SLACK + 2000);
+        assert!(cache.get(0) == Some(&value(999)[..]) && cache.get(1) == Some(&value(997)[..]));
+        assert_eq!(cache.changes().data.len(), 1999 + 1997);
     }
 
     #[test]
@@ -388,8 +433,8 @@ mod tests {
             data: Vec::new(),
         };
         assert_eq!(cache.changes(), none);
-        cache.set(2, Some(b"x".to_vec()));
-        cache.set(0, Some(b"yz".to_vec()));
+        cache.set(2, Some(b"x"));
+        cache.set(0, Some(b"yz"));
         cache.set(1, None);
         assert_eq!(
             cache.changes(),

@@ -279,7 +279,7 @@ pub(crate) fn read_value<R>(
 
 /// Sets (or, with `None`, removes) the value of value-like state `name` for the current
 /// record's key.
-pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<Vec<u8>>) -> Result<()> {
+pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<&[u8]>) -> Result<()> {
     with_env(name, |env, rec| {
         let id = env.id(name, kind)?;
         match (
@@ -287,7 +287,7 @@ pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<Vec<u8>>
             value,
         ) {
             (Some(cache), value) => cache.set(rec, value),
-            (None, Some(value)) => env.host.value_update(id, rec, value),
+            (None, Some(value)) => env.host.value_update(id, rec, value.to_vec()),
             (None, None) => env.host.value_clear(id, rec),
         }
         Ok(())

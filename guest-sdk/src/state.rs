@@ -31,9 +31,21 @@ fn get_value<T: DeserializeOwned>(name: &'static str, kind: Kind) -> Result<Opti
     })?
 }
 
+thread_local! {
+    /// The buffer values are encoded into before they are stored: reused, so that setting
+    /// a value allocates nothing once it has grown.
+    static ENCODED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Sets the current key's value of value-like state `name`.
 fn set_value<T: Serialize>(name: &'static str, kind: Kind, value: &T) -> Result<()> {
-    write_value(name, kind, Some(encode(name, value)?))
+    // Taken out while user code (the value's `Serialize`) runs, so nothing is borrowed.
+    let mut encoded = ENCODED.take();
+    encoded.clear();
+    let written = encode_into(name, value, &mut encoded)
+        .and_then(|()| write_value(name, kind, Some(&encoded)));
+    ENCODED.set(encoded);
+    written
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T> {
