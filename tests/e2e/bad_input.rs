@@ -244,6 +244,10 @@ fn batch_state_changes_that_do_not_match_their_data_trap_with_what_is_wrong() {
             "value-set-many: `removals` must list indices below 1 in increasing order, it has 1 after nothing",
         ),
         (
+            "bad-removal-length",
+            "value-set-many: change 0 removes its value but has length 2",
+        ),
+        (
             "bad-list-changes",
             "list-set-many: the counts add up to 2 elements, there are 1 lengths",
         ),

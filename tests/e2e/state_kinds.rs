@@ -39,10 +39,16 @@ fn the_host_and_the_harness_agree_on_every_state_kind() {
     );
     let outcome = job.run(&toml, "");
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    // The harness gives records made-up times; the file source gives none.
+    let untimed = |mut output: Value| {
+        output.as_object_mut().unwrap().remove("time");
+        output
+    };
+    let expected: Vec<Value> = expected.into_iter().map(untimed).collect();
     let actual: Vec<Value> = job
         .committed("out")
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| untimed(serde_json::from_str(l).unwrap()))
         .collect();
     assert_eq!(actual.len(), records.len());
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
@@ -79,15 +85,23 @@ fn numbers_as_floats(value: Value) -> Value {
     }
 }
 
+/// The outputs of `component` over `records` from a file (records without a time).
 fn outputs_of(component: &str, records: &[Value]) -> Vec<Value> {
     let job = Job::new();
     let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
     job.write("in.jsonl", &lines);
-    let toml = pipeline(
-        "type = \"file\"\npath = \"in.jsonl\"",
-        component,
-        "key_by = \"/key\"",
-    );
+    run(&job, component, "type = \"file\"\npath = \"in.jsonl\"")
+}
+
+/// The outputs of `component` over 400 generated records of 7 keys, record `i` at time
+/// `i`.
+fn generated_outputs_of(component: &str) -> Vec<Value> {
+    let source = "type = \"generator\"\ncount = 400\nkeys = 7";
+    run(&Job::new(), component, source)
+}
+
+fn run(job: &Job, component: &str, source: &str) -> Vec<Value> {
+    let toml = pipeline(source, component, "key_by = \"/key\"");
     let outcome = job.run(&toml, "");
     assert_eq!(outcome.code, 0, "{component}: {}", outcome.stderr);
     job.committed("out")
@@ -102,7 +116,9 @@ fn outputs_of(component: &str, records: &[Value]) -> Vec<Value> {
 fn every_state_kind_behaves_the_same_in_python_and_javascript() {
     let records = input();
     let rust = outputs_of(test_artifacts::ALL_STATES, &records);
+    let rust_generated = generated_outputs_of(test_artifacts::ALL_STATES);
     assert_eq!(rust.len(), records.len());
+    assert_times(&rust, &rust_generated);
     for component in [
         test_artifacts::ALL_STATES_PYTHON,
         test_artifacts::ALL_STATES_JS,
@@ -112,6 +128,28 @@ fn every_state_kind_behaves_the_same_in_python_and_javascript() {
         for (i, (a, e)) in other.iter().zip(&rust).enumerate() {
             assert_eq!(a, e, "{component}: record {i} differs from the Rust SDK's");
         }
+        assert_same(&generated_outputs_of(component), &rust_generated, component);
+    }
+}
+
+/// Outputs of a file (no times) and of the generator (record `i` at time `i`) carry the
+/// times their operator saw.
+fn assert_times(from_file: &[Value], generated: &[Value]) {
+    assert!(
+        from_file.iter().all(|o| o["time"].is_null()),
+        "a file's records have no time"
+    );
+    let times: Vec<Value> = generated.iter().map(|o| o["time"].clone()).collect();
+    assert_eq!(
+        times,
+        (0..400).map(|t| json!(f64::from(t))).collect::<Vec<_>>()
+    );
+}
+
+fn assert_same(actual: &[Value], expected: &[Value], component: &str) {
+    assert_eq!(actual.len(), expected.len(), "{component}");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert_eq!(a, e, "{component}: generated record {i}");
     }
 }
 
@@ -126,6 +164,13 @@ fn list_and_map_state_behave_the_same_in_c() {
     for (i, (a, e)) in c.iter().zip(&python).enumerate() {
         assert_eq!(a, e, "record {i}: C differs from Python");
     }
+    let python_generated = generated_outputs_of(test_artifacts::LIST_MAP_PYTHON);
+    assert_times(&python, &python_generated);
+    assert_same(
+        &generated_outputs_of(test_artifacts::LIST_MAP_C),
+        &python_generated,
+        "C",
+    );
     assert!(python.iter().any(|o| o["residue"].is_null()), "a removal");
     assert!(python.iter().any(|o| o["has_3"] == true), "a put");
 }

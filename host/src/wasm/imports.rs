@@ -352,6 +352,12 @@ impl state::Host for GuestCtx {
         flat::check_marks("removals", &changes.removals, count)
             .and_then(|()| flat::check_lengths(&changes.lengths, &changes.data))
             .map_err(|problem| wasmtime::Error::msg(format!("value-set-many: {problem}")))?;
+        if let Some(&r) = (changes.removals.iter()).find(|&&r| changes.lengths[r as usize] != 0) {
+            bail!(
+                "value-set-many: change {r} removes its value but has length {}",
+                changes.lengths[r as usize]
+            );
+        }
         let scopes = self.current.scopes(state, &changes.records)?;
         let mut rest = changes.data.as_slice();
         let removes = flat::marked(&changes.removals, count);

@@ -24,7 +24,7 @@ const residue = (v) => ((v % 5) + 5) % 5;
 
 class AllStates {
   process(record, ctx) {
-    const v = record.v;
+    const v = record.v ?? record.seq;
     if (v === 0) {
       for (const state of [seen, last, byResidue, max, mean]) state.clear();
     } else {
@@ -51,6 +51,7 @@ class AllStates {
       residue_of_v: byResidue.get(residue(v), null),
       max: max.get(null),
       mean: mean.get(null),
+      time: ctx.timestamp ?? null,
     });
   }
 }

@@ -14,7 +14,7 @@ MEAN = weir.AggregatingState(
 
 class AllStates(weir.Operator):
     def process(self, record, ctx):
-        v = record["v"]
+        v = record["v"] if "v" in record else record["seq"]
         if v == 0:
             for state in (SEEN, LAST, BY_RESIDUE, MAX, MEAN):
                 state.clear()
@@ -46,6 +46,7 @@ class AllStates(weir.Operator):
                 "residue_of_v": BY_RESIDUE.get(v % 5),
                 "max": MAX.get(),
                 "mean": MEAN.get(),
+                "time": ctx.timestamp,
             }
         )
 

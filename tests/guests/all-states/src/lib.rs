@@ -28,7 +28,8 @@ pub const MEAN: AggregatingState<i64, (i64, u64), f64> = AggregatingState::new(
 pub struct Input {
     /// The key (also the job's `key_by`).
     pub key: String,
-    /// The value; 0 clears the key's state.
+    /// The value; 0 clears the key's state (`seq` in the generator's records).
+    #[serde(alias = "seq")]
     pub v: i64,
 }
 
@@ -46,6 +47,8 @@ pub struct Snapshot {
     residue_of_v: Option<i64>,
     max: Option<i64>,
     mean: Option<f64>,
+    /// The record's event time, as the operator saw it.
+    time: Option<i64>,
 }
 
 /// The operator.
@@ -96,6 +99,7 @@ impl Operator for AllStates {
             residue_of_v: BY_RESIDUE.get(&v.rem_euclid(5))?,
             max: MAX.get()?,
             mean: MEAN.get()?,
+            time: ctx.timestamp(),
         })
     }
 }

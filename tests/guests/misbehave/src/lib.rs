@@ -2,9 +2,9 @@
 //! `do` field says so, so tests can see how the host reports and contains it: `panic`,
 //! `fail`, `loop` (forever), `grow` (memory without end), `recurse` (without end), and
 //! `probe` (tries the file `path`, writing `path`.new, the environment and a socket to
-//! `connect`, and emits what it got), `bad-changes`, `bad-removals` and
-//! `bad-list-changes` (send the host batch changes that do not add up, as only a broken
-//! SDK would).
+//! `connect`, and emits what it got), `bad-changes`, `bad-removals`,
+//! `bad-removal-length` and `bad-list-changes` (send the host batch changes that do not
+//! add up, as only a broken SDK would).
 
 use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -50,6 +50,7 @@ impl Operator for Misbehave {
             "probe" => return ctx.emit(probe(&command)),
             "bad-changes" => bad_changes(vec![5], Vec::new()),
             "bad-removals" => bad_changes(vec![2], vec![1]),
+            "bad-removal-length" => bad_changes(vec![2], vec![0]),
             "bad-list-changes" => bad_list_changes(),
             _ => {}
         }

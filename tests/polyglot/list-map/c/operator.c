@@ -14,9 +14,10 @@ bool weir_process(const weir_record *record, weir_context *ctx) {
     char residue[8], number[24];
     long long v;
     if (!weir_json_field(record->json, "key", &field) || !weir_json_string(field, &key) ||
-        !weir_json_field(record->json, "v", &field) || field.len >= sizeof number) {
+        !(weir_json_field(record->json, "v", &field) || weir_json_field(record->json, "seq", &field)) ||
+        field.len >= sizeof number) {
         weir_buf_free(&key);
-        return weir_fail(ctx, "a record needs `key` and `v`");
+        return weir_fail(ctx, "a record needs `key` and `v` (or `seq`)");
     }
     snprintf(number, sizeof number, "%.*s", (int)field.len, field.ptr);
     v = atoll(number);
@@ -47,6 +48,12 @@ bool weir_process(const weir_record *record, weir_context *ctx) {
     weir_buf_raw(&out, ",\"residue\":");
     if (weir_map_get(&by_residue, weir_cstr(residue), &got)) {
         weir_buf_bytes(&out, weir_buf_view(&got));
+    } else {
+        weir_buf_raw(&out, "null");
+    }
+    weir_buf_raw(&out, ",\"time\":");
+    if (record->has_timestamp) {
+        weir_buf_i64(&out, record->timestamp);
     } else {
         weir_buf_raw(&out, "null");
     }

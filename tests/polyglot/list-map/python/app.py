@@ -9,7 +9,7 @@ BY_RESIDUE = weir.MapState("by-residue")
 
 class ListMap(weir.Operator):
     def process(self, record, ctx):
-        key, v = record["key"], record["v"]
+        key, v = record["key"], record["v"] if "v" in record else record["seq"]
         if v == 0:
             SEEN.clear()
             BY_RESIDUE.clear()
@@ -25,6 +25,7 @@ class ListMap(weir.Operator):
                 "seen": SEEN.get(),
                 "has_3": BY_RESIDUE.contains(3),
                 "residue": BY_RESIDUE.get(v % 5),
+                "time": ctx.timestamp,
             }
         )
 
