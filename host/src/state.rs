@@ -132,8 +132,15 @@ pub trait StateBackend: Send {
 
     /// Value layout: the value, if any.
     fn value_get(&self, scope: Scope<'_>) -> Result<Option<Vec<u8>>>;
+    /// Value layout: appends the value, if any, to `out`; whether there was one. For
+    /// batch reads: a backend holding values in memory copies them without a vector each.
+    fn value_get_into(&self, scope: Scope<'_>, out: &mut Vec<u8>) -> Result<bool> {
+        let value = self.value_get(scope)?;
+        out.extend_from_slice(value.as_deref().unwrap_or_default());
+        Ok(value.is_some())
+    }
     /// Value layout: replaces the value.
-    fn value_put(&mut self, scope: Scope<'_>, value: Vec<u8>) -> Result<()>;
+    fn value_put(&mut self, scope: Scope<'_>, value: &[u8]) -> Result<()>;
 
     /// List layout: the elements, in insertion order.
     fn list_get(&self, scope: Scope<'_>) -> Result<Vec<Vec<u8>>>;

@@ -67,11 +67,8 @@ impl Native {
         let backend = &mut self.backend;
         match self.workload {
             Workload::Count => {
-                let count: u64 = match backend.value_get(scope)? {
-                    Some(bytes) => serde_json::from_slice(&bytes)?,
-                    None => 0,
-                };
-                Ok(backend.value_put(scope, json(&(count + 1)))?)
+                let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
+                put_json(backend.as_mut(), scope, &(count + 1))
             }
             Workload::Dedup => {
                 let item = item(input.seq);
@@ -84,14 +81,11 @@ impl Native {
                 emit(out, record, json!({"user": user, "item": item}))
             }
             Workload::StateMachine => {
-                let state: u8 = match backend.value_get(scope)? {
-                    Some(bytes) => serde_json::from_slice(&bytes)?,
-                    None => 0,
-                };
+                let state: u8 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
                 let event = event(input.seq);
                 match transition(state, event) {
                     Some(TERMINAL) => Ok(backend.clear(scope)?),
-                    Some(next) => Ok(backend.value_put(scope, json(&next))?),
+                    Some(next) => put_json(backend.as_mut(), scope, &next),
                     None => {
                         let address = String::from_utf8_lossy(&record.key);
                         let event = char::from(event).to_string();
@@ -128,17 +122,46 @@ fn emit(out: &mut Output, record: &KeyedRecord, value: serde_json::Value) -> Res
     Ok(())
 }
 
+thread_local! {
+    /// Where values are encoded and read, reused as the Wasm path reuses its buffers.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A state value as the Rust SDK stores it: JSON, in a buffer of its own length, as
 /// bytes lifted from a guest are (`serde_json::to_vec` reserves 128 bytes, which the
 /// backend would keep for every value; shrinking each buffer costs a reallocation).
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     SCRATCH.with_borrow_mut(|scratch| {
         scratch.clear();
         serde_json::to_writer(&mut *scratch, value).expect("numbers and booleans serialize");
         scratch.as_slice().to_vec()
+    })
+}
+
+/// Sets a value state's value to `value`'s JSON, without a buffer of its own.
+fn put_json<T: serde::Serialize>(
+    backend: &mut dyn StateBackend,
+    scope: Scope<'_>,
+    value: &T,
+) -> Result<(), Failure> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, value)?;
+        Ok(backend.value_put(scope, scratch)?)
+    })
+}
+
+/// A value state's value, decoded from JSON, read without a buffer of its own.
+fn get_json<T: serde::de::DeserializeOwned>(
+    backend: &dyn StateBackend,
+    scope: Scope<'_>,
+) -> Result<Option<T>, Failure> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        match backend.value_get_into(scope, scratch)? {
+            true => Ok(Some(serde_json::from_slice(scratch)?)),
+            false => Ok(None),
+        }
     })
 }
 

@@ -447,7 +447,7 @@ mod tests {
             key_group: KeyGroup::of(key.as_bytes(), MAX_PARALLELISM),
             key: key.as_bytes(),
         };
-        backend.value_put(scope, value).unwrap();
+        backend.value_put(scope, &value).unwrap();
     }
 
     fn states() -> Vec<StateInfo> {

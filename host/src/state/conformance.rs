@@ -48,7 +48,7 @@ fn fill(b: &mut dyn StateBackend) {
     for i in 0..2000u32 {
         let key = format!("user-{i}");
         let k = key.as_bytes();
-        b.value_put(scope(0, k), i.to_be_bytes().to_vec()).unwrap();
+        b.value_put(scope(0, k), &i.to_be_bytes()).unwrap();
         if i % 3 == 0 {
             b.list_append(scope(1, k), vec![b"a".to_vec(), Vec::new()])
                 .unwrap();
@@ -61,8 +61,8 @@ fn fill(b: &mut dyn StateBackend) {
             .unwrap();
         }
     }
-    b.value_put(scope(0, b""), Vec::new()).unwrap();
-    b.value_put(scope(3, b"big"), vec![7; 1 << 20]).unwrap();
+    b.value_put(scope(0, b""), &[]).unwrap();
+    b.value_put(scope(3, b"big"), &vec![7; 1 << 20]).unwrap();
     b.list_append(scope(1, b"big"), vec![vec![8; 1 << 20]])
         .unwrap();
     b.map_put(scope(2, b"big"), vec![(vec![9; 1000], vec![9; 1 << 20])])
@@ -73,9 +73,9 @@ fn fill(b: &mut dyn StateBackend) {
 fn values_are_scoped_by_state_and_key_and_empty_is_not_absent() {
     for (name, make) in BACKENDS {
         let mut b = make(all());
-        b.value_put(scope(0, b"a"), b"1".to_vec()).unwrap();
-        b.value_put(scope(1, b"a"), b"2".to_vec()).unwrap();
-        b.value_put(scope(0, b"ab"), Vec::new()).unwrap();
+        b.value_put(scope(0, b"a"), b"1").unwrap();
+        b.value_put(scope(1, b"a"), b"2").unwrap();
+        b.value_put(scope(0, b"ab"), &[]).unwrap();
         assert_eq!(
             b.value_get(scope(0, b"a")).unwrap(),
             Some(b"1".to_vec()),
@@ -92,6 +92,17 @@ fn values_are_scoped_by_state_and_key_and_empty_is_not_absent() {
             "{name}"
         );
         assert_eq!(b.value_get(scope(0, b"b")).unwrap(), None, "{name}");
+        // Batch reads append what single reads return.
+        let mut out = b"x".to_vec();
+        let found: Vec<bool> = [&b"a"[..], b"ab", b"b"]
+            .iter()
+            .map(|&k| b.value_get_into(scope(0, k), &mut out).unwrap())
+            .collect();
+        assert_eq!(
+            (found, out),
+            (vec![true, true, false], b"x1".to_vec()),
+            "{name}"
+        );
         b.clear(scope(0, b"a")).unwrap();
         assert_eq!(b.value_get(scope(0, b"a")).unwrap(), None, "{name}");
         assert_eq!(
@@ -175,7 +186,7 @@ fn key_groups_outside_the_range_are_refused() {
         };
         assert!(
             matches!(
-                b.value_put(outside, Vec::new()),
+                b.value_put(outside, &[]),
                 Err(StateError::KeyGroupOutOfRange { .. })
             ),
             "{name}"
@@ -238,8 +249,7 @@ fn every_backend_takes_the_same_snapshot_and_restores_any_other_backends() {
         let taken = b.snapshot();
         let file = b.snapshot();
         // Writes after the snapshot do not change it.
-        b.value_put(scope(0, b"user-1"), b"changed".to_vec())
-            .unwrap();
+        b.value_put(scope(0, b"user-1"), b"changed").unwrap();
         b.clear(scope(2, b"user-5")).unwrap();
         let groups = taken.into_groups().unwrap();
         assert!(groups.windows(2).all(|w| w[0].group < w[1].group), "{name}");

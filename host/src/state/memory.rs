@@ -137,7 +137,17 @@ impl StateBackend for MemoryBackend {
         })
     }
 
-    fn value_put(&mut self, scope: Scope<'_>, value: Vec<u8>) -> Result<()> {
+    fn value_get_into(&self, scope: Scope<'_>, out: &mut Vec<u8>) -> Result<bool> {
+        Ok(match self.slot(scope, Layout::Value)? {
+            Some(Slot::Value(value)) => {
+                out.extend_from_slice(value);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    fn value_put(&mut self, scope: Scope<'_>, value: &[u8]) -> Result<()> {
         if let Slot::Value(slot) = self.slot_mut(scope, Layout::Value)? {
             *slot = value.into();
         }
@@ -354,9 +364,9 @@ mod tests {
     #[test]
     fn values_are_scoped_by_state_and_key() {
         let mut b = backend();
-        b.value_put(scope(0, b"a"), b"1".to_vec()).unwrap();
-        b.value_put(scope(1, b"a"), b"2".to_vec()).unwrap();
-        b.value_put(scope(0, b"b"), Vec::new()).unwrap();
+        b.value_put(scope(0, b"a"), b"1").unwrap();
+        b.value_put(scope(1, b"a"), b"2").unwrap();
+        b.value_put(scope(0, b"b"), &[]).unwrap();
         assert_eq!(b.value_get(scope(0, b"a")).unwrap(), Some(b"1".to_vec()));
         assert_eq!(b.value_get(scope(1, b"a")).unwrap(), Some(b"2".to_vec()));
         assert_eq!(
@@ -417,7 +427,7 @@ mod tests {
     #[test]
     fn a_slot_keeps_its_layout() {
         let mut b = backend();
-        b.value_put(scope(0, b"k"), b"v".to_vec()).unwrap();
+        b.value_put(scope(0, b"k"), b"v").unwrap();
         assert!(matches!(
             b.list_get(scope(0, b"k")),
             Err(StateError::WrongLayout {
@@ -433,7 +443,7 @@ mod tests {
         let mut b = backend();
         for i in 0..200u32 {
             let key = format!("k{i}");
-            b.value_put(scope(0, key.as_bytes()), i.to_le_bytes().to_vec())
+            b.value_put(scope(0, key.as_bytes()), &i.to_le_bytes())
                 .unwrap();
             b.map_put(
                 scope(1, key.as_bytes()),
@@ -443,7 +453,7 @@ mod tests {
         }
         let taken = b.snapshot();
         // Writes after the snapshot do not change it.
-        b.value_put(scope(0, b"k1"), b"changed".to_vec()).unwrap();
+        b.value_put(scope(0, b"k1"), b"changed").unwrap();
         b.clear(scope(1, b"k2")).unwrap();
         let groups = taken.into_groups().unwrap();
         assert_eq!(groups.iter().map(|g| g.entries.len()).sum::<usize>(), 400);
@@ -489,7 +499,7 @@ mod tests {
             key: b"k",
         };
         assert!(matches!(
-            b.value_put(outside, Vec::new()),
+            b.value_put(outside, &[]),
             Err(StateError::KeyGroupOutOfRange { .. })
         ));
     }

@@ -156,9 +156,9 @@ impl StateBackend for RocksDbBackend {
         self.get(&tagged(scope, b'v'))
     }
 
-    fn value_put(&mut self, scope: Scope<'_>, value: Vec<u8>) -> Result<()> {
+    fn value_put(&mut self, scope: Scope<'_>, value: &[u8]) -> Result<()> {
         self.check(scope)?;
-        self.put(&tagged(scope, b'v'), &value)
+        self.put(&tagged(scope, b'v'), value)
     }
 
     fn list_get(&self, scope: Scope<'_>) -> Result<Vec<Vec<u8>>> {

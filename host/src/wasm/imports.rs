@@ -306,7 +306,7 @@ impl state::Host for GuestCtx {
         let scope = self
             .current
             .scope(&self.registry, state, rec, Layout::Value)?;
-        Ok(self.backend.value_put(scope, value)?)
+        Ok(self.backend.value_put(scope, &value)?)
     }
 
     fn value_clear(&mut self, state: u32, rec: u32) -> Result<()> {
@@ -323,13 +323,11 @@ impl state::Host for GuestCtx {
         let mut absent = Vec::new();
         let mut data = Vec::new();
         for (i, scope) in scopes.into_iter().enumerate() {
-            let value = self.backend.value_get(scope)?;
-            if value.is_none() {
+            let before = data.len();
+            if !self.backend.value_get_into(scope, &mut data)? {
                 absent.push(i as u32);
             }
-            let value = value.unwrap_or_default();
-            lengths.push(value.len() as u32);
-            data.extend_from_slice(&value);
+            lengths.push((data.len() - before) as u32);
         }
         Ok(state::BatchValues {
             keys,
@@ -365,7 +363,7 @@ impl state::Host for GuestCtx {
             let (value, after) = rest.split_at(length as usize);
             rest = after;
             match remove {
-                false => self.backend.value_put(scope, value.to_vec())?,
+                false => self.backend.value_put(scope, value)?,
                 true => self.backend.clear(scope)?,
             }
         }
