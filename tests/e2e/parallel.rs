@@ -111,3 +111,24 @@ path = "out"
         (Some(4), Some(2), Some(1))
     );
 }
+
+/// A generator's `records_per_second` holds over all its subtasks: 3000 records at 2000
+/// per second take at least 1.5 s (without the cap, a fraction of that), and none is
+/// lost.
+#[test]
+fn a_generator_rate_caps_all_its_subtasks_together() {
+    let job = Job::new();
+    let source = "type = \"generator\"\ncount = 3000\nkeys = 10\nkey_field = \"url\"\n\
+                  records_per_second = 2000\nparallelism = 2";
+    let text = pipeline(source, test_artifacts::VISIT_COUNT, "key_by = \"/url\"");
+    let started = std::time::Instant::now();
+    let out = job.run(&text, "");
+    let took = started.elapsed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(job.committed("out").lines().count(), 3000);
+    // Record n of each subtask is due n / 1000 s after it starts: the last at 1.5 s.
+    assert!(
+        took >= std::time::Duration::from_millis(1450),
+        "3000 records at 2000/s took {took:?}"
+    );
+}
