@@ -82,20 +82,14 @@ impl Scanner<'_> {
     }
 
     fn object(&mut self, path: Option<&[String]>) -> Option<()> {
-        self.enter()?;
-        self.eat(b'{')?;
-        self.space();
-        if self.eat(b'}').is_some() {
-            return self.leave();
-        }
         let mut matched = false;
-        loop {
-            let (name, escaped) = self.string()?;
+        self.items(b'{', b'}', |scanner| {
+            let (name, escaped) = scanner.string()?;
             let inner = match path {
                 Some([token, rest @ ..]) => {
                     // An escaped name might spell the token.
                     (!escaped).then_some(())?;
-                    if same(&self.text[name], token.as_bytes()) {
+                    if same(&scanner.text[name], token.as_bytes()) {
                         (!matched).then_some(())?;
                         matched = true;
                         Some(rest)
@@ -105,55 +99,43 @@ impl Scanner<'_> {
                 }
                 _ => None,
             };
-            self.space();
-            self.eat(b':')?;
-            self.space();
-            self.value(inner)?;
-            self.space();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.space();
-                }
-                b'}' => {
-                    self.at += 1;
-                    return self.leave();
-                }
-                _ => return None,
-            }
-        }
+            scanner.space();
+            scanner.eat(b':')?;
+            scanner.space();
+            scanner.value(inner)
+        })
     }
 
     fn array(&mut self) -> Option<()> {
-        self.enter()?;
-        self.eat(b'[')?;
+        self.items(b'[', b']', |scanner| scanner.value(None))
+    }
+
+    /// `open`, then `item`s separated by commas, then `close`.
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())?;
+        self.eat(open)?;
         self.space();
-        if self.eat(b']').is_some() {
-            return self.leave();
-        }
-        loop {
-            self.value(None)?;
-            self.space();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.space();
+        if self.eat(close).is_none() {
+            loop {
+                item(self)?;
+                self.space();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    byte if byte == close => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
                 }
-                b']' => {
-                    self.at += 1;
-                    return self.leave();
-                }
-                _ => return None,
+                self.space();
             }
         }
-    }
-
-    fn enter(&mut self) -> Option<()> {
-        self.depth += 1;
-        (self.depth <= MAX_DEPTH).then_some(())
-    }
-
-    fn leave(&mut self) -> Option<()> {
         self.depth -= 1;
         Some(())
     }
