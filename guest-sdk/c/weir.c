@@ -504,3 +504,37 @@ bool exports_weir_operator_guest_close(operator_string_t *err) {
     weir_buf_free(&ctx.error);
     return ok;
 }
+
+/* ---- Operator state ------------------------------------------------------------ */
+
+static uint32_t operator_target(weir_operator_list *state) {
+    if (!state->registered) {
+        operator_string_t name = {(uint8_t *)state->name, strlen(state->name)};
+        state->id = weir_operator_operator_state_register_list(
+            &name, (weir_operator_operator_state_redistribution_t)state->mode);
+        state->registered = true;
+    }
+    return state->id;
+}
+
+void weir_operator_list_get(weir_operator_list *state, weir_buf *out) {
+    operator_list_list_u8_t elements;
+    weir_operator_operator_state_list_get(operator_target(state), &elements);
+    weir_buf_clear(out);
+    weir_buf_raw(out, "[");
+    for (size_t i = 0; i < elements.len; i++) {
+        if (i) weir_buf_raw(out, ",");
+        weir_buf_bytes(out, (weir_str){(const char *)elements.ptr[i].ptr, elements.ptr[i].len});
+    }
+    weir_buf_raw(out, "]");
+    operator_list_list_u8_free(&elements);
+}
+
+void weir_operator_list_add(weir_operator_list *state, weir_str json) {
+    operator_list_u8_t element = list(json);
+    weir_operator_operator_state_list_add(operator_target(state), &element);
+}
+
+void weir_operator_list_clear(weir_operator_list *state) {
+    weir_operator_operator_state_list_clear(operator_target(state));
+}

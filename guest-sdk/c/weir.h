@@ -154,4 +154,26 @@ void weir_map_remove(weir_state *state, weir_str key);
 bool weir_map_contains(weir_state *state, weir_str key);
 void weir_map_clear(weir_state *state);
 
+/* ---- Operator state (this subtask's, not a key's): in open, process and close --- */
+
+/* How a list's elements are shared out when the operator's parallelism changes: split
+ * deals every element to one new subtask, union gives every subtask all of them. */
+typedef enum { WEIR_SPLIT, WEIR_UNION } weir_redistribution;
+
+/* An operator list state handle: declare it static with one of the macros below. */
+typedef struct {
+    const char *name;
+    weir_redistribution mode;
+    bool registered;
+    uint32_t id;
+} weir_operator_list;
+
+#define WEIR_OPERATOR_LIST_STATE(name) {(name), WEIR_SPLIT, false, 0}
+#define WEIR_UNION_LIST_STATE(name) {(name), WEIR_UNION, false, 0}
+
+/* The elements as one JSON array in `out` (iterate with weir_json_next). */
+void weir_operator_list_get(weir_operator_list *state, weir_buf *out);
+void weir_operator_list_add(weir_operator_list *state, weir_str json);
+void weir_operator_list_clear(weir_operator_list *state);
+
 #endif

@@ -27,6 +27,7 @@
 // beside your module and runs componentize-js against Weir's WIT.
 
 import * as host from "weir:operator/state@0.1.0";
+import * as operatorHost from "weir:operator/operator-state@0.1.0";
 import { log as hostLog } from "weir:operator/log@0.1.0";
 
 const encoder = new TextEncoder();
@@ -115,6 +116,61 @@ export class ListState extends State {
   }
   clear() {
     host.listClear(...this.target());
+  }
+}
+
+// Operator list state ids by name: { id, mode }.
+const operatorIds = new Map();
+
+/** List state of this operator subtask, not of a key: usable in open, process and close. */
+class OperatorList {
+  constructor(name, mode) {
+    this.name = name;
+    this.mode = mode;
+  }
+
+  id() {
+    let known = operatorIds.get(this.name);
+    if (known === undefined) {
+      known = { id: operatorHost.registerList(this.name, this.mode), mode: this.mode };
+      operatorIds.set(this.name, known);
+    } else if (known.mode !== this.mode) {
+      throw new OperatorError(
+        `operator state \`${this.name}\` is used as ${this.mode} list state but was first used as ${known.mode} list state`,
+      );
+    }
+    return known.id;
+  }
+
+  /** All elements, in order. */
+  get() {
+    return operatorHost.listGet(this.id()).map((e) => decode(this.name, e));
+  }
+  add(value) {
+    operatorHost.listAdd(this.id(), encode(value));
+  }
+  addAll(values) {
+    operatorHost.listAddAll(this.id(), values.map(encode));
+  }
+  update(values) {
+    operatorHost.listUpdate(this.id(), values.map(encode));
+  }
+  clear() {
+    operatorHost.listClear(this.id());
+  }
+}
+
+/** Operator list state with split redistribution: on rescale, every element goes to one new subtask. */
+export class OperatorListState extends OperatorList {
+  constructor(name) {
+    super(name, "split");
+  }
+}
+
+/** Operator list state with union redistribution: on rescale, every subtask gets all elements. */
+export class UnionListState extends OperatorList {
+  constructor(name) {
+    super(name, "union");
   }
 }
 

@@ -41,6 +41,7 @@
 
 mod cache;
 mod error;
+mod operator_state;
 mod runtime;
 mod state;
 pub mod testing;
@@ -48,6 +49,7 @@ pub mod testing;
 mod wasm;
 
 pub use error::{Error, Result};
+pub use operator_state::{OperatorListState, UnionListState};
 pub use runtime::{Config, Context, Level, TaskInfo, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 

@@ -38,7 +38,8 @@ impl Kind {
     }
 }
 
-/// Byte-level keyed state for the record `rec` of the current batch, plus the log.
+/// Byte-level keyed state for the record `rec` of the current batch, operator state,
+/// and the log.
 pub(crate) trait Host {
     fn register(&mut self, name: &str, kind: Kind) -> u32;
     fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>>;
@@ -61,6 +62,10 @@ pub(crate) trait Host {
     fn map_values(&mut self, id: u32, rec: u32) -> Vec<Vec<u8>>;
     fn map_is_empty(&mut self, id: u32, rec: u32) -> bool;
     fn map_clear(&mut self, id: u32, rec: u32);
+    fn operator_register_list(&mut self, name: &str, union: bool) -> u32;
+    fn operator_list_get(&mut self, id: u32) -> Vec<Vec<u8>>;
+    fn operator_list_add_all(&mut self, id: u32, elements: Vec<Vec<u8>>);
+    fn operator_list_update(&mut self, id: u32, elements: Vec<Vec<u8>>);
     fn log(&mut self, level: Level, message: &str);
 }
 
@@ -69,6 +74,8 @@ pub(crate) struct Env {
     pub(crate) host: Box<dyn Host>,
     /// The registered states: few, so a search beats hashing the name at every access.
     ids: Vec<(&'static str, u32, Kind)>,
+    /// The registered operator list states: name, id, and whether union.
+    operator_ids: Vec<(&'static str, u32, bool)>,
     rec: Option<u32>,
     /// Records in the batch being processed.
     records: usize,
@@ -200,6 +207,7 @@ impl Env {
         Env {
             host,
             ids: Vec::new(),
+            operator_ids: Vec::new(),
             rec: None,
             records: 0,
             values: Uses::new(true),
@@ -333,6 +341,38 @@ pub(crate) fn replace_list(name: &'static str, elements: Elements) -> Result<()>
             None => env.host.list_update(id, rec, elements.to_vecs()),
         }
         Ok(())
+    })
+}
+
+/// Runs `f` against the host for operator list state `name` (registered as union or
+/// split at its first use): in `open`, `process` or `close`.
+pub(crate) fn with_operator_list<R>(
+    name: &'static str,
+    union: bool,
+    f: impl FnOnce(&mut dyn Host, u32) -> R,
+) -> Result<R> {
+    ENV.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let env = slot
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+        let mode = |union| if union { "union" } else { "split" };
+        let id = match env.operator_ids.iter().find(|(n, ..)| *n == name) {
+            Some(&(_, id, registered)) if registered == union => id,
+            Some(&(_, _, registered)) => {
+                return Err(Error::new(format!(
+                    "operator state `{name}` is used as {} list state but was first used as {} list state",
+                    mode(union),
+                    mode(registered)
+                )));
+            }
+            None => {
+                let id = env.host.operator_register_list(name, union);
+                env.operator_ids.push((name, id, union));
+                id
+            }
+        };
+        Ok(f(env.host.as_mut(), id))
     })
 }
 

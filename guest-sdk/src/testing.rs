@@ -36,7 +36,8 @@ use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 use crate::state::decode;
 use crate::{
-    AggregatingState, Error, ListState, MapState, Operator, ReducingState, Result, ValueState,
+    AggregatingState, Error, ListState, MapState, Operator, OperatorListState, ReducingState,
+    Result, UnionListState, ValueState,
 };
 
 /// Runs an operator natively, record by record or batch by batch.
@@ -65,7 +66,7 @@ impl<O: Operator> Harness<O> {
     /// Creates and opens the operator with `config` (a JSON object, like the job
     /// file's `[operator.config]` table).
     pub fn with_config(config: Value) -> Result<Harness<O>> {
-        Harness::start(Store::default(), config.to_string(), 0)
+        Harness::start(Store::default(), config.to_string(), 0, (0, 1))
     }
 
     /// Creates and opens a fresh operator instance whose state is `snapshot`, with the
@@ -76,10 +77,52 @@ impl<O: Operator> Harness<O> {
             snapshot.store.clone(),
             snapshot.config.clone(),
             snapshot.attempt + 1,
+            (0, 1),
         )
     }
 
-    fn start(store: Store, config: String, attempt: u32) -> Result<Harness<O>> {
+    /// Restores `parallelism` fresh instances from the snapshots of `snapshots.len()`
+    /// instances (in subtask order), as the host does when the operator's parallelism
+    /// changes: operator list state is shared out by its redistribution (split: every
+    /// element to exactly one instance; union: all to all), and each instance's
+    /// [`TaskInfo`](crate::TaskInfo) names its subtask and the new parallelism. Keyed
+    /// state is merged and given to every instance, so a test may push any key to any of
+    /// them (the host would route each key to one).
+    pub fn restore_rescaled(snapshots: &[Snapshot], parallelism: usize) -> Result<Vec<Harness<O>>> {
+        let first = snapshots
+            .first()
+            .ok_or_else(|| Error::new("restore_rescaled needs at least one snapshot"))?;
+        let stores: Vec<&Store> = snapshots.iter().map(|s| &s.store).collect();
+        let mut keyed = HashMap::new();
+        for store in &stores {
+            keyed.extend(store.slots.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let attempt = snapshots.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
+        redistribute(&stores, parallelism.max(1))
+            .into_iter()
+            .enumerate()
+            .map(|(subtask, operator)| {
+                let store = Store {
+                    slots: keyed.clone(),
+                    operator,
+                };
+                let task = (subtask as u32, parallelism.max(1) as u32);
+                Harness::start(store, first.config.clone(), attempt, task)
+            })
+            .collect()
+    }
+
+    /// The elements of operator list state `state` in this instance.
+    pub fn operator_state<S: InspectOperator>(&self, state: &S) -> Vec<S::Element> {
+        state.inspect(&self.shared.borrow().store)
+    }
+
+    fn start(
+        store: Store,
+        config: String,
+        attempt: u32,
+        (subtask, parallelism): (u32, u32),
+    ) -> Result<Harness<O>> {
         let shared = Rc::new(RefCell::new(Shared {
             store,
             keys: Vec::new(),
@@ -102,8 +145,8 @@ impl<O: Operator> Harness<O> {
                 .next()
                 .unwrap_or_default()
                 .to_string(),
-            subtask: 0,
-            parallelism: 1,
+            subtask,
+            parallelism,
             attempt,
         };
         harness.operator = harness.in_env(|_| runtime::open::<O>(&config, task))?;
@@ -167,6 +210,39 @@ impl<O: Operator> Harness<O> {
             config: self.config.clone(),
             attempt: self.attempt,
         }
+    }
+}
+
+/// An operator state handle the harness can read.
+pub trait InspectOperator {
+    /// An element of the list.
+    type Element;
+    /// Reads the list's elements.
+    #[doc(hidden)]
+    fn inspect(&self, store: &Store) -> Vec<Self::Element>;
+}
+
+fn operator_elements<T: DeserializeOwned>(store: &Store, name: &str) -> Vec<T> {
+    store
+        .operator
+        .iter()
+        .filter(|l| l.name == name)
+        .flat_map(|l| &l.elements)
+        .map(|b| decode_or_panic(name, b))
+        .collect()
+}
+
+impl<T: Serialize + DeserializeOwned> InspectOperator for OperatorListState<T> {
+    type Element = T;
+    fn inspect(&self, store: &Store) -> Vec<T> {
+        operator_elements(store, self.name)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> InspectOperator for UnionListState<T> {
+    type Element = T;
+    fn inspect(&self, store: &Store) -> Vec<T> {
+        operator_elements(store, self.name)
     }
 }
 
@@ -234,11 +310,64 @@ fn decode_or_panic<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> T {
     decode(name, bytes).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// All state of a harness: slots by state name and key.
+/// All state of a harness: slots by state name and key, and operator list states.
 #[doc(hidden)]
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     slots: HashMap<(String, Vec<u8>), Slot>,
+    operator: Vec<OperatorList>,
+}
+
+/// One operator list state of a harness.
+#[derive(Debug, Clone)]
+struct OperatorList {
+    name: String,
+    union: bool,
+    elements: Vec<Vec<u8>>,
+}
+
+/// Shares operator list states out to `parallelism` new instances as the host does:
+/// split lists concatenated in instance order and cut into even contiguous runs (kept
+/// where they were at an unchanged parallelism), union lists given whole to every
+/// instance.
+fn redistribute(old: &[&Store], parallelism: usize) -> Vec<Vec<OperatorList>> {
+    let mut new = vec![Vec::new(); parallelism];
+    let mut names: Vec<(&str, bool)> = Vec::new();
+    for list in old.iter().flat_map(|s| &s.operator) {
+        if !names.iter().any(|(n, _)| *n == list.name) {
+            names.push((&list.name, list.union));
+        }
+    }
+    for (name, union) in names {
+        let all: Vec<&Vec<u8>> = old
+            .iter()
+            .flat_map(|s| s.operator.iter().filter(|l| l.name == name))
+            .flat_map(|l| &l.elements)
+            .collect();
+        let (each, extra) = (all.len() / parallelism, all.len() % parallelism);
+        for (i, lists) in new.iter_mut().enumerate() {
+            let own: Vec<&Vec<u8>>;
+            let mine = if union {
+                &all[..]
+            } else if old.len() == parallelism {
+                own = old[i]
+                    .operator
+                    .iter()
+                    .filter(|l| l.name == name)
+                    .flat_map(|l| &l.elements)
+                    .collect();
+                &own[..]
+            } else {
+                &all[i * each + i.min(extra)..][..each + usize::from(i < extra)]
+            };
+            lists.push(OperatorList {
+                name: name.to_string(),
+                union,
+                elements: mine.iter().map(|e| e.to_vec()).collect(),
+            });
+        }
+    }
+    new
 }
 
 #[derive(Debug, Clone)]
@@ -477,6 +606,34 @@ impl Host for MemoryHost {
     }
     fn map_clear(&mut self, id: u32, rec: u32) {
         self.value_clear(id, rec)
+    }
+    fn operator_register_list(&mut self, name: &str, union: bool) -> u32 {
+        let lists = &mut self.shared.borrow_mut().store.operator;
+        let id = match lists.iter().position(|l| l.name == name) {
+            Some(id) => id,
+            None => {
+                lists.push(OperatorList {
+                    name: name.to_string(),
+                    union,
+                    elements: Vec::new(),
+                });
+                lists.len() - 1
+            }
+        };
+        lists[id].union = union;
+        id as u32
+    }
+    fn operator_list_get(&mut self, id: u32) -> Vec<Vec<u8>> {
+        self.shared.borrow().store.operator[id as usize]
+            .elements
+            .clone()
+    }
+    fn operator_list_add_all(&mut self, id: u32, elements: Vec<Vec<u8>>) {
+        let lists = &mut self.shared.borrow_mut().store.operator;
+        lists[id as usize].elements.extend(elements);
+    }
+    fn operator_list_update(&mut self, id: u32, elements: Vec<Vec<u8>>) {
+        self.shared.borrow_mut().store.operator[id as usize].elements = elements;
     }
     fn log(&mut self, level: Level, message: &str) {
         eprintln!("{level:?} {message}");

@@ -6,7 +6,7 @@ use std::thread::LocalKey;
 
 use crate::__private::{WitBatch, WitOutputs, WitProcessError, WitTaskInfo};
 use crate::Operator;
-use crate::bindings::weir::operator::{log, state, types::StateKind};
+use crate::bindings::weir::operator::{log, operator_state, state, types::StateKind};
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked, pieces};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 
@@ -88,6 +88,22 @@ impl Host for Imports {
     }
     fn map_clear(&mut self, id: u32, rec: u32) {
         state::map_clear(id, rec)
+    }
+    fn operator_register_list(&mut self, name: &str, union: bool) -> u32 {
+        let mode = match union {
+            true => operator_state::Redistribution::Union,
+            false => operator_state::Redistribution::Split,
+        };
+        operator_state::register_list(name, mode)
+    }
+    fn operator_list_get(&mut self, id: u32) -> Vec<Vec<u8>> {
+        operator_state::list_get(id)
+    }
+    fn operator_list_add_all(&mut self, id: u32, elements: Vec<Vec<u8>>) {
+        operator_state::list_add_all(id, &elements)
+    }
+    fn operator_list_update(&mut self, id: u32, elements: Vec<Vec<u8>>) {
+        operator_state::list_update(id, &elements)
     }
     fn log(&mut self, level: Level, message: &str) {
         let level = match level {

@@ -160,18 +160,16 @@ pub fn run(options: &Options) -> Result<(), String> {
 pub fn run_child(job: &Path, native: bool) -> Result<(), String> {
     let text =
         std::fs::read_to_string(job).map_err(|e| format!("cannot read {}: {e}", job.display()))?;
-    let mut job = job::parse(job, &text).map_err(|e| e.to_string())?;
-    if native {
-        for operator in &mut job.operators {
-            operator.native = Some(native::factory);
-        }
-    }
+    let job = job::parse(job, &text).map_err(|e| e.to_string())?;
     let runtime = Runtime::new().map_err(|e| format!("cannot start the Wasm runtime: {e:#}"))?;
     let started = Instant::now();
     let report = dataflow::run(
         &job,
         &runtime,
-        &Start::default(),
+        &Start {
+            native: native.then_some(native::factory as dataflow::NativeFactory),
+            ..Start::default()
+        },
         &Arc::new(AtomicBool::new(false)),
     )
     .map_err(|failure| format!("the job failed: {failure}"))?;

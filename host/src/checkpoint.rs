@@ -9,10 +9,16 @@
 //! reference-counted across checkpoints (see `shared`).
 
 pub mod coordinator;
+pub mod files;
 pub mod metadata;
 pub mod restart;
 pub mod shared;
 pub mod storage;
 
-pub use metadata::{Metadata, SinkState, SourcePosition, StateFile};
-pub use storage::{CheckpointError, Store};
+pub use metadata::{Metadata, SinkState, SourceSplit, StateFile};
+
+/// A checkpoint's number; checkpoints are numbered 1, 2, 3, … in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointId(pub u64);
+pub use files::CheckpointError;
+pub use storage::Store;

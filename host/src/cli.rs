@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::control;
 use crate::dataflow::{self, Failure, Report, Start};
 use crate::inspect::{Checkpoint, InspectError};
-use crate::job;
+use crate::job::{self, Mode};
 use crate::wasm::{OperatorError, Runtime};
 
 /// Weir: stateful stream processing with WebAssembly operators.
@@ -208,7 +208,7 @@ fn run(args: &RunArgs) -> ExitCode {
     let mut start = Start {
         from_savepoint: args.from_savepoint.clone(),
         allow_non_restored_state: args.allow_non_restored_state,
-        control: None,
+        ..Start::default()
     };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -245,7 +245,16 @@ fn run(args: &RunArgs) -> ExitCode {
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let mut commands = None;
-    if job.checkpoint.is_some() {
+    if let Some(checkpointing) = &job.checkpoint {
+        eprintln!(
+            "weir: checkpointing every {:?}, {}, into {}",
+            checkpointing.config.interval,
+            match checkpointing.mode {
+                Mode::ExactlyOnce => "exactly-once (barriers aligned)",
+                Mode::AtLeastOnce => "at-least-once (a restore may apply records twice)",
+            },
+            checkpointing.dir.join(&job.name).display()
+        );
         let (sender, receiver) = crossbeam_channel::unbounded();
         match control::serve(sender.clone(), Arc::clone(&cancel)) {
             Ok(address) => eprintln!(

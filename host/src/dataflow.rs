@@ -25,11 +25,12 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, bounded};
 
-use crate::checkpoint::coordinator::{self, Coordinator};
+use crate::checkpoint::CheckpointId;
+use crate::checkpoint::coordinator::{self, Coordinator, TaskId};
 use crate::checkpoint::{CheckpointError, Store};
-use crate::job::{Backend, Job, SinkKind};
+use crate::job::{Backend, Job, Mode, SinkKind};
 use crate::record::KeyedRecord;
 use crate::state::KeyGroupRange;
 use crate::state::memory::MemoryBackend;
@@ -37,9 +38,8 @@ use crate::state::rocksdb::RocksDbBackend;
 use crate::state::{StateBackend, StateError};
 use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
-pub use alignment::{CheckpointId, Mode};
 pub use edge::BadRecord;
-pub use operator::Logic;
+pub use operator::{Logic, NativeFactory};
 pub use recovery::{Restore, Start, run};
 use wiring::Wiring;
 
@@ -258,39 +258,33 @@ pub(super) struct Attempt<'a> {
     commands: &'a Receiver<coordinator::Command>,
     /// Each operator's poison guard, kept across attempts.
     guards: &'a HashMap<String, Arc<poison::Guard>>,
+    /// Native code to run in place of every component (`host bench`).
+    native: Option<NativeFactory>,
 }
 
 /// One run of the job's tasks, from `attempt.restore` if given.
 pub(super) fn run_attempt(attempt: Attempt<'_>) -> (Result<Report, Failure>, coordinator::Summary) {
     let Attempt { job, store, .. } = attempt;
-    let (reports_tx, reports_rx) = unbounded::<coordinator::Report>();
-    let mut coordinator = store
-        .zip(job.checkpoint.as_ref())
-        .map(|(store, checkpointing)| Coordinator {
-            store: store.clone(),
-            config: checkpointing.config.clone(),
-            job: job.name.clone(),
-            max_parallelism: job.max_parallelism,
-            tasks: Vec::new(),
-            triggers: Vec::new(),
-            commits: Vec::new(),
-            first_id: 0,
-            commands: attempt.commands.clone(),
-            cancel: Arc::clone(attempt.cancel),
-        });
     let result = (|| {
-        if let Some(c) = &mut coordinator {
-            c.first_id = c.store.next_id()?;
-        }
-        start_tasks(attempt, coordinator.as_mut(), &reports_tx)
+        let mut coordinator = match store.zip(job.checkpoint.as_ref()) {
+            Some((store, checkpointing)) => Some(Coordinator::new(
+                store.clone(),
+                checkpointing.config.clone(),
+                (&job.name, job.max_parallelism),
+                attempt.commands.clone(),
+                Arc::clone(attempt.cancel),
+            )?),
+            None => None,
+        };
+        let started = start_tasks(attempt, coordinator.as_mut())?;
+        Ok((coordinator, started))
     })();
-    let (done_rx, tasks) = match result {
+    let (coordinator, (done_rx, tasks)) = match result {
         Ok(started) => started,
         Err(failure) => return (Err(failure), coordinator::Summary::default()),
     };
-    drop(reports_tx);
     let (stop_tx, stop_rx) = bounded::<()>(0);
-    let coordinator = coordinator.map(|c| thread::spawn(move || c.run(reports_rx, stop_rx)));
+    let coordinator = coordinator.map(|c| thread::spawn(move || c.run(stop_rx)));
 
     let mut report = Report::default();
     let mut failure = None;
@@ -344,7 +338,6 @@ type Done = mpsc::Receiver<Result<TaskReport, Stop>>;
 fn start_tasks(
     attempt: Attempt<'_>,
     mut coordinator: Option<&mut Coordinator>,
-    reports: &Sender<coordinator::Report>,
 ) -> Result<(Done, usize), Failure> {
     let Attempt {
         job,
@@ -353,6 +346,7 @@ fn start_tasks(
         number: attempt,
         cancel,
         guards: attempt_guards,
+        native,
         ..
     } = attempt;
     // Every operator subtask is loaded, instantiated, restored and opened before any
@@ -373,6 +367,11 @@ fn start_tasks(
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
+        let mut operator_states = match restore {
+            Some(r) => restored_operator_state(r, &op.name, op.parallelism)?,
+            None => Vec::new(),
+        }
+        .into_iter();
         restoring += started.elapsed();
         for subtask in 0..op.parallelism {
             let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
@@ -388,7 +387,7 @@ fn start_tasks(
                     })?)
                 }
             };
-            if let Some(native) = op.native {
+            if let Some(native) = native {
                 let logic = native(&op.config_json, backend).map_err(|message| {
                     Failure::Operator(OperatorError::Failed {
                         operator: op.name.clone(),
@@ -410,6 +409,9 @@ fn start_tasks(
             let loading = Instant::now();
             for snapshot in &snapshots {
                 instance.restore(snapshot)?;
+            }
+            if let Some(state) = operator_states.next() {
+                instance.restore_operator_state(state);
             }
             restoring += loading.elapsed();
             let task = TaskInfo {
@@ -476,17 +478,14 @@ fn start_tasks(
             .get(&name)
             .cloned()
             .unwrap_or_else(|| Arc::new(poison::Guard::new(&name, Default::default())));
-        let task = (name, subtask);
-        let checkpoints = coordinator.as_deref_mut().map(|c| {
-            c.tasks.push(task.clone());
-            operator::Checkpoints {
-                store: c.store.clone(),
-                reports: reports.clone(),
-                incremental: job.state.incremental,
-            }
+        let task = TaskId::new(&name, subtask);
+        let checkpoints = coordinator.as_deref_mut().map(|c| operator::Checkpoints {
+            store: c.store().clone(),
+            handle: c.register_operator(task.clone()),
+            incremental: job.state.incremental,
         });
         spawn(
-            format!("op-{}-{subtask}", task.0),
+            format!("op-{name}-{subtask}"),
             Box::new(move || {
                 operator::run(task, instance, inputs, outputs, checkpoints, guard)
                     .map(TaskReport::Operator)
@@ -510,45 +509,33 @@ fn start_tasks(
             SinkKind::Stdout => vec![0; usize::from(sink.parallelism)],
         };
         for (subtask, first_part) in first_parts.into_iter().enumerate() {
-            let task = (sink.name.clone(), subtask);
+            let task = TaskId::new(&sink.name, subtask);
             let mut inputs = wiring.inputs(&sink.name, subtask, mode);
-            let mut sink_reports = None;
+            let mut handle = None;
             if let Some(c) = coordinator.as_deref_mut() {
-                let (commit_tx, commit_rx) = unbounded();
-                c.commits.push(commit_tx);
-                c.tasks.push(task.clone());
-                inputs = inputs.with_commits(commit_rx);
-                sink_reports = Some(reports.clone());
+                let (registered, commits) = c.register_sink(task.clone());
+                inputs = inputs.with_commits(commits);
+                handle = Some(registered);
             }
             let sink = sink.clone();
             spawn(
                 format!("sink-{}-{subtask}", sink.name),
                 Box::new(move || {
-                    sink::run(&sink, task, inputs, first_part, sink_reports).map(TaskReport::Sink)
+                    sink::run(&sink, task, inputs, first_part, handle).map(TaskReport::Sink)
                 }),
             )?;
         }
     }
     for source in &job.sources {
-        for subtask in 0..usize::from(source.parallelism) {
+        let dealt = source_splits(source, restore)?;
+        for (subtask, splits) in dealt.into_iter().enumerate() {
             let outputs = wiring.outputs(&source.name, subtask);
-            let task = (source.name.clone(), subtask);
-            let start = restore
-                .and_then(|r| r.metadata.sources.get(&source.name))
-                .and_then(|positions| positions.get(subtask))
-                .cloned();
             let checkpoints = coordinator.as_deref_mut().map(|c| {
-                let (trigger_tx, trigger_rx) = unbounded();
-                c.triggers.push((task.clone(), trigger_tx));
-                c.tasks.push(task.clone());
-                source::Checkpoints {
-                    triggers: trigger_rx,
-                    reports: reports.clone(),
-                }
+                let (handle, triggers) = c.register_source(TaskId::new(&source.name, subtask));
+                source::Checkpoints { triggers, handle }
             });
             let context = source::Context {
-                task,
-                start,
+                splits,
                 checkpoints,
                 cancel: Arc::clone(cancel),
             };
@@ -560,6 +547,66 @@ fn start_tasks(
         }
     }
     Ok((done_rx, tasks))
+}
+
+/// The operator state of `operator` in `restore`, shared out to `parallelism` subtasks as
+/// each list state was registered.
+fn restored_operator_state(
+    restore: &Restore,
+    operator: &str,
+    parallelism: u16,
+) -> Result<Vec<crate::state::operator::OperatorState>, Failure> {
+    let files = restore.metadata.operator_states.get(operator);
+    let Some(files) = files.filter(|f| !f.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let old_parallelism = restore
+        .metadata
+        .operators
+        .get(operator)
+        .map_or(0, Vec::len)
+        .max(files.iter().map(|f| f.subtask + 1).max().unwrap_or(0));
+    let mut old = vec![crate::state::operator::OperatorState::default(); old_parallelism];
+    for file in files {
+        old[file.subtask] =
+            crate::checkpoint::storage::read_operator_state(&restore.dir, &file.file)?;
+    }
+    Ok(crate::state::operator::redistribute(
+        &old,
+        usize::from(parallelism),
+    ))
+}
+
+/// Each subtask's splits of `source`: the restored checkpoint's (with files that appeared
+/// since), or the source's own from the start, dealt among its subtasks.
+fn source_splits(
+    source: &crate::job::Source,
+    restore: Option<&Restore>,
+) -> Result<Vec<Vec<crate::checkpoint::SourceSplit>>, Failure> {
+    use source::split;
+    let io_failure = |error| Failure::Io {
+        task: format!("source `{}`", source.name),
+        what: "cannot list its input".into(),
+        error,
+    };
+    let restored = restore.and_then(|r| Some((r, r.metadata.sources.get(&source.name)?)));
+    let splits = match restored {
+        None => split::initial(&source.kind).map_err(io_failure)?,
+        Some((restore, splits)) => {
+            split::resume(&source.kind, splits.concat()).map_err(|e| match e {
+                split::Resume::Io(error) => io_failure(error),
+                split::Resume::Split(error) => Failure::Restore {
+                    path: restore.dir.clone(),
+                    reason: format!("source `{}`: {error}", source.name),
+                },
+            })?
+        }
+    };
+    Ok(split::deal(
+        splits,
+        &source.kind,
+        usize::from(source.parallelism),
+    ))
 }
 
 impl Report {

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::storage::{read_metadata, read_state_file};
+use crate::checkpoint::files::read_metadata;
+use crate::checkpoint::storage::{read_operator_state, read_state_file};
 use crate::checkpoint::{CheckpointError, Metadata};
 use crate::state::KeyGroup;
+use crate::state::operator::OperatorState;
 use crate::state::snapshot::{SlotData, Snapshot};
 
 /// A checkpoint opened for reading.
@@ -21,6 +23,8 @@ pub struct Checkpoint {
     pub metadata: Metadata,
     /// Per operator, the snapshots of its subtasks.
     pub operators: BTreeMap<String, Vec<Snapshot>>,
+    /// Per operator, the operator state of its subtasks that have some: (subtask, state).
+    pub operator_states: BTreeMap<String, Vec<(usize, OperatorState)>>,
 }
 
 /// Why a checkpoint cannot be read.
@@ -65,10 +69,19 @@ impl Checkpoint {
                 .collect::<Result<Vec<_>, _>>()?;
             operators.insert(name.clone(), snapshots);
         }
+        let mut operator_states = BTreeMap::new();
+        for (name, files) in &metadata.operator_states {
+            let states = files
+                .iter()
+                .map(|f| Ok((f.subtask, read_operator_state(&dir, &f.file)?)))
+                .collect::<Result<Vec<_>, CheckpointError>>()?;
+            operator_states.insert(name.clone(), states);
+        }
         Ok(Checkpoint {
             dir,
             metadata,
             operators,
+            operator_states,
         })
     }
 
@@ -119,12 +132,35 @@ impl Checkpoint {
                 );
             }
         }
-        for (name, positions) in &m.sources {
-            let _ = writeln!(
-                out,
-                "source `{name}`: {}",
-                serde_json::to_string(positions).unwrap_or_default()
-            );
+        for (name, subtasks) in &self.operator_states {
+            let _ = writeln!(out, "operator `{name}`: operator state");
+            for (subtask, state) in subtasks {
+                for list in &state.lists {
+                    let _ = writeln!(
+                        out,
+                        "  subtask {subtask}: list `{}` ({}): {} elements",
+                        list.name,
+                        list.mode.name(),
+                        list.elements.len()
+                    );
+                    for element in &list.elements {
+                        let _ = writeln!(out, "    {}", render(element));
+                    }
+                }
+            }
+        }
+        for (name, subtasks) in &m.sources {
+            let _ = writeln!(out, "source `{name}`:");
+            for (subtask, splits) in subtasks.iter().enumerate() {
+                let _ = writeln!(out, "  subtask {subtask}: {} splits", splits.len());
+                for split in splits {
+                    let _ = writeln!(
+                        out,
+                        "    {}",
+                        serde_json::to_string(split).unwrap_or_default()
+                    );
+                }
+            }
         }
         out
     }

@@ -9,6 +9,7 @@
 mod conformance;
 pub mod key_group;
 pub mod memory;
+pub mod operator;
 pub mod rocksdb;
 pub mod snapshot;
 

@@ -94,14 +94,31 @@ fn job_file_errors_name_the_file_line_and_key() {
         out.stderr
     );
 
-    let out = job.run(
-        &pipeline(FILE_SOURCE, "op.wasm", "").replace("input = \"in\"", "input = \"inn\""),
-        "",
-    );
+    // Line numbers are what this checks: the job file is written out as text.
+    let unknown_input = r#"[job]
+name = "test"
+
+[[source]]
+name = "in"
+type = "file"
+path = "in.jsonl"
+
+[[operator]]
+name = "op"
+component = "op.wasm"
+input = "inn"
+
+[[sink]]
+name = "out"
+type = "file"
+input = "op"
+path = "out"
+"#;
+    let out = job.run(unknown_input, "");
     assert_eq!(out.code, 2);
     assert!(
         out.stderr
-            .contains("job.toml:13: `operator.input`: no source or operator is named `inn`"),
+            .contains("job.toml:12: `operator.input`: no source or operator is named `inn`"),
         "{}",
         out.stderr
     );

@@ -3,6 +3,7 @@
 
 use std::fs;
 
+use crate::support::job_file::{JobFile, Operator, Sink, Source};
 use crate::support::{self, Job, example_dir};
 
 /// Runs an example's own job file, with its component replaced by the freshly built one
@@ -100,15 +101,21 @@ fn only_committed_part_files_are_left_in_the_sink_directory() {
 #[test]
 fn stdin_records_are_processed_with_state_per_key() {
     let job = Job::new();
-    let toml = support::pipeline(
-        r#"type = "stdin""#,
-        test_artifacts::VISIT_COUNT,
-        r#"key_by = "/url""#,
-    )
-    .replace(
-        "type = \"file\"\ninput = \"op\"\npath = \"out\"",
-        "type = \"stdout\"\ninput = \"op\"",
-    );
+    let mut file = JobFile::named("stdin");
+    file.sources.push(Source {
+        name: "in".into(),
+        kind: "stdin".into(),
+        ..Source::default()
+    });
+    let component = std::path::Path::new(test_artifacts::VISIT_COUNT);
+    file.operators
+        .push(Operator::keyed("op", component, "in", "/url"));
+    file.sinks.push(Sink {
+        path: None,
+        kind: "stdout".into(),
+        ..Sink::file("out", "op", "out")
+    });
+    let toml = file.toml();
     let input = "{\"url\":\"/a\"}\n{\"url\":\"/b\"}\n\n{\"url\":\"/a\"}\n";
     let outcome = job.run(&toml, input);
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);

@@ -1,6 +1,9 @@
 //! Parallel subtasks: keyed state stays exact when records are routed by key group to
 //! several Wasm instances, sources split their input, and streams can be unioned.
 
+use std::path::Path;
+
+use crate::support::job_file::{JobFile, Operator, Sink, Source};
 use crate::support::{Job, pipeline};
 
 fn sorted_lines(text: &str) -> Vec<String> {
@@ -11,12 +14,20 @@ fn sorted_lines(text: &str) -> Vec<String> {
 
 fn run_visits(parallelism: &str, source_parallelism: u16) -> String {
     let job = Job::new();
-    let source = format!(
-        "type = \"generator\"\ncount = 20000\nkeys = 500\nkey_field = \"url\"\nparallelism = {source_parallelism}"
-    );
-    let text = pipeline(&source, test_artifacts::VISIT_COUNT, "key_by = \"/url\"")
-        .replace("path = \"out\"", "path = \"out\"\nparallelism = 2");
-    let path = job.write("job.toml", &text);
+    let mut file = JobFile::named("visits");
+    file.sources.push(Source {
+        key_field: Some("url".into()),
+        parallelism: Some(source_parallelism),
+        ..Source::generator("in", 20_000, 500)
+    });
+    let component = Path::new(test_artifacts::VISIT_COUNT);
+    file.operators
+        .push(Operator::keyed("op", component, "in", "/url"));
+    file.sinks.push(Sink {
+        parallelism: Some(2),
+        ..Sink::file("out", "op", "out")
+    });
+    let path = job.save(&file);
     let out = crate::support::host(
         &["run", path.to_str().expect("UTF-8 path"), "-p", parallelism],
         "",
@@ -60,38 +71,19 @@ fn a_directory_source_is_split_by_file_and_streams_can_be_unioned() {
         job.write(&format!("logs/{file}"), &lines);
     }
     job.write("more.jsonl", "{\"url\":\"/y\"}\n");
-    let text = format!(
-        r#"
-[job]
-name = "union"
-
-[[source]]
-name = "logs"
-type = "file"
-path = "logs"
-parallelism = 2
-
-[[source]]
-name = "more"
-type = "file"
-path = "more.jsonl"
-
-[[operator]]
-name = "count"
-component = {:?}
-input = ["logs", "more"]
-key_by = "/url"
-parallelism = 2
-
-[[sink]]
-name = "out"
-type = "file"
-input = "count"
-path = "out"
-"#,
-        test_artifacts::VISIT_COUNT
-    );
-    let out = job.run(&text, "");
+    let mut file = JobFile::named("union");
+    file.sources.push(Source {
+        parallelism: Some(2),
+        ..Source::file("logs", "logs")
+    });
+    file.sources.push(Source::file("more", "more.jsonl"));
+    let component = Path::new(test_artifacts::VISIT_COUNT);
+    let mut count = Operator::keyed("count", component, "logs", "/url");
+    count.input.push("more".into());
+    count.parallelism = Some(2);
+    file.operators.push(count);
+    file.sinks.push(Sink::file("out", "count", "out"));
+    let out = job.run(&file.toml(), "");
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines = sorted_lines(&job.committed("out"));
     let last = |url: &str| {

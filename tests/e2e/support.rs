@@ -1,5 +1,8 @@
 //! Running the host binary on job files in temporary directories.
 
+pub mod job_file;
+pub mod process;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,6 +67,11 @@ impl Job {
         let path = self.path(name);
         fs::write(&path, content).expect("write file");
         path
+    }
+
+    /// Writes `file` as `job.toml`; returns its path.
+    pub fn save(&self, file: &job_file::JobFile) -> PathBuf {
+        self.write("job.toml", &file.toml())
     }
 
     /// Writes `job.toml` and runs it.

@@ -33,6 +33,7 @@ from typing import Any, Callable, List, Optional, Tuple, Type
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import log as _log
+from wit_world.imports import operator_state as _operator_state
 from wit_world.imports import state as _state
 from wit_world.imports import types as _types
 
@@ -46,6 +47,8 @@ __all__ = [
     "MapState",
     "ReducingState",
     "AggregatingState",
+    "OperatorListState",
+    "UnionListState",
     "log",
     "export",
 ]
@@ -193,6 +196,66 @@ class ListState(_State):
     def clear(self) -> None:
         """Removes all elements."""
         _state.list_clear(*self._target())
+
+
+class _OperatorList:
+    """List state of this operator subtask, not of a key: usable in open, process and
+    close. Registered at its first use."""
+
+    _mode: Any
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _id(self) -> int:
+        known = _operator_ids.get(self.name)
+        if known is None:
+            known = (_operator_state.register_list(self.name, self._mode), self._mode)
+            _operator_ids[self.name] = known
+        elif known[1] != self._mode:
+            raise OperatorError(
+                f"operator state `{self.name}` is used as {self._mode.name.lower()} list "
+                f"state but was first used as {known[1].name.lower()} list state"
+            )
+        return known[0]
+
+    def get(self) -> list:
+        """All elements, in order."""
+        return [_decode(self.name, e) for e in _operator_state.list_get(self._id())]
+
+    def add(self, value: Any) -> None:
+        """Appends one element."""
+        _operator_state.list_add(self._id(), _encode(value))
+
+    def add_all(self, values: list) -> None:
+        """Appends several elements."""
+        _operator_state.list_add_all(self._id(), [_encode(v) for v in values])
+
+    def update(self, values: list) -> None:
+        """Replaces all elements."""
+        _operator_state.list_update(self._id(), [_encode(v) for v in values])
+
+    def clear(self) -> None:
+        """Removes all elements."""
+        _operator_state.list_clear(self._id())
+
+
+class OperatorListState(_OperatorList):
+    """Operator list state with split redistribution: when the parallelism changes, all
+    subtasks' elements are concatenated and dealt evenly, each to one new subtask."""
+
+    _mode = _operator_state.Redistribution.SPLIT
+
+
+class UnionListState(_OperatorList):
+    """Operator list state with union redistribution: when the parallelism changes,
+    every new subtask gets every old subtask's elements."""
+
+    _mode = _operator_state.Redistribution.UNION
+
+
+# Operator list state ids by name, with the redistribution each was first used with.
+_operator_ids: dict = {}
 
 
 class MapState(_State):

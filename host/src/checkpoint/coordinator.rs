@@ -2,11 +2,16 @@
 //! every source subtask, collects one acknowledgement per task with its state handle,
 //! and completes *n* by writing its metadata last; then the sinks may commit.
 //!
+//! Tasks register before the job starts and get a [`Handle`], the one way they ack,
+//! decline, and hand over their final state when they finish.
+//!
 //! Invariants: a checkpoint completes only when every source, operator and sink subtask
 //! has acknowledged it; one that outlives its timeout, or that a task declines, is
-//! aborted and its folder deleted, and the next one goes on;
-//! once a source subtask has finished, no new checkpoint is triggered (a finished task
-//! can no longer take part) and pending ones that it had not acknowledged are aborted.
+//! aborted and its folder deleted, and the next one goes on. A task that has finished
+//! takes part in every later checkpoint with its final state (as Flink's FLIP-147), so
+//! checkpoints go on while any source runs; a task hands its final state over only after
+//! every acknowledgement it sent, so a checkpoint it had already begun keeps the state of
+//! its barrier.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,51 +19,52 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender, select, unbounded};
 
-use super::metadata::{Metadata, SinkState, SourcePosition, StateFile};
-use super::storage::{CheckpointError, Store};
+use super::CheckpointId;
+use super::files::CheckpointError;
+use super::metadata::{
+    CanonicalFile, Metadata, OperatorStateFile, SinkState, SourceSplit, StateFile,
+};
+use super::storage::Store;
+pub use crate::job::CheckpointConfig as Config;
 
-/// `[checkpoint]` timing and retention.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Time between triggers.
-    pub interval: Duration,
-    /// A checkpoint not complete after this is aborted.
-    pub timeout: Duration,
-    /// Least time between a completion and the next trigger.
-    pub min_pause: Duration,
-    /// Most checkpoints in flight at once.
-    pub max_concurrent: usize,
-    /// Completed checkpoints kept.
-    pub retain: usize,
-    /// Print a line for every completed checkpoint (`host run --verbose`).
-    pub verbose: bool,
+/// A task: a subtask of a node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    /// The source, operator or sink.
+    pub node: String,
+    /// Its subtask index.
+    pub subtask: usize,
 }
 
-/// A task, by node name and subtask index.
-pub type TaskId = (String, usize);
+impl TaskId {
+    /// Subtask `subtask` of `node`.
+    pub fn new(node: &str, subtask: usize) -> TaskId {
+        TaskId {
+            node: node.to_string(),
+            subtask,
+        }
+    }
+}
 
-/// A task's acknowledgement of a checkpoint, with its state handle.
-#[derive(Debug, Clone)]
-pub struct Ack {
-    /// The checkpoint.
-    pub checkpoint: u64,
-    /// Who acknowledges.
-    pub task: TaskId,
-    /// Its part of the checkpoint.
-    pub state: AckState,
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` subtask {}", self.node, self.subtask)
+    }
 }
 
 /// A task's part of a checkpoint.
 #[derive(Debug, Clone)]
 pub enum AckState {
-    /// A source subtask's position.
-    Source(SourcePosition),
-    /// An operator subtask's state file, and how long the task stopped to take it.
+    /// A source subtask's splits, with how far it has read each.
+    Source(Vec<SourceSplit>),
+    /// An operator subtask's state files, and how long the task stopped to take them.
     Operator {
-        /// The file written.
+        /// The keyed state's file (or RocksDB files).
         file: StateFile,
+        /// The operator state's file, when it has operator state.
+        operator_state: Option<CanonicalFile>,
         /// The synchronous part: the task was not processing records meanwhile.
         sync: Duration,
     },
@@ -66,20 +72,81 @@ pub enum AckState {
     Sink(SinkState),
 }
 
-/// Messages to the coordinator.
-#[derive(Debug)]
-pub enum Report {
-    /// A task acknowledged a checkpoint.
-    Ack(Ack),
-    /// A source subtask reached its end.
-    SourceFinished(TaskId),
-    /// A task could not take its part in a checkpoint (writing its state failed).
+/// A finished task's part in the checkpoints taken after its end.
+pub trait Finished: Send {
+    /// Its part of checkpoint `id` (written into the checkpoint if it has files).
+    fn state(&mut self, id: CheckpointId) -> Result<AckState, String>;
+
+    /// Checkpoint `id` completed: what it lists of this task's output may be committed.
+    fn completed(&mut self, _id: CheckpointId) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A finished task whose part never changes (a source's read-out splits).
+pub struct FinalAck(pub AckState);
+
+impl Finished for FinalAck {
+    fn state(&mut self, _: CheckpointId) -> Result<AckState, String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Messages from tasks to the coordinator.
+enum Report {
+    Ack {
+        checkpoint: CheckpointId,
+        task: TaskId,
+        state: AckState,
+    },
     Declined {
-        /// The checkpoint.
-        checkpoint: u64,
-        /// Why, for the log.
+        checkpoint: CheckpointId,
         reason: String,
     },
+    Finished {
+        task: TaskId,
+        last: Box<dyn Finished>,
+    },
+}
+
+/// A registered task's link to the coordinator.
+#[derive(Clone)]
+pub struct Handle {
+    task: TaskId,
+    reports: Sender<Report>,
+}
+
+impl Handle {
+    /// The task.
+    pub fn task(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// Acknowledges checkpoint `id` with this task's part of it.
+    pub fn ack(&self, id: CheckpointId, state: AckState) {
+        let _ = self.reports.send(Report::Ack {
+            checkpoint: id,
+            task: self.task.clone(),
+            state,
+        });
+    }
+
+    /// This task cannot take its part in checkpoint `id` (writing its state failed).
+    pub fn decline(&self, id: CheckpointId, reason: String) {
+        let _ = self.reports.send(Report::Declined {
+            checkpoint: id,
+            reason,
+        });
+    }
+
+    /// This task has finished: `last` answers for it in every later checkpoint. Call it
+    /// after every acknowledgement the task will send.
+    pub fn finished(self, last: Box<dyn Finished>) {
+        let _ = self.reports.send(Report::Finished {
+            task: self.task,
+            last,
+        });
+    }
 }
 
 /// Requests from outside the job (the control endpoint).
@@ -104,7 +171,7 @@ pub struct Summary {
     pub stopped_with: Option<PathBuf>,
     /// Checkpoints completed.
     pub completed: u64,
-    /// Checkpoints aborted (timeout, or a source finished first).
+    /// Checkpoints aborted (timeout, declined, or overtaken).
     pub aborted: u64,
     /// The longest synchronous part of an operator snapshot.
     pub max_sync: Duration,
@@ -122,10 +189,11 @@ struct Pending {
 
 impl Pending {
     /// Tells a waiting savepoint request that this checkpoint will not complete.
-    fn abort(self, id: u64, why: &str) {
+    fn abort(self, id: CheckpointId, why: &str) {
         if let Some((_, reply)) = self.savepoint {
             let _ = reply.send(Err(format!(
-                "checkpoint {id} for the savepoint was aborted: {why}"
+                "checkpoint {} for the savepoint was aborted: {why}",
+                id.0
             )));
         }
     }
@@ -133,160 +201,144 @@ impl Pending {
 
 /// The coordinator of one job attempt.
 pub struct Coordinator {
-    /// Where checkpoints go.
-    pub store: Store,
-    /// Timing and retention.
-    pub config: Config,
+    store: Store,
+    config: Config,
     /// The job's name and maximum parallelism, for the metadata.
-    pub job: String,
-    /// Key groups.
-    pub max_parallelism: u16,
+    job: String,
+    max_parallelism: u16,
     /// Every task that must acknowledge a checkpoint.
-    pub tasks: Vec<TaskId>,
+    tasks: Vec<TaskId>,
     /// Source subtasks, with the channel that triggers them.
-    pub triggers: Vec<(TaskId, Sender<u64>)>,
+    triggers: Vec<(TaskId, Sender<CheckpointId>)>,
     /// Sink subtasks' channels for "checkpoint n completed: commit".
-    pub commits: Vec<Sender<u64>>,
-    /// The number of the first checkpoint to trigger.
-    pub first_id: u64,
-    /// Savepoint requests.
-    pub commands: Receiver<Command>,
+    commits: Vec<Sender<CheckpointId>>,
+    first_id: u64,
+    commands: Receiver<Command>,
     /// Set to stop the job (after a stop-with-savepoint).
-    pub cancel: Arc<AtomicBool>,
+    cancel: Arc<AtomicBool>,
+    reports: (Sender<Report>, Receiver<Report>),
 }
 
 impl Coordinator {
+    /// A coordinator of `job` (its name and maximum parallelism) writing into `store`,
+    /// numbering checkpoints from the store's next free number; `commands` are savepoint
+    /// requests, and a stop-with-savepoint sets `cancel`.
+    pub fn new(
+        store: Store,
+        config: Config,
+        job: (&str, u16),
+        commands: Receiver<Command>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Coordinator, CheckpointError> {
+        Ok(Coordinator {
+            first_id: store.next_id()?,
+            store,
+            config,
+            job: job.0.to_string(),
+            max_parallelism: job.1,
+            tasks: Vec::new(),
+            triggers: Vec::new(),
+            commits: Vec::new(),
+            commands,
+            cancel,
+            reports: unbounded(),
+        })
+    }
+
+    /// The store checkpoints go to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn register(&mut self, task: TaskId) -> Handle {
+        self.tasks.push(task.clone());
+        Handle {
+            task,
+            reports: self.reports.0.clone(),
+        }
+    }
+
+    /// Registers a source subtask: its handle, and the channel its triggers come on.
+    pub fn register_source(&mut self, task: TaskId) -> (Handle, Receiver<CheckpointId>) {
+        let (trigger_tx, trigger_rx) = unbounded();
+        self.triggers.push((task.clone(), trigger_tx));
+        (self.register(task), trigger_rx)
+    }
+
+    /// Registers an operator subtask.
+    pub fn register_operator(&mut self, task: TaskId) -> Handle {
+        self.register(task)
+    }
+
+    /// Registers a sink subtask: its handle, and the channel that says which checkpoint
+    /// completed (so its output may be committed).
+    pub fn register_sink(&mut self, task: TaskId) -> (Handle, Receiver<CheckpointId>) {
+        let (commit_tx, commit_rx) = unbounded();
+        self.commits.push(commit_tx);
+        (self.register(task), commit_rx)
+    }
+
     /// Runs until `stop` fires or is dropped.
-    pub fn run(
-        self,
-        reports: Receiver<Report>,
-        stop: Receiver<()>,
-    ) -> Result<Summary, CheckpointError> {
-        let mut summary = Summary::default();
-        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    pub fn run(self, stop: Receiver<()>) -> Result<Summary, CheckpointError> {
+        let reports = self.reports.1.clone();
+        let mut run = Run {
+            coordinator: &self,
+            summary: Summary::default(),
+            pending: BTreeMap::new(),
+            finished: HashMap::new(),
+            last_completion: None,
+        };
         let mut next_id = self.first_id;
         let mut next_trigger = Instant::now() + self.config.interval;
-        let mut last_completion: Option<Instant> = None;
-        let mut finished_sources = false;
         loop {
             let now = Instant::now();
-            // Abort what outlived its timeout.
-            let expired: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| now.duration_since(p.started) >= self.config.timeout)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in expired {
-                if let Some(p) = pending.remove(&id) {
-                    p.abort(id, "it timed out");
-                }
-                summary.aborted += 1;
-                eprintln!(
-                    "weir: checkpoint {id} expired after {:?} and was aborted",
-                    self.config.timeout
-                );
-                self.store.discard(id)?;
-            }
-            let paused =
-                last_completion.is_some_and(|t| now.duration_since(t) < self.config.min_pause);
-            if !finished_sources
+            run.expire(now)?;
+            let sources_run = run.sources_running();
+            let paused = run
+                .last_completion
+                .is_some_and(|t| now.duration_since(t) < self.config.min_pause);
+            if sources_run
                 && now >= next_trigger
-                && pending.len() < self.config.max_concurrent
+                && run.pending.len() < self.config.max_concurrent
                 && !paused
             {
-                self.trigger(&mut pending, &mut next_id, None);
+                run.trigger(&mut next_id, None)?;
                 next_trigger = now + self.config.interval;
             }
-            let wake = pending
+            let wake = run
+                .pending
                 .values()
                 .map(|p| p.started + self.config.timeout)
-                .chain((!finished_sources).then_some(next_trigger))
+                .chain(sources_run.then_some(next_trigger))
                 .min()
                 .unwrap_or(now + self.config.interval)
                 .max(now + Duration::from_millis(1));
             select! {
-                recv(stop) -> _ => return Ok(summary),
+                recv(stop) -> _ => return Ok(run.summary),
                 recv(self.commands) -> command => match command {
-                    Ok(Command::Savepoint { reply, .. }) if finished_sources => {
+                    Ok(Command::Savepoint { reply, .. }) if !sources_run => {
                         let _ = reply.send(Err("the job's sources have finished: no savepoint can be taken".into()));
                     }
                     Ok(Command::Savepoint { stop, reply }) => {
-                        self.trigger(&mut pending, &mut next_id, Some((stop, reply)));
+                        run.trigger(&mut next_id, Some((stop, reply)))?;
                     }
                     // The endpoint is gone: nothing more to serve.
                     Err(_) => {}
                 },
                 recv(reports) -> report => match report {
-                    Err(_) => return Ok(summary),
-                    Ok(Report::SourceFinished(task)) => {
-                        finished_sources = true;
-                        let stranded: Vec<u64> = pending
-                            .iter()
-                            .filter(|(_, p)| !p.acks.contains_key(&task))
-                            .map(|(id, _)| *id)
-                            .collect();
-                        for id in stranded {
-                            if let Some(p) = pending.remove(&id) {
-                                p.abort(id, "a source finished first");
-                            }
-                            summary.aborted += 1;
-                            self.store.discard(id)?;
-                        }
-                    }
+                    Err(_) => return Ok(run.summary),
+                    Ok(Report::Finished { task, last }) => run.finished(task, last)?,
                     Ok(Report::Declined { checkpoint, reason }) => {
-                        if let Some(p) = pending.remove(&checkpoint) {
-                            p.abort(checkpoint, &reason);
-                            summary.aborted += 1;
-                            eprintln!("weir: checkpoint {checkpoint} aborted: {reason}");
-                            self.store.discard(checkpoint)?;
-                        }
+                        eprintln!("weir: checkpoint {} aborted: {reason}", checkpoint.0);
+                        run.abort(checkpoint, &reason)?;
                     }
-                    Ok(Report::Ack(ack)) => {
-                        let Some(p) = pending.get_mut(&ack.checkpoint) else { continue };
-                        if let AckState::Operator { sync, .. } = &ack.state {
-                            summary.max_sync = summary.max_sync.max(*sync);
+                    Ok(Report::Ack { checkpoint, task, state }) => {
+                        let Some(p) = run.pending.get_mut(&checkpoint) else { continue };
+                        if let AckState::Operator { sync, .. } = &state {
+                            run.summary.max_sync = run.summary.max_sync.max(*sync);
                         }
-                        p.acks.insert(ack.task, ack.state);
-                        if self.tasks.iter().all(|t| p.acks.contains_key(t)) {
-                            let id = ack.checkpoint;
-                            let done = pending.remove(&id).expect("pending checkpoint");
-                            let metadata = self.metadata(id, done.acks);
-                            let files = || metadata.operators.values().flatten();
-                            summary.last_bytes = files().map(StateFile::bytes).sum();
-                            summary.last_copied = files().map(StateFile::copied).sum();
-                            self.store.complete(&metadata)?;
-                            summary.completed += 1;
-                            if self.config.verbose {
-                                eprintln!(
-                                    "weir: checkpoint {id} completed in {:?} ({} bytes of state, {} bytes written)",
-                                    done.started.elapsed(),
-                                    summary.last_bytes,
-                                    summary.last_copied
-                                );
-                            }
-                            last_completion = Some(Instant::now());
-                            for commit in &self.commits {
-                                let _ = commit.send(id);
-                            }
-                            if let Some((stop, reply)) = done.savepoint {
-                                let saved = self.store.save(id);
-                                let _ = reply.send(saved.as_ref().map(Clone::clone).map_err(ToString::to_string));
-                                if let (true, Ok(path)) = (stop, saved) {
-                                    summary.stopped_with = Some(path);
-                                    self.cancel.store(true, Ordering::SeqCst);
-                                }
-                            }
-                            // Older pending checkpoints can no longer complete usefully.
-                            let older: Vec<u64> = pending.range(..id).map(|(id, _)| *id).collect();
-                            for old in older {
-                                if let Some(p) = pending.remove(&old) {
-                                    p.abort(old, "a newer checkpoint completed first");
-                                }
-                                summary.aborted += 1;
-                                self.store.discard(old)?;
-                            }
-                            self.store.retain(self.config.retain)?;
-                        }
+                        p.acks.insert(task, state);
+                        run.complete_if_acked(checkpoint)?;
                     }
                 },
                 default(wake.saturating_duration_since(Instant::now())) => {}
@@ -294,50 +346,236 @@ impl Coordinator {
         }
     }
 
-    /// Triggers checkpoint `next_id` at every source.
-    fn trigger(
-        &self,
-        pending: &mut BTreeMap<u64, Pending>,
-        next_id: &mut u64,
-        savepoint: Option<SavepointRequest>,
-    ) {
-        for (_, trigger) in &self.triggers {
-            // A source that has just ended reports it; the checkpoint is then aborted.
-            let _ = trigger.send(*next_id);
-        }
-        pending.insert(
-            *next_id,
-            Pending {
-                started: Instant::now(),
-                acks: HashMap::new(),
-                savepoint,
-            },
-        );
-        *next_id += 1;
-    }
-
-    fn metadata(&self, id: u64, acks: HashMap<TaskId, AckState>) -> Metadata {
+    fn metadata(&self, id: CheckpointId, acks: HashMap<TaskId, AckState>) -> Metadata {
         let mut metadata = Metadata {
             job: self.job.clone(),
-            checkpoint: id,
+            checkpoint: id.0,
             max_parallelism: self.max_parallelism,
             sources: BTreeMap::new(),
             operators: BTreeMap::new(),
+            operator_states: BTreeMap::new(),
             sinks: BTreeMap::new(),
         };
         let mut acks: Vec<(TaskId, AckState)> = acks.into_iter().collect();
         acks.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((node, _), state) in acks {
+        for (TaskId { node, subtask }, state) in acks {
             match state {
-                AckState::Source(position) => {
-                    metadata.sources.entry(node).or_default().push(position)
-                }
-                AckState::Operator { file, .. } => {
+                AckState::Source(splits) => metadata.sources.entry(node).or_default().push(splits),
+                AckState::Operator {
+                    file,
+                    operator_state,
+                    ..
+                } => {
+                    if let Some(file) = operator_state {
+                        let files = metadata.operator_states.entry(node.clone()).or_default();
+                        files.push(OperatorStateFile { subtask, file });
+                    }
                     metadata.operators.entry(node).or_default().push(file)
                 }
                 AckState::Sink(sink) => metadata.sinks.entry(node).or_default().push(sink),
             }
         }
         metadata
+    }
+}
+
+/// The coordinator's loop state.
+struct Run<'a> {
+    coordinator: &'a Coordinator,
+    summary: Summary,
+    pending: BTreeMap<CheckpointId, Pending>,
+    /// Finished tasks, answering for themselves in every later checkpoint.
+    finished: HashMap<TaskId, Box<dyn Finished>>,
+    last_completion: Option<Instant>,
+}
+
+impl Run<'_> {
+    /// Whether some source subtask is still reading (else no checkpoint is triggered:
+    /// the job is draining).
+    fn sources_running(&self) -> bool {
+        let triggers = &self.coordinator.triggers;
+        triggers.is_empty() || triggers.iter().any(|(t, _)| !self.finished.contains_key(t))
+    }
+
+    /// Triggers checkpoint `next_id` at every running source; finished tasks answer at once.
+    fn trigger(
+        &mut self,
+        next_id: &mut u64,
+        savepoint: Option<SavepointRequest>,
+    ) -> Result<(), CheckpointError> {
+        let id = CheckpointId(*next_id);
+        *next_id += 1;
+        for (task, trigger) in &self.coordinator.triggers {
+            if !self.finished.contains_key(task) {
+                // A source that has just ended will answer with its final state instead.
+                let _ = trigger.send(id);
+            }
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                started: Instant::now(),
+                acks: HashMap::new(),
+                savepoint,
+            },
+        );
+        let mut failed = None;
+        for (task, last) in &mut self.finished {
+            match last.state(id) {
+                Ok(state) => {
+                    let pending = self.pending.get_mut(&id).expect("inserted above");
+                    pending.acks.insert(task.clone(), state);
+                }
+                Err(reason) => {
+                    failed = Some(format!("finished task {task}: {reason}"));
+                    break;
+                }
+            }
+        }
+        match failed {
+            Some(why) => {
+                eprintln!("weir: checkpoint {} aborted: {why}", id.0);
+                self.abort(id, &why)
+            }
+            None => self.complete_if_acked(id),
+        }
+    }
+
+    /// `task` finished: it answers for the pending checkpoints it has not acknowledged,
+    /// and for every later one.
+    fn finished(
+        &mut self,
+        task: TaskId,
+        mut last: Box<dyn Finished>,
+    ) -> Result<(), CheckpointError> {
+        if self.coordinator.config.verbose {
+            eprintln!("weir: task {task} finished; later checkpoints keep its final state");
+        }
+        let waiting: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !p.acks.contains_key(&task))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            match last.state(id) {
+                Ok(state) => {
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.acks.insert(task.clone(), state);
+                    }
+                    self.complete_if_acked(id)?;
+                }
+                Err(reason) => {
+                    let why = format!("finished task {task}: {reason}");
+                    eprintln!("weir: checkpoint {} aborted: {why}", id.0);
+                    self.abort(id, &why)?;
+                }
+            }
+        }
+        self.finished.insert(task, last);
+        Ok(())
+    }
+
+    /// Aborts what outlived its timeout.
+    fn expire(&mut self, now: Instant) -> Result<(), CheckpointError> {
+        let timeout = self.coordinator.config.timeout;
+        let expired: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.started) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            eprintln!(
+                "weir: checkpoint {} expired after {timeout:?} and was aborted",
+                id.0
+            );
+            self.abort(id, "it timed out")?;
+        }
+        Ok(())
+    }
+
+    /// Aborts pending checkpoint `id`, if it still is, and deletes its folder; `why` goes
+    /// to a savepoint request waiting for it.
+    fn abort(&mut self, id: CheckpointId, why: &str) -> Result<(), CheckpointError> {
+        let Some(p) = self.pending.remove(&id) else {
+            return Ok(());
+        };
+        p.abort(id, why);
+        self.summary.aborted += 1;
+        self.coordinator.store.discard(id.0)
+    }
+
+    /// Completes checkpoint `id` if every task has acknowledged it: writes its metadata,
+    /// tells the sinks and finished tasks, answers a savepoint request, and aborts older
+    /// pending checkpoints.
+    fn complete_if_acked(&mut self, id: CheckpointId) -> Result<(), CheckpointError> {
+        let coordinator = self.coordinator;
+        let Some(p) = self.pending.get(&id) else {
+            return Ok(());
+        };
+        if !coordinator.tasks.iter().all(|t| p.acks.contains_key(t)) {
+            return Ok(());
+        }
+        let timeout = coordinator.config.timeout;
+        if p.started.elapsed() >= timeout {
+            // Its last acknowledgement came too late (finished tasks answer at once).
+            eprintln!(
+                "weir: checkpoint {} expired after {timeout:?} and was aborted",
+                id.0
+            );
+            return self.abort(id, "it timed out");
+        }
+        let done = self.pending.remove(&id).expect("pending checkpoint");
+        let metadata = coordinator.metadata(id, done.acks);
+        let files = || metadata.operators.values().flatten();
+        self.summary.last_bytes = files().map(StateFile::bytes).sum();
+        self.summary.last_copied = files().map(StateFile::copied).sum();
+        coordinator.store.complete(&metadata)?;
+        self.summary.completed += 1;
+        if coordinator.config.verbose {
+            eprintln!(
+                "weir: checkpoint {} completed in {:?} ({} bytes of state, {} bytes written)",
+                id.0,
+                done.started.elapsed(),
+                self.summary.last_bytes,
+                self.summary.last_copied
+            );
+        }
+        self.last_completion = Some(Instant::now());
+        for commit in &coordinator.commits {
+            let _ = commit.send(id);
+        }
+        for (task, last) in &mut self.finished {
+            if let Err(reason) = last.completed(id) {
+                eprintln!(
+                    "weir: finished task {task} could not commit checkpoint {}: {reason}",
+                    id.0
+                );
+            }
+        }
+        if let Some((stop, reply)) = done.savepoint {
+            let saved = coordinator.store.save(id.0);
+            let _ = reply.send(
+                saved
+                    .as_ref()
+                    .map(Clone::clone)
+                    .map_err(ToString::to_string),
+            );
+            if let (true, Ok(path)) = (stop, saved) {
+                self.summary.stopped_with = Some(path);
+                coordinator.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        // Older pending checkpoints can no longer complete usefully.
+        let older: Vec<CheckpointId> = self.pending.range(..id).map(|(id, _)| *id).collect();
+        for old in older {
+            if let Some(p) = self.pending.remove(&old) {
+                p.abort(old, "a newer checkpoint completed first");
+            }
+            self.summary.aborted += 1;
+            coordinator.store.discard(old.0)?;
+        }
+        coordinator.store.retain(coordinator.config.retain)
     }
 }

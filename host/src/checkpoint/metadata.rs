@@ -1,5 +1,6 @@
-//! A completed checkpoint's metadata: where each source was, which file holds each
-//! operator subtask's state, and each sink subtask's uncommitted part files.
+//! A completed checkpoint's metadata: where each source was in each of its splits, which
+//! file holds each operator subtask's state, and each sink subtask's uncommitted part
+//! files.
 //!
 //! File format: a header line `weir-checkpoint <version> <crc32c of the rest, hex>`,
 //! then the metadata as JSON.
@@ -9,7 +10,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The metadata format version this host writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+///
+/// Version 3: a source's progress is per split, not per subtask (version 2 could not be
+/// resumed at another source parallelism, so it is not read).
+pub const FORMAT_VERSION: u32 = 3;
 pub(crate) const HEADER: &str = "weir-checkpoint";
 
 /// What a completed checkpoint holds.
@@ -21,30 +25,48 @@ pub struct Metadata {
     pub checkpoint: u64,
     /// The job's maximum parallelism (key groups).
     pub max_parallelism: u16,
-    /// Per source, the position of each subtask.
-    pub sources: BTreeMap<String, Vec<SourcePosition>>,
-    /// Per operator, the state file of each subtask.
+    /// Per source, the splits each subtask held, with their progress (split state:
+    /// restored at any parallelism by concatenating and dealing them out again).
+    pub sources: BTreeMap<String, Vec<Vec<SourceSplit>>>,
+    /// Per operator, the keyed state file of each subtask.
     pub operators: BTreeMap<String, Vec<StateFile>>,
+    /// Per operator, the operator state file of each subtask that has operator state.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_states: BTreeMap<String, Vec<OperatorStateFile>>,
     /// Per sink, the state of each subtask.
     pub sinks: BTreeMap<String, Vec<SinkState>>,
 }
 
-/// Where a source subtask resumes.
+/// A unit of a source's input with how far it has been read: the source's state, dealt
+/// among its subtasks (each split is read by exactly one subtask at a time, in order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
-pub enum SourcePosition {
-    /// In the subtask's `file`-th file (of those it reads), at a byte offset.
+pub enum SourceSplit {
+    /// The lines of a file that start in the byte range `start..end`.
     File {
-        /// Index among the subtask's files.
-        file: usize,
-        /// Byte offset of the next line.
+        /// The file: its name in the source's directory, or empty when the source's
+        /// `path` is the file itself.
+        file: String,
+        /// The range's first byte.
+        start: u64,
+        /// The byte after the range; none: the end of the file, whatever it is when read.
+        /// Set to the final offset once the split has been read to the end.
+        end: Option<u64>,
+        /// The byte offset of the next line to read (`start`: none read yet).
         offset: u64,
-        /// Number of lines before it (for error messages).
-        line: u64,
+        /// Lines before `offset`, when the range starts at the file's start (line
+        /// numbers for messages); none for later ranges, which name byte offsets.
+        line: Option<u64>,
     },
-    /// The next record index of a generator subtask.
+    /// The generator's records whose key `k` has `k % splits == split`.
     Generator {
-        /// The next index.
+        /// This split's number.
+        split: u64,
+        /// The number of splits the keys were divided into.
+        splits: u64,
+        /// The generator's key count when the split was made.
+        keys: u64,
+        /// The next record index of this split to generate: every index below it is done.
         next: u64,
     },
 }
@@ -83,6 +105,16 @@ impl StateFile {
             StateFile::Rocksdb(files) => files.copied,
         }
     }
+}
+
+/// One operator subtask's operator state file (see `state::operator`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStateFile {
+    /// The subtask whose state it is.
+    pub subtask: usize,
+    /// The file.
+    #[serde(flatten)]
+    pub file: CanonicalFile,
 }
 
 /// A canonical state file.
@@ -225,11 +257,21 @@ mod tests {
             max_parallelism: 128,
             sources: [(
                 "in".to_string(),
-                vec![SourcePosition::File {
-                    file: 0,
-                    offset: 120,
-                    line: 3,
-                }],
+                vec![vec![
+                    SourceSplit::File {
+                        file: "a.jsonl".into(),
+                        start: 0,
+                        end: None,
+                        offset: 120,
+                        line: Some(3),
+                    },
+                    SourceSplit::Generator {
+                        split: 1,
+                        splits: 4,
+                        keys: 10,
+                        next: 9,
+                    },
+                ]],
             )]
             .into(),
             operators: [(
@@ -262,6 +304,18 @@ mod tests {
                         copied: 16,
                     }),
                 ],
+            )]
+            .into(),
+            operator_states: [(
+                "count".to_string(),
+                vec![OperatorStateFile {
+                    subtask: 1,
+                    file: CanonicalFile {
+                        file: "count-1.opstate".into(),
+                        bytes: 20,
+                        crc32c: 4,
+                    },
+                }],
             )]
             .into(),
             sinks: [(

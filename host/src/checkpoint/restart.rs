@@ -3,40 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-/// A restart strategy (`[restart] strategy`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Strategy {
-    /// Fail the job on the first failure.
-    None,
-    /// Restart up to `attempts` times, waiting `delay` each time.
-    FixedDelay {
-        /// Restarts allowed.
-        attempts: u32,
-        /// Wait before each.
-        delay: Duration,
-    },
-    /// Restart without limit, doubling (by `multiplier`) the wait up to `max_delay`; the
-    /// wait starts again from `initial_delay` after `reset_after` without failures.
-    ExponentialDelay {
-        /// First wait.
-        initial_delay: Duration,
-        /// Longest wait.
-        max_delay: Duration,
-        /// Growth per failure.
-        multiplier: f64,
-        /// A quiet period that resets the wait.
-        reset_after: Duration,
-    },
-    /// Restart unless more than `max_failures` failures happened within `interval`.
-    FailureRate {
-        /// Failures allowed per interval.
-        max_failures: u32,
-        /// The sliding interval.
-        interval: Duration,
-        /// Wait before each restart.
-        delay: Duration,
-    },
-}
+pub use crate::job::Strategy;
 
 /// Applies a strategy to a job's failures.
 #[derive(Debug, Clone)]

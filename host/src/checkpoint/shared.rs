@@ -21,8 +21,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::files::{CheckpointError, check_recorded, completed, read_metadata, sync_dir};
 use super::metadata::{FileCheck, NamedState, RocksDbFiles, SharedFile, StateFile};
-use super::storage::{CheckpointError, check_recorded, read_metadata, sync_dir};
 use crate::folder::Folder;
 use crate::state::StateKind;
 use crate::state::snapshot::{Snapshot, StateInfo};
@@ -112,7 +112,7 @@ impl SharedFiles {
     /// a file of a checkpoint that cannot be read is not proven unused.
     fn load(&self, registry: &mut Registry) -> Result<(), CheckpointError> {
         let mut all_read = true;
-        for (id, dir) in super::storage::completed(&self.root)? {
+        for (id, dir) in completed(&self.root)? {
             let Ok(metadata) = read_metadata(&dir) else {
                 all_read = false;
                 continue;
@@ -476,6 +476,7 @@ mod tests {
                 max_parallelism: MAX_PARALLELISM,
                 sources: Default::default(),
                 operators: [("op".to_string(), vec![file.clone()])].into(),
+                operator_states: Default::default(),
                 sinks: Default::default(),
             })
             .unwrap();

@@ -1,50 +1,18 @@
 //! The checkpoint directory of one job: writing state files and metadata durably,
 //! finding the latest completed checkpoint, and deleting what is no longer retained.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::metadata::{CanonicalFile, Metadata, MetadataError, StateFile};
+use super::files::{
+    CheckpointError, METADATA, check_recorded, ids, io_error, read_metadata, sync_dir, write_synced,
+};
+use super::metadata::{CanonicalFile, Metadata, StateFile};
 use super::shared::{SHARED, SharedFiles, Uploads};
+use crate::state::operator::OperatorState;
 use crate::state::snapshot::{Snapshot, SnapshotError, StateInfo};
-
-const METADATA: &str = "_metadata";
-
-/// Why a checkpoint cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// Reading or writing failed.
-    #[error("{what}: {error}")]
-    Io {
-        /// What was being done, with the path.
-        what: String,
-        /// The I/O error.
-        error: io::Error,
-    },
-    /// The metadata file is damaged.
-    #[error("{path}: {error}")]
-    Metadata {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        error: MetadataError,
-    },
-    /// A state file is damaged or does not match its metadata.
-    #[error("{path}: {reason}")]
-    State {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> CheckpointError {
-    let what = what.into();
-    move |error| CheckpointError::Io { what, error }
-}
 
 /// The checkpoints of one job: `<dir>/<job>/`. Clones share one registry of the
 /// job's shared files.
@@ -82,15 +50,18 @@ impl Store {
         file: &str,
         bytes: &[u8],
     ) -> Result<StateFile, CheckpointError> {
-        let dir = self.checkpoint_dir(id);
-        fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
-        let path = dir.join(file);
-        write_synced(&path, bytes).map_err(io_error(format!("cannot write {}", path.display())))?;
-        Ok(StateFile::Canonical(CanonicalFile {
-            file: file.to_string(),
-            bytes: bytes.len() as u64,
-            crc32c: crc32c::crc32c(bytes),
-        }))
+        self.write_file(id, file, bytes).map(StateFile::Canonical)
+    }
+
+    /// Writes `bytes` as `file` of checkpoint `id`, durably; returns what the metadata
+    /// records of it.
+    pub fn write_file(
+        &self,
+        id: u64,
+        file: &str,
+        bytes: &[u8],
+    ) -> Result<CanonicalFile, CheckpointError> {
+        write_file_in(&self.checkpoint_dir(id), file, bytes)
     }
 
     /// Writes one subtask's state into checkpoint `id` from a RocksDB checkpoint folder,
@@ -154,14 +125,25 @@ impl Store {
     }
 
     /// Deletes checkpoint `id`'s folder, and the shared files only it referred to.
+    ///
+    /// A writer of an aborted checkpoint may still be adding a file to the folder while it
+    /// is deleted; the deletion is tried again then. A file written after it is harmless:
+    /// a folder without `_metadata` is never restored, and is deleted with the others.
     pub fn discard(&self, id: u64) -> Result<(), CheckpointError> {
         self.shared.release(id)?;
         let dir = self.checkpoint_dir(id);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(io_error(format!("cannot delete {}", dir.display()))(e))
+        let mut tries = 0;
+        loop {
+            match fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && tries < 10 => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error(format!("cannot delete {}", dir.display()))(e));
+                }
+                _ => return Ok(()),
             }
-            _ => Ok(()),
         }
     }
 
@@ -217,16 +199,12 @@ impl Store {
                 // Savepoints are canonical: readable by any backend, at any parallelism.
                 let snapshot = read_state_file(&from, file)?;
                 let name = format!("{operator}-{subtask}.state");
-                let bytes = snapshot.encode();
-                let path = to.join(&name);
-                write_synced(&path, &bytes)
-                    .map_err(io_error(format!("cannot write {}", path.display())))?;
-                *file = StateFile::Canonical(CanonicalFile {
-                    file: name,
-                    bytes: bytes.len() as u64,
-                    crc32c: crc32c::crc32c(&bytes),
-                });
+                *file = StateFile::Canonical(write_file_in(&to, &name, &snapshot.encode())?);
             }
+        }
+        for file in metadata.operator_states.values_mut().flatten() {
+            let (_, bytes) = read_checked(&from, &file.file)?;
+            file.file = write_file_in(&to, &file.file.file, &bytes)?;
         }
         let temp = to.join(format!("{METADATA}.inprogress"));
         write_synced(&temp, &metadata.encode())
@@ -252,37 +230,6 @@ impl Store {
     }
 }
 
-/// Numbers of the `chk-<n>` folders in a job's checkpoint folder, ascending.
-fn ids(root: &Path) -> Result<Vec<u64>, CheckpointError> {
-    let entries = match fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(format!("cannot list {}", root.display()))(e)),
-    };
-    let mut ids: Vec<u64> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-        .collect();
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-/// The completed checkpoints in a job's checkpoint folder: number and folder.
-pub(super) fn completed(root: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
-    Ok(ids(root)?
-        .into_iter()
-        .map(|id| (id, root.join(format!("chk-{id}"))))
-        .filter(|(_, dir)| dir.join(METADATA).is_file())
-        .collect())
-}
-
-/// Reads the metadata of the checkpoint in `dir`, checking it.
-pub fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
-    let path = dir.join(METADATA);
-    let bytes = fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
-    Metadata::decode(&bytes).map_err(|error| CheckpointError::Metadata { path, error })
-}
-
 /// Reads one operator subtask's state of the checkpoint in `dir`, checking every file
 /// against its metadata (size and CRC) and its own header and checksum.
 pub fn read_state_file(dir: &Path, file: &StateFile) -> Result<Snapshot, CheckpointError> {
@@ -292,9 +239,37 @@ pub fn read_state_file(dir: &Path, file: &StateFile) -> Result<Snapshot, Checkpo
     }
 }
 
+/// Reads one operator subtask's operator state of the checkpoint in `dir`, checked
+/// against its metadata and its own checksum.
+pub fn read_operator_state(
+    dir: &Path,
+    file: &CanonicalFile,
+) -> Result<OperatorState, CheckpointError> {
+    let (path, bytes) = read_checked(dir, file)?;
+    OperatorState::decode(&bytes).map_err(|e| CheckpointError::State {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `bytes` as `file` in `dir` (created if need be), durably.
+fn write_file_in(dir: &Path, file: &str, bytes: &[u8]) -> Result<CanonicalFile, CheckpointError> {
+    fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+    let path = dir.join(file);
+    write_synced(&path, bytes).map_err(io_error(format!("cannot write {}", path.display())))?;
+    Ok(CanonicalFile {
+        file: file.to_string(),
+        bytes: bytes.len() as u64,
+        crc32c: crc32c::crc32c(bytes),
+    })
+}
+
 /// Checks every file `metadata` lists for the checkpoint in `dir` against its recorded
 /// size and CRC, without decoding any: whether the checkpoint is intact on disk.
 pub fn verify(dir: &Path, metadata: &Metadata) -> Result<(), CheckpointError> {
+    for file in metadata.operator_states.values().flatten() {
+        read_checked(dir, &file.file)?;
+    }
     for file in metadata.operators.values().flatten() {
         match file {
             StateFile::Canonical(file) => {
@@ -326,37 +301,6 @@ fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, Checkpoi
     })
 }
 
-/// Compares a file's `(size, CRC-32C)` with what the metadata recorded for it.
-pub(super) fn check_recorded(
-    path: &Path,
-    (bytes, crc): (u64, u32),
-    (expected_bytes, expected_crc): (u64, u32),
-) -> Result<(), CheckpointError> {
-    let reason = if bytes != expected_bytes {
-        format!("size {bytes} differs from the {expected_bytes} bytes recorded")
-    } else if crc != expected_crc {
-        "checksum differs from the one recorded: the file is damaged".into()
-    } else {
-        return Ok(());
-    };
-    Err(CheckpointError::State {
-        path: path.to_path_buf(),
-        reason,
-    })
-}
-
-/// Writes `bytes` to `path` and syncs the file.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Syncs a directory, so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +315,7 @@ mod tests {
             max_parallelism: 128,
             sources: Default::default(),
             operators: Default::default(),
+            operator_states: Default::default(),
             sinks: Default::default(),
         }
     }

@@ -6,18 +6,8 @@
 //! *n* is blocked until every input has delivered it (or ended). In at-least-once mode
 //! no input is ever blocked; the snapshot is taken when the last input delivers *n*.
 
-/// A checkpoint's number; checkpoints are numbered 1, 2, 3, … in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CheckpointId(pub u64);
-
-/// Whether alignment holds inputs back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Align: block inputs that delivered the barrier (exactly-once state).
-    ExactlyOnce,
-    /// Do not block (records after a barrier may enter the snapshot: at-least-once).
-    AtLeastOnce,
-}
+use crate::checkpoint::CheckpointId;
+use crate::job::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Input {

@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use serde::de::IgnoredAny;
 
 use super::Message;
-use super::alignment::CheckpointId;
+use crate::checkpoint::CheckpointId;
 use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
 use crate::small_bytes::SmallBytes;
 use crate::state::{KeyGroup, KeyGroupRange};

@@ -3,8 +3,10 @@
 
 use crossbeam_channel::{Receiver, Select};
 
-use super::alignment::{Aligner, CheckpointId, Decision, Mode};
+use super::alignment::{Aligner, Decision};
 use super::{Message, Stop};
+use crate::checkpoint::CheckpointId;
+use crate::job::Mode;
 use crate::record::KeyedRecord;
 
 /// What a task does next.
@@ -15,7 +17,7 @@ pub enum Event {
     /// Snapshot state for this checkpoint, then forward its barrier.
     Checkpoint(CheckpointId),
     /// This checkpoint completed: its output may be committed.
-    Committed(u64),
+    Committed(CheckpointId),
 }
 
 /// A task's input channels and their alignment.
@@ -24,7 +26,7 @@ pub struct Inputs {
     aligner: Aligner,
     ended: Vec<bool>,
     ready: Vec<Event>,
-    commits: Option<Receiver<u64>>,
+    commits: Option<Receiver<CheckpointId>>,
 }
 
 impl Inputs {
@@ -42,7 +44,7 @@ impl Inputs {
 
     /// Also reports the coordinator's completed checkpoints, read from `commits`, as
     /// [`Event::Committed`] (never blocked by alignment).
-    pub fn with_commits(mut self, commits: Receiver<u64>) -> Inputs {
+    pub fn with_commits(mut self, commits: Receiver<CheckpointId>) -> Inputs {
         self.commits = Some(commits);
         self
     }

@@ -9,21 +9,26 @@
 //! in a checkpoint folder that a later attempt reuses.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use crossbeam_channel::Sender;
+use std::time::{Duration, Instant};
 
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
 use super::poison::{self, Guard, RecordId, Treatment};
 use super::{Failure, OperatorReport, Stop};
-use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
+use crate::checkpoint::coordinator::{AckState, Finished, Handle, TaskId};
+use crate::checkpoint::metadata::CanonicalFile;
 use crate::checkpoint::shared::Uploads;
-use crate::checkpoint::{CheckpointError, StateFile, Store};
+use crate::checkpoint::{CheckpointError, CheckpointId, StateFile, Store};
 use crate::record::KeyedRecord;
 use crate::state::BackendSnapshot;
+use crate::state::operator::OperatorState;
 use crate::state::snapshot::StateInfo;
 use crate::wasm::{Batch, OperatorError, OperatorInstance, Output};
+
+/// Makes a native operator over a state backend, given the operator's config JSON:
+/// `host bench`'s baselines, run in place of every component.
+pub type NativeFactory =
+    fn(&str, Box<dyn crate::state::StateBackend>) -> Result<Box<dyn Logic>, String>;
 
 /// What an operator task runs: a Wasm instance, or one of `host bench`'s native
 /// baselines.
@@ -32,6 +37,10 @@ pub trait Logic: Send {
     fn process(&mut self, batch: Batch) -> Result<Output, OperatorError>;
     /// The registered states and a point-in-time copy of the state (cheap to take).
     fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>);
+    /// A copy of the operator (non-keyed) state.
+    fn operator_state(&self) -> OperatorState {
+        OperatorState::default()
+    }
     /// The end of the input.
     fn close(&mut self) -> Result<(), OperatorError>;
 }
@@ -43,6 +52,10 @@ impl Logic for OperatorInstance {
 
     fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
         OperatorInstance::snapshot(self)
+    }
+
+    fn operator_state(&self) -> OperatorState {
+        OperatorInstance::operator_state(self)
     }
 
     fn close(&mut self) -> Result<(), OperatorError> {
@@ -80,7 +93,7 @@ impl Run<'_> {
         for record in emitted {
             self.outputs.push(record, None).map_err(|error| {
                 Stop::Failed(Failure::BadOutput {
-                    operator: self.task.0.clone(),
+                    operator: self.task.node.clone(),
                     error,
                 })
             })?;
@@ -93,8 +106,8 @@ impl Run<'_> {
 pub struct Checkpoints {
     /// The job's checkpoint store.
     pub store: Store,
-    /// Acknowledgements go here.
-    pub reports: Sender<Report>,
+    /// Acknowledgements, and the final state at the end.
+    pub handle: Handle,
     /// Copy only new files of a backend that has its own (RocksDB).
     pub incremental: bool,
 }
@@ -109,12 +122,13 @@ pub fn run(
     guard: Arc<Guard>,
 ) -> Result<OperatorReport, Stop> {
     let mut report = OperatorReport {
-        name: task.0.clone(),
+        name: task.node.clone(),
         ..OperatorReport::default()
     };
     let mut writers = Writers(Vec::new());
     // One per database: the files of this task's backend already in a checkpoint.
-    let uploads = Arc::new(Mutex::new(Uploads::new(&task.0, task.1)));
+    let uploads = Arc::new(Mutex::new(Uploads::new(&task.node, task.subtask)));
+    let name = format!("{}-{}", task.node, task.subtask);
     while let Some(event) = inputs.next()? {
         match event {
             Event::Batch(batch) => {
@@ -158,46 +172,40 @@ pub fn run(
             Event::Checkpoint(id) => {
                 let started = Instant::now();
                 let (states, copy) = instance.snapshot();
+                let operator_state = instance.operator_state();
                 let sync = started.elapsed();
                 outputs.barrier(id).map_err(|_| Stop::Disconnected)?;
                 if let Some(checkpoints) = &checkpoints {
-                    let (store, reports, task) = (
+                    let (store, handle, name) = (
                         checkpoints.store.clone(),
-                        checkpoints.reports.clone(),
-                        task.clone(),
+                        checkpoints.handle.clone(),
+                        name.clone(),
                     );
                     let uploads = checkpoints.incremental.then(|| uploads.clone());
                     // The asynchronous part: the task goes on while the state is written.
                     writers.0.retain(|w| !w.is_finished());
-                    let name = format!("{}-{}", task.0, task.1);
                     let writer = std::thread::Builder::new().name(format!("chk-{name}"));
-                    let declined = checkpoints.reports.clone();
                     let spawned = writer.spawn(move || {
-                        let written = write(&store, id.0, &name, states, copy, uploads);
-                        match written {
-                            Ok(file) => {
-                                let _ = reports.send(Report::Ack(Ack {
-                                    checkpoint: id.0,
-                                    task,
-                                    state: AckState::Operator { file, sync },
-                                }));
-                            }
-                            Err(e) => {
-                                let _ = reports.send(Report::Declined {
-                                    checkpoint: id.0,
-                                    reason: e.to_string(),
-                                });
-                            }
+                        let copy = Copy {
+                            states,
+                            keyed: copy,
+                            operator_state,
+                        };
+                        match write(&store, id, &name, copy, uploads) {
+                            Ok((file, operator_state)) => handle.ack(
+                                id,
+                                AckState::Operator {
+                                    file,
+                                    operator_state,
+                                    sync,
+                                },
+                            ),
+                            Err(e) => handle.decline(id, e.to_string()),
                         }
                     });
-                    match spawned {
-                        Ok(writer) => writers.0.push(writer),
-                        Err(e) => {
-                            let _ = declined.send(Report::Declined {
-                                checkpoint: id.0,
-                                reason: format!("cannot start a thread to write the state: {e}"),
-                            });
-                        }
+                    if let Err(e) = spawned.map(|writer| writers.0.push(writer)) {
+                        let reason = format!("cannot start a thread to write the state: {e}");
+                        checkpoints.handle.decline(id, reason);
                     }
                 }
             }
@@ -206,28 +214,81 @@ pub fn run(
     }
     instance.close().map_err(|e| Stop::Failed(e.into()))?;
     outputs.end().map_err(|_| Stop::Disconnected)?;
+    if let Some(checkpoints) = checkpoints {
+        // Every acknowledgement of this task is sent before its final state takes over.
+        drop(writers);
+        let uploads = checkpoints.incremental.then_some(uploads);
+        checkpoints.handle.finished(Box::new(FinalState {
+            instance,
+            store: checkpoints.store,
+            name,
+            uploads,
+        }));
+    }
     Ok(report)
 }
 
-/// Writes a subtask's state copy into checkpoint `id`: only the new files of a backend
-/// that has its own (with `uploads`), else one canonical file.
+/// A finished operator subtask's state, written into every checkpoint after its end:
+/// the instance is kept (closed) so that its backend can still be copied.
+struct FinalState {
+    instance: Box<dyn Logic>,
+    store: Store,
+    name: String,
+    uploads: Option<Arc<Mutex<Uploads>>>,
+}
+
+impl Finished for FinalState {
+    fn state(&mut self, id: CheckpointId) -> Result<AckState, String> {
+        let (states, keyed) = self.instance.snapshot();
+        let copy = Copy {
+            states,
+            keyed,
+            operator_state: self.instance.operator_state(),
+        };
+        let (file, operator_state) = write(&self.store, id, &self.name, copy, self.uploads.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(AckState::Operator {
+            file,
+            operator_state,
+            sync: Duration::ZERO,
+        })
+    }
+}
+
+/// A point-in-time copy of a subtask's state, taken at a barrier.
+struct Copy {
+    states: Vec<StateInfo>,
+    keyed: Box<dyn BackendSnapshot>,
+    operator_state: OperatorState,
+}
+
+/// Writes a subtask's state copy into checkpoint `id`: the keyed state as only the new
+/// files of a backend that has its own (with `uploads`), else one canonical file; the
+/// operator state, if any, as a file of its own.
 fn write(
     store: &Store,
-    id: u64,
+    id: CheckpointId,
     name: &str,
-    states: Vec<StateInfo>,
-    copy: Box<dyn BackendSnapshot>,
+    copy: Copy,
     uploads: Option<Arc<Mutex<Uploads>>>,
-) -> Result<StateFile, Box<dyn std::error::Error>> {
-    if let (Some(native), Some(uploads)) = (copy.native_files(), uploads) {
+) -> Result<(StateFile, Option<CanonicalFile>), Box<dyn std::error::Error>> {
+    let operator_state = match copy.operator_state.is_empty() {
+        true => None,
+        false => {
+            let bytes = copy.operator_state.encode();
+            Some(store.write_file(id.0, &format!("{name}.opstate"), &bytes)?)
+        }
+    };
+    if let (Some(native), Some(uploads)) = (copy.keyed.native_files(), uploads) {
         // Writers of one task take turns: each sees what the previous one copied.
         let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
-        return Ok(store.write_incremental(id, name, &states, native, &mut uploads)?);
+        let file = store.write_incremental(id.0, name, &copy.states, native, &mut uploads)?;
+        return Ok((file, operator_state));
     }
-    let bytes = copy.encode(&states)?;
+    let bytes = copy.keyed.encode(&copy.states)?;
     let file: Result<StateFile, CheckpointError> =
-        store.write_state(id, &format!("{name}.state"), &bytes);
-    Ok(file?)
+        store.write_state(id.0, &format!("{name}.state"), &bytes);
+    Ok((file?, operator_state))
 }
 
 /// A task's checkpoint writer threads, joined when the task ends, however it ends.

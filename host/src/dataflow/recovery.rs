@@ -13,7 +13,7 @@ use crossbeam_channel::Receiver;
 use super::{Attempt, Failure, Report, SinkReport, poison, run_attempt, sink};
 use crate::checkpoint::coordinator;
 use crate::checkpoint::restart::Restarts;
-use crate::checkpoint::{CheckpointError, Metadata, Store, storage};
+use crate::checkpoint::{CheckpointError, Metadata, Store, files, storage};
 use crate::job::{Job, OnCancel, SinkKind};
 use crate::wasm::Runtime;
 
@@ -102,6 +102,7 @@ fn run_attempts(
             cancel,
             commands: &commands,
             guards: &guards,
+            native: start.native,
         });
         checkpoints.stopped_with = checkpoints.stopped_with.or(summary.stopped_with);
         checkpoints.completed += summary.completed;
@@ -209,6 +210,9 @@ pub struct Start {
     pub allow_non_restored_state: bool,
     /// Savepoint requests from the control endpoint.
     pub control: Option<Receiver<coordinator::Command>>,
+    /// Runs every operator as this native code instead of its component: `host bench`'s
+    /// baselines only.
+    pub native: Option<super::NativeFactory>,
 }
 
 /// A completed checkpoint or savepoint to restore, and its folder.
@@ -237,7 +241,7 @@ fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Restore>, Failure> 
         return Ok(None);
     };
     let dir = store.checkpoint_dir(newest);
-    let read = storage::read_metadata(&dir);
+    let read = files::read_metadata(&dir);
     let damage = match &read {
         Ok(metadata) => storage::verify(&dir, metadata).err(),
         Err(_) => None,
@@ -249,7 +253,7 @@ fn latest(job: &Job, store: Option<&Store>) -> Result<Option<Restore>, Failure> 
     };
     let older = completed.get(1).map(|&id| (id, store.checkpoint_dir(id)));
     let intact = older.as_ref().filter(|(_, dir)| {
-        storage::read_metadata(dir).is_ok_and(|m| storage::verify(dir, &m).is_ok())
+        files::read_metadata(dir).is_ok_and(|m| storage::verify(dir, &m).is_ok())
     });
     let refuse = |advice: String| {
         Err(Failure::Damaged(format!(
@@ -342,7 +346,7 @@ fn committed_output(job: &Job, metadata: &Metadata) -> Option<String> {
 /// Opens the checkpoint or savepoint in `dir` for `job`: its maximum parallelism must
 /// match, and (unless allowed) it must hold no state of operators the job lacks.
 fn open_restore(job: &Job, dir: &Path, allow_non_restored_state: bool) -> Result<Restore, Failure> {
-    let metadata = crate::checkpoint::storage::read_metadata(dir)?;
+    let metadata = crate::checkpoint::files::read_metadata(dir)?;
     let refuse = |reason: String| {
         Err(Failure::Restore {
             path: dir.to_path_buf(),
@@ -399,7 +403,7 @@ fn finish(store: Option<&Store>, report: &Report) -> Result<(), Failure> {
     std::fs::create_dir_all(store.root())
         .map_err(io_failure("cannot create the checkpoint directory"))?;
     let listing = serde_json::to_vec(&parts).expect("paths serialize");
-    crate::checkpoint::storage::write_synced(&marker, &listing)
+    crate::checkpoint::files::write_synced(&marker, &listing)
         .map_err(io_failure("cannot write the finish marker"))?;
     sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"))?;
     store.discard_all()?;

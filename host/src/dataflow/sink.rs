@@ -13,24 +13,23 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crossbeam_channel::Sender;
-
 use super::inputs::{Event, Inputs};
 use super::{Failure, SinkReport, Stop};
-use crate::checkpoint::SinkState;
-use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
-use crate::checkpoint::storage::sync_dir;
+use crate::checkpoint::coordinator::{AckState, FinalAck, Finished, Handle, TaskId};
+use crate::checkpoint::files::sync_dir;
+use crate::checkpoint::{CheckpointId, SinkState};
 use crate::job::{Sink, SinkKind};
 use crate::record::KeyedRecord;
 
 /// Runs a subtask of `sink` until all of its inputs have ended. `first_part` is the
-/// number of its first part file; `reports` takes its checkpoint acknowledgements.
+/// number of its first part file; `handle` takes its checkpoint acknowledgements and, at
+/// the end, its final output.
 pub fn run(
     sink: &Sink,
     task: TaskId,
     mut inputs: Inputs,
     first_part: u64,
-    reports: Option<Sender<Report>>,
+    handle: Option<Handle>,
 ) -> Result<SinkReport, Stop> {
     let io_failure = |what: String| {
         let task = format!("sink `{}`", sink.name);
@@ -40,13 +39,9 @@ pub fn run(
         name: sink.name.clone(),
         ..SinkReport::default()
     };
-    let acknowledge = |checkpoint: u64, state: SinkState| {
-        if let Some(reports) = &reports {
-            let _ = reports.send(Report::Ack(Ack {
-                checkpoint,
-                task: task.clone(),
-                state: AckState::Sink(state),
-            }));
+    let acknowledge = |checkpoint: CheckpointId, state: SinkState| {
+        if let Some(handle) = &handle {
+            handle.ack(checkpoint, AckState::Sink(state));
         }
     };
     match &sink.kind {
@@ -61,15 +56,18 @@ pub fn run(
                             .map_err(io_failure("cannot write to stdout".into()))?;
                         report.records += batch.len() as u64;
                     }
-                    Event::Checkpoint(id) => acknowledge(id.0, SinkState::default()),
+                    Event::Checkpoint(id) => acknowledge(id, SinkState::default()),
                     Event::Committed(_) => {}
                 }
+            }
+            if let Some(handle) = handle {
+                handle.finished(Box::new(FinalAck(AckState::Sink(SinkState::default()))));
             }
         }
         SinkKind::File { path } => {
             let mut parts = PartFiles {
                 dir: path.clone(),
-                subtask: task.1,
+                subtask: task.subtask,
                 next: first_part,
                 current: None,
                 pending: Vec::new(),
@@ -82,15 +80,22 @@ pub fn run(
                         report.records += batch.len() as u64;
                     }
                     Event::Checkpoint(id) => {
-                        let state = parts.prepare(id.0).map_err(failure("close a part file"))?;
-                        acknowledge(id.0, state);
+                        let state = parts.prepare(id).map_err(failure("close a part file"))?;
+                        acknowledge(id, state);
                     }
                     Event::Committed(id) => {
                         parts.commit(id).map_err(failure("commit part files"))?
                     }
                 }
             }
+            let next_part = parts.next;
             report.final_parts = parts.finish().map_err(failure("close a part file"))?;
+            if let Some(handle) = handle {
+                handle.finished(Box::new(FinalParts {
+                    pending: report.final_parts.clone(),
+                    next_part,
+                }));
+            }
         }
     }
     Ok(report)
@@ -111,7 +116,7 @@ struct PartFiles {
     next: u64,
     current: Option<(BufWriter<File>, u64)>,
     /// Pending part numbers, with the checkpoint that commits them.
-    pending: Vec<(u64, u64)>,
+    pending: Vec<(CheckpointId, u64)>,
 }
 
 impl PartFiles {
@@ -135,7 +140,7 @@ impl PartFiles {
     }
 
     /// Phase one: the current file becomes pending, committed by `checkpoint`.
-    fn prepare(&mut self, checkpoint: u64) -> io::Result<SinkState> {
+    fn prepare(&mut self, checkpoint: CheckpointId) -> io::Result<SinkState> {
         if let Some((out, n)) = self.current.take() {
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
@@ -154,7 +159,7 @@ impl PartFiles {
     }
 
     /// Phase two: checkpoint `completed` is durable; commit what it covers.
-    fn commit(&mut self, completed: u64) -> io::Result<()> {
+    fn commit(&mut self, completed: CheckpointId) -> io::Result<()> {
         let (done, rest): (Vec<_>, Vec<_>) =
             self.pending.iter().partition(|(c, _)| *c <= completed);
         for (_, n) in &done {
@@ -170,7 +175,7 @@ impl PartFiles {
     /// At the end of input: everything still open or pending, as (pending, committed)
     /// paths for the job to commit once every task has finished.
     fn finish(mut self) -> io::Result<Vec<(PathBuf, PathBuf)>> {
-        self.prepare(u64::MAX)?;
+        self.prepare(CheckpointId(u64::MAX))?;
         Ok(self
             .pending
             .iter()
@@ -179,6 +184,37 @@ impl PartFiles {
                 (self.dir.join(&name), self.dir.join(committed_name(&name)))
             })
             .collect())
+    }
+}
+
+/// A finished file sink subtask's output: pending in every checkpoint after its end until
+/// one completes, which commits it.
+struct FinalParts {
+    /// (pending, committed) paths; empty once committed.
+    pending: Vec<(PathBuf, PathBuf)>,
+    next_part: u64,
+}
+
+impl Finished for FinalParts {
+    fn state(&mut self, _: CheckpointId) -> Result<AckState, String> {
+        let pending = self
+            .pending
+            .iter()
+            .filter_map(|(p, _)| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        Ok(AckState::Sink(SinkState {
+            pending,
+            next_part: Some(self.next_part),
+        }))
+    }
+
+    fn completed(&mut self, _: CheckpointId) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        commit_final(&self.pending).map_err(|e| format!("cannot commit its part files: {e}"))?;
+        self.pending.clear();
+        Ok(())
     }
 }
 
@@ -330,23 +366,26 @@ mod tests {
             pending: Vec::new(),
         };
         parts.write(&records(2)).unwrap();
-        let state = parts.prepare(1).unwrap();
+        let state = parts.prepare(CheckpointId(1)).unwrap();
         assert_eq!(state.pending, [".part-1-0.pending"]);
         parts.write(&records(1)).unwrap();
-        parts.prepare(2).unwrap();
+        parts.prepare(CheckpointId(2)).unwrap();
         assert!(
             visible(dir.path()).is_empty(),
             "nothing committed before completion"
         );
-        parts.commit(1).unwrap();
+        parts.commit(CheckpointId(1)).unwrap();
         assert_eq!(visible(dir.path()), ["part-1-0.jsonl"]);
         assert_eq!(
             fs::read_to_string(dir.path().join("part-1-0.jsonl")).unwrap(),
             "{\"i\":0}\n{\"i\":1}\n"
         );
         // A checkpoint with no new output prepares nothing new.
-        assert_eq!(parts.prepare(3).unwrap().pending, [".part-1-1.pending"]);
-        parts.commit(3).unwrap();
+        assert_eq!(
+            parts.prepare(CheckpointId(3)).unwrap().pending,
+            [".part-1-1.pending"]
+        );
+        parts.commit(CheckpointId(3)).unwrap();
         assert_eq!(visible(dir.path()), ["part-1-0.jsonl", "part-1-1.jsonl"]);
     }
 
@@ -361,9 +400,9 @@ mod tests {
             pending: Vec::new(),
         };
         parts.write(&records(1)).unwrap();
-        let at_checkpoint = parts.prepare(1).unwrap();
+        let at_checkpoint = parts.prepare(CheckpointId(1)).unwrap();
         parts.write(&records(1)).unwrap();
-        parts.prepare(2).unwrap(); // checkpoint 2 never completes
+        parts.prepare(CheckpointId(2)).unwrap(); // checkpoint 2 never completes
         parts.write(&records(1)).unwrap(); // in progress at the crash
         drop(parts);
         let next = prepare_dir(dir.path(), 2, Some(std::slice::from_ref(&at_checkpoint))).unwrap();

@@ -1,41 +1,42 @@
 //! Source tasks: read JSON lines from files or stdin, or generate records, and push them
 //! downstream in batches; inject checkpoint barriers when the coordinator asks.
 //!
-//! Invariant: a source's position is where the next record comes from (file index, byte
-//! offset and line; or the generator's next index). A barrier is sent after every record
-//! before that position and before any after it, so restoring a checkpoint and seeking
-//! to its position replays exactly the records that followed the barrier.
+//! Invariant: a source subtask's state is its splits (see [`split`]), each with where its
+//! next record comes from (a file range's next line; a generator split's next index). A
+//! barrier is sent after every record before those positions and before any after them,
+//! so restoring a checkpoint and seeking every split to its position replays exactly the
+//! records that followed the barrier, whichever subtask now holds the split.
+
+pub mod split;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use super::edge::Outputs;
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
-use crate::checkpoint::SourcePosition;
-use crate::checkpoint::coordinator::{Ack, AckState, Report, TaskId};
+use crate::checkpoint::coordinator::{AckState, FinalAck, Handle};
+use crate::checkpoint::{CheckpointId, SourceSplit};
 use crate::job::{OnBadRecord, Source, SourceKind};
 use crate::record::{Origin, Record};
 
 /// A source subtask's link to the checkpoint coordinator.
 pub struct Checkpoints {
     /// Triggers: "inject barrier n now".
-    pub triggers: Receiver<u64>,
-    /// Acknowledgements and the end of the source.
-    pub reports: Sender<Report>,
+    pub triggers: Receiver<CheckpointId>,
+    /// Acknowledgements, and the final splits at the end.
+    pub handle: Handle,
 }
 
 /// Where a source subtask starts, and who it answers to.
 pub struct Context {
-    /// This subtask.
-    pub task: TaskId,
-    /// The position to resume from (none: the start).
-    pub start: Option<SourcePosition>,
+    /// The splits it reads, each from its position.
+    pub splits: Vec<SourceSplit>,
     /// Present when the job checkpoints.
     pub checkpoints: Option<Checkpoints>,
     /// Set when the job is cancelled.
@@ -44,11 +45,11 @@ pub struct Context {
 
 impl Context {
     /// Between two records: stops if the job was cancelled, and injects a barrier if
-    /// one was asked for, with `position` as this source's part.
+    /// one was asked for, with `splits` (this subtask's splits as of now) as its part.
     fn poll_trigger(
         &self,
         outputs: &mut Outputs,
-        position: impl FnOnce() -> SourcePosition,
+        splits: impl FnOnce() -> Vec<SourceSplit>,
     ) -> Result<(), Stop> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(Stop::Failed(Failure::Cancelled));
@@ -57,14 +58,8 @@ impl Context {
             return Ok(());
         };
         if let Ok(id) = checkpoints.triggers.try_recv() {
-            outputs
-                .barrier(super::CheckpointId(id))
-                .map_err(|_| Stop::Disconnected)?;
-            let _ = checkpoints.reports.send(Report::Ack(Ack {
-                checkpoint: id,
-                task: self.task.clone(),
-                state: AckState::Source(position()),
-            }));
+            outputs.barrier(id).map_err(|_| Stop::Disconnected)?;
+            checkpoints.handle.ack(id, AckState::Source(splits()));
         }
         Ok(())
     }
@@ -72,94 +67,75 @@ impl Context {
 
 /// Runs a subtask of `source` to its end, or until it fails or its consumers are gone.
 pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<SourceReport, Stop> {
-    let subtask = context.task.1;
-    let parallelism = usize::from(source.parallelism);
     let mut report = SourceReport {
         name: source.name.clone(),
         ..SourceReport::default()
     };
-    match &source.kind {
-        SourceKind::File { path } => {
-            let io_error = |what: String| {
-                let task = format!("source `{}`", source.name);
-                move |error| Stop::Failed(Failure::Io { task, what, error })
-            };
-            let files: Vec<PathBuf> = split_files(path)
-                .map_err(io_error(format!("cannot list {}", path.display())))?
-                .into_iter()
-                .skip(subtask)
-                .step_by(parallelism)
-                .collect();
-            let (first, offset, line) = match context.start {
-                Some(SourcePosition::File { file, offset, line }) => (file, offset, line),
-                _ => (0, 0, 0),
-            };
-            for (index, file) in files.iter().enumerate().skip(first) {
-                let mut reader = File::open(file)
-                    .map_err(io_error(format!("cannot open {}", file.display())))?;
-                let start = if index == first {
-                    (offset, line)
-                } else {
-                    (0, 0)
+    let read_out = match &source.kind {
+        SourceKind::File { path, .. } => {
+            let per_subtask = |r: u64| r as f64 / f64::from(source.parallelism);
+            let mut pace = source.records_per_second.map(|r| Pace::new(per_subtask(r)));
+            let mut splits = context.splits.clone();
+            for current in 0..splits.len() {
+                let reader = open_split(source, path, &splits[current])?;
+                let Some((reader, lines)) = reader else {
+                    continue;
                 };
-                reader
-                    .seek(SeekFrom::Start(start.0))
-                    .map_err(io_error(format!("cannot seek in {}", file.display())))?;
-                let mut lines = Lines {
-                    label: file.display().to_string(),
-                    file: index,
-                    offset: start.0,
-                    line: start.1,
-                };
+                let mut lines = lines;
                 lines.read(
-                    source,
                     &context,
-                    Box::new(reader),
+                    reader,
                     &mut outputs,
                     &mut report,
+                    pace.as_mut(),
+                    &mut |lines: &Lines| {
+                        let mut now = splits.clone();
+                        now[current] = lines.split();
+                        now
+                    },
                 )?;
+                splits[current] = lines.split();
             }
+            splits
         }
         SourceKind::Stdin => {
             let mut lines = Lines {
+                source,
                 label: "stdin".into(),
-                file: 0,
+                file: String::new(),
+                start: 0,
+                end: None,
                 offset: 0,
-                line: 0,
+                line: Some(0),
             };
             lines.read(
-                source,
                 &context,
                 Box::new(io::stdin()),
                 &mut outputs,
                 &mut report,
+                None,
+                &mut |_| Vec::new(),
             )?;
+            Vec::new()
         }
         SourceKind::Generator {
             count,
             keys,
             key_field,
             key_prefix,
-            records_per_second,
         } => {
             let generator = Generator::new(key_field, key_prefix, *keys);
             let at = Origin::label(format!("source `{}`, generated record", source.name));
-            let first = match context.start {
-                Some(SourcePosition::Generator { next }) => next,
-                _ => subtask as u64,
-            };
-            let pace = records_per_second.map(|r| Pace::new(r as f64 / parallelism as f64));
-            for (sent, index) in (first..*count).step_by(parallelism).enumerate() {
-                context.poll_trigger(&mut outputs, || SourcePosition::Generator { next: index })?;
-                if let Some(pace) = &pace {
-                    // Sleep in short naps so that barriers and cancellation are not held up.
-                    while let Some(early) = pace.early(sent as u64, pace.start.elapsed()) {
-                        outputs.flush().map_err(|_| Stop::Disconnected)?;
-                        std::thread::sleep(early.min(Duration::from_millis(5)));
-                        context.poll_trigger(&mut outputs, || SourcePosition::Generator {
-                            next: index,
-                        })?;
-                    }
+            let mut owned = Owned::new(&context.splits, *keys);
+            // The cap is shared by split: a subtask with more of the splits gets more.
+            let mut pace = source.records_per_second.map(|r| {
+                let total = owned.next.len() as f64;
+                Pace::new(r as f64 * owned.next.iter().flatten().count() as f64 / total)
+            });
+            while let Some(index) = owned.next_index(*count) {
+                context.poll_trigger(&mut outputs, || owned.splits(index))?;
+                if let Some(pace) = &mut pace {
+                    pace.wait(&context, &mut outputs, || owned.splits(index))?;
                 }
                 let origin = Origin { at, number: index };
                 outputs
@@ -170,77 +146,225 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                     outputs.flush().map_err(|_| Stop::Disconnected)?;
                 }
             }
+            owned.splits(*count)
         }
-    }
-    if let Some(checkpoints) = &context.checkpoints {
-        let _ = checkpoints
-            .reports
-            .send(Report::SourceFinished(context.task.clone()));
+    };
+    if let Some(checkpoints) = context.checkpoints {
+        let last = FinalAck(AckState::Source(read_out));
+        checkpoints.handle.finished(Box::new(last));
     }
     outputs.end().map_err(|_| Stop::Disconnected)?;
     Ok(report)
 }
 
-/// The files a file source reads: `path` itself, or the regular, non-hidden files of the
-/// directory `path` in name order.
-fn split_files(path: &Path) -> io::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+/// A generator subtask's splits: the next index of each split it holds, by split number.
+/// It walks the record indices once, generating those of its splits; the key and the
+/// split of each index are counted along, not divided.
+struct Owned {
+    /// `next[j]`: split `j`'s next index, if this subtask holds split `j`.
+    next: Vec<Option<u64>>,
+    keys: u64,
+    /// The walk: the next index to look at, its key and its split.
+    index: u64,
+    key: u64,
+    split: u64,
+}
+
+impl Owned {
+    fn new(splits: &[SourceSplit], keys: u64) -> Owned {
+        let count = split::GENERATOR_SPLITS.min(keys);
+        let mut next = vec![None; count as usize];
+        for split in splits {
+            if let SourceSplit::Generator { split, next: n, .. } = split {
+                next[*split as usize] = Some(*n);
+            }
+        }
+        let index = next.iter().flatten().copied().min().unwrap_or(u64::MAX);
+        let key = if index == u64::MAX { 0 } else { index % keys };
+        Owned {
+            split: key % count.max(1),
+            next,
+            keys,
+            index,
+            key,
+        }
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-        .collect::<io::Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
+
+    /// The next index this subtask generates, below `count`.
+    fn next_index(&mut self, count: u64) -> Option<u64> {
+        let splits = self.next.len() as u64;
+        while self.index < count {
+            let (index, split) = (self.index, self.split);
+            self.index += 1;
+            self.key += 1;
+            self.split += 1;
+            if self.key == self.keys {
+                self.key = 0;
+                self.split = 0;
+            } else if self.split == splits {
+                self.split = 0;
+            }
+            if self.next[split as usize].is_some_and(|next| index >= next) {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// The subtask's splits while `index` is the next to generate.
+    fn splits(&self, index: u64) -> Vec<SourceSplit> {
+        let splits = self.next.len() as u64;
+        (0..splits)
+            .filter_map(|j| {
+                let next = self.next[j as usize]?;
+                Some(SourceSplit::Generator {
+                    split: j,
+                    splits,
+                    keys: self.keys,
+                    next: next.max(index),
+                })
+            })
+            .collect()
+    }
 }
 
-/// Reading one file (or stdin) line by line, with its position.
-struct Lines {
+/// What a source reads lines from.
+type Input = Box<dyn Read + Send>;
+
+/// A file split's reader, at its next line; none if the split is finished.
+fn open_split<'a>(
+    source: &'a Source,
+    path: &Path,
+    split: &SourceSplit,
+) -> Result<Option<(Input, Lines<'a>)>, Stop> {
+    let SourceSplit::File {
+        file,
+        start,
+        end,
+        offset,
+        line,
+    } = split
+    else {
+        return Ok(None);
+    };
+    if end.is_some_and(|end| *offset >= end) {
+        return Ok(None);
+    }
+    let path = split::file_path(path, file);
+    let io_error = |what: String| {
+        let task = format!("source `{}`", source.name);
+        move |error| Stop::Failed(Failure::Io { task, what, error })
+    };
+    let mut reader =
+        File::open(&path).map_err(io_error(format!("cannot open {}", path.display())))?;
+    let mut offset = *offset;
+    if offset == *start && *start > 0 {
+        // A line belongs to the range its first byte is in: the one that ends after
+        // the range's first byte is the previous range's.
+        reader
+            .seek(SeekFrom::Start(start - 1))
+            .map_err(io_error(format!("cannot seek in {}", path.display())))?;
+        let mut skipped = Vec::new();
+        let mut buffered = BufReader::new(&mut reader);
+        let read = buffered
+            .read_until(b'\n', &mut skipped)
+            .map_err(io_error(format!("cannot read {}", path.display())))?;
+        offset = start - 1 + read as u64;
+    }
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(io_error(format!("cannot seek in {}", path.display())))?;
+    let lines = Lines {
+        source,
+        label: path.display().to_string(),
+        file: file.clone(),
+        start: *start,
+        end: *end,
+        offset,
+        line: *line,
+    };
+    Ok(Some((Box::new(reader), lines)))
+}
+
+/// Reading one file split (or stdin) line by line, with its position.
+struct Lines<'a> {
+    source: &'a Source,
     label: String,
-    file: usize,
+    file: String,
+    start: u64,
+    end: Option<u64>,
+    /// The next line's first byte.
     offset: u64,
-    line: u64,
+    /// Lines before it, when counted from the file's start.
+    line: Option<u64>,
 }
 
-impl Lines {
-    fn position(&self) -> SourcePosition {
-        SourcePosition::File {
-            file: self.file,
+impl Lines<'_> {
+    fn split(&self) -> SourceSplit {
+        SourceSplit::File {
+            file: self.file.clone(),
+            start: self.start,
+            end: self.end,
             offset: self.offset,
             line: self.line,
         }
     }
 
-    /// Reads JSON lines; a batch is sent when full, or as soon as no more input is
-    /// buffered, so that records typed on a terminal are processed at once.
+    /// Where a line is, for messages: `number` is its line number, or its first byte's
+    /// offset when lines are not counted.
+    fn location(&self, number: u64) -> String {
+        match self.line {
+            Some(_) => format!("{}:{number}", self.label),
+            None => format!("{} at byte {number}", self.label),
+        }
+    }
+
+    /// Reads JSON lines to the end of the split; a batch is sent when full, or as soon as
+    /// no more input is buffered, so that records typed on a terminal are processed at
+    /// once. `splits` gives the subtask's splits for a barrier.
     fn read(
         &mut self,
-        source: &Source,
         context: &Context,
-        input: Box<dyn Read + Send>,
+        input: Input,
         outputs: &mut Outputs,
         report: &mut SourceReport,
+        mut pace: Option<&mut Pace>,
+        splits: &mut dyn FnMut(&Lines) -> Vec<SourceSplit>,
     ) -> Result<(), Stop> {
         let mut reader = BufReader::with_capacity(1 << 16, input);
-        let at = Origin::label(format!("source `{}`, {} line", source.name, self.label));
+        let unit = if self.line.is_some() { "line" } else { "byte" };
+        let at = Origin::label(format!(
+            "source `{}`, {} {unit}",
+            self.source.name, self.label
+        ));
         loop {
-            context.poll_trigger(outputs, || self.position())?;
+            context.poll_trigger(outputs, || splits(self))?;
+            if let Some(pace) = pace.as_deref_mut() {
+                // Before the line is read: a barrier while waiting is before the line.
+                pace.wait(context, outputs, || splits(self))?;
+            }
+            if self.end.is_some_and(|end| self.offset >= end) {
+                return outputs.flush().map_err(|_| Stop::Disconnected);
+            }
             let mut line = Vec::new();
             let read = reader.read_until(b'\n', &mut line).map_err(|e| {
                 Stop::Failed(Failure::Io {
-                    task: format!("source `{}`", source.name),
+                    task: format!("source `{}`", self.source.name),
                     what: format!("cannot read {} at byte offset {}", self.label, self.offset),
                     error: e,
                 })
             })?;
             if read == 0 {
+                self.end = Some(self.offset);
                 return outputs.flush().map_err(|_| Stop::Disconnected);
             }
-            self.line += 1;
+            let number = match &mut self.line {
+                Some(line) => {
+                    *line += 1;
+                    *line
+                }
+                None => self.offset,
+            };
             self.offset += read as u64;
             while line.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
                 line.pop();
@@ -248,10 +372,7 @@ impl Lines {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let origin = Origin {
-                at,
-                number: self.line,
-            };
+            let origin = Origin { at, number };
             match outputs.push(
                 Record {
                     payload: line,
@@ -260,19 +381,19 @@ impl Lines {
                 Some(&origin),
             ) {
                 Ok(()) => report.records += 1,
-                Err(error) => match source.on_bad_record {
+                Err(error) => match self.source.on_bad_record {
                     OnBadRecord::Fail => {
                         return Err(Stop::Failed(Failure::BadRecord {
-                            source_name: source.name.clone(),
-                            location: format!("{}:{}", self.label, self.line),
+                            source_name: self.source.name.clone(),
+                            location: self.location(number),
                             error,
                         }));
                     }
                     OnBadRecord::Skip => {
                         report.skipped += 1;
-                        report
-                            .first_skipped
-                            .get_or_insert(format!("{}:{}", self.label, self.line));
+                        if report.first_skipped.is_none() {
+                            report.first_skipped = Some(self.location(number));
+                        }
                     }
                 },
             }
@@ -290,6 +411,8 @@ impl Lines {
 struct Pace {
     start: Instant,
     per_second: f64,
+    /// Records let through so far.
+    sent: u64,
 }
 
 impl Pace {
@@ -297,7 +420,25 @@ impl Pace {
         Pace {
             start: Instant::now(),
             per_second,
+            sent: 0,
         }
+    }
+
+    /// Waits until the next record is due, in short naps so that barriers (with the
+    /// subtask's `splits` then) and cancellation are not held up; counts the record.
+    fn wait(
+        &mut self,
+        context: &Context,
+        outputs: &mut Outputs,
+        mut splits: impl FnMut() -> Vec<SourceSplit>,
+    ) -> Result<(), Stop> {
+        while let Some(early) = self.early(self.sent, self.start.elapsed()) {
+            outputs.flush().map_err(|_| Stop::Disconnected)?;
+            std::thread::sleep(early.min(Duration::from_millis(5)));
+            context.poll_trigger(outputs, &mut splits)?;
+        }
+        self.sent += 1;
+        Ok(())
     }
 
     /// How long before record `sent` is due, `elapsed` after the start; none once due.

@@ -7,8 +7,9 @@ use crossbeam_channel::{Receiver, bounded};
 
 use super::edge::{Edge, Outputs, Routing};
 use super::inputs::Inputs;
-use super::{CHANNEL_BATCHES, Message, Mode};
+use super::{CHANNEL_BATCHES, Message};
 use crate::job::Job;
+use crate::job::Mode;
 use crate::record::KeySelector;
 
 /// A task: one subtask of a node.

@@ -1,6 +1,4 @@
 use super::*;
-use crate::checkpoint::restart::Strategy;
-use crate::dataflow::Mode;
 
 const GOOD: &str = r#"
 [job]
@@ -47,7 +45,8 @@ fn a_good_job_resolves_paths_against_the_job_file() {
     assert_eq!(
         job.sources[0].kind,
         SourceKind::File {
-            path: "jobs/access.jsonl".into()
+            path: "jobs/access.jsonl".into(),
+            split_bytes: DEFAULT_SPLIT_BYTES,
         }
     );
     assert_eq!(
@@ -206,34 +205,33 @@ fn generator_defaults() {
             keys: 1,
             key_field: "key".into(),
             key_prefix: "key-".into(),
-            records_per_second: None,
         }
     );
 }
 
 #[test]
-fn a_generator_rate_is_a_positive_count_of_generator_sources_only() {
+fn a_rate_is_a_positive_count_of_generator_and_file_sources_only() {
     let generator = GOOD.replace(
         "type = \"file\"\npath = \"access.jsonl\"",
         "type = \"generator\"\ncount = 10\nrecords_per_second = 500",
     );
     let job = parse_str(&generator).unwrap();
-    assert!(matches!(
-        job.sources[0].kind,
-        SourceKind::Generator {
-            records_per_second: Some(500),
-            ..
-        }
-    ));
+    assert_eq!(job.sources[0].records_per_second, Some(500));
     let (_, key, message) = invalid(&generator.replace("= 500", "= 0"));
     assert_eq!(key, "source.records_per_second");
     assert!(message.contains("between 1 and"), "{message}");
-    let (_, key, message) = invalid(&GOOD.replace(
+    let file = parse_str(&GOOD.replace(
         "path = \"access.jsonl\"",
         "path = \"access.jsonl\"\nrecords_per_second = 5",
+    ))
+    .unwrap();
+    assert_eq!(file.sources[0].records_per_second, Some(5));
+    let (_, key, message) = invalid(&GOOD.replace(
+        "type = \"file\"\npath = \"access.jsonl\"",
+        "type = \"stdin\"\nrecords_per_second = 5",
     ));
     assert_eq!(key, "source.records_per_second");
-    assert!(message.contains("a `file` source has no"), "{message}");
+    assert!(message.contains("a `stdin` source has no"), "{message}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The host side of the `state` and `log` imports, and the guest's sandboxed WASI.
+//! The host side of the `state`, `operator-state` and `log` imports, and the guest's
+//! sandboxed WASI.
 //!
 //! Invariant: every keyed state call is checked before it reaches the backend: the state
 //! id is registered with a matching kind, the operator has `key_by`, and the record index
@@ -11,10 +12,11 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Result, bail};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, Level, weir::operator::state};
+use super::bindings::{self, Level, weir::operator::operator_state, weir::operator::state};
 use super::sandbox::Limiter;
 use super::{Sandbox, flat};
 use crate::small_bytes::SmallBytes;
+use crate::state::operator::{ListState, OperatorState, Redistribution};
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
 
 /// Everything a guest instance's calls can reach: its store data.
@@ -22,6 +24,8 @@ pub struct GuestCtx {
     pub(super) operator: String,
     pub(super) backend: Box<dyn StateBackend>,
     pub(super) registry: Registry,
+    /// This subtask's operator state: its list states, by operator-state id.
+    pub(super) operator_state: OperatorState,
     pub(super) current: CurrentBatch,
     /// The guest's last error-level log message since the last call began: a Rust guest's
     /// panic message arrives this way before the trap.
@@ -69,6 +73,7 @@ impl GuestCtx {
             operator: operator.to_string(),
             backend,
             registry: Registry::default(),
+            operator_state: OperatorState::default(),
             current: CurrentBatch {
                 keyed,
                 keys: Vec::new(),
@@ -282,6 +287,65 @@ impl CurrentBatch {
 }
 
 impl bindings::weir::operator::types::Host for GuestCtx {}
+
+impl GuestCtx {
+    fn operator_list(&mut self, state: u32) -> Result<&mut Vec<Vec<u8>>> {
+        match self.operator_state.lists.get_mut(state as usize) {
+            Some(list) => Ok(&mut list.elements),
+            None => bail!("operator state id {state} was never registered"),
+        }
+    }
+}
+
+impl operator_state::Host for GuestCtx {
+    fn register_list(&mut self, name: String, mode: operator_state::Redistribution) -> Result<u32> {
+        let mode = match mode {
+            operator_state::Redistribution::Split => Redistribution::Split,
+            operator_state::Redistribution::Union => Redistribution::Union,
+        };
+        let lists = &mut self.operator_state.lists;
+        let id = match lists.iter().position(|l| l.name == name) {
+            Some(id) => {
+                // A restored list keeps its elements; the mode registered now applies.
+                lists[id].mode = mode;
+                id
+            }
+            None => {
+                lists.push(ListState {
+                    name,
+                    mode,
+                    elements: Vec::new(),
+                });
+                lists.len() - 1
+            }
+        };
+        Ok(id as u32)
+    }
+
+    fn list_get(&mut self, state: u32) -> Result<Vec<Vec<u8>>> {
+        Ok(self.operator_list(state)?.clone())
+    }
+
+    fn list_add(&mut self, state: u32, element: Vec<u8>) -> Result<()> {
+        self.operator_list(state)?.push(element);
+        Ok(())
+    }
+
+    fn list_add_all(&mut self, state: u32, elements: Vec<Vec<u8>>) -> Result<()> {
+        self.operator_list(state)?.extend(elements);
+        Ok(())
+    }
+
+    fn list_update(&mut self, state: u32, elements: Vec<Vec<u8>>) -> Result<()> {
+        *self.operator_list(state)? = elements;
+        Ok(())
+    }
+
+    fn list_clear(&mut self, state: u32) -> Result<()> {
+        self.operator_list(state)?.clear();
+        Ok(())
+    }
+}
 
 impl state::Host for GuestCtx {
     fn register(&mut self, name: String, kind: bindings::StateKind) -> Result<u32> {

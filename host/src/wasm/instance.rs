@@ -10,6 +10,7 @@ use super::{LoadedComponent, OperatorError, Sandbox};
 use crate::record::{KeyedRecord, Record};
 use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
+use crate::state::operator::OperatorState;
 use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
 use crate::state::{BackendSnapshot, StateBackend};
 
@@ -164,6 +165,16 @@ impl OperatorInstance {
             })
             .collect();
         (states, ctx.backend.snapshot())
+    }
+
+    /// A copy of the instance's operator state.
+    pub fn operator_state(&self) -> OperatorState {
+        self.store.data().operator_state.clone()
+    }
+
+    /// Gives the instance its share of restored operator state; call it before `open`.
+    pub fn restore_operator_state(&mut self, state: OperatorState) {
+        self.store.data_mut().operator_state = state;
     }
 
     /// Loads `snapshot`'s entries for this instance's key groups. States are matched by

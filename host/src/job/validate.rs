@@ -1,0 +1,697 @@
+//! Validation: a job file's text into a [`Job`], or a [`JobError`] that names the file,
+//! the line and the key at fault. Pure: the caller reads the file.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::file::*;
+use super::*;
+use crate::state::key_group::MAX_PARALLELISM_LIMIT;
+
+/// A job file that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The file is not valid TOML or does not match the job file's shape.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The job file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is well-formed but wrong.
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        /// The job file.
+        path: PathBuf,
+        /// 1-based line of the value.
+        line: usize,
+        /// The key at fault, e.g. `operator.input`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Parses and validates a job file's `text`. `path` names the file in errors; relative
+/// paths inside the job are resolved against its directory.
+pub fn parse(path: &Path, text: &str) -> Result<Job, JobError> {
+    let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    Validator { path, text, base }.job(file)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> JobError {
+        JobError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.text[..span.start.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        self.base.join(path)
+    }
+
+    fn job(&self, file: JobFile) -> Result<Job, JobError> {
+        let state = self.state(file.state.as_ref(), &file.job.name)?;
+        let max_parallelism = match &file.job.max_parallelism {
+            None => 128,
+            Some(value) => self.count(
+                value,
+                "job.max_parallelism",
+                u64::from(MAX_PARALLELISM_LIMIT),
+            )? as u16,
+        };
+
+        let mut names: HashMap<&str, Range<usize>> = HashMap::new();
+        let all_names = file
+            .source
+            .iter()
+            .map(|s| &s.name)
+            .chain(file.operator.iter().map(|o| &o.name))
+            .chain(file.sink.iter().map(|s| &s.name));
+        for name in all_names {
+            if name.get_ref().is_empty() {
+                return Err(self.error(name.span(), "name", "a name must not be empty"));
+            }
+            if names.insert(name.get_ref(), name.span()).is_some() {
+                return Err(self.error(
+                    name.span(),
+                    "name",
+                    format!(
+                        "`{}` names two nodes: every source, operator and sink needs its own name",
+                        name.get_ref()
+                    ),
+                ));
+            }
+        }
+        if file.source.is_empty() {
+            return Err(self.error(0..0, "source", "the job has no [[source]]"));
+        }
+
+        let sources = file
+            .source
+            .iter()
+            .map(|s| self.source(s, max_parallelism))
+            .collect::<Result<Vec<_>, _>>()?;
+        let operators = self.operators(&file.operator, &sources, max_parallelism)?;
+        let sinks = file
+            .sink
+            .iter()
+            .map(|s| self.sink(s, &sources, &operators, max_parallelism))
+            .collect::<Result<Vec<_>, _>>()?;
+        let checkpoint = file
+            .checkpoint
+            .as_ref()
+            .map(|c| self.checkpointing(c))
+            .transpose()?;
+        if checkpoint.is_some()
+            && let Some(stdin) = file.source.iter().find(|s| s.kind.get_ref() == "stdin")
+        {
+            return Err(self.error(
+                stdin.kind.span(),
+                "source.type",
+                "a `stdin` source cannot be replayed after a failure, so a job that checkpoints cannot read one: use a file source",
+            ));
+        }
+        let restart = match &file.restart {
+            Some(r) => self.restart(r)?,
+            // With checkpoints, a failed task restarts the job from the latest one.
+            None if checkpoint.is_some() => Strategy::FixedDelay {
+                attempts: 3,
+                delay: std::time::Duration::from_secs(1),
+            },
+            None => Strategy::None,
+        };
+        Ok(Job {
+            name: file.job.name,
+            max_parallelism,
+            sources,
+            operators,
+            sinks,
+            checkpoint,
+            restart,
+            state,
+        })
+    }
+
+    fn state(&self, section: Option<&StateSection>, job: &str) -> Result<StateSettings, JobError> {
+        let backend = match section.and_then(|s| s.backend.as_ref()) {
+            None => Backend::Memory,
+            Some(b) => match b.get_ref().as_str() {
+                "memory" => Backend::Memory,
+                "rocksdb" => Backend::RocksDb,
+                other => {
+                    return Err(self.error(
+                        b.span(),
+                        "state.backend",
+                        format!("unknown backend `{other}`: expected `memory` or `rocksdb`"),
+                    ));
+                }
+            },
+        };
+        let dir = match section.and_then(|s| s.dir.as_deref()) {
+            Some(dir) => self.resolve(dir),
+            None => std::env::temp_dir()
+                .join("weir")
+                .join(format!("{job}-{}", std::process::id())),
+        };
+        Ok(StateSettings {
+            backend,
+            dir,
+            incremental: section.and_then(|s| s.incremental).unwrap_or(true),
+        })
+    }
+
+    fn millis(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        default: u64,
+    ) -> Result<std::time::Duration, JobError> {
+        let ms = match value {
+            None => default,
+            Some(v) => match u64::try_from(*v.get_ref()) {
+                Ok(ms) => ms,
+                Err(_) => return Err(self.error(v.span(), key, "must not be negative")),
+            },
+        };
+        Ok(std::time::Duration::from_millis(ms))
+    }
+
+    fn checkpointing(&self, c: &CheckpointSection) -> Result<Checkpointing, JobError> {
+        let interval = self.millis(c.interval_ms.as_ref(), "checkpoint.interval_ms", 1000)?;
+        if interval.is_zero() {
+            let span = c.interval_ms.as_ref().map_or(0..0, Spanned::span);
+            return Err(self.error(span, "checkpoint.interval_ms", "must be at least 1"));
+        }
+        let mode = match c.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("exactly-once", _)) => Mode::ExactlyOnce,
+            Some(("at-least-once", _)) => Mode::AtLeastOnce,
+            Some((other, span)) => {
+                return Err(self.error(
+                    span,
+                    "checkpoint.mode",
+                    format!("unknown mode `{other}`: expected `exactly-once` or `at-least-once`"),
+                ));
+            }
+        };
+        let count = |v: Option<&Spanned<i64>>, key: &str, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.count(v, key, 1000),
+        };
+        Ok(Checkpointing {
+            config: CheckpointConfig {
+                interval,
+                timeout: self.millis(c.timeout_ms.as_ref(), "checkpoint.timeout_ms", 600_000)?,
+                min_pause: self.millis(c.min_pause_ms.as_ref(), "checkpoint.min_pause_ms", 0)?,
+                max_concurrent: count(c.max_concurrent.as_ref(), "checkpoint.max_concurrent", 1)?
+                    as usize,
+                retain: count(c.retain.as_ref(), "checkpoint.retain", 1)? as usize,
+                verbose: false,
+            },
+            mode,
+            dir: self.resolve(
+                c.dir
+                    .as_ref()
+                    .map_or("checkpoints", |d| d.get_ref().as_str()),
+            ),
+            on_cancel: c.on_cancel.unwrap_or(OnCancel::Retain),
+        })
+    }
+
+    fn restart(&self, r: &RestartSection) -> Result<Strategy, JobError> {
+        let ms = |v: Option<&Spanned<i64>>, key: &str, default: u64| {
+            self.millis(v, &format!("restart.{key}"), default)
+        };
+        let count = |v: Option<&Spanned<i64>>, key: &str, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.count(v, &format!("restart.{key}"), u64::from(u32::MAX)),
+        };
+        Ok(match r.strategy.get_ref().as_str() {
+            "none" => Strategy::None,
+            "fixed-delay" => Strategy::FixedDelay {
+                attempts: count(r.attempts.as_ref(), "attempts", 3)? as u32,
+                delay: ms(r.delay_ms.as_ref(), "delay_ms", 1000)?,
+            },
+            "exponential-delay" => Strategy::ExponentialDelay {
+                initial_delay: ms(r.initial_delay_ms.as_ref(), "initial_delay_ms", 1000)?,
+                max_delay: ms(r.max_delay_ms.as_ref(), "max_delay_ms", 300_000)?,
+                multiplier: r.multiplier.unwrap_or(2.0),
+                reset_after: ms(r.reset_after_ms.as_ref(), "reset_after_ms", 3_600_000)?,
+            },
+            "failure-rate" => Strategy::FailureRate {
+                max_failures: count(r.max_failures.as_ref(), "max_failures", 1)? as u32,
+                interval: ms(r.interval_ms.as_ref(), "interval_ms", 60_000)?,
+                delay: ms(r.delay_ms.as_ref(), "delay_ms", 1000)?,
+            },
+            other => {
+                return Err(self.error(
+                    r.strategy.span(),
+                    "restart.strategy",
+                    format!(
+                        "unknown strategy `{other}`: expected `none`, `fixed-delay`, `exponential-delay` or `failure-rate`"
+                    ),
+                ));
+            }
+        })
+    }
+
+    fn count(&self, value: &Spanned<i64>, key: &str, max: u64) -> Result<u64, JobError> {
+        match u64::try_from(*value.get_ref()) {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(self.error(value.span(), key, format!("must be between 1 and {max}"))),
+        }
+    }
+
+    fn source(&self, s: &SourceSection, max_parallelism: u16) -> Result<Source, JobError> {
+        let kind = match s.kind.get_ref().as_str() {
+            "file" => {
+                let path = s.path.as_ref().ok_or_else(|| {
+                    self.error(s.kind.span(), "source.path", "a file source needs `path`")
+                })?;
+                SourceKind::File {
+                    path: self.resolve(path.get_ref()),
+                    split_bytes: s
+                        .split_bytes
+                        .as_ref()
+                        .map(|b| self.count(b, "source.split_bytes", u64::MAX >> 1))
+                        .transpose()?
+                        .unwrap_or(DEFAULT_SPLIT_BYTES),
+                }
+            }
+            "stdin" => SourceKind::Stdin,
+            "generator" => SourceKind::Generator {
+                count: match &s.count {
+                    Some(c) => self.count(c, "source.count", u64::MAX >> 1)?,
+                    None => {
+                        return Err(self.error(
+                            s.kind.span(),
+                            "source.count",
+                            "a generator needs `count`",
+                        ));
+                    }
+                },
+                keys: match &s.keys {
+                    Some(k) => self.count(k, "source.keys", u64::MAX >> 1)?,
+                    None => 1,
+                },
+                key_field: s
+                    .key_field
+                    .as_ref()
+                    .map_or("key".into(), |f| f.get_ref().clone()),
+                key_prefix: s
+                    .key_prefix
+                    .as_ref()
+                    .map_or("key-".into(), |p| p.get_ref().clone()),
+            },
+            other => {
+                return Err(self.error(
+                    s.kind.span(),
+                    "source.type",
+                    format!(
+                        "unknown source type `{other}`: expected `file`, `stdin` or `generator`"
+                    ),
+                ));
+            }
+        };
+        let misplaced = [
+            (
+                "path",
+                s.path.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::File { .. }),
+            ),
+            (
+                "split_bytes",
+                s.split_bytes.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::File { .. }),
+            ),
+            (
+                "count",
+                s.count.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "keys",
+                s.keys.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "key_field",
+                s.key_field.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "key_prefix",
+                s.key_prefix.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "records_per_second",
+                s.records_per_second.as_ref().map(Spanned::span),
+                kind != SourceKind::Stdin,
+            ),
+        ];
+        for (key, span, allowed) in misplaced {
+            if let (Some(span), false) = (span, allowed) {
+                return Err(self.error(
+                    span,
+                    &format!("source.{key}"),
+                    format!("a `{}` source has no `{key}`", s.kind.get_ref()),
+                ));
+            }
+        }
+        let parallelism = self.parallelism(
+            s.parallelism.as_ref(),
+            "source.parallelism",
+            max_parallelism,
+        )?;
+        if kind == SourceKind::Stdin && parallelism > 1 {
+            let span = s.parallelism.as_ref().map_or(s.kind.span(), Spanned::span);
+            return Err(self.error(
+                span,
+                "source.parallelism",
+                "a `stdin` source has parallelism 1",
+            ));
+        }
+        Ok(Source {
+            name: s.name.get_ref().clone(),
+            parallelism,
+            kind,
+            records_per_second: s
+                .records_per_second
+                .as_ref()
+                .map(|r| self.count(r, "source.records_per_second", u64::MAX >> 1))
+                .transpose()?,
+            on_bad_record: s
+                .on_bad_record
+                .as_ref()
+                .map_or_else(OnBadRecord::default, |o| *o.get_ref()),
+        })
+    }
+
+    /// A `parallelism` value: 1 up to the job's maximum parallelism.
+    fn parallelism(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        max: u16,
+    ) -> Result<u16, JobError> {
+        match value {
+            None => Ok(1),
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(self.error(
+                    p.span(),
+                    key,
+                    format!("must be between 1 and the job's max_parallelism ({max})"),
+                )),
+            },
+        }
+    }
+
+    /// Checks that every name in `input` is a source or an already placed operator;
+    /// returns the first one that is not.
+    fn unknown_input<'n>(
+        names: &'n [String],
+        sources: &[Source],
+        placed: &[Operator],
+    ) -> Option<&'n String> {
+        names.iter().find(|input| {
+            !sources.iter().any(|s| &s.name == *input) && !placed.iter().any(|p| &p.name == *input)
+        })
+    }
+
+    /// Validates operators and orders them so that each comes after its inputs.
+    fn operators(
+        &self,
+        sections: &[OperatorSection],
+        sources: &[Source],
+        max_parallelism: u16,
+    ) -> Result<Vec<Operator>, JobError> {
+        let mut placed: Vec<Operator> = Vec::new();
+        let mut pending: Vec<&OperatorSection> = sections.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for o in pending {
+                if Self::unknown_input(&o.input.get_ref().names(), sources, &placed).is_none() {
+                    placed.push(self.operator(o, max_parallelism)?);
+                } else {
+                    waiting.push(o);
+                }
+            }
+            if waiting.len() == before {
+                let o = waiting[0];
+                let names = o.input.get_ref().names();
+                let input =
+                    Self::unknown_input(&names, sources, &placed).expect("waiting on an input");
+                let message = if sections.iter().any(|other| other.name.get_ref() == input) {
+                    format!(
+                        "operators `{}` and `{input}` read from each other: a job's graph cannot have cycles",
+                        o.name.get_ref()
+                    )
+                } else {
+                    format!("no source or operator is named `{input}`")
+                };
+                return Err(self.error(o.input.span(), "operator.input", message));
+            }
+            pending = waiting;
+        }
+        Ok(placed)
+    }
+
+    fn operator(&self, o: &OperatorSection, max_parallelism: u16) -> Result<Operator, JobError> {
+        let key_by = o
+            .key_by
+            .as_ref()
+            .map(|p| {
+                JsonPointer::parse(p.get_ref())
+                    .map_err(|e| self.error(p.span(), "operator.key_by", e))
+            })
+            .transpose()?;
+        let inputs = o.input.get_ref().names();
+        if inputs.is_empty() {
+            return Err(self.error(
+                o.input.span(),
+                "operator.input",
+                "an operator needs at least one input",
+            ));
+        }
+        let config_json = serde_json::to_string(&o.config)
+            .map_err(|e| self.error(o.name.span(), "operator.config", e.to_string()))?;
+        Ok(Operator {
+            name: o.name.get_ref().clone(),
+            component: self.resolve(o.component.get_ref()),
+            inputs,
+            key_by,
+            parallelism: self.parallelism(
+                o.parallelism.as_ref(),
+                "operator.parallelism",
+                max_parallelism,
+            )?,
+            config_json,
+            sandbox: crate::wasm::Sandbox {
+                limits: self.limits(o.limits.as_ref())?,
+                grants: self.grants(o)?,
+            },
+            on_poison: self.on_poison(o)?,
+        })
+    }
+
+    fn on_poison(&self, o: &OperatorSection) -> Result<OnPoison, JobError> {
+        let policy = o
+            .on_poison
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()));
+        if let Some(dir) = &o.dead_letter
+            && !matches!(policy, Some(("dead-letter", _)))
+        {
+            return Err(self.error(
+                dir.span(),
+                "operator.dead_letter",
+                "only used with on_poison = \"dead-letter\"",
+            ));
+        }
+        match policy {
+            None | Some(("fail", _)) => Ok(OnPoison::Fail),
+            Some(("skip", _)) => Ok(OnPoison::Skip),
+            Some(("dead-letter", span)) => match &o.dead_letter {
+                Some(dir) => Ok(OnPoison::DeadLetter(self.resolve(dir.get_ref()))),
+                None => Err(self.error(
+                    span,
+                    "operator.on_poison",
+                    "`dead-letter` needs `dead_letter`, the folder dead letters are written to",
+                )),
+            },
+            Some((other, span)) => Err(self.error(
+                span,
+                "operator.on_poison",
+                format!("unknown `{other}`: expected `fail`, `skip` or `dead-letter`"),
+            )),
+        }
+    }
+
+    fn limits(&self, section: Option<&LimitsSection>) -> Result<crate::wasm::Limits, JobError> {
+        let defaults = crate::wasm::Limits::default();
+        let Some(l) = section else {
+            return Ok(defaults);
+        };
+        let number = |v: &Option<Spanned<i64>>, key: &str, max: u64, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.count(v, key, max),
+        };
+        Ok(crate::wasm::Limits {
+            memory_bytes: number(
+                &l.memory_mb,
+                "operator.limits.memory_mb",
+                4096,
+                defaults.memory_bytes >> 20,
+            )? << 20,
+            table_elements: number(
+                &l.table_elements,
+                "operator.limits.table_elements",
+                100_000_000,
+                defaults.table_elements as u64,
+            )? as usize,
+            call_timeout: std::time::Duration::from_millis(number(
+                &l.call_timeout_ms,
+                "operator.limits.call_timeout_ms",
+                24 * 3_600_000,
+                defaults.call_timeout.as_millis() as u64,
+            )?),
+            stack_bytes: number(
+                &l.stack_kb,
+                "operator.limits.stack_kb",
+                (crate::wasm::Limits::MAX_STACK_BYTES >> 10) as u64,
+                (defaults.stack_bytes >> 10) as u64,
+            )? as usize
+                * 1024,
+        })
+    }
+
+    fn grants(&self, o: &OperatorSection) -> Result<crate::wasm::Grants, JobError> {
+        let mut dirs: Vec<crate::wasm::DirGrant> = Vec::new();
+        for grant in &o.grants {
+            let host = self.resolve(grant.dir.get_ref());
+            if !host.is_dir() {
+                return Err(self.error(
+                    grant.dir.span(),
+                    "operator.grants.dir",
+                    format!("{} is not a directory", host.display()),
+                ));
+            }
+            let guest = match &grant.path {
+                Some(path) if path.get_ref().starts_with('/') => path.get_ref().clone(),
+                Some(path) => {
+                    return Err(self.error(
+                        path.span(),
+                        "operator.grants.path",
+                        "the guest path must be absolute, such as \"/data\"",
+                    ));
+                }
+                None => format!(
+                    "/{}",
+                    host.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
+            };
+            if dirs.iter().any(|d| d.guest == guest) {
+                return Err(self.error(
+                    grant.dir.span(),
+                    "operator.grants.path",
+                    format!("two grants are both seen by the guest as {guest}"),
+                ));
+            }
+            dirs.push(crate::wasm::DirGrant {
+                host,
+                guest,
+                write: grant.write,
+            });
+        }
+        Ok(crate::wasm::Grants {
+            dirs,
+            env: o.env.clone().into_iter().collect(),
+        })
+    }
+
+    fn sink(
+        &self,
+        s: &SinkSection,
+        sources: &[Source],
+        operators: &[Operator],
+        max_parallelism: u16,
+    ) -> Result<Sink, JobError> {
+        let inputs = s.input.get_ref().names();
+        if let Some(input) = Self::unknown_input(&inputs, sources, operators) {
+            return Err(self.error(
+                s.input.span(),
+                "sink.input",
+                format!("no source or operator is named `{input}`"),
+            ));
+        }
+        if inputs.is_empty() {
+            return Err(self.error(
+                s.input.span(),
+                "sink.input",
+                "a sink needs at least one input",
+            ));
+        }
+        let kind = match s.kind.get_ref().as_str() {
+            "stdout" => SinkKind::Stdout,
+            "file" => SinkKind::File {
+                path: self.resolve(
+                    s.path
+                        .as_ref()
+                        .ok_or_else(|| {
+                            self.error(
+                                s.kind.span(),
+                                "sink.path",
+                                "a file sink needs `path`, a directory",
+                            )
+                        })?
+                        .get_ref(),
+                ),
+            },
+            other => {
+                return Err(self.error(
+                    s.kind.span(),
+                    "sink.type",
+                    format!("unknown sink type `{other}`: expected `file` or `stdout`"),
+                ));
+            }
+        };
+        if let (SinkKind::Stdout, Some(path)) = (&kind, &s.path) {
+            return Err(self.error(path.span(), "sink.path", "a `stdout` sink has no `path`"));
+        }
+        Ok(Sink {
+            name: s.name.get_ref().clone(),
+            inputs,
+            parallelism: self.parallelism(
+                s.parallelism.as_ref(),
+                "sink.parallelism",
+                max_parallelism,
+            )?,
+            kind,
+        })
+    }
+}

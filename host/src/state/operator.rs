@@ -1,0 +1,298 @@
+//! Operator state (seed 000, "Operator State"): state of one operator subtask, not of a
+//! key. Named list states, each registered with how it is shared out when the
+//! operator's parallelism changes; its checksummed file format; and that sharing out.
+//!
+//! Invariants: `split` redistribution keeps every element exactly once (the old
+//! subtasks' lists concatenated in subtask order, then cut into even contiguous runs; at
+//! an unchanged parallelism each subtask keeps its own); `union` gives every new subtask
+//! every old subtask's elements, at any parallelism. Pure: no I/O.
+
+/// How a list state's elements are shared out when the parallelism changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redistribution {
+    /// All subtasks' elements are concatenated and dealt evenly.
+    Split,
+    /// Every subtask gets every subtask's elements.
+    Union,
+}
+
+impl Redistribution {
+    /// The name the WIT, `host state` and job files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Redistribution::Split => "split",
+            Redistribution::Union => "union",
+        }
+    }
+}
+
+/// One named list state of a subtask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListState {
+    /// Its registered name.
+    pub name: String,
+    /// How it is shared out on rescale.
+    pub mode: Redistribution,
+    /// Its elements, in order.
+    pub elements: Vec<Vec<u8>>,
+}
+
+/// The operator state of one subtask: its list states, in registration order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperatorState {
+    /// The list states.
+    pub lists: Vec<ListState>,
+}
+
+const MAGIC: &[u8; 8] = b"weir-ops";
+const VERSION: u8 = 1;
+
+/// Why an operator state file cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OperatorStateError {
+    /// Not an operator state file, or another version.
+    #[error("not an operator state file of version {VERSION}")]
+    Header,
+    /// The checksum does not match.
+    #[error("checksum mismatch: the file is damaged")]
+    Checksum,
+    /// The contents end early or do not parse.
+    #[error("malformed operator state: {0}")]
+    Malformed(&'static str),
+}
+
+impl OperatorState {
+    /// Whether it holds no list state at all (nothing to write).
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    /// The list state `name`, if registered or restored.
+    pub fn list(&self, name: &str) -> Option<&ListState> {
+        self.lists.iter().find(|l| l.name == name)
+    }
+
+    /// The file's bytes: magic, version, the lists (name, mode, elements, each
+    /// length-prefixed), and a CRC-32C of everything before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(VERSION);
+        put_u32(&mut out, self.lists.len());
+        for list in &self.lists {
+            put_bytes(&mut out, list.name.as_bytes());
+            out.push(match list.mode {
+                Redistribution::Split => 0,
+                Redistribution::Union => 1,
+            });
+            put_u32(&mut out, list.elements.len());
+            for element in &list.elements {
+                put_bytes(&mut out, element);
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads a file written by [`OperatorState::encode`], checking it.
+    pub fn decode(bytes: &[u8]) -> Result<OperatorState, OperatorStateError> {
+        if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(OperatorStateError::Header);
+        }
+        if bytes[MAGIC.len()] != VERSION {
+            return Err(OperatorStateError::Header);
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
+            return Err(OperatorStateError::Checksum);
+        }
+        let mut reader = Reader(&body[MAGIC.len() + 1..]);
+        let count = reader.u32()?;
+        let mut lists = Vec::new();
+        for _ in 0..count {
+            let name = String::from_utf8(reader.bytes()?.to_vec())
+                .map_err(|_| OperatorStateError::Malformed("a state name is not UTF-8"))?;
+            let mode = match reader.take(1)?[0] {
+                0 => Redistribution::Split,
+                1 => Redistribution::Union,
+                _ => return Err(OperatorStateError::Malformed("unknown redistribution")),
+            };
+            let elements = (0..reader.u32()?)
+                .map(|_| reader.bytes().map(<[u8]>::to_vec))
+                .collect::<Result<_, _>>()?;
+            lists.push(ListState {
+                name,
+                mode,
+                elements,
+            });
+        }
+        if !reader.0.is_empty() {
+            return Err(OperatorStateError::Malformed("bytes after the last state"));
+        }
+        Ok(OperatorState { lists })
+    }
+}
+
+/// Shares the old subtasks' operator states (in subtask order) out to `parallelism` new
+/// subtasks, each list as it was registered.
+pub fn redistribute(old: &[OperatorState], parallelism: usize) -> Vec<OperatorState> {
+    let parallelism = parallelism.max(1);
+    let unchanged = old.len() == parallelism;
+    let mut new = vec![OperatorState::default(); parallelism];
+    let mut names: Vec<(&str, Redistribution)> = Vec::new();
+    for list in old.iter().flat_map(|s| &s.lists) {
+        if !names.iter().any(|(n, _)| *n == list.name) {
+            names.push((&list.name, list.mode));
+        }
+    }
+    for (name, mode) in names {
+        let all: Vec<&Vec<u8>> = old
+            .iter()
+            .filter_map(|s| s.list(name))
+            .flat_map(|l| &l.elements)
+            .collect();
+        for (subtask, state) in new.iter_mut().enumerate() {
+            let elements = match mode {
+                Redistribution::Union => all.iter().map(|e| e.to_vec()).collect(),
+                Redistribution::Split if unchanged => old[subtask]
+                    .list(name)
+                    .map_or_else(Vec::new, |l| l.elements.clone()),
+                Redistribution::Split => {
+                    // Even contiguous runs: the first `all.len() % p` get one more.
+                    let (each, extra) = (all.len() / parallelism, all.len() % parallelism);
+                    let start = subtask * each + subtask.min(extra);
+                    let len = each + usize::from(subtask < extra);
+                    all[start..start + len].iter().map(|e| e.to_vec()).collect()
+                }
+            };
+            state.lists.push(ListState {
+                name: name.to_string(),
+                mode,
+                elements,
+            });
+        }
+    }
+    new
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    let n = u32::try_from(n).expect("operator state sizes fit in 32 bits");
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], OperatorStateError> {
+        if self.0.len() < n {
+            return Err(OperatorStateError::Malformed("it ends early"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, OperatorStateError> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("four bytes")))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], OperatorStateError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subtask(split: &[&str], union: &[&str]) -> OperatorState {
+        let list = |name: &str, mode, elements: &[&str]| ListState {
+            name: name.into(),
+            mode,
+            elements: elements.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        };
+        OperatorState {
+            lists: vec![
+                list("offsets", Redistribution::Split, split),
+                list("rules", Redistribution::Union, union),
+            ],
+        }
+    }
+
+    fn elements(state: &OperatorState, name: &str) -> Vec<String> {
+        state
+            .list(name)
+            .map(|l| {
+                l.elements
+                    .iter()
+                    .map(|e| String::from_utf8(e.clone()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let state = subtask(&["a", "bb", ""], &["r"]);
+        let bytes = state.encode();
+        assert_eq!(OperatorState::decode(&bytes).unwrap(), state);
+        for len in 0..bytes.len() {
+            assert!(
+                OperatorState::decode(&bytes[..len]).is_err(),
+                "cut at {len}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x20;
+            assert!(OperatorState::decode(&damaged).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn split_keeps_every_element_once_and_union_gives_all_to_all() {
+        let old = [
+            subtask(&["a", "b", "c"], &["x"]),
+            subtask(&["d"], &["y"]),
+            subtask(&["e", "f", "g"], &[]),
+        ];
+        for parallelism in [1, 2, 4, 7] {
+            let new = redistribute(&old, parallelism);
+            assert_eq!(new.len(), parallelism);
+            let split: Vec<String> = new.iter().flat_map(|s| elements(s, "offsets")).collect();
+            assert_eq!(
+                split,
+                ["a", "b", "c", "d", "e", "f", "g"],
+                "p={parallelism}"
+            );
+            let sizes: Vec<usize> = new.iter().map(|s| elements(s, "offsets").len()).collect();
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+                "even: {sizes:?}"
+            );
+            for state in &new {
+                assert_eq!(elements(state, "rules"), ["x", "y"]);
+            }
+        }
+        let same = redistribute(&old, 3);
+        for (subtask, state) in same.iter().enumerate() {
+            assert_eq!(
+                state.list("offsets"),
+                old[subtask].list("offsets"),
+                "split unmoved"
+            );
+            assert_eq!(
+                elements(state, "rules"),
+                ["x", "y"],
+                "union to all, even unchanged"
+            );
+        }
+    }
+}
