@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use host::state::snapshot::Snapshot;
-use host::testing::{TestOperator, TestOptions};
+use host::testing::{TestOperator, TestOptions, TestSnapshot};
 
 fn resident_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -25,7 +24,9 @@ fn ten_thousand_traps_in_a_row_leave_host_memory_flat() {
             .push("{\"do\":\"panic\",\"message\":\"again\"}")
             .expect_err("the guest traps");
         assert!(error.to_string().contains("again"), "{error}");
-        *op = op.restored(&Snapshot::default()).expect("a fresh instance");
+        *op = op
+            .restored(&TestSnapshot::default())
+            .expect("a fresh instance");
     };
     for _ in 0..1_000 {
         trap(&mut op);

@@ -103,6 +103,10 @@ enum Command {
         /// from it: fails an operator that keeps state outside the managed state API.
         #[arg(long, value_name = "N")]
         restore_every: Option<usize>,
+        /// With --restore-every: restore alternately into this many instances and back
+        /// into one (records routed by key group), as when a job is rescaled.
+        #[arg(long, value_name = "P", default_value_t = 1)]
+        restore_parallelism: u16,
     },
     /// Runs the benchmark suite (W1–W5): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
@@ -157,6 +161,7 @@ pub fn main() -> ExitCode {
             key_by,
             config,
             restore_every,
+            restore_parallelism,
         } => {
             let args = crate::testing::TestArgs {
                 component,
@@ -168,6 +173,7 @@ pub fn main() -> ExitCode {
                     ..Default::default()
                 },
                 restore_every,
+                restore_parallelism,
             };
             match crate::testing::run(&args) {
                 Ok(summary) => {

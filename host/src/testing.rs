@@ -25,6 +25,7 @@ use crate::job::JsonPointer;
 use crate::record::{KeySelector, KeyedRecord};
 use crate::small_bytes::SmallBytes;
 use crate::state::memory::MemoryBackend;
+use crate::state::operator::{OperatorState, redistribute};
 use crate::state::snapshot::{SlotData, Snapshot};
 use crate::state::{KeyGroup, KeyGroupRange};
 use crate::wasm::{LoadedComponent, OperatorError, OperatorInstance, Runtime, TaskInfo};
@@ -75,6 +76,16 @@ pub enum TestError {
     Snapshot(String),
 }
 
+/// A test instance's state: its keyed state, canonical as in a checkpoint, and its
+/// operator state.
+#[derive(Debug, Clone, Default)]
+pub struct TestSnapshot {
+    /// Keyed state.
+    pub keyed: Snapshot,
+    /// Operator (non-keyed) state.
+    pub operator_state: OperatorState,
+}
+
 /// One operator instance under test, with its keyed state in memory.
 pub struct TestOperator {
     runtime: Runtime,
@@ -111,7 +122,7 @@ impl TestOperator {
                 )));
             }
         }
-        let instance = open(&component, &options, None, 0)?;
+        let instance = open(&component, &options, None, 0, (0, 1))?;
         Ok(TestOperator {
             runtime,
             component,
@@ -146,31 +157,55 @@ impl TestOperator {
         let mut batch = Vec::with_capacity(records.len());
         for record in records {
             self.pushed += 1;
-            let payload = record.as_bytes();
-            let (key, key_group) = match &self.keys {
-                Some(keys) => keys.key(payload).map_err(|e| TestError::Record {
-                    index: self.pushed,
-                    reason: e.to_string(),
-                })?,
-                None => {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| {
-                        TestError::Record {
-                            index: self.pushed,
-                            reason: format!("not a JSON document: {e}"),
-                        }
-                    })?;
-                    (SmallBytes::default(), KeyGroup(0))
-                }
-            };
-            batch.push(KeyedRecord {
-                key,
-                key_group,
-                payload: payload.to_vec(),
-                timestamp: None,
-                origin: None,
-            });
+            batch.push(self.keyed(record, self.pushed)?);
         }
         self.process(batch)
+    }
+
+    /// `record` (the `index`-th of the input) with its key, as `key_by` extracts it.
+    fn keyed(&self, record: &str, index: usize) -> Result<KeyedRecord, TestError> {
+        let payload = record.as_bytes();
+        let (key, key_group) = match &self.keys {
+            Some(keys) => keys.key(payload).map_err(|e| TestError::Record {
+                index,
+                reason: e.to_string(),
+            })?,
+            None => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| {
+                    TestError::Record {
+                        index,
+                        reason: format!("not a JSON document: {e}"),
+                    }
+                })?;
+                (SmallBytes::default(), KeyGroup(0))
+            }
+        };
+        Ok(KeyedRecord {
+            key,
+            key_group,
+            payload: payload.to_vec(),
+            timestamp: None,
+            origin: None,
+        })
+    }
+
+    /// Which of `parallelism` instances the host would give `record` (the `index`-th of
+    /// the input): the one owning its key group, or, without `key_by`, the next in turn.
+    pub fn subtask_of(
+        &self,
+        record: &str,
+        index: usize,
+        parallelism: u16,
+    ) -> Result<usize, TestError> {
+        let keyed = self.keyed(record, index)?;
+        Ok(match self.keys {
+            Some(_) => usize::from(KeyGroupRange::subtask_of(
+                keyed.key_group,
+                self.options.max_parallelism,
+                parallelism,
+            )),
+            None => index % usize::from(parallelism),
+        })
     }
 
     fn process(&mut self, batch: Vec<KeyedRecord>) -> Result<Vec<String>, TestError> {
@@ -183,7 +218,7 @@ impl TestOperator {
 
     /// The state `name` holds for `key` (as `key_by` extracts it), if any.
     pub fn state(&self, name: &str, key: &str) -> Result<Option<SlotData>, TestError> {
-        let snapshot = self.snapshot()?;
+        let snapshot = self.snapshot()?.keyed;
         let Some(index) = snapshot.states.iter().position(|s| s.name == name) else {
             return Ok(None);
         };
@@ -198,27 +233,59 @@ impl TestOperator {
     }
 
     /// A snapshot of the state, encoded and decoded again as a checkpoint would be.
-    pub fn snapshot(&self) -> Result<Snapshot, TestError> {
+    pub fn snapshot(&self) -> Result<TestSnapshot, TestError> {
         let (states, backend) = self.instance.snapshot();
         let snapshot = crate::wasm::into_snapshot(states, backend)
             .map_err(|e| TestError::Snapshot(e.to_string()))?;
-        Snapshot::decode(&snapshot.encode()).map_err(|e| TestError::Snapshot(e.to_string()))
+        let error = |e: String| TestError::Snapshot(e);
+        Ok(TestSnapshot {
+            keyed: Snapshot::decode(&snapshot.encode()).map_err(|e| error(e.to_string()))?,
+            operator_state: OperatorState::decode(&self.instance.operator_state().encode())
+                .map_err(|e| error(e.to_string()))?,
+        })
     }
 
     /// A fresh instance of the same component restored from `snapshot` and opened again
     /// (its attempt number one higher), as after a failure.
-    pub fn restored(&self, snapshot: &Snapshot) -> Result<TestOperator, TestError> {
+    pub fn restored(&self, snapshot: &TestSnapshot) -> Result<TestOperator, TestError> {
+        let mut restored = self.rescaled(std::slice::from_ref(snapshot), 1)?;
+        Ok(restored.remove(0))
+    }
+
+    /// `parallelism` fresh instances restored from the snapshots of instances of this
+    /// component (in subtask order), as the host restores an operator whose parallelism
+    /// changed: each instance gets the key groups of its subtask and its share of the
+    /// operator state.
+    pub fn rescaled(
+        &self,
+        snapshots: &[TestSnapshot],
+        parallelism: u16,
+    ) -> Result<Vec<TestOperator>, TestError> {
         let attempt = self.attempt + 1;
-        let instance = open(&self.component, &self.options, Some(snapshot), attempt)?;
-        Ok(TestOperator {
-            runtime: self.runtime.clone(),
-            component: self.component.clone(),
-            options: self.options.clone(),
-            keys: self.keys.clone(),
-            instance,
-            pushed: self.pushed,
-            attempt,
-        })
+        let operator_states: Vec<OperatorState> =
+            snapshots.iter().map(|s| s.operator_state.clone()).collect();
+        let shares = redistribute(&operator_states, usize::from(parallelism));
+        let keyed: Vec<&Snapshot> = snapshots.iter().map(|s| &s.keyed).collect();
+        (0..parallelism)
+            .zip(shares)
+            .map(|(subtask, share)| {
+                let task = (subtask, parallelism);
+                let restore = Restore {
+                    keyed: &keyed,
+                    operator_state: share,
+                };
+                let instance = open(&self.component, &self.options, Some(restore), attempt, task)?;
+                Ok(TestOperator {
+                    runtime: self.runtime.clone(),
+                    component: self.component.clone(),
+                    options: self.options.clone(),
+                    keys: self.keys.clone(),
+                    instance,
+                    pushed: self.pushed,
+                    attempt,
+                })
+            })
+            .collect()
     }
 
     /// Calls the operator's `close`, as at the end of a job.
@@ -232,13 +299,23 @@ impl TestOperator {
     }
 }
 
+/// What a restored test instance starts from.
+struct Restore<'a> {
+    /// Every old instance's keyed state (each new one keeps its own key groups).
+    keyed: &'a [&'a Snapshot],
+    /// Its share of the operator state.
+    operator_state: OperatorState,
+}
+
 fn open(
     component: &LoadedComponent,
     options: &TestOptions,
-    snapshot: Option<&Snapshot>,
+    restore: Option<Restore<'_>>,
     attempt: u32,
+    (subtask, parallelism): (u16, u16),
 ) -> Result<OperatorInstance, OperatorError> {
-    let backend = MemoryBackend::new(KeyGroupRange::all(options.max_parallelism));
+    let range = KeyGroupRange::for_subtask(options.max_parallelism, parallelism, subtask);
+    let backend = MemoryBackend::new(range);
     let mut instance = OperatorInstance::new(
         component,
         "test",
@@ -246,12 +323,15 @@ fn open(
         Box::new(backend),
         &options.sandbox,
     )?;
-    if let Some(snapshot) = snapshot {
-        instance.restore(snapshot)?;
+    if let Some(restore) = restore {
+        for snapshot in restore.keyed {
+            instance.restore(snapshot)?;
+        }
+        instance.restore_operator_state(restore.operator_state);
     }
     let task = TaskInfo {
-        subtask: 0,
-        parallelism: 1,
+        subtask,
+        parallelism,
         attempt,
     };
     instance.open(&options.config_json, task)?;

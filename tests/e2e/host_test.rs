@@ -67,6 +67,56 @@ fn every_language_passes_its_examples_with_a_restore_every_few_records() {
             "{component}: {}",
             out.stdout
         );
+        // Keyed state follows its key groups into 3 instances and back into one.
+        let rescaled = ["--restore-every", "3", "--restore-parallelism", "3"];
+        let out = host_test(component, example, key_by, &rescaled);
+        assert_eq!(out.code, 0, "{component} rescaled: {}", out.stderr);
+        assert!(
+            out.stdout.contains("alternately into 1 and 3"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+/// Operator state in Python and C: union list state restored into 3 instances and back
+/// gives every instance the first start's subtasks (and only those: an instance that lost
+/// it would deal itself new tokens and report its own subtask).
+#[test]
+fn operator_state_survives_restores_into_other_parallelisms_in_python_and_c() {
+    let job = Job::new();
+    let mut input = String::new();
+    let mut expected = String::new();
+    for i in 0..24 {
+        let record = format!("{{\"key\":\"k{}\",\"seq\":{i}}}", i % 5);
+        input += &format!("{record}\n");
+        expected += &format!("{},\"started\":[0]}}\n", &record[..record.len() - 1]);
+    }
+    let input = job.write("in.jsonl", &input);
+    let expected = job.write("expected.jsonl", &expected);
+    for component in [
+        test_artifacts::OPERATOR_STATE_PYTHON,
+        test_artifacts::OPERATOR_STATE_C,
+    ] {
+        let out = host(
+            &[
+                "test",
+                component,
+                "--input",
+                input.to_str().expect("UTF-8 path"),
+                "--expect",
+                expected.to_str().expect("UTF-8 path"),
+                "--key-by",
+                "/key",
+                "--restore-every",
+                "5",
+                "--restore-parallelism",
+                "3",
+            ],
+            "",
+        );
+        assert_eq!(out.code, 0, "{component}: {}", out.stderr);
+        assert!(out.stdout.contains("4 restores"), "{}", out.stdout);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `host test`: an operator against an input file and the output it must produce, run
 //! once straight through and, with `--restore-every N`, once more restored into a fresh
-//! instance every N records.
+//! instance every N records; with `--restore-parallelism P` the restores alternate
+//! between one instance and P (records routed by key group, as the host routes them).
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub struct TestArgs {
     pub options: TestOptions,
     /// Snapshot every N records and go on in a fresh, restored instance.
     pub restore_every: Option<usize>,
+    /// Restore into this many instances every other time (from one, and back to one).
+    pub restore_parallelism: u16,
 }
 
 /// Records per `process` call (a batch never spans a restore).
@@ -33,14 +36,14 @@ struct Run {
     restores: Vec<(usize, usize)>,
 }
 
-/// Feeds `records` to a fresh instance; every `restore_every` records, continues in a
-/// fresh instance restored from a snapshot.
+/// Feeds `records` to a fresh instance; every `restore_every` records, continues in
+/// fresh instances restored from snapshots (alternately one and `restore_parallelism`).
 fn drive(
     args: &TestArgs,
     records: &[String],
     restore_every: Option<usize>,
 ) -> Result<Run, TestError> {
-    let mut op = TestOperator::load(&args.component, args.options.clone())?;
+    let mut ops = vec![TestOperator::load(&args.component, args.options.clone())?];
     let mut run = Run {
         outputs: Vec::new(),
         restores: Vec::new(),
@@ -49,15 +52,34 @@ fn drive(
     while start < records.len() {
         let boundary = restore_every.map_or(records.len(), |n| (start / n + 1) * n);
         let end = (start + BATCH).min(boundary).min(records.len());
-        let batch: Vec<&str> = records[start..end].iter().map(String::as_str).collect();
-        run.outputs.extend(op.push_batch(&batch)?);
+        if let [op] = ops.as_mut_slice() {
+            let batch: Vec<&str> = records[start..end].iter().map(String::as_str).collect();
+            run.outputs.extend(op.push_batch(&batch)?);
+        } else {
+            // One record at a time, so the outputs keep the input's order.
+            let parallelism = ops.len() as u16;
+            for (index, record) in records.iter().enumerate().take(end).skip(start) {
+                let subtask = ops[0].subtask_of(record, index + 1, parallelism)?;
+                run.outputs.extend(ops[subtask].push(record)?);
+            }
+        }
         start = end;
         if end == boundary && end < records.len() {
-            op = op.restored(&op.snapshot()?)?;
+            let snapshots = ops
+                .iter()
+                .map(TestOperator::snapshot)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = match ops.len() {
+                1 => args.restore_parallelism.max(1),
+                _ => 1,
+            };
+            ops = ops[0].rescaled(&snapshots, next)?;
             run.restores.push((run.outputs.len(), end));
         }
     }
-    op.close()?;
+    for op in ops {
+        op.close()?;
+    }
     Ok(run)
 }
 
@@ -77,6 +99,12 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
     let expected = lines(&args.expect, "expected output")?;
     if args.restore_every == Some(0) {
         return Err("--restore-every must be at least 1".into());
+    }
+    let most = args.options.max_parallelism;
+    if !(1..=most).contains(&args.restore_parallelism) {
+        return Err(format!(
+            "--restore-parallelism must be between 1 and the max parallelism ({most})"
+        ));
     }
     let straight = drive(args, &records, None).map_err(|e| e.to_string())?;
     if let Comparison::Different { diff, .. } = compare(&expected, &straight.outputs) {
@@ -121,11 +149,19 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
             );
             return Err(message);
         }
-        let _ = write!(
-            summary,
-            ", also when restored into a fresh instance every {n} records ({} restores)",
-            restored.restores.len()
-        );
+        let _ = match args.restore_parallelism {
+            0 | 1 => write!(
+                summary,
+                ", also when restored into a fresh instance every {n} records ({} restores)",
+                restored.restores.len()
+            ),
+            p => write!(
+                summary,
+                ", also when restored every {n} records, alternately into 1 and {p} \
+                 instances ({} restores)",
+                restored.restores.len()
+            ),
+        };
     }
     Ok(summary)
 }
