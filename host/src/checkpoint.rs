@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod restart;
 pub mod shared;
 pub mod storage;
+pub mod writer;
 
 pub use metadata::{Metadata, SinkState, SourceSplit, StateFile};
 

@@ -1,24 +1,21 @@
 //! Operator tasks: feed each input batch to the Wasm instance and push what it emits;
-//! at a checkpoint, take the state's copy, forward the barrier, and write the copy on
-//! another thread.
+//! at a checkpoint, take the state's copy, forward the barrier, and hand the copy to the
+//! snapshot writer (`checkpoint::writer`).
 //!
-//! Invariants: the snapshot for checkpoint *n* is taken after every record before
+//! Invariant: the snapshot for checkpoint *n* is taken after every record before
 //! barrier *n* was processed and before any record after it (alignment guarantees the
 //! inputs; this task does the rest in order), and the barrier is forwarded only after.
-//! A task ends only after its writer threads have: no write of a failed attempt can land
-//! in a checkpoint folder that a later attempt reuses.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
 use super::poison::{self, Guard, RecordId, Treatment};
 use super::{Failure, OperatorReport, Stop};
-use crate::checkpoint::coordinator::{AckState, Finished, Handle, TaskId};
-use crate::checkpoint::metadata::CanonicalFile;
-use crate::checkpoint::shared::Uploads;
-use crate::checkpoint::{CheckpointError, CheckpointId, StateFile, Store};
+use crate::checkpoint::Store;
+use crate::checkpoint::coordinator::{Handle, TaskId};
+use crate::checkpoint::writer::{SnapshotWriter, StateCopy};
 use crate::record::KeyedRecord;
 use crate::state::BackendSnapshot;
 use crate::state::operator::OperatorState;
@@ -125,10 +122,8 @@ pub fn run(
         name: task.node.clone(),
         ..OperatorReport::default()
     };
-    let mut writers = Writers(Vec::new());
-    // One per database: the files of this task's backend already in a checkpoint.
-    let uploads = Arc::new(Mutex::new(Uploads::new(&task.node, task.subtask)));
-    let name = format!("{}-{}", task.node, task.subtask);
+    let mut writer =
+        checkpoints.map(|c| SnapshotWriter::new(c.store, c.handle, &task, c.incremental));
     while let Some(event) = inputs.next()? {
         match event {
             Event::Batch(batch) => {
@@ -171,42 +166,12 @@ pub fn run(
             }
             Event::Checkpoint(id) => {
                 let started = Instant::now();
-                let (states, copy) = instance.snapshot();
-                let operator_state = instance.operator_state();
+                let copy = state_copy(instance.as_ref());
                 let sync = started.elapsed();
                 outputs.barrier(id).map_err(|_| Stop::Disconnected)?;
-                if let Some(checkpoints) = &checkpoints {
-                    let (store, handle, name) = (
-                        checkpoints.store.clone(),
-                        checkpoints.handle.clone(),
-                        name.clone(),
-                    );
-                    let uploads = checkpoints.incremental.then(|| uploads.clone());
+                if let Some(writer) = &mut writer {
                     // The asynchronous part: the task goes on while the state is written.
-                    writers.0.retain(|w| !w.is_finished());
-                    let writer = std::thread::Builder::new().name(format!("chk-{name}"));
-                    let spawned = writer.spawn(move || {
-                        let copy = Copy {
-                            states,
-                            keyed: copy,
-                            operator_state,
-                        };
-                        match write(&store, id, &name, copy, uploads) {
-                            Ok((file, operator_state)) => handle.ack(
-                                id,
-                                AckState::Operator {
-                                    file,
-                                    operator_state,
-                                    sync,
-                                },
-                            ),
-                            Err(e) => handle.decline(id, e.to_string()),
-                        }
-                    });
-                    if let Err(e) = spawned.map(|writer| writers.0.push(writer)) {
-                        let reason = format!("cannot start a thread to write the state: {e}");
-                        checkpoints.handle.decline(id, reason);
-                    }
+                    writer.write_async(id, copy, sync);
                 }
             }
             Event::Committed(_) => {}
@@ -214,90 +179,20 @@ pub fn run(
     }
     instance.close().map_err(|e| Stop::Failed(e.into()))?;
     outputs.end().map_err(|_| Stop::Disconnected)?;
-    if let Some(checkpoints) = checkpoints {
-        // Every acknowledgement of this task is sent before its final state takes over.
-        drop(writers);
-        let uploads = checkpoints.incremental.then_some(uploads);
-        checkpoints.handle.finished(Box::new(FinalState {
-            instance,
-            store: checkpoints.store,
-            name,
-            uploads,
-        }));
+    if let Some(writer) = writer {
+        // The closed instance is kept, so that its state can be copied into every later
+        // checkpoint.
+        writer.finish(Box::new(move || state_copy(instance.as_ref())));
     }
     Ok(report)
 }
 
-/// A finished operator subtask's state, written into every checkpoint after its end:
-/// the instance is kept (closed) so that its backend can still be copied.
-struct FinalState {
-    instance: Box<dyn Logic>,
-    store: Store,
-    name: String,
-    uploads: Option<Arc<Mutex<Uploads>>>,
-}
-
-impl Finished for FinalState {
-    fn state(&mut self, id: CheckpointId) -> Result<AckState, String> {
-        let (states, keyed) = self.instance.snapshot();
-        let copy = Copy {
-            states,
-            keyed,
-            operator_state: self.instance.operator_state(),
-        };
-        let (file, operator_state) = write(&self.store, id, &self.name, copy, self.uploads.clone())
-            .map_err(|e| e.to_string())?;
-        Ok(AckState::Operator {
-            file,
-            operator_state,
-            sync: Duration::ZERO,
-        })
-    }
-}
-
-/// A point-in-time copy of a subtask's state, taken at a barrier.
-struct Copy {
-    states: Vec<StateInfo>,
-    keyed: Box<dyn BackendSnapshot>,
-    operator_state: OperatorState,
-}
-
-/// Writes a subtask's state copy into checkpoint `id`: the keyed state as only the new
-/// files of a backend that has its own (with `uploads`), else one canonical file; the
-/// operator state, if any, as a file of its own.
-fn write(
-    store: &Store,
-    id: CheckpointId,
-    name: &str,
-    copy: Copy,
-    uploads: Option<Arc<Mutex<Uploads>>>,
-) -> Result<(StateFile, Option<CanonicalFile>), Box<dyn std::error::Error>> {
-    let operator_state = match copy.operator_state.is_empty() {
-        true => None,
-        false => {
-            let bytes = copy.operator_state.encode();
-            Some(store.write_file(id.0, &format!("{name}.opstate"), &bytes)?)
-        }
-    };
-    if let (Some(native), Some(uploads)) = (copy.keyed.native_files(), uploads) {
-        // Writers of one task take turns: each sees what the previous one copied.
-        let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
-        let file = store.write_incremental(id.0, name, &copy.states, native, &mut uploads)?;
-        return Ok((file, operator_state));
-    }
-    let bytes = copy.keyed.encode(&copy.states)?;
-    let file: Result<StateFile, CheckpointError> =
-        store.write_state(id.0, &format!("{name}.state"), &bytes);
-    Ok((file?, operator_state))
-}
-
-/// A task's checkpoint writer threads, joined when the task ends, however it ends.
-struct Writers(Vec<std::thread::JoinHandle<()>>);
-
-impl Drop for Writers {
-    fn drop(&mut self) {
-        for writer in self.0.drain(..) {
-            let _ = writer.join();
-        }
+/// A point-in-time copy of the instance's keyed and operator state.
+fn state_copy(instance: &dyn Logic) -> StateCopy {
+    let (states, keyed) = instance.snapshot();
+    StateCopy {
+        states,
+        keyed,
+        operator_state: instance.operator_state(),
     }
 }

@@ -1,0 +1,166 @@
+//! An operator subtask's snapshot writer: the asynchronous part of a checkpoint. The task
+//! hands it a point-in-time copy of its state at a barrier and goes on processing; the
+//! writer turns the copy into checkpoint files on a thread of its own and acknowledges
+//! (or declines) through the task's [`Handle`]. When the task finishes, the writer hands
+//! the coordinator its final state.
+//!
+//! Invariants: a writer's threads are joined before it is dropped, so no write of a
+//! failed attempt lands in a checkpoint folder a later attempt reuses; writes of one
+//! task take turns on its `Uploads`, so each sees what the previous one copied; the final
+//! state is handed over only after every write's acknowledgement was sent.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::coordinator::{AckState, Finished, Handle, TaskId};
+use super::metadata::CanonicalFile;
+use super::shared::Uploads;
+use super::{CheckpointId, StateFile, Store};
+use crate::state::BackendSnapshot;
+use crate::state::operator::OperatorState;
+use crate::state::snapshot::StateInfo;
+
+/// A point-in-time copy of a subtask's state, taken at a barrier (cheap: the keyed
+/// state's copy is copy-on-write or a RocksDB checkpoint).
+pub struct StateCopy {
+    /// The registered keyed states.
+    pub states: Vec<StateInfo>,
+    /// The keyed state backend's copy.
+    pub keyed: Box<dyn BackendSnapshot>,
+    /// The operator state.
+    pub operator_state: OperatorState,
+}
+
+/// Takes a copy of a finished task's state for each later checkpoint.
+pub type FinalCopy = Box<dyn FnMut() -> StateCopy + Send>;
+
+/// One operator subtask's snapshot writer.
+pub struct SnapshotWriter {
+    store: Store,
+    handle: Handle,
+    /// The subtask's file names' stem: `<operator>-<subtask>`.
+    name: String,
+    /// The files of this task's backend already in a checkpoint (incremental only).
+    uploads: Option<Arc<Mutex<Uploads>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl SnapshotWriter {
+    /// The writer of `task`, into `store`; `incremental`: copy only new files of a
+    /// backend that has its own (RocksDB).
+    pub fn new(store: Store, handle: Handle, task: &TaskId, incremental: bool) -> SnapshotWriter {
+        SnapshotWriter {
+            store,
+            handle,
+            name: format!("{}-{}", task.node, task.subtask),
+            uploads: incremental
+                .then(|| Arc::new(Mutex::new(Uploads::new(&task.node, task.subtask)))),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Writes `copy` into checkpoint `id` on a thread of its own, then acknowledges it
+    /// (with `sync`, how long the task stopped to take the copy) or declines it.
+    pub fn write_async(&mut self, id: CheckpointId, copy: StateCopy, sync: Duration) {
+        self.threads.retain(|t| !t.is_finished());
+        let (store, handle, name) = (self.store.clone(), self.handle.clone(), self.name.clone());
+        let uploads = self.uploads.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("chk-{name}"))
+            .spawn(
+                move || match write(&store, id, &name, copy, uploads.as_ref(), sync) {
+                    Ok(state) => handle.ack(id, state),
+                    Err(reason) => handle.decline(id, reason),
+                },
+            );
+        match spawned {
+            Ok(thread) => self.threads.push(thread),
+            Err(e) => {
+                let reason = format!("cannot start a thread to write the state: {e}");
+                self.handle.decline(id, reason);
+            }
+        }
+    }
+
+    /// The task has finished: waits for every write, then hands the coordinator its final
+    /// state, which `copy` takes anew for each later checkpoint.
+    pub fn finish(mut self, copy: FinalCopy) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        let last = FinalState {
+            store: self.store.clone(),
+            name: self.name.clone(),
+            uploads: self.uploads.clone(),
+            copy,
+        };
+        self.handle.clone().finished(Box::new(last));
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A finished operator subtask's state, written into every checkpoint after its end.
+struct FinalState {
+    store: Store,
+    name: String,
+    uploads: Option<Arc<Mutex<Uploads>>>,
+    copy: FinalCopy,
+}
+
+impl Finished for FinalState {
+    fn state(&mut self, id: CheckpointId) -> Result<AckState, String> {
+        let copy = (self.copy)();
+        let uploads = self.uploads.as_ref();
+        write(&self.store, id, &self.name, copy, uploads, Duration::ZERO)
+    }
+}
+
+/// Writes a subtask's state copy into checkpoint `id`: the keyed state as only the new
+/// files of a backend that has its own (with `uploads`), else one canonical file; the
+/// operator state, if any, as a file of its own. `sync` is how long the task stopped to
+/// take the copy.
+fn write(
+    store: &Store,
+    id: CheckpointId,
+    name: &str,
+    copy: StateCopy,
+    uploads: Option<&Arc<Mutex<Uploads>>>,
+    sync: Duration,
+) -> Result<AckState, String> {
+    let operator_state: Option<CanonicalFile> = match copy.operator_state.is_empty() {
+        true => None,
+        false => {
+            let bytes = copy.operator_state.encode();
+            let file = store.write_file(id.0, &format!("{name}.opstate"), &bytes);
+            Some(file.map_err(|e| e.to_string())?)
+        }
+    };
+    let file: StateFile = match (copy.keyed.native_files(), uploads) {
+        (Some(native), Some(uploads)) => {
+            // Writes of one task take turns: each sees what the previous one copied.
+            let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
+            store
+                .write_incremental(id.0, name, &copy.states, native, &mut uploads)
+                .map_err(|e| e.to_string())?
+        }
+        _ => {
+            let bytes = copy.keyed.encode(&copy.states).map_err(|e| e.to_string())?;
+            store
+                .write_state(id.0, &format!("{name}.state"), &bytes)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(AckState::Operator {
+        file,
+        operator_state,
+        sync,
+    })
+}
