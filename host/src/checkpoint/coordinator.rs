@@ -442,7 +442,9 @@ impl Run<'_> {
     }
 
     /// `task` finished: it answers for the pending checkpoints it has not acknowledged,
-    /// and for every later one.
+    /// and for every later one. Once every source has finished the job is draining to its
+    /// end, which commits its output without a checkpoint: pending ones are aborted
+    /// rather than completed with every task's final state written once more.
     fn finished(
         &mut self,
         task: TaskId,
@@ -451,12 +453,24 @@ impl Run<'_> {
         if self.coordinator.config.verbose {
             eprintln!("weir: task {task} finished; later checkpoints keep its final state");
         }
+        let draining = self
+            .coordinator
+            .triggers
+            .iter()
+            .all(|(t, _)| *t == task || self.finished.contains_key(t));
         let waiting: Vec<CheckpointId> = self
             .pending
             .iter()
             .filter(|(_, p)| !p.acks.contains_key(&task))
             .map(|(id, _)| *id)
             .collect();
+        if draining {
+            for id in waiting {
+                self.abort(id, "the job's sources have finished")?;
+            }
+            self.finished.insert(task, last);
+            return Ok(());
+        }
         for id in waiting {
             match last.state(id) {
                 Ok(state) => {

@@ -159,10 +159,13 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
 
 /// A generator subtask's splits: the next index of each split it holds, by split number.
 /// It walks the record indices once, generating those of its splits; the key and the
-/// split of each index are counted along, not divided.
+/// split of each index are counted along, not divided, and a run of indices of other
+/// subtasks' splits is skipped in one step.
 struct Owned {
     /// `next[j]`: split `j`'s next index, if this subtask holds split `j`.
     next: Vec<Option<u64>>,
+    /// `skip[j]`: from split `j`, how many splits on to the next one held here.
+    skip: Vec<u64>,
     keys: u64,
     /// The walk: the next index to look at, its key and its split.
     index: u64,
@@ -179,33 +182,51 @@ impl Owned {
                 next[*split as usize] = Some(*n);
             }
         }
+        let skip = (0..count)
+            .map(|j| {
+                (1..=count)
+                    .find(|d| next[((j + d) % count) as usize].is_some())
+                    .unwrap_or(count)
+            })
+            .collect();
         let index = next.iter().flatten().copied().min().unwrap_or(u64::MAX);
         let key = if index == u64::MAX { 0 } else { index % keys };
         Owned {
             split: key % count.max(1),
             next,
+            skip,
             keys,
             index,
             key,
         }
     }
 
+    /// Moves the walk `steps` indices on (never past the next key 0).
+    fn advance(&mut self, steps: u64) {
+        self.index += steps;
+        self.key += steps;
+        self.split += steps;
+        if self.key == self.keys {
+            self.key = 0;
+            self.split = 0;
+        } else if self.split >= self.next.len() as u64 {
+            // `steps` is at most the number of splits: one wrap at most.
+            self.split -= self.next.len() as u64;
+        }
+    }
+
     /// The next index this subtask generates, below `count`.
     fn next_index(&mut self, count: u64) -> Option<u64> {
-        let splits = self.next.len() as u64;
         while self.index < count {
-            let (index, split) = (self.index, self.split);
-            self.index += 1;
-            self.key += 1;
-            self.split += 1;
-            if self.key == self.keys {
-                self.key = 0;
-                self.split = 0;
-            } else if self.split == splits {
-                self.split = 0;
-            }
-            if self.next[split as usize].is_some_and(|next| index >= next) {
-                return Some(index);
+            let (index, split) = (self.index, self.split as usize);
+            match self.next[split] {
+                Some(next) => {
+                    self.advance(1);
+                    if index >= next {
+                        return Some(index);
+                    }
+                }
+                None => self.advance(self.skip[split].min(self.keys - self.key)),
             }
         }
         None
@@ -501,6 +522,41 @@ mod tests {
         assert_eq!(records[4], json!({"url": "/page/\"1", "seq": 1}));
         assert_eq!(records[6], json!({"url": "/page/\"0", "seq": 2}));
         assert_eq!(generator.record(5).timestamp, Some(5));
+    }
+
+    #[test]
+    fn a_generator_subtask_walks_exactly_the_indices_of_its_splits() {
+        for (keys, parallelism) in [(1000, 3), (5, 2), (300, 7), (128, 4)] {
+            let kind = SourceKind::Generator {
+                count: 5000,
+                keys,
+                key_field: "key".into(),
+                key_prefix: "key-".into(),
+            };
+            let dealt = split::deal(split::initial(&kind).unwrap(), &kind, parallelism);
+            let mut all = Vec::new();
+            for splits in &dealt {
+                let mut owned = Owned::new(splits, keys);
+                let held: Vec<u64> = splits
+                    .iter()
+                    .filter_map(|s| match s {
+                        SourceSplit::Generator { split, .. } => Some(*split),
+                        SourceSplit::File { .. } => None,
+                    })
+                    .collect();
+                while let Some(index) = owned.next_index(5000) {
+                    let split = (index % keys) % split::GENERATOR_SPLITS.min(keys);
+                    assert!(held.contains(&split), "{index} is not this subtask's");
+                    all.push(index);
+                }
+            }
+            all.sort_unstable();
+            assert_eq!(
+                all,
+                (0..5000).collect::<Vec<_>>(),
+                "keys {keys}, p={parallelism}"
+            );
+        }
     }
 
     #[test]
