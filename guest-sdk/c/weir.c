@@ -369,17 +369,22 @@ void weir_value_clear(weir_state *state) {
     weir_operator_state_value_clear(target(state, WEIR_VALUE), (uint32_t)current);
 }
 
+/* Moves the list elements the host returned into `out`, as one JSON array. */
+static void take_array(operator_list_list_u8_t *elements, weir_buf *out) {
+    weir_buf_clear(out);
+    weir_buf_raw(out, "[");
+    for (size_t i = 0; i < elements->len; i++) {
+        if (i) weir_buf_raw(out, ",");
+        weir_buf_bytes(out, (weir_str){(const char *)elements->ptr[i].ptr, elements->ptr[i].len});
+    }
+    weir_buf_raw(out, "]");
+    operator_list_list_u8_free(elements);
+}
+
 void weir_list_get(weir_state *state, weir_buf *out) {
     operator_list_list_u8_t elements;
     weir_operator_state_list_get(target(state, WEIR_LIST), (uint32_t)current, &elements);
-    weir_buf_clear(out);
-    weir_buf_raw(out, "[");
-    for (size_t i = 0; i < elements.len; i++) {
-        if (i) weir_buf_raw(out, ",");
-        weir_buf_bytes(out, (weir_str){(const char *)elements.ptr[i].ptr, elements.ptr[i].len});
-    }
-    weir_buf_raw(out, "]");
-    operator_list_list_u8_free(&elements);
+    take_array(&elements, out);
 }
 
 void weir_list_add(weir_state *state, weir_str json) {
@@ -520,14 +525,7 @@ static uint32_t operator_target(weir_operator_list *state) {
 void weir_operator_list_get(weir_operator_list *state, weir_buf *out) {
     operator_list_list_u8_t elements;
     weir_operator_operator_state_list_get(operator_target(state), &elements);
-    weir_buf_clear(out);
-    weir_buf_raw(out, "[");
-    for (size_t i = 0; i < elements.len; i++) {
-        if (i) weir_buf_raw(out, ",");
-        weir_buf_bytes(out, (weir_str){(const char *)elements.ptr[i].ptr, elements.ptr[i].len});
-    }
-    weir_buf_raw(out, "]");
-    operator_list_list_u8_free(&elements);
+    take_array(&elements, out);
 }
 
 void weir_operator_list_add(weir_operator_list *state, weir_str json) {

@@ -117,11 +117,6 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// The task.
-    pub fn task(&self) -> &TaskId {
-        &self.task
-    }
-
     /// Acknowledges checkpoint `id` with this task's part of it.
     pub fn ack(&self, id: CheckpointId, state: AckState) {
         let _ = self.reports.send(Report::Ack {
