@@ -24,8 +24,15 @@ struct weir_context {
 };
 
 /* Index in the batch of the record being processed: keyed state is that record's key's
- * state. -1 outside weir_process. */
+ * state. -1 outside weir_process, and for a broadcast record (it has no key). */
 static int64_t current = -1;
+/* While processing a record of a broadcast input: that input's name. */
+static const char *broadcasting = NULL;
+
+/* The operator's inputs, as weir_open got them: names (NUL-terminated) and flags. */
+static char **input_names = NULL;
+static bool *input_broadcast = NULL;
+static size_t inputs_len = 0;
 
 /* ---- Buffers -------------------------------------------------------------------- */
 
@@ -327,7 +334,16 @@ void weir_log(weir_level level, const char *format, ...) {
 /* ---- Keyed state --------------------------------------------------------------- */
 
 /* The state's id, registered on first use; traps outside weir_process. */
+static uint32_t register_state(weir_state *state);
+
 static uint32_t target(weir_state *state, weir_state_kind kind) {
+    if (current < 0 && broadcasting) {
+        weir_log(WEIR_ERROR,
+                 "keyed state `%s` is out of reach while processing a record of broadcast input "
+                 "`%s`: its records have no key (reach this subtask's keys with weir_for_each_key)",
+                 state->name, broadcasting);
+        __builtin_trap();
+    }
     if (current < 0) {
         weir_log(WEIR_ERROR, "keyed state `%s` can only be used inside weir_process", state->name);
         __builtin_trap();
@@ -336,9 +352,14 @@ static uint32_t target(weir_state *state, weir_state_kind kind) {
         weir_log(WEIR_ERROR, "state `%s` is declared as another kind of state", state->name);
         __builtin_trap();
     }
+    return register_state(state);
+}
+
+static uint32_t register_state(weir_state *state) {
     if (!state->registered) {
         operator_string_t name = {(uint8_t *)state->name, strlen(state->name)};
-        state->id = weir_operator_state_register(&name, (weir_operator_state_state_kind_t)kind);
+        state->id =
+            weir_operator_state_register(&name, (weir_operator_state_state_kind_t)state->kind);
         state->registered = true;
     }
     return state->id;
@@ -447,6 +468,17 @@ static operator_string_t error_of(weir_context *ctx, const char *fallback) {
 bool exports_weir_operator_guest_open(operator_string_t *config, exports_weir_operator_guest_task_info_t *task, operator_string_t *err) {
     weir_context ctx = {0};
     weir_task info = {str(task->operator_), task->subtask, task->parallelism, task->attempt};
+    inputs_len = task->inputs.len;
+    input_names = calloc(inputs_len, sizeof(char *));
+    input_broadcast = calloc(inputs_len, sizeof(bool));
+    if (inputs_len && (!input_names || !input_broadcast)) abort();
+    for (size_t i = 0; i < inputs_len; i++) {
+        operator_string_t name = task->inputs.ptr[i].name;
+        input_names[i] = calloc(name.len + 1, 1);
+        if (!input_names[i]) abort();
+        memcpy(input_names[i], name.ptr, name.len);
+        input_broadcast[i] = task->inputs.ptr[i].broadcast;
+    }
     bool ok = weir_open(str(*config), &info, &ctx);
     free_outputs(&ctx);
     if (!ok) *err = error_of(&ctx, "weir_open failed");
@@ -464,6 +496,8 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *ba
      * increasing order. */
     uint32_t key_start = 0, payload_start = 0;
     size_t untimed = 0;
+    bool broadcast = batch->input < inputs_len && input_broadcast[batch->input];
+    const char *input = batch->input < inputs_len ? input_names[batch->input] : "";
     for (size_t i = 0; i < batch->key_ends.len && ok; i++) {
         uint32_t key_end = batch->key_ends.ptr[i], payload_end = batch->payload_ends.ptr[i];
         bool has_timestamp = !(untimed < batch->untimed.len && batch->untimed.ptr[untimed] == i);
@@ -471,14 +505,18 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *ba
         weir_record record = {
             .key = {(const char *)batch->keys.ptr + key_start, key_end - key_start},
             .json = {(const char *)batch->payloads.ptr + payload_start, payload_end - payload_start},
+            .input = weir_cstr(input),
+            .broadcast = broadcast,
             .has_timestamp = has_timestamp,
             .timestamp = batch->timestamps.ptr[i],
         };
         ctx.has_timestamp = record.has_timestamp;
         ctx.timestamp = record.timestamp;
-        current = (int64_t)i;
+        current = broadcast ? -1 : (int64_t)i;
+        broadcasting = broadcast ? input : NULL;
         ok = weir_process(&record, &ctx);
         current = -1;
+        broadcasting = NULL;
         if (!ok) {
             err->message = error_of(&ctx, "weir_process failed");
             err->record = (operator_option_u32_t){true, (uint32_t)i};
@@ -535,4 +573,65 @@ void weir_operator_list_add(weir_operator_list *state, weir_str json) {
 
 void weir_operator_list_clear(weir_operator_list *state) {
     weir_operator_operator_state_list_clear(operator_target(state));
+}
+
+/* ---- Broadcast state and the keys of a broadcast batch --------------------------- */
+
+static uint32_t broadcast_target(weir_broadcast_state *state) {
+    if (!state->registered) {
+        operator_string_t name = {(uint8_t *)state->name, strlen(state->name)};
+        state->id = weir_operator_operator_state_register_broadcast(&name);
+        state->registered = true;
+    }
+    return state->id;
+}
+
+static uint32_t broadcast_writable(weir_broadcast_state *state) {
+    if (!broadcasting) {
+        weir_log(WEIR_ERROR,
+                 "broadcast state `%s` can only change while processing a record of a broadcast "
+                 "input, so that every subtask makes the same change",
+                 state->name);
+        __builtin_trap();
+    }
+    return broadcast_target(state);
+}
+
+bool weir_broadcast_get(weir_broadcast_state *state, weir_str key, weir_buf *out) {
+    operator_list_u8_t bytes = list(key), value;
+    if (!weir_operator_operator_state_broadcast_get(broadcast_target(state), &bytes, &value)) {
+        return false;
+    }
+    take(&value, out);
+    return true;
+}
+
+void weir_broadcast_put(weir_broadcast_state *state, weir_str key, weir_str value) {
+    operator_list_u8_t k = list(key), v = list(value);
+    weir_operator_operator_state_broadcast_put(broadcast_writable(state), &k, &v);
+}
+
+void weir_broadcast_remove(weir_broadcast_state *state, weir_str key) {
+    operator_list_u8_t k = list(key);
+    weir_operator_operator_state_broadcast_remove(broadcast_writable(state), &k);
+}
+
+bool weir_for_each_key(weir_state *state, weir_context *ctx,
+                       bool (*fn)(weir_str key, weir_context *ctx, void *arg), void *arg) {
+    if (!broadcasting) {
+        weir_log(WEIR_ERROR,
+                 "weir_for_each_key is for records of a broadcast input: any other record names "
+                 "its key");
+        __builtin_trap();
+    }
+    operator_list_list_u8_t keys;
+    weir_operator_state_select_keys(register_state(state), &keys);
+    bool ok = true;
+    for (size_t i = 0; i < keys.len && ok; i++) {
+        current = (int64_t)i;
+        ok = fn((weir_str){(const char *)keys.ptr[i].ptr, keys.ptr[i].len}, ctx, arg);
+    }
+    current = -1;
+    operator_list_list_u8_free(&keys);
+    return ok;
 }

@@ -52,8 +52,11 @@ typedef struct {
 
 /* One input record. */
 typedef struct {
-    weir_str key;  /* the value at the operator's key_by pointer (a string's UTF-8) */
-    weir_str json; /* the record, a JSON document */
+    weir_str key;   /* the value at the operator's key_by pointer (a string's UTF-8);
+                     * empty for a record of a broadcast input */
+    weir_str json;  /* the record, a JSON document */
+    weir_str input; /* the input it came from, as the job file's `input` names it */
+    bool broadcast; /* whether that input is broadcast (see weir_for_each_key) */
     bool has_timestamp;
     int64_t timestamp; /* event time, milliseconds since the Unix epoch */
 } weir_record;
@@ -175,5 +178,27 @@ typedef struct {
 void weir_operator_list_get(weir_operator_list *state, weir_buf *out);
 void weir_operator_list_add(weir_operator_list *state, weir_str json);
 void weir_operator_list_clear(weir_operator_list *state);
+
+/* Broadcast state: a map, the same on every subtask, that every new subtask gets a copy
+ * of on rescale. Readable anywhere; changed only while processing a record of a
+ * broadcast input (elsewhere the call traps). Keys and values are JSON text. */
+typedef struct {
+    const char *name;
+    bool registered;
+    uint32_t id;
+} weir_broadcast_state;
+
+#define WEIR_BROADCAST_STATE(name) {(name), false, 0}
+
+bool weir_broadcast_get(weir_broadcast_state *state, weir_str key, weir_buf *out);
+void weir_broadcast_put(weir_broadcast_state *state, weir_str key, weir_str value);
+void weir_broadcast_remove(weir_broadcast_state *state, weir_str key);
+
+/* While processing a record of a broadcast input (which has no key): calls `fn` for
+ * every key of this subtask that holds `state`, in order, with keyed state acting on
+ * that key (Flink's applyToKeyedState). Stops at the first `fn` that returns false and
+ * returns false; else true. */
+bool weir_for_each_key(weir_state *state, weir_context *ctx,
+                       bool (*fn)(weir_str key, weir_context *ctx, void *arg), void *arg);
 
 #endif

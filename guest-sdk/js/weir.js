@@ -26,9 +26,9 @@
 // Build with `node <weir>/guest-sdk/js/build.mjs app.js -o app.wasm`, which puts this file
 // beside your module and runs componentize-js against Weir's WIT.
 
-import * as host from "weir:operator/state@0.1.0";
-import * as operatorHost from "weir:operator/operator-state@0.1.0";
-import { log as hostLog } from "weir:operator/log@0.1.0";
+import * as host from "weir:operator/state@0.2.0";
+import * as operatorHost from "weir:operator/operator-state@0.2.0";
+import { log as hostLog } from "weir:operator/log@0.2.0";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -41,6 +41,10 @@ export class OperatorError extends Error {}
 let current = -1;
 // State ids by name: { id, kind }.
 const ids = new Map();
+// The operator's inputs ({ name, broadcast }, by index), as `open` got them.
+let inputs = [];
+// In a batch of a broadcast input: its name (its records have no key); else undefined.
+let broadcasting;
 
 const encode = (value) => encoder.encode(JSON.stringify(value));
 
@@ -60,9 +64,18 @@ class State {
 
   // [state id, record index] for a host call on the current record's key.
   target() {
+    if (current < 0 && broadcasting !== undefined) {
+      throw new OperatorError(
+        `keyed state \`${this.name}\` is out of reach while processing a record of broadcast input \`${broadcasting}\`: its records have no key (reach this subtask's keys with ctx.forEachKey)`,
+      );
+    }
     if (current < 0) {
       throw new OperatorError(`keyed state \`${this.name}\` can only be used inside process`);
     }
+    return [this.id(), current];
+  }
+
+  id() {
     let known = ids.get(this.name);
     if (known === undefined) {
       known = { id: host.register(this.name, this.kind), kind: this.kind };
@@ -72,7 +85,7 @@ class State {
         `state \`${this.name}\` is used as ${this.kind} state but was first used as ${known.kind} state`,
       );
     }
-    return [known.id, current];
+    return known.id;
   }
 }
 
@@ -174,6 +187,54 @@ export class UnionListState extends OperatorList {
   }
 }
 
+// Broadcast state ids by name.
+const broadcastIds = new Map();
+
+/**
+ * Broadcast state (Flink's BroadcastState): a map that is the same on every subtask of the
+ * operator. Readable everywhere; changed only while processing a record of a broadcast
+ * input, which every subtask sees in the same order. On rescale every new subtask gets a
+ * copy. Entries are ordered by their keys' JSON.
+ */
+export class BroadcastState {
+  constructor(name) {
+    this.name = name;
+  }
+  id() {
+    let id = broadcastIds.get(this.name);
+    if (id === undefined) {
+      id = operatorHost.registerBroadcast(this.name);
+      broadcastIds.set(this.name, id);
+    }
+    return id;
+  }
+  writable() {
+    if (broadcasting === undefined) {
+      throw new OperatorError(
+        `broadcast state \`${this.name}\` can only change while processing a record of a broadcast input, so that every subtask makes the same change`,
+      );
+    }
+    return this.id();
+  }
+  get(key, otherwise = undefined) {
+    const bytes = operatorHost.broadcastGet(this.id(), encode(key));
+    return bytes === undefined ? otherwise : decode(this.name, bytes);
+  }
+  entries() {
+    return operatorHost
+      .broadcastEntries(this.id())
+      .map(([k, v]) => [decode(this.name, k), decode(this.name, v)]);
+  }
+  /** Sets `key` to `value`: only while processing a broadcast record. */
+  put(key, value) {
+    operatorHost.broadcastPut(this.writable(), encode(key), encode(value));
+  }
+  /** Removes `key`: only while processing a broadcast record. */
+  remove(key) {
+    operatorHost.broadcastRemove(this.writable(), encode(key));
+  }
+}
+
 /** A map per key (Flink's MapState). Entries are ordered by their keys' JSON bytes. */
 export class MapState extends State {
   constructor(name) {
@@ -266,10 +327,14 @@ export function log(level, message) {
   hostLog(level, String(message));
 }
 
-/** What `process` sees besides the record: its key and time, and where outputs go. */
+/**
+ * What `process` sees besides the record: its key, input and time, and where outputs go.
+ * `input` is the name of the input the record came from, as the job file names it.
+ */
 class Context {
-  constructor(key, timestamp, outputs) {
+  constructor(key, timestamp, outputs, input) {
     this.key = key;
+    this.input = input;
     // Milliseconds since the epoch (a Number), or undefined.
     this.timestamp = timestamp === undefined ? undefined : Number(timestamp);
     this.outputs = outputs;
@@ -280,6 +345,27 @@ class Context {
       payload: encode(value),
       timestamp: timestamp === undefined ? undefined : BigInt(timestamp),
     });
+  }
+  /**
+   * While processing a record of a broadcast input (which has no key): calls `fn(key, ctx)`
+   * for every key of this subtask that holds `state`, in order, with every keyed state
+   * handle acting on that key's state (Flink's applyToKeyedState).
+   */
+  forEachKey(state, fn) {
+    if (broadcasting === undefined) {
+      throw new OperatorError(
+        "forEachKey is for records of a broadcast input: any other record names its key",
+      );
+    }
+    const keys = host.selectKeys(state.id());
+    try {
+      keys.forEach((key, index) => {
+        current = index;
+        fn(decoder.decode(key), this);
+      });
+    } finally {
+      current = -1;
+    }
   }
 }
 
@@ -315,6 +401,7 @@ export function exportOperator(Operator) {
   return {
     open(config, task) {
       try {
+        inputs = task.inputs.map((input) => ({ ...input }));
         instance = new Operator();
         instance.open?.(JSON.parse(config), { ...task });
       } catch (e) {
@@ -330,20 +417,24 @@ export function exportOperator(Operator) {
       const untimed = new Set(batch.untimed);
       let keyStart = 0;
       let payloadStart = 0;
+      const input = inputs[batch.input] ?? { name: "", broadcast: false };
       for (let index = 0; index < batch.keyEnds.length; index++) {
         const keyEnd = batch.keyEnds[index];
         const payloadEnd = batch.payloadEnds[index];
-        current = index;
+        // A broadcast record has no key: no record index names one.
+        current = input.broadcast ? -1 : index;
+        broadcasting = input.broadcast ? input.name : undefined;
         try {
           const key = decoder.decode(batch.keys.subarray(keyStart, keyEnd));
           const time = untimed.has(index) ? undefined : batch.timestamps[index];
-          const ctx = new Context(key, time, outputs);
+          const ctx = new Context(key, time, outputs, input.name);
           const payload = batch.payloads.subarray(payloadStart, payloadEnd);
           instance.process(JSON.parse(decoder.decode(payload)), ctx);
         } catch (e) {
           throw { message: message(e), record: index };
         } finally {
           current = -1;
+          broadcasting = undefined;
         }
         keyStart = keyEnd;
         payloadStart = payloadEnd;

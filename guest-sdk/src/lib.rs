@@ -49,8 +49,8 @@ pub mod testing;
 mod wasm;
 
 pub use error::{Error, Result};
-pub use operator_state::{OperatorListState, UnionListState};
-pub use runtime::{Config, Context, Level, TaskInfo, log};
+pub use operator_state::{BroadcastState, OperatorListState, UnionListState};
+pub use runtime::{Config, Context, KeyedState, Level, TaskInfo, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 
 /// A stream operator.

@@ -66,6 +66,13 @@ pub(crate) trait Host {
     fn operator_list_get(&mut self, id: u32) -> Vec<Vec<u8>>;
     fn operator_list_add_all(&mut self, id: u32, elements: Vec<Vec<u8>>);
     fn operator_list_update(&mut self, id: u32, elements: Vec<Vec<u8>>);
+    fn broadcast_register(&mut self, name: &str) -> u32;
+    fn broadcast_get(&mut self, id: u32, key: &[u8]) -> Option<Vec<u8>>;
+    fn broadcast_entries(&mut self, id: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn broadcast_put(&mut self, id: u32, key: &[u8], value: &[u8]);
+    fn broadcast_remove(&mut self, id: u32, key: &[u8]);
+    /// In a broadcast batch: makes this subtask's keys holding state `id` the batch's.
+    fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>>;
     fn log(&mut self, level: Level, message: &str);
 }
 
@@ -76,6 +83,12 @@ pub(crate) struct Env {
     ids: Vec<(&'static str, u32, Kind)>,
     /// The registered operator list states: name, id, and whether union.
     operator_ids: Vec<(&'static str, u32, bool)>,
+    /// The registered broadcast states: name and id.
+    broadcast_ids: Vec<(&'static str, u32)>,
+    /// The operator's inputs: name, and whether broadcast.
+    inputs: Vec<(String, bool)>,
+    /// In a batch of a broadcast input: its name.
+    broadcast: Option<String>,
     rec: Option<u32>,
     /// Records in the batch being processed.
     records: usize,
@@ -130,6 +143,8 @@ impl Cached for ListCache {
 struct Uses<C> {
     /// Whether a state is cached in its first batch.
     first: bool,
+    /// No caching in this batch: a broadcast batch, whose keys `select-keys` changes.
+    bypass: bool,
     states: Vec<Use<C>>,
 }
 
@@ -146,6 +161,7 @@ impl<C: Cached> Uses<C> {
     fn new(first: bool) -> Uses<C> {
         Uses {
             first,
+            bypass: false,
             states: Vec::new(),
         }
     }
@@ -171,7 +187,7 @@ impl<C: Cached> Uses<C> {
         }
         let using = &mut self.states[index];
         using.accesses += usize::from(counts);
-        if !using.cached {
+        if !using.cached || self.bypass {
             return Ok(None);
         }
         if using.batch.is_none() {
@@ -190,6 +206,11 @@ impl<C: Cached> Uses<C> {
     /// Ends a batch of `records`: writes back what it changed (if it succeeded) and
     /// decides which states to cache in the next one.
     fn end_batch(&mut self, host: &mut dyn Host, records: usize, succeeded: bool) {
+        if std::mem::take(&mut self.bypass) {
+            // A broadcast batch says nothing about how keyed batches use state.
+            self.states.iter_mut().for_each(|using| using.accesses = 0);
+            return;
+        }
         for (id, using) in self.states.iter_mut().enumerate() {
             if let Some(cache) = using.batch.take()
                 && succeeded
@@ -208,6 +229,9 @@ impl Env {
             host,
             ids: Vec::new(),
             operator_ids: Vec::new(),
+            broadcast_ids: Vec::new(),
+            inputs: Vec::new(),
+            broadcast: None,
             rec: None,
             records: 0,
             values: Uses::new(true),
@@ -376,6 +400,54 @@ pub(crate) fn with_operator_list<R>(
     })
 }
 
+/// Runs `f` against the host for broadcast state `name` (registered at its first use):
+/// readable anywhere; `change` says `f` changes it, which only a broadcast record may.
+pub(crate) fn with_broadcast<R>(
+    name: &'static str,
+    change: bool,
+    f: impl FnOnce(&mut dyn Host, u32) -> R,
+) -> Result<R> {
+    ENV.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let env = slot
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+        if change && env.broadcast.is_none() {
+            return Err(Error::new(format!(
+                "broadcast state `{name}` can only change while processing a record of a \
+                 broadcast input, so that every subtask makes the same change"
+            )));
+        }
+        let id = match env.broadcast_ids.iter().find(|(n, _)| *n == name) {
+            Some(&(_, id)) => id,
+            None => {
+                let id = env.host.broadcast_register(name);
+                env.broadcast_ids.push((name, id));
+                id
+            }
+        };
+        Ok(f(env.host.as_mut(), id))
+    })
+}
+
+/// In a broadcast record's `process`: this subtask's keys that hold keyed state `name`
+/// of `kind`, now the keys that record indexes name (see [`for_each_key`]).
+fn select_keys(name: &'static str, kind: Kind) -> Result<Vec<Vec<u8>>> {
+    ENV.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let env = slot
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+        if env.broadcast.is_none() {
+            return Err(Error::new(
+                "for_each_key is for records of a broadcast input: any other record names its key",
+            ));
+        }
+        let id = env.id(name, kind)?;
+        Ok(env.host.select_keys(id))
+    })
+}
+
 /// Runs `f` on the environment and the current record, inside `process`.
 fn with_env<R>(name: &str, f: impl FnOnce(&mut Env, u32) -> Result<R>) -> Result<R> {
     ENV.with(|slot| {
@@ -383,11 +455,21 @@ fn with_env<R>(name: &str, f: impl FnOnce(&mut Env, u32) -> Result<R>) -> Result
         let env = slot
             .as_mut()
             .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
-        let rec = env.rec.ok_or_else(|| {
-            Error::new(format!(
-                "keyed state `{name}` can only be used inside `process`"
-            ))
-        })?;
+        let rec = match (env.rec, &env.broadcast) {
+            (Some(rec), _) => rec,
+            (None, Some(input)) => {
+                return Err(Error::new(format!(
+                    "keyed state `{name}` is out of reach while processing a record of broadcast \
+                     input `{input}`: its records have no key (reach this subtask's keys with \
+                     `ctx.for_each_key`)"
+                )));
+            }
+            (None, None) => {
+                return Err(Error::new(format!(
+                    "keyed state `{name}` can only be used inside `process`"
+                )));
+            }
+        };
         f(env, rec)
     })
 }
@@ -477,9 +559,11 @@ impl Config {
     }
 }
 
-/// What `process` gets besides its input: the record's key and time, and where outputs go.
+/// What `process` gets besides its input: the record's key, input and time, and where
+/// outputs go.
 pub struct Context<'a, T> {
     key: &'a [u8],
+    input: &'a str,
     timestamp: Option<i64>,
     outputs: &'a mut Emitted,
     _output: PhantomData<fn(T)>,
@@ -530,6 +614,55 @@ impl<T: Serialize> Context<'_, T> {
     pub fn timestamp(&self) -> Option<i64> {
         self.timestamp
     }
+
+    /// The name of the input the record came from, as the job file's `input` names it.
+    pub fn input(&self) -> &str {
+        self.input
+    }
+
+    /// While processing a record of a broadcast input (which has no key): calls `f` for
+    /// every key of this subtask that holds `state`, in order, with every keyed state
+    /// handle reading and writing that key's state, as Flink's `applyToKeyedState`
+    /// does. `f` gets the key (as [`Context::key`] gives it) and a context to emit with.
+    /// The harness lists keys by their bytes; the host by key group, then bytes.
+    pub fn for_each_key(
+        &mut self,
+        state: &impl KeyedState,
+        mut f: impl FnMut(&str, &mut Context<'_, T>) -> Result<()>,
+    ) -> Result<()> {
+        let StateRef(name, kind) = state.state_ref();
+        let keys = select_keys(name, kind)?;
+        let mut result = Ok(());
+        for (rec, key) in keys.iter().enumerate() {
+            set_record(Some(rec as u32));
+            let mut ctx = Context {
+                key,
+                input: self.input,
+                timestamp: self.timestamp,
+                outputs: &mut *self.outputs,
+                _output: PhantomData,
+            };
+            result = f(std::str::from_utf8(key).unwrap_or_default(), &mut ctx);
+            if result.is_err() {
+                break;
+            }
+        }
+        set_record(None);
+        result
+    }
+}
+
+/// Which keyed state a handle names: its name and kind.
+#[doc(hidden)]
+pub struct StateRef(pub(crate) &'static str, pub(crate) Kind);
+
+/// A keyed state handle ([`ValueState`](crate::ValueState), [`ListState`](crate::ListState),
+/// [`MapState`](crate::MapState), [`ReducingState`](crate::ReducingState),
+/// [`AggregatingState`](crate::AggregatingState)): what [`Context::for_each_key`] takes.
+pub trait KeyedState {
+    /// The state's name and kind.
+    #[doc(hidden)]
+    fn state_ref(&self) -> StateRef;
 }
 
 /// One input record as the driver sees it.
@@ -539,25 +672,39 @@ pub(crate) struct Input<'a> {
     pub(crate) timestamp: Option<i64>,
 }
 
-/// Creates and opens an operator; the environment must be installed.
-pub(crate) fn open<O: Operator>(config_json: &str, task: TaskInfo) -> Result<O> {
+/// Creates and opens an operator reading `inputs` (name, and whether broadcast); the
+/// environment must be installed.
+pub(crate) fn open<O: Operator>(
+    config_json: &str,
+    task: TaskInfo,
+    inputs: Vec<(String, bool)>,
+) -> Result<O> {
+    ENV.with(|slot| {
+        if let Some(env) = slot.borrow_mut().as_mut() {
+            env.inputs = inputs;
+        }
+    });
     let config = Config::from_json(config_json, task)?;
     let mut operator = O::default();
     operator.open(&config)?;
     Ok(operator)
 }
 
-/// Processes a batch in order; on failure, says which record failed.
+/// Processes a batch of the input with index `input`, in order; on failure, says which
+/// record failed.
 pub(crate) fn process<'a, O: Operator>(
     operator: &mut O,
     batch: impl IntoIterator<Item = Input<'a>>,
+    input: u32,
 ) -> Result<Emitted, (Error, u32)> {
     let batch: Vec<Input<'a>> = batch.into_iter().collect();
-    begin_batch(batch.len());
+    let (name, broadcast) = begin_batch(batch.len(), input);
     let mut outputs = Emitted::default();
-    for (index, input) in batch.into_iter().enumerate() {
+    for (index, record) in batch.into_iter().enumerate() {
         let index = index as u32;
-        set_record(Some(index));
+        // A broadcast record has no key: no record index names one.
+        set_record((!broadcast).then_some(index));
+        let input = record;
         let result = serde_json::from_slice::<O::Input>(input.payload)
             .map_err(|e| {
                 Error::new(format!(
@@ -568,6 +715,7 @@ pub(crate) fn process<'a, O: Operator>(
             .and_then(|decoded| {
                 let mut ctx = Context {
                     key: input.key,
+                    input: &name,
                     timestamp: input.timestamp,
                     outputs: &mut outputs,
                     _output: PhantomData,
@@ -583,12 +731,21 @@ pub(crate) fn process<'a, O: Operator>(
     Ok(outputs)
 }
 
-fn begin_batch(records: usize) {
+/// Begins a batch of `records` from the input with index `input`; returns the input's
+/// name and whether it is broadcast.
+fn begin_batch(records: usize, input: u32) -> (String, bool) {
     ENV.with(|slot| {
-        if let Some(env) = slot.borrow_mut().as_mut() {
-            env.records = records;
-        }
-    });
+        let mut slot = slot.borrow_mut();
+        let Some(env) = slot.as_mut() else {
+            return (String::new(), false);
+        };
+        env.records = records;
+        let (name, broadcast) = env.inputs.get(input as usize).cloned().unwrap_or_default();
+        env.broadcast = broadcast.then(|| name.clone());
+        env.values.bypass = broadcast;
+        env.lists.bypass = broadcast;
+        (name, broadcast)
+    })
 }
 
 /// Ends the batch: from here on no record is current.
@@ -596,6 +753,7 @@ fn end_batch(succeeded: bool) {
     ENV.with(|slot| {
         if let Some(env) = slot.borrow_mut().as_mut() {
             env.rec = None;
+            env.broadcast = None;
             env.end_batch(succeeded);
         }
     });

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Elements;
+use crate::runtime::{KeyedState, StateRef};
 use crate::runtime::{
     Kind, add_to_list, read_list, read_value, replace_list, with_state, write_value,
 };
@@ -313,5 +314,35 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> 
     /// Removes the current key's accumulator.
     pub fn clear(&self) -> Result<()> {
         write_value(self.name, Kind::Aggregating, None)
+    }
+}
+
+impl<T> KeyedState for ValueState<T> {
+    fn state_ref(&self) -> StateRef {
+        StateRef(self.name, Kind::Value)
+    }
+}
+
+impl<T> KeyedState for ListState<T> {
+    fn state_ref(&self) -> StateRef {
+        StateRef(self.name, Kind::List)
+    }
+}
+
+impl<K, V> KeyedState for MapState<K, V> {
+    fn state_ref(&self) -> StateRef {
+        StateRef(self.name, Kind::Map)
+    }
+}
+
+impl<T> KeyedState for ReducingState<T> {
+    fn state_ref(&self) -> StateRef {
+        StateRef(self.name, Kind::Reducing)
+    }
+}
+
+impl<IN, ACC, OUT> KeyedState for AggregatingState<IN, ACC, OUT> {
+    fn state_ref(&self) -> StateRef {
+        StateRef(self.name, Kind::Aggregating)
     }
 }

@@ -36,8 +36,8 @@ use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked};
 use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
 use crate::state::decode;
 use crate::{
-    AggregatingState, Error, ListState, MapState, Operator, OperatorListState, ReducingState,
-    Result, UnionListState, ValueState,
+    AggregatingState, BroadcastState, Error, ListState, MapState, Operator, OperatorListState,
+    ReducingState, Result, UnionListState, ValueState,
 };
 
 /// Runs an operator natively, record by record or batch by batch.
@@ -46,14 +46,19 @@ pub struct Harness<O: Operator> {
     env: Option<Env>,
     shared: Rc<RefCell<Shared>>,
     config: String,
+    inputs: Inputs,
     attempt: u32,
 }
+
+/// A harness's inputs: name, and whether broadcast.
+type Inputs = Vec<(String, bool)>;
 
 /// A copy of a harness's state, to restore into a fresh operator instance.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     store: Store,
     config: String,
+    inputs: Inputs,
     attempt: u32,
 }
 
@@ -66,7 +71,17 @@ impl<O: Operator> Harness<O> {
     /// Creates and opens the operator with `config` (a JSON object, like the job
     /// file's `[operator.config]` table).
     pub fn with_config(config: Value) -> Result<Harness<O>> {
-        Harness::start(Store::default(), config.to_string(), 0, (0, 1))
+        Harness::with_inputs(config, &["input"], &[])
+    }
+
+    /// Creates and opens an operator that reads several inputs, as a job file's
+    /// `input = ["tx", { name = "rules", broadcast = true }]` gives them: `keyed` first,
+    /// then `broadcast`. Push to one with [`Harness::push_to`].
+    pub fn with_inputs(config: Value, keyed: &[&str], broadcast: &[&str]) -> Result<Harness<O>> {
+        let inputs = (keyed.iter().map(|name| (name.to_string(), false)))
+            .chain(broadcast.iter().map(|name| (name.to_string(), true)))
+            .collect();
+        Harness::start(Store::default(), config.to_string(), inputs, 0, (0, 1))
     }
 
     /// Creates and opens a fresh operator instance whose state is `snapshot`, with the
@@ -76,6 +91,7 @@ impl<O: Operator> Harness<O> {
         Harness::start(
             snapshot.store.clone(),
             snapshot.config.clone(),
+            snapshot.inputs.clone(),
             snapshot.attempt + 1,
             (0, 1),
         )
@@ -84,7 +100,8 @@ impl<O: Operator> Harness<O> {
     /// Restores `parallelism` fresh instances from the snapshots of `snapshots.len()`
     /// instances (in subtask order), as the host does when the operator's parallelism
     /// changes: operator list state is shared out by its redistribution (split: every
-    /// element to exactly one instance; union: all to all), and each instance's
+    /// element to exactly one instance; union: all to all), broadcast state is copied to
+    /// every instance, and each instance's
     /// [`TaskInfo`](crate::TaskInfo) names its subtask and the new parallelism. Keyed
     /// state is merged and given to every instance, so a test may push any key to any of
     /// them (the host would route each key to one).
@@ -105,9 +122,11 @@ impl<O: Operator> Harness<O> {
                 let store = Store {
                     slots: keyed.clone(),
                     operator,
+                    broadcast: first.store.broadcast.clone(),
                 };
                 let task = (subtask as u32, parallelism.max(1) as u32);
-                Harness::start(store, first.config.clone(), attempt, task)
+                let (config, inputs) = (first.config.clone(), first.inputs.clone());
+                Harness::start(store, config, inputs, attempt, task)
             })
             .collect()
     }
@@ -117,9 +136,24 @@ impl<O: Operator> Harness<O> {
         state.inspect(&self.shared.borrow().store)
     }
 
+    /// The entries of broadcast state `state` in this instance, ordered by key bytes.
+    pub fn broadcast_state<K: DeserializeOwned, V: DeserializeOwned>(
+        &self,
+        state: &BroadcastState<K, V>,
+    ) -> Vec<(K, V)> {
+        let shared = self.shared.borrow();
+        let entries = shared.store.broadcast.iter().find(|(n, _)| n == state.name);
+        entries.map_or_else(Vec::new, |(name, entries)| {
+            (entries.iter())
+                .map(|(k, v)| (decode_or_panic(name, k), decode_or_panic(name, v)))
+                .collect()
+        })
+    }
+
     fn start(
         store: Store,
         config: String,
+        inputs: Inputs,
         attempt: u32,
         (subtask, parallelism): (u32, u32),
     ) -> Result<Harness<O>> {
@@ -136,9 +170,11 @@ impl<O: Operator> Harness<O> {
             env: Some(env),
             shared,
             config,
+            inputs,
             attempt,
         };
         let config = harness.config.clone();
+        let inputs = harness.inputs.clone();
         let task = TaskInfo {
             operator: std::any::type_name::<O>()
                 .rsplit("::")
@@ -149,7 +185,7 @@ impl<O: Operator> Harness<O> {
             parallelism,
             attempt,
         };
-        harness.operator = harness.in_env(|_| runtime::open::<O>(&config, task))?;
+        harness.operator = harness.in_env(|_| runtime::open::<O>(&config, task, inputs))?;
         Ok(harness)
     }
 
@@ -168,6 +204,25 @@ impl<O: Operator> Harness<O> {
 
     /// Processes records in one batch, as the host does; returns what they emitted.
     pub fn push_batch(&mut self, records: &[(&str, Value)]) -> Result<Vec<Value>> {
+        let first = self.inputs.first().map(|(name, _)| name.clone());
+        self.push_batch_to(first.as_deref().unwrap_or_default(), records)
+    }
+
+    /// Processes one record of the input `input` with key `key` (ignored for a
+    /// broadcast input: its records have no key); returns what it emitted.
+    pub fn push_to(&mut self, input: &str, key: &str, record: Value) -> Result<Vec<Value>> {
+        self.push_batch_to(input, &[(key, record)])
+    }
+
+    /// Processes records of the input `input` in one batch; returns what they emitted.
+    pub fn push_batch_to(&mut self, input: &str, records: &[(&str, Value)]) -> Result<Vec<Value>> {
+        let (index, broadcast) = match self.inputs.iter().position(|(name, _)| name == input) {
+            Some(index) => (index as u32, self.inputs[index].1),
+            None => return Err(Error::new(format!("the harness has no input `{input}`"))),
+        };
+        let records: Vec<(&str, Value)> = (records.iter())
+            .map(|(key, record)| (if broadcast { "" } else { *key }, record.clone()))
+            .collect();
         let payloads: Vec<Vec<u8>> = records
             .iter()
             .map(|(_, r)| r.to_string().into_bytes())
@@ -183,7 +238,7 @@ impl<O: Operator> Harness<O> {
                 payload,
                 timestamp: Some(i as i64),
             });
-        let result = self.in_env(|operator| runtime::process(operator, inputs));
+        let result = self.in_env(|operator| runtime::process(operator, inputs, index));
         let outputs = result.map_err(|(e, index)| Error::new(format!("record {index}: {e}")))?;
         outputs
             .payloads
@@ -208,6 +263,7 @@ impl<O: Operator> Harness<O> {
         Snapshot {
             store: self.shared.borrow().store.clone(),
             config: self.config.clone(),
+            inputs: self.inputs.clone(),
             attempt: self.attempt,
         }
     }
@@ -316,7 +372,12 @@ fn decode_or_panic<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> T {
 pub struct Store {
     slots: HashMap<(String, Vec<u8>), Slot>,
     operator: Vec<OperatorList>,
+    /// Broadcast states by name, in registration order.
+    broadcast: Vec<(String, Entries)>,
 }
+
+/// A broadcast state's entries.
+type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// One operator list state of a harness.
 #[derive(Debug, Clone)]
@@ -634,6 +695,51 @@ impl Host for MemoryHost {
     }
     fn operator_list_update(&mut self, id: u32, elements: Vec<Vec<u8>>) {
         self.shared.borrow_mut().store.operator[id as usize].elements = elements;
+    }
+    fn broadcast_register(&mut self, name: &str) -> u32 {
+        let states = &mut self.shared.borrow_mut().store.broadcast;
+        let id = match states.iter().position(|(n, _)| n == name) {
+            Some(id) => id,
+            None => {
+                states.push((name.to_string(), BTreeMap::new()));
+                states.len() - 1
+            }
+        };
+        id as u32
+    }
+    fn broadcast_get(&mut self, id: u32, key: &[u8]) -> Option<Vec<u8>> {
+        self.shared.borrow().store.broadcast[id as usize]
+            .1
+            .get(key)
+            .cloned()
+    }
+    fn broadcast_entries(&mut self, id: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let shared = self.shared.borrow();
+        let entries = &shared.store.broadcast[id as usize].1;
+        entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    fn broadcast_put(&mut self, id: u32, key: &[u8], value: &[u8]) {
+        let states = &mut self.shared.borrow_mut().store.broadcast;
+        states[id as usize].1.insert(key.to_vec(), value.to_vec());
+    }
+    fn broadcast_remove(&mut self, id: u32, key: &[u8]) {
+        self.shared.borrow_mut().store.broadcast[id as usize]
+            .1
+            .remove(key);
+    }
+    fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>> {
+        let name = &self.names[id as usize].0;
+        let mut shared = self.shared.borrow_mut();
+        let mut keys: Vec<Vec<u8>> = (shared.store.slots.keys())
+            .filter(|(state, _)| state == name)
+            .map(|(_, key)| key.clone())
+            .collect();
+        keys.sort();
+        shared.keys = keys.clone();
+        keys
     }
     fn log(&mut self, level: Level, message: &str) {
         eprintln!("{level:?} {message}");

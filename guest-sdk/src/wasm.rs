@@ -105,6 +105,24 @@ impl Host for Imports {
     fn operator_list_update(&mut self, id: u32, elements: Vec<Vec<u8>>) {
         operator_state::list_update(id, &elements)
     }
+    fn broadcast_register(&mut self, name: &str) -> u32 {
+        operator_state::register_broadcast(name)
+    }
+    fn broadcast_get(&mut self, id: u32, key: &[u8]) -> Option<Vec<u8>> {
+        operator_state::broadcast_get(id, key)
+    }
+    fn broadcast_entries(&mut self, id: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        operator_state::broadcast_entries(id)
+    }
+    fn broadcast_put(&mut self, id: u32, key: &[u8], value: &[u8]) {
+        operator_state::broadcast_put(id, key, value)
+    }
+    fn broadcast_remove(&mut self, id: u32, key: &[u8]) {
+        operator_state::broadcast_remove(id, key)
+    }
+    fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>> {
+        state::select_keys(id)
+    }
     fn log(&mut self, level: Level, message: &str) {
         let level = match level {
             Level::Trace => log::Level::Trace,
@@ -131,13 +149,16 @@ pub fn open<O: Operator>(
         log::log(log::Level::Error, &format!("{info}"));
     }));
     runtime::install(Some(Env::new(Box::new(Imports))));
+    let inputs = (task.inputs.into_iter())
+        .map(|input| (input.name, input.broadcast))
+        .collect();
     let task = TaskInfo {
         operator: task.operator,
         subtask: task.subtask,
         parallelism: task.parallelism,
         attempt: task.attempt,
     };
-    let operator = runtime::open::<O>(config, task).map_err(|e| e.to_string())?;
+    let operator = runtime::open::<O>(config, task, inputs).map_err(|e| e.to_string())?;
     instance.with(|slot| *slot.borrow_mut() = Some(operator));
     Ok(())
 }
@@ -165,7 +186,7 @@ pub fn process<O: Operator>(
                     payload,
                     timestamp: (!untimed).then_some(timestamp),
                 });
-        match runtime::process(operator, inputs) {
+        match runtime::process(operator, inputs, batch.input) {
             Ok(outputs) => Ok(WitOutputs {
                 payloads: outputs.payloads.data,
                 ends: outputs.payloads.ends,

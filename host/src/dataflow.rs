@@ -41,7 +41,7 @@ pub const BATCH_SIZE: usize = 512;
 const CHANNEL_BATCHES: usize = 16;
 /// Stack of every task thread: the largest Wasm stack an operator may ask for, and as
 /// much again for the host's own frames (host calls, state backends).
-const TASK_STACK_BYTES: usize = 2 * crate::wasm::Limits::MAX_STACK_BYTES;
+const TASK_STACK_BYTES: usize = 2 * crate::job::Limits::MAX_STACK_BYTES;
 
 /// What flows on a channel.
 #[derive(Debug, Clone)]

@@ -147,6 +147,17 @@ impl Checkpoint {
                         let _ = writeln!(out, "    {}", render(element));
                     }
                 }
+                for broadcast in &state.broadcast {
+                    let _ = writeln!(
+                        out,
+                        "  subtask {subtask}: broadcast `{}`: {} entries",
+                        broadcast.name,
+                        broadcast.entries.len()
+                    );
+                    for (key, value) in &broadcast.entries {
+                        let _ = writeln!(out, "    {}: {}", render(key), render(value));
+                    }
+                }
             }
         }
         for (name, subtasks) in &m.sources {

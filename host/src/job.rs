@@ -4,6 +4,7 @@
 
 mod file;
 mod pointer;
+mod sandbox;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use pointer::JsonPointer;
+pub use sandbox::{DirGrant, Grants, Limits, Sandbox};
 pub use validate::{JobError, parse};
 
 /// A file source's largest split unless `split_bytes` says otherwise: 64 MiB, so that
@@ -230,8 +232,9 @@ pub struct Operator {
     pub name: String,
     /// The component file.
     pub component: PathBuf,
-    /// The nodes whose records it reads (several: a union of their streams).
-    pub inputs: Vec<String>,
+    /// The nodes whose records it reads, in the order the job file lists them: each
+    /// record tells the guest which one it came from.
+    pub inputs: Vec<Input>,
     /// Where its records' keys are; `None` for a stateless operator.
     pub key_by: Option<JsonPointer>,
     /// Number of parallel instances.
@@ -239,9 +242,18 @@ pub struct Operator {
     /// `[operator.config]` as a JSON object, passed to the operator's `open`.
     pub config_json: String,
     /// `[operator.limits]`, `[[operator.grants]]` and `[operator.env]`.
-    pub sandbox: crate::wasm::Sandbox,
+    pub sandbox: Sandbox,
     /// `on_poison` (with `dead_letter`): what to do with a record that fails again.
     pub on_poison: OnPoison,
+}
+
+/// One input of an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The source or operator it reads.
+    pub name: String,
+    /// Every subtask receives every record (unkeyed), instead of its share.
+    pub broadcast: bool,
 }
 
 /// A sink.

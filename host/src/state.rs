@@ -166,6 +166,10 @@ pub trait StateBackend: Send {
     /// Any layout: removes the key's slot.
     fn clear(&mut self, scope: Scope<'_>) -> Result<()>;
 
+    /// Every key that holds a slot in `state`, with its key group, ordered by key group
+    /// and then by key bytes (the same order on every backend).
+    fn keys(&self, state: StateId) -> Result<Vec<(KeyGroup, Vec<u8>)>>;
+
     /// A point-in-time copy of all state. Taking it must be cheap — the task waits for
     /// it — while turning it into entries happens later, on another thread.
     fn snapshot(&self) -> Box<dyn BackendSnapshot>;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use diff::{Comparison, compare};
 pub use run::{TestArgs, run};
 
-use crate::job::JsonPointer;
+use crate::job::{Input, JsonPointer};
 use crate::record::{KeySelector, KeyedRecord};
 use crate::small_bytes::SmallBytes;
 use crate::state::memory::MemoryBackend;
@@ -40,7 +40,10 @@ pub struct TestOptions {
     /// The job's `max_parallelism` (key groups); it decides nothing an operator sees.
     pub max_parallelism: u16,
     /// Limits and grants, as `[operator.limits]` and `[[operator.grants]]` give them.
-    pub sandbox: crate::wasm::Sandbox,
+    pub sandbox: crate::job::Sandbox,
+    /// The operator's inputs, as its job file's `input` lists them; records pushed
+    /// without naming one come from the first.
+    pub inputs: Vec<Input>,
 }
 
 impl Default for TestOptions {
@@ -49,7 +52,11 @@ impl Default for TestOptions {
             key_by: None,
             config_json: "{}".into(),
             max_parallelism: 128,
-            sandbox: crate::wasm::Sandbox::default(),
+            sandbox: crate::job::Sandbox::default(),
+            inputs: vec![Input {
+                name: "input".into(),
+                broadcast: false,
+            }],
         }
     }
 }
@@ -154,36 +161,49 @@ impl TestOperator {
 
     /// Processes records as one batch (one `process` call); returns their outputs.
     pub fn push_batch(&mut self, records: &[&str]) -> Result<Vec<String>, TestError> {
+        let first = self.options.inputs.first().map(|i| i.name.clone());
+        self.push_batch_to(first.as_deref().unwrap_or_default(), records)
+    }
+
+    /// Processes records of the input `input` as one batch; returns their outputs. A
+    /// broadcast input's records have no key.
+    pub fn push_batch_to(
+        &mut self,
+        input: &str,
+        records: &[&str],
+    ) -> Result<Vec<String>, TestError> {
+        let (index, broadcast) = match self.options.inputs.iter().position(|i| i.name == input) {
+            Some(index) => (index as u32, self.options.inputs[index].broadcast),
+            None => {
+                return Err(TestError::Options(format!(
+                    "the operator has no input `{input}`"
+                )));
+            }
+        };
         let mut batch = Vec::with_capacity(records.len());
         for record in records {
             self.pushed += 1;
-            batch.push(self.keyed(record, self.pushed)?);
+            batch.push(match broadcast {
+                false => self.keyed(record, self.pushed)?,
+                true => unkeyed(record, self.pushed)?,
+            });
         }
-        self.process(batch)
+        self.process_from(batch, index)
     }
 
     /// `record` (the `index`-th of the input) with its key, as `key_by` extracts it.
     fn keyed(&self, record: &str, index: usize) -> Result<KeyedRecord, TestError> {
-        let payload = record.as_bytes();
-        let (key, key_group) = match &self.keys {
-            Some(keys) => keys.key(payload).map_err(|e| TestError::Record {
-                index,
-                reason: e.to_string(),
-            })?,
-            None => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| {
-                    TestError::Record {
-                        index,
-                        reason: format!("not a JSON document: {e}"),
-                    }
-                })?;
-                (SmallBytes::default(), KeyGroup(0))
-            }
+        let Some(keys) = &self.keys else {
+            return unkeyed(record, index);
         };
+        let (key, key_group) = keys.key(record.as_bytes()).map_err(|e| TestError::Record {
+            index,
+            reason: e.to_string(),
+        })?;
         Ok(KeyedRecord {
             key,
             key_group,
-            payload: payload.to_vec(),
+            payload: record.as_bytes().to_vec(),
             timestamp: None,
             origin: None,
         })
@@ -209,7 +229,15 @@ impl TestOperator {
     }
 
     fn process(&mut self, batch: Vec<KeyedRecord>) -> Result<Vec<String>, TestError> {
-        let outputs = self.instance.process(batch)?;
+        self.process_from(batch, 0)
+    }
+
+    fn process_from(
+        &mut self,
+        batch: Vec<KeyedRecord>,
+        input: u32,
+    ) -> Result<Vec<String>, TestError> {
+        let outputs = self.instance.process(batch, input)?;
         Ok(outputs
             .into_iter()
             .map(|o| String::from_utf8_lossy(&o.payload).into_owned())
@@ -299,6 +327,21 @@ impl TestOperator {
     }
 }
 
+/// `record` (the `index`-th of the input) without a key, checked to be JSON.
+fn unkeyed(record: &str, index: usize) -> Result<KeyedRecord, TestError> {
+    serde_json::from_str::<serde::de::IgnoredAny>(record).map_err(|e| TestError::Record {
+        index,
+        reason: format!("not a JSON document: {e}"),
+    })?;
+    Ok(KeyedRecord {
+        key: SmallBytes::default(),
+        key_group: KeyGroup(0),
+        payload: record.as_bytes().to_vec(),
+        timestamp: None,
+        origin: None,
+    })
+}
+
 /// What a restored test instance starts from.
 struct Restore<'a> {
     /// Every old instance's keyed state (each new one keeps its own key groups).
@@ -320,6 +363,7 @@ fn open(
         component,
         "test",
         options.key_by.is_some(),
+        &options.inputs,
         Box::new(backend),
         &options.sandbox,
     )?;

@@ -2,9 +2,9 @@
 //! imports (`state`, `log`) from a state backend.
 //!
 //! Invariant: a guest reaches nothing but its own keyed state (for the keys of the batch
-//! it is processing), the host's log, and what its operator's [`Grants`] give it. It gets
-//! a WASI context with no other directory or environment value, no sockets and frozen
-//! clocks, and runs under its [`Limits`]. A guest failure is an [`OperatorError`], never
+//! it is processing), its operator state, the host's log, and what its operator's
+//! [`Grants`](crate::job::Grants) give it. It gets a WASI context with no other directory or environment
+//! value, no sockets and frozen clocks, and runs under its [`Limits`]. A guest failure is an [`OperatorError`], never
 //! a host panic.
 
 mod bindings;
@@ -13,7 +13,7 @@ mod core_module;
 mod flat;
 mod imports;
 mod instance;
-pub mod sandbox;
+mod sandbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 pub(crate) use instance::excerpt;
 pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
-pub use sandbox::{DirGrant, Grants, Limits, Sandbox};
+
+use crate::job::Limits;
 
 /// Shared compiler and linker configuration for every operator of a process: one engine
 /// per Wasm stack size in use (the stack limit is an engine setting), and the ticker
@@ -60,7 +61,7 @@ pub enum OperatorError {
     },
     /// The component does not implement the `weir:operator` world this host speaks.
     #[error(
-        "{}: the component does not implement the world `weir:operator/operator@0.1.0`: {detail}. \
+        "{}: the component does not implement the world `weir:operator/operator@0.2.0`: {detail}. \
          Rebuild it against the `wit/` folder of this version of Weir",
         path.display()
     )]

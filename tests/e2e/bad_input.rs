@@ -1,6 +1,8 @@
 //! Bad input gets a clear error, the right exit code, and no host panic (the support
 //! module fails any test whose host printed a panic).
 
+use std::path::Path;
+
 use crate::support::{self, Job, host, pipeline};
 
 const FILE_SOURCE: &str = "type = \"file\"\npath = \"in.jsonl\"";
@@ -69,7 +71,7 @@ fn a_component_of_another_world_says_what_is_missing() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("does not implement the world `weir:operator/operator@0.1.0`"),
+            .contains("does not implement the world `weir:operator/operator@0.2.0`"),
         "{}",
         out.stderr
     );
@@ -297,4 +299,56 @@ fn keyed_state_without_key_by_traps_with_a_hint() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_guest_past_the_sdk_cannot_break_the_broadcast_rules() {
+    use crate::support::job_file::{Input, JobFile, Operator, Sink, Source};
+    for (input, action, wrong) in [
+        (
+            "events",
+            "raw-broadcast-put",
+            "broadcast state `flags` can only change while processing a record of a broadcast input",
+        ),
+        (
+            "control",
+            "raw-keyed",
+            "keyed state is out of reach while processing a record of broadcast input `control`",
+        ),
+        (
+            "events",
+            "raw-select-keys",
+            "select-keys is for batches of a broadcast input",
+        ),
+    ] {
+        let job = Job::new();
+        let record = format!("{{\"k\":\"a\",\"do\":\"{action}\"}}\n");
+        let (events, control) = match input {
+            "events" => (record.as_str(), ""),
+            _ => ("", record.as_str()),
+        };
+        let mut file = JobFile::named("rules");
+        for (name, lines) in [("events", events), ("control", control)] {
+            let path = job.write(&format!("{name}.jsonl"), lines);
+            file.sources
+                .push(Source::file(name, path.to_str().expect("UTF-8")));
+        }
+        file.operators.push(Operator {
+            input: vec!["events".into(), Input::broadcast("control")],
+            ..Operator::keyed("op", Path::new(test_artifacts::MISBEHAVE), "events", "/k")
+        });
+        file.sinks.push(Sink::file(
+            "out",
+            "op",
+            job.path("out").to_str().expect("UTF-8"),
+        ));
+        let out = host(&["run", job.save(&file).to_str().expect("UTF-8")], "");
+        assert_eq!(out.code, 1, "{action}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("operator `op` trapped: {wrong}")),
+            "{action}: {}",
+            out.stderr
+        );
+    }
 }

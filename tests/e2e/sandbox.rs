@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use host::job::{DirGrant, Limits, Sandbox};
 use host::testing::{TestOperator, TestOptions};
-use host::wasm::{DirGrant, Limits, Sandbox};
 
 use crate::support::{Job, pipeline};
 
@@ -251,7 +251,7 @@ fn the_library_api_takes_grants_too() {
     job.write("d/f.txt", "via the API");
     let options = TestOptions {
         sandbox: Sandbox {
-            grants: host::wasm::Grants {
+            grants: host::job::Grants {
                 dirs: vec![DirGrant {
                     host: job.path("d"),
                     guest: "/d".into(),

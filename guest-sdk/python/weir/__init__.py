@@ -49,6 +49,7 @@ __all__ = [
     "AggregatingState",
     "OperatorListState",
     "UnionListState",
+    "BroadcastState",
     "log",
     "export",
 ]
@@ -69,12 +70,33 @@ class TaskInfo:
 
 
 class Context:
-    """What `process` sees besides the record: its key and time, and where outputs go."""
+    """What `process` sees besides the record: its key, input and time, and where
+    outputs go. `input` is the name of the input the record came from, as the job
+    file's `input` names it."""
 
-    def __init__(self, key: str, timestamp: Optional[int]):
+    def __init__(self, key: str, timestamp: Optional[int], input: str = ""):
         self.key = key
         self.timestamp = timestamp
+        self.input = input
         self._outputs: List[Tuple[bytes, Optional[int]]] = []
+
+    def for_each_key(self, state: "_State", fn: Callable[[str, "Context"], None]) -> None:
+        """While processing a record of a broadcast input (which has no key): calls
+        `fn(key, ctx)` for every key of this subtask that holds `state`, in order (by key
+        group, then key bytes), with every keyed state handle acting on that key's state
+        (Flink's applyToKeyedState)."""
+        global _current
+        if _broadcast is None:
+            raise OperatorError(
+                "for_each_key is for records of a broadcast input: any other record names its key"
+            )
+        keys = _state.select_keys(state._id())
+        try:
+            for index, key in enumerate(keys):
+                _current = index
+                fn(key.decode(), self)
+        finally:
+            _current = None
 
     def emit(self, value: Any, timestamp: Optional[int] = None) -> None:
         """Emits `value` (anything `json.dumps` takes) as an output record, at
@@ -118,6 +140,10 @@ _LEVELS = {
 _current: Optional[int] = None
 # State ids by name, with the kind each name was first used as.
 _ids: dict = {}
+# The operator's inputs: (name, broadcast) by index, as `open` got them.
+_inputs: List[Tuple[str, bool]] = []
+# In a batch of a broadcast input: its name (its records have no key).
+_broadcast: Optional[str] = None
 
 
 def _encode(value: Any) -> bytes:
@@ -139,8 +165,17 @@ class _State:
         self.name = name
 
     def _target(self) -> Tuple[int, int]:
+        if _current is None and _broadcast is not None:
+            raise OperatorError(
+                f"keyed state `{self.name}` is out of reach while processing a record of "
+                f"broadcast input `{_broadcast}`: its records have no key (reach this "
+                "subtask's keys with ctx.for_each_key)"
+            )
         if _current is None:
             raise OperatorError(f"keyed state `{self.name}` can only be used inside process")
+        return self._id(), _current
+
+    def _id(self) -> int:
         known = _ids.get(self.name)
         if known is None:
             known = (_state.register(self.name, self._kind), self._kind)
@@ -150,7 +185,7 @@ class _State:
                 f"state `{self.name}` is used as {self._kind.name.lower()} state but was "
                 f"first used as {known[1].name.lower()} state"
             )
-        return known[0], _current
+        return known[0]
 
 
 class ValueState(_State):
@@ -258,6 +293,52 @@ class UnionListState(_OperatorList):
 _operator_ids: dict = {}
 
 
+class BroadcastState:
+    """Broadcast state (Flink's BroadcastState): a map that is the same on every subtask
+    of the operator. Readable everywhere; changed only while processing a record of a
+    broadcast input, which every subtask sees in the same order. When the parallelism
+    changes, every new subtask gets a copy. Entries are ordered by their keys' JSON."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _id(self) -> int:
+        known = _broadcast_ids.get(self.name)
+        if known is None:
+            known = _broadcast_ids[self.name] = _operator_state.register_broadcast(self.name)
+        return known
+
+    def _writable(self) -> int:
+        if _broadcast is None:
+            raise OperatorError(
+                f"broadcast state `{self.name}` can only change while processing a record of "
+                "a broadcast input, so that every subtask makes the same change"
+            )
+        return self._id()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        data = _operator_state.broadcast_get(self._id(), _encode(key))
+        return default if data is None else _decode(self.name, data)
+
+    def items(self) -> List[Tuple[Any, Any]]:
+        return [
+            (_decode(self.name, k), _decode(self.name, v))
+            for k, v in _operator_state.broadcast_entries(self._id())
+        ]
+
+    def put(self, key: Any, value: Any) -> None:
+        """Sets `key` to `value`: only while processing a broadcast record."""
+        _operator_state.broadcast_put(self._writable(), _encode(key), _encode(value))
+
+    def remove(self, key: Any) -> None:
+        """Removes `key`: only while processing a broadcast record."""
+        _operator_state.broadcast_remove(self._writable(), _encode(key))
+
+
+# Broadcast state ids by name.
+_broadcast_ids: dict = {}
+
+
 class MapState(_State):
     """A map per key (Flink's MapState). Entries are ordered by their keys' JSON bytes."""
 
@@ -362,6 +443,8 @@ def export(operator: Type[Operator]) -> type:
         _instance: Optional[Operator] = None
 
         def open(self, config: str, task: _types.TaskInfo) -> None:
+            global _inputs
+            _inputs = [(i.name, i.broadcast) for i in task.inputs]
             try:
                 instance = operator()
                 instance.open(
@@ -373,7 +456,7 @@ def export(operator: Type[Operator]) -> type:
             Guest._instance = instance
 
         def process(self, batch: _types.Batch) -> _types.Outputs:
-            global _current
+            global _current, _broadcast
             instance = Guest._instance
             if instance is None:
                 raise Err(_types.ProcessError("process called before open", None))
@@ -384,17 +467,21 @@ def export(operator: Type[Operator]) -> type:
             untimed: List[int] = []
             no_time = set(batch.untimed)
             key_start = payload_start = 0
+            input, broadcast = _inputs[batch.input] if batch.input < len(_inputs) else ("", False)
             for index, (key_end, payload_end) in enumerate(zip(batch.key_ends, batch.payload_ends)):
-                _current = index
+                # A broadcast record has no key: no record index names one.
+                _current = None if broadcast else index
+                _broadcast = input if broadcast else None
                 try:
                     key = batch.keys[key_start:key_end].decode()
                     time = None if index in no_time else batch.timestamps[index]
-                    ctx = Context(key, time)
+                    ctx = Context(key, time, input)
                     instance.process(json.loads(batch.payloads[payload_start:payload_end]), ctx)
                 except Exception as e:
                     raise Err(_types.ProcessError(_message(e), index)) from None
                 finally:
                     _current = None
+                    _broadcast = None
                 key_start, payload_start = key_end, payload_end
                 for payload, time in ctx._outputs:
                     payloads += payload

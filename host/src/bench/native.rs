@@ -166,7 +166,7 @@ fn get_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Logic for Native {
-    fn process(&mut self, batch: Batch) -> Result<Output, OperatorError> {
+    fn process(&mut self, batch: Batch, _input: u32) -> Result<Output, OperatorError> {
         let mut out = Vec::new();
         for record in &batch {
             self.record(record, &mut out)

@@ -194,6 +194,7 @@ fn start_tasks(
                 &component,
                 &op.name,
                 op.key_by.is_some(),
+                &op.inputs,
                 backend,
                 &op.sandbox,
             )?;

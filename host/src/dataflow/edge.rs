@@ -4,7 +4,7 @@
 //!
 //! Invariants: a record is appended to all of a task's edges or to none of them; a
 //! record with key group *g* goes to the consumer subtask whose key-group range holds
-//! *g*; on each channel, records and barriers keep the order they were pushed in.
+//! *g*; a record on a broadcast edge goes to every consumer subtask; on each channel, records and barriers keep the order they were pushed in.
 
 use crossbeam_channel::Sender;
 
@@ -52,6 +52,8 @@ pub enum Routing {
     Forward(usize),
     /// To each subtask in turn.
     RoundRobin,
+    /// To every subtask (a broadcast input: no key).
+    Broadcast,
 }
 
 /// One edge to a consumer: a channel and a pending batch per consumer subtask.
@@ -96,6 +98,7 @@ impl Edge {
                 self.next = (self.next + 1) % parallelism;
                 self.next
             }
+            Routing::Broadcast => unreachable!("a broadcast edge has no single target"),
         }
     }
 }
@@ -158,15 +161,23 @@ impl Outputs {
             } else {
                 record.clone().expect("taken only by the last edge")
             };
-            let target = edge.target(key_group);
-            let pending = &mut edge.pending[target];
-            pending.push(KeyedRecord {
+            let record = KeyedRecord {
                 key,
                 key_group,
                 payload,
                 timestamp,
                 origin: origin.copied(),
-            });
+            };
+            if let Routing::Broadcast = edge.routing {
+                for pending in &mut edge.pending {
+                    pending.push(record.clone());
+                    self.largest = self.largest.max(pending.len());
+                }
+                continue;
+            }
+            let target = edge.target(key_group);
+            let pending = &mut edge.pending[target];
+            pending.push(record);
             self.largest = self.largest.max(pending.len());
         }
         Ok(())

@@ -12,8 +12,9 @@ use crate::record::KeyedRecord;
 /// What a task does next.
 #[derive(Debug)]
 pub enum Event {
-    /// Process these records.
-    Batch(Vec<KeyedRecord>),
+    /// Process these records, which came from the task's input with this index (in the
+    /// job file's `input` list).
+    Batch(Vec<KeyedRecord>, u32),
     /// Snapshot state for this checkpoint, then forward its barrier.
     Checkpoint(CheckpointId),
     /// This checkpoint completed: its output may be committed.
@@ -23,6 +24,8 @@ pub enum Event {
 /// A task's input channels and their alignment.
 pub struct Inputs {
     channels: Vec<Receiver<Message>>,
+    /// Each channel's input index.
+    input_of: Vec<u32>,
     aligner: Aligner,
     ended: Vec<bool>,
     ready: Vec<Event>,
@@ -30,11 +33,14 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Reads `channels`, aligning barriers in `mode`.
-    pub fn new(channels: Vec<Receiver<Message>>, mode: Mode) -> Inputs {
+    /// Reads `channels` (each with the index of the input it carries), aligning
+    /// barriers in `mode`.
+    pub fn new(channels: Vec<(Receiver<Message>, u32)>, mode: Mode) -> Inputs {
         let n = channels.len();
+        let (channels, input_of) = channels.into_iter().unzip();
         Inputs {
             channels,
+            input_of,
             aligner: Aligner::new(n, mode),
             ended: vec![false; n],
             ready: Vec::new(),
@@ -83,7 +89,9 @@ impl Inputs {
                 .recv(&self.channels[input])
                 .map_err(|_| Stop::Disconnected)?;
             let decisions = match message {
-                Message::Batch(records) => return Ok(Some(Event::Batch(records))),
+                Message::Batch(records) => {
+                    return Ok(Some(Event::Batch(records, self.input_of[input])));
+                }
                 Message::Barrier(id) => self.aligner.on_barrier(input, id),
                 Message::End => {
                     self.ended[input] = true;

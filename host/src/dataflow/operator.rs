@@ -30,8 +30,9 @@ pub type NativeFactory =
 /// What an operator task runs: a Wasm instance, or one of `host bench`'s native
 /// baselines.
 pub trait Logic: Send {
-    /// Processes one batch; returns what it emitted, in order.
-    fn process(&mut self, batch: Batch) -> Result<Output, OperatorError>;
+    /// Processes one batch of the input with index `input`; returns what it emitted, in
+    /// order.
+    fn process(&mut self, batch: Batch, input: u32) -> Result<Output, OperatorError>;
     /// The registered states and a point-in-time copy of the state (cheap to take).
     fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>);
     /// A copy of the operator (non-keyed) state.
@@ -43,8 +44,8 @@ pub trait Logic: Send {
 }
 
 impl Logic for OperatorInstance {
-    fn process(&mut self, batch: Batch) -> Result<Output, OperatorError> {
-        OperatorInstance::process(self, batch)
+    fn process(&mut self, batch: Batch, input: u32) -> Result<Output, OperatorError> {
+        OperatorInstance::process(self, batch, input)
     }
 
     fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
@@ -68,6 +69,8 @@ struct Run<'a> {
     outputs: &'a mut Outputs,
     report: &'a mut OperatorReport,
     guard: &'a Guard,
+    /// The input the batch came from.
+    input: u32,
 }
 
 impl Run<'_> {
@@ -84,7 +87,7 @@ impl Run<'_> {
         }
         let emitted = self
             .instance
-            .process(batch)
+            .process(batch, self.input)
             .map_err(|e| Stop::Failed(self.guard.failed(ids, alone, e)))?;
         self.report.records_out += emitted.len() as u64;
         for record in emitted {
@@ -126,7 +129,7 @@ pub fn run(
         checkpoints.map(|c| SnapshotWriter::new(c.store, c.handle, &task, c.incremental));
     while let Some(event) = inputs.next()? {
         match event {
-            Event::Batch(batch) => {
+            Event::Batch(batch, input) => {
                 report.records_in += batch.len() as u64;
                 let ids: Vec<RecordId> = batch.iter().map(poison::identity).collect();
                 let mut run = Run {
@@ -135,6 +138,7 @@ pub fn run(
                     outputs: &mut outputs,
                     report: &mut report,
                     guard: &guard,
+                    input,
                 };
                 if !guard.armed() {
                     run.process(batch, &ids, None)?;

@@ -50,7 +50,7 @@ pub fn run(
             let mut out = BufWriter::new(stdout.lock());
             while let Some(event) = inputs.next()? {
                 match event {
-                    Event::Batch(batch) => {
+                    Event::Batch(batch, _) => {
                         write_batch(&mut out, &batch)
                             .and_then(|()| out.flush())
                             .map_err(io_failure("cannot write to stdout".into()))?;
@@ -75,7 +75,7 @@ pub fn run(
             let failure = |what: &str| io_failure(format!("cannot {what} in {}", path.display()));
             while let Some(event) = inputs.next()? {
                 match event {
-                    Event::Batch(batch) => {
+                    Event::Batch(batch, _) => {
                         parts.write(&batch).map_err(failure("write a part file"))?;
                         report.records += batch.len() as u64;
                     }

@@ -18,8 +18,9 @@ type TaskKey = (String, usize);
 /// The channels of a job's physical graph.
 #[derive(Default)]
 pub(super) struct Wiring {
-    /// Per consumer subtask, its input channels.
-    receivers: HashMap<TaskKey, Vec<Receiver<Message>>>,
+    /// Per consumer subtask, its input channels, each with the index of the input (in
+    /// the consumer's list) it carries.
+    receivers: HashMap<TaskKey, Vec<(Receiver<Message>, u32)>>,
     /// Per producer subtask, its edges.
     edges: HashMap<TaskKey, Vec<Edge>>,
 }
@@ -37,16 +38,18 @@ impl Wiring {
         let consumers = job
             .operators
             .iter()
-            .map(|o| (&o.name, o.parallelism, &o.inputs, o.key_by.clone()))
-            .chain(
-                job.sinks
-                    .iter()
-                    .map(|s| (&s.name, s.parallelism, &s.inputs, None)),
-            );
+            .map(|o| {
+                let inputs = o.inputs.iter().map(|i| (&i.name, i.broadcast)).collect();
+                (&o.name, o.parallelism, inputs, o.key_by.clone())
+            })
+            .chain(job.sinks.iter().map(|s| {
+                let inputs: Vec<_> = s.inputs.iter().map(|name| (name, false)).collect();
+                (&s.name, s.parallelism, inputs, None)
+            }));
         let mut wiring = Wiring::default();
         for (name, consumer_parallelism, inputs, key_by) in consumers {
             let selector = key_by.map(|pointer| KeySelector::new(pointer, job.max_parallelism));
-            for input in inputs {
+            for (index, (input, broadcast)) in inputs.into_iter().enumerate() {
                 let producer_parallelism = parallelism(input);
                 for producer in 0..producer_parallelism {
                     let mut senders = Vec::new();
@@ -57,22 +60,26 @@ impl Wiring {
                             .receivers
                             .entry((name.clone(), consumer))
                             .or_default()
-                            .push(rx);
+                            .push((rx, index as u32));
                     }
-                    let routing = match &selector {
-                        Some(_) => Routing::Keyed {
-                            max_parallelism: job.max_parallelism,
-                        },
+                    let (selector, routing) = match &selector {
+                        _ if broadcast => (None, Routing::Broadcast),
+                        Some(selector) => (
+                            Some(selector.clone()),
+                            Routing::Keyed {
+                                max_parallelism: job.max_parallelism,
+                            },
+                        ),
                         None if producer_parallelism == usize::from(consumer_parallelism) => {
-                            Routing::Forward(producer)
+                            (None, Routing::Forward(producer))
                         }
-                        None => Routing::RoundRobin,
+                        None => (None, Routing::RoundRobin),
                     };
                     wiring
                         .edges
                         .entry((input.clone(), producer))
                         .or_default()
-                        .push(Edge::new(name, selector.clone(), routing, senders));
+                        .push(Edge::new(name, selector, routing, senders));
                 }
             }
         }

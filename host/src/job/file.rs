@@ -77,7 +77,7 @@ pub(super) struct SourceSection {
 pub(super) struct OperatorSection {
     pub(super) name: Spanned<String>,
     pub(super) component: Spanned<String>,
-    pub(super) input: Spanned<Inputs>,
+    pub(super) input: Spanned<toml::Value>,
     pub(super) key_by: Option<Spanned<String>>,
     pub(super) parallelism: Option<Spanned<i64>>,
     #[serde(default)]
@@ -115,26 +115,9 @@ pub(super) struct SinkSection {
     pub(super) name: Spanned<String>,
     #[serde(rename = "type")]
     pub(super) kind: Spanned<String>,
-    pub(super) input: Spanned<Inputs>,
+    pub(super) input: Spanned<toml::Value>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) parallelism: Option<Spanned<i64>>,
-}
-
-/// `input = "a"` or `input = ["a", "b"]`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum Inputs {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Inputs {
-    pub(super) fn names(&self) -> Vec<String> {
-        match self {
-            Inputs::One(name) => vec![name.clone()],
-            Inputs::Many(names) => names.clone(),
-        }
-    }
 }
 
 #[derive(Deserialize)]

@@ -112,7 +112,7 @@ fn operators_are_ordered_after_their_inputs() {
     let job = parse_str(&text).unwrap();
     let order: Vec<_> = job.operators.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(order, ["first", "count"]);
-    assert_eq!(job.operators[1].inputs, ["first"]);
+    assert_eq!(names(&job.operators[1].inputs), ["first"]);
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn inputs_can_be_a_union_and_parallelism_is_bounded_by_max_parallelism() {
             "[[source]]\nname = \"more\"\ntype = \"stdin\"\n\n[[operator]]",
         );
     let job = parse_str(&text).unwrap();
-    assert_eq!(job.operators[0].inputs, ["logs", "more"]);
+    assert_eq!(names(&job.operators[0].inputs), ["logs", "more"]);
     assert_eq!(job.operators[0].parallelism, 4);
     let (_, key, message) = invalid(&text.replace("parallelism = 4", "parallelism = 129"));
     assert_eq!(key, "operator.parallelism");
@@ -260,7 +260,7 @@ fn inputs_can_be_a_union_and_parallelism_is_bounded_by_max_parallelism() {
 #[test]
 fn limits_default_and_are_read_in_their_units() {
     let job = parse_str(GOOD).expect("valid");
-    assert_eq!(job.operators[0].sandbox, crate::wasm::Sandbox::default());
+    assert_eq!(job.operators[0].sandbox, crate::job::Sandbox::default());
     let text = GOOD.replace(
         "[operator.config]",
         "[operator.limits]\nmemory_mb = 64\ntable_elements = 5000\ncall_timeout_ms = 250\n\
@@ -269,7 +269,7 @@ fn limits_default_and_are_read_in_their_units() {
     let sandbox = &parse_str(&text).expect("valid").operators[0].sandbox;
     assert_eq!(
         sandbox.limits,
-        crate::wasm::Limits {
+        crate::job::Limits {
             memory_bytes: 64 << 20,
             table_elements: 5000,
             call_timeout: std::time::Duration::from_millis(250),
@@ -302,4 +302,44 @@ fn limits_must_be_positive_and_grants_need_absolute_guest_paths() {
     let (_, key, message) = invalid(&relative);
     assert_eq!(key, "operator.grants.path");
     assert!(message.contains("absolute"), "{message}");
+}
+
+fn names(inputs: &[Input]) -> Vec<&str> {
+    inputs.iter().map(|input| input.name.as_str()).collect()
+}
+
+#[test]
+fn an_input_can_be_broadcast() {
+    let text = GOOD
+        .replace(
+            "input = \"logs\"",
+            "input = [\"logs\", { name = \"rules\", broadcast = true }]",
+        )
+        .replace(
+            "[[operator]]",
+            "[[source]]\nname = \"rules\"\ntype = \"stdin\"\n\n[[operator]]",
+        );
+    let job = parse_str(&text).unwrap();
+    let inputs = &job.operators[0].inputs;
+    assert_eq!(names(inputs), ["logs", "rules"]);
+    assert_eq!(
+        inputs.iter().map(|i| i.broadcast).collect::<Vec<_>>(),
+        [false, true]
+    );
+
+    let (_, key, message) = invalid(&text.replace("broadcast = true", "broadcast = 1"));
+    assert_eq!(key, "operator.input");
+    assert!(message.contains("true or false"), "{message}");
+    let (_, _, message) = invalid(&text.replace("broadcast = true", "broadcats = true"));
+    assert!(message.contains("unknown key `broadcats`"), "{message}");
+    let (_, _, message) = invalid(&text.replace("name = \"rules\", ", ""));
+    assert!(message.contains("needs `name`"), "{message}");
+    let (_, _, message) = invalid(&text.replace("{ name = \"rules\"", "{ name = \"logs\""));
+    assert!(message.contains("`logs` is listed twice"), "{message}");
+    let (_, key, message) = invalid(&text.replace(
+        "input = \"count\"",
+        "input = [{ name = \"count\", broadcast = true }]",
+    ));
+    assert_eq!(key, "sink.input");
+    assert!(message.contains("a list of names"), "{message}");
 }

@@ -428,14 +428,83 @@ impl Validator<'_> {
         }
     }
 
-    /// Checks that every name in `input` is a source or an already placed operator;
-    /// returns the first one that is not.
+    /// `input`: one name, or a list of names and `{ name, broadcast }` tables (tables
+    /// only where `broadcast` is allowed: an operator's inputs).
+    fn inputs(
+        &self,
+        value: &Spanned<toml::Value>,
+        key: &str,
+        broadcast: bool,
+    ) -> Result<Vec<Input>, JobError> {
+        let invalid = |message: String| self.error(value.span(), key, message);
+        let expected = if broadcast {
+            "a node's name, or a list of names and `{ name = \"…\", broadcast = true }` tables"
+        } else {
+            "a node's name, or a list of names"
+        };
+        let entry = |item: &toml::Value| -> Result<Input, JobError> {
+            match item {
+                toml::Value::String(name) => Ok(Input {
+                    name: name.clone(),
+                    broadcast: false,
+                }),
+                toml::Value::Table(table) if broadcast => {
+                    if let Some(other) = table
+                        .keys()
+                        .find(|k| !matches!(k.as_str(), "name" | "broadcast"))
+                    {
+                        return Err(invalid(format!(
+                            "unknown key `{other}` in an input: expected `name` and `broadcast`"
+                        )));
+                    }
+                    let name = match table.get("name") {
+                        Some(toml::Value::String(name)) => name.clone(),
+                        _ => {
+                            return Err(invalid(
+                                "an input table needs `name`, a node's name".into(),
+                            ));
+                        }
+                    };
+                    let broadcast = match table.get("broadcast") {
+                        None => false,
+                        Some(toml::Value::Boolean(b)) => *b,
+                        Some(_) => {
+                            return Err(invalid(format!(
+                                "input `{name}`: `broadcast` is true or false"
+                            )));
+                        }
+                    };
+                    Ok(Input { name, broadcast })
+                }
+                _ => Err(invalid(format!("expected {expected}"))),
+            }
+        };
+        let inputs = match value.get_ref() {
+            toml::Value::Array(items) => items.iter().map(entry).collect::<Result<Vec<_>, _>>()?,
+            one => vec![entry(one)?],
+        };
+        if inputs.is_empty() {
+            return Err(invalid("needs at least one input".into()));
+        }
+        for (i, input) in inputs.iter().enumerate() {
+            if inputs[..i].iter().any(|other| other.name == input.name) {
+                return Err(invalid(format!(
+                    "`{}` is listed twice: list each input once",
+                    input.name
+                )));
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Checks that every input is a source or an already placed operator; returns the
+    /// first one that is not.
     fn unknown_input<'n>(
-        names: &'n [String],
+        inputs: &'n [Input],
         sources: &[Source],
         placed: &[Operator],
     ) -> Option<&'n String> {
-        names.iter().find(|input| {
+        inputs.iter().map(|input| &input.name).find(|input| {
             !sources.iter().any(|s| &s.name == *input) && !placed.iter().any(|p| &p.name == *input)
         })
     }
@@ -448,22 +517,24 @@ impl Validator<'_> {
         max_parallelism: u16,
     ) -> Result<Vec<Operator>, JobError> {
         let mut placed: Vec<Operator> = Vec::new();
-        let mut pending: Vec<&OperatorSection> = sections.iter().collect();
+        let mut pending = Vec::new();
+        for o in sections {
+            pending.push((o, self.inputs(&o.input, "operator.input", true)?));
+        }
         while !pending.is_empty() {
             let before = pending.len();
             let mut waiting = Vec::new();
-            for o in pending {
-                if Self::unknown_input(&o.input.get_ref().names(), sources, &placed).is_none() {
-                    placed.push(self.operator(o, max_parallelism)?);
+            for (o, inputs) in pending {
+                if Self::unknown_input(&inputs, sources, &placed).is_none() {
+                    placed.push(self.operator(o, inputs, max_parallelism)?);
                 } else {
-                    waiting.push(o);
+                    waiting.push((o, inputs));
                 }
             }
             if waiting.len() == before {
-                let o = waiting[0];
-                let names = o.input.get_ref().names();
+                let (o, inputs) = &waiting[0];
                 let input =
-                    Self::unknown_input(&names, sources, &placed).expect("waiting on an input");
+                    Self::unknown_input(inputs, sources, &placed).expect("waiting on an input");
                 let message = if sections.iter().any(|other| other.name.get_ref() == input) {
                     format!(
                         "operators `{}` and `{input}` read from each other: a job's graph cannot have cycles",
@@ -479,7 +550,12 @@ impl Validator<'_> {
         Ok(placed)
     }
 
-    fn operator(&self, o: &OperatorSection, max_parallelism: u16) -> Result<Operator, JobError> {
+    fn operator(
+        &self,
+        o: &OperatorSection,
+        inputs: Vec<Input>,
+        max_parallelism: u16,
+    ) -> Result<Operator, JobError> {
         let key_by = o
             .key_by
             .as_ref()
@@ -488,14 +564,6 @@ impl Validator<'_> {
                     .map_err(|e| self.error(p.span(), "operator.key_by", e))
             })
             .transpose()?;
-        let inputs = o.input.get_ref().names();
-        if inputs.is_empty() {
-            return Err(self.error(
-                o.input.span(),
-                "operator.input",
-                "an operator needs at least one input",
-            ));
-        }
         let config_json = serde_json::to_string(&o.config)
             .map_err(|e| self.error(o.name.span(), "operator.config", e.to_string()))?;
         Ok(Operator {
@@ -509,7 +577,7 @@ impl Validator<'_> {
                 max_parallelism,
             )?,
             config_json,
-            sandbox: crate::wasm::Sandbox {
+            sandbox: crate::job::Sandbox {
                 limits: self.limits(o.limits.as_ref())?,
                 grants: self.grants(o)?,
             },
@@ -550,8 +618,8 @@ impl Validator<'_> {
         }
     }
 
-    fn limits(&self, section: Option<&LimitsSection>) -> Result<crate::wasm::Limits, JobError> {
-        let defaults = crate::wasm::Limits::default();
+    fn limits(&self, section: Option<&LimitsSection>) -> Result<crate::job::Limits, JobError> {
+        let defaults = crate::job::Limits::default();
         let Some(l) = section else {
             return Ok(defaults);
         };
@@ -559,7 +627,7 @@ impl Validator<'_> {
             None => Ok(default),
             Some(v) => self.count(v, key, max),
         };
-        Ok(crate::wasm::Limits {
+        Ok(crate::job::Limits {
             memory_bytes: number(
                 &l.memory_mb,
                 "operator.limits.memory_mb",
@@ -581,15 +649,15 @@ impl Validator<'_> {
             stack_bytes: number(
                 &l.stack_kb,
                 "operator.limits.stack_kb",
-                (crate::wasm::Limits::MAX_STACK_BYTES >> 10) as u64,
+                (crate::job::Limits::MAX_STACK_BYTES >> 10) as u64,
                 (defaults.stack_bytes >> 10) as u64,
             )? as usize
                 * 1024,
         })
     }
 
-    fn grants(&self, o: &OperatorSection) -> Result<crate::wasm::Grants, JobError> {
-        let mut dirs: Vec<crate::wasm::DirGrant> = Vec::new();
+    fn grants(&self, o: &OperatorSection) -> Result<crate::job::Grants, JobError> {
+        let mut dirs: Vec<crate::job::DirGrant> = Vec::new();
         for grant in &o.grants {
             let host = self.resolve(grant.dir.get_ref());
             if !host.is_dir() {
@@ -622,13 +690,13 @@ impl Validator<'_> {
                     format!("two grants are both seen by the guest as {guest}"),
                 ));
             }
-            dirs.push(crate::wasm::DirGrant {
+            dirs.push(crate::job::DirGrant {
                 host,
                 guest,
                 write: grant.write,
             });
         }
-        Ok(crate::wasm::Grants {
+        Ok(crate::job::Grants {
             dirs,
             env: o.env.clone().into_iter().collect(),
         })
@@ -641,7 +709,7 @@ impl Validator<'_> {
         operators: &[Operator],
         max_parallelism: u16,
     ) -> Result<Sink, JobError> {
-        let inputs = s.input.get_ref().names();
+        let inputs = self.inputs(&s.input, "sink.input", false)?;
         if let Some(input) = Self::unknown_input(&inputs, sources, operators) {
             return Err(self.error(
                 s.input.span(),
@@ -649,13 +717,7 @@ impl Validator<'_> {
                 format!("no source or operator is named `{input}`"),
             ));
         }
-        if inputs.is_empty() {
-            return Err(self.error(
-                s.input.span(),
-                "sink.input",
-                "a sink needs at least one input",
-            ));
-        }
+        let inputs = inputs.into_iter().map(|input| input.name).collect();
         let kind = match s.kind.get_ref().as_str() {
             "stdout" => SinkKind::Stdout,
             "file" => SinkKind::File {

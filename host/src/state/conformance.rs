@@ -291,3 +291,51 @@ fn every_backend_takes_the_same_snapshot_and_restores_any_other_backends() {
         }
     }
 }
+
+#[test]
+fn keys_of_a_state_are_listed_once_in_the_same_order_everywhere() {
+    let mut listed = Vec::new();
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        fill(b.as_mut());
+        // A key that held a map entry and lost it holds no slot.
+        b.map_put(scope(2, b"gone"), vec![(b"k".to_vec(), b"v".to_vec())])
+            .unwrap();
+        b.map_remove(scope(2, b"gone"), b"k").unwrap();
+        let keys: Vec<Vec<(KeyGroup, Vec<u8>)>> = (0..4)
+            .map(|state| b.keys(StateId(state)).unwrap())
+            .collect();
+        assert_eq!(keys[0].len(), 2001, "{name}: every value key");
+        assert_eq!(keys[1].len(), 667 + 1, "{name}: every list key");
+        assert_eq!(keys[2].len(), 400 + 1, "{name}: each map key once");
+        assert_eq!(keys[3], [(KeyGroup::of(b"big", 128), b"big".to_vec())]);
+        for state in &keys {
+            assert!(state.is_sorted(), "{name}: by key group, then key bytes");
+            for (group, key) in state {
+                assert_eq!(*group, KeyGroup::of(key, 128), "{name}");
+            }
+        }
+        listed.push(keys);
+    }
+    assert_eq!(listed[0], listed[1], "the backends list the same keys");
+    for (name, make) in BACKENDS {
+        let part = KeyGroupRange::for_subtask(128, 4, 1);
+        let mut b = make(part);
+        let key_group = part.iter().last().unwrap();
+        let s = Scope {
+            state: StateId(0),
+            key_group,
+            key: b"x",
+        };
+        b.value_put(s, b"1").unwrap();
+        assert_eq!(
+            b.keys(StateId(0)).unwrap(),
+            [(key_group, b"x".to_vec())],
+            "{name}"
+        );
+        assert!(
+            b.keys(StateId(9)).unwrap().is_empty(),
+            "{name}: an unused state"
+        );
+    }
+}

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use super::snapshot::{Encoder, Entry, GroupEntries, SlotData, StateInfo};
 use super::{
-    BackendSnapshot, KeyGroupRange, Layout, Result, Scope, StateBackend, StateError, StateId,
+    BackendSnapshot, KeyGroup, KeyGroupRange, Layout, Result, Scope, StateBackend, StateError,
+    StateId,
 };
 use crate::small_bytes::SmallBytes;
 
@@ -233,6 +234,19 @@ impl StateBackend for MemoryBackend {
     fn clear(&mut self, scope: Scope<'_>) -> Result<()> {
         self.slots_mut(scope)?.remove(scope.key);
         Ok(())
+    }
+
+    fn keys(&self, state: StateId) -> Result<Vec<(KeyGroup, Vec<u8>)>> {
+        let mut keys = Vec::new();
+        for (group, slots) in self.range.iter().zip(&self.groups) {
+            let Some(slots) = slots.states.get(state.0 as usize) else {
+                continue;
+            };
+            let start = keys.len();
+            keys.extend(slots.keys().map(|key| (group, key.to_vec())));
+            keys[start..].sort_unstable();
+        }
+        Ok(keys)
     }
 
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {

@@ -1,11 +1,16 @@
 //! Operator state (seed 000, "Operator State"): state of one operator subtask, not of a
 //! key. Named list states, each registered with how it is shared out when the
-//! operator's parallelism changes; its checksummed file format; and that sharing out.
+//! operator's parallelism changes, and broadcast states (maps that are the same on every
+//! subtask); their checksummed file format; and that sharing out.
 //!
 //! Invariants: `split` redistribution keeps every element exactly once (the old
 //! subtasks' lists concatenated in subtask order, then cut into even contiguous runs; at
 //! an unchanged parallelism each subtask keeps its own); `union` gives every new subtask
-//! every old subtask's elements, at any parallelism. Pure: no I/O.
+//! every old subtask's elements, at any parallelism; every new subtask gets a copy of old
+//! subtask 0's broadcast states (they are equal on every subtask: only broadcast records,
+//! which every subtask sees in the same order, change them). Pure: no I/O.
+
+use std::collections::BTreeMap;
 
 /// How a list state's elements are shared out when the parallelism changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +42,29 @@ pub struct ListState {
     pub elements: Vec<Vec<u8>>,
 }
 
-/// The operator state of one subtask: its list states, in registration order.
+/// One named broadcast state: a map from key bytes to value bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastState {
+    /// Its registered name.
+    pub name: String,
+    /// Its entries, ordered by key.
+    pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// The operator state of one subtask: its list and broadcast states, each in
+/// registration order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OperatorState {
     /// The list states.
     pub lists: Vec<ListState>,
+    /// The broadcast states.
+    pub broadcast: Vec<BroadcastState>,
 }
 
 const MAGIC: &[u8; 8] = b"weir-ops";
-const VERSION: u8 = 1;
+/// Version 2 adds broadcast states after the lists; version 1 files (lists only) are
+/// still read.
+const VERSION: u8 = 2;
 
 /// Why an operator state file cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,9 +81,14 @@ pub enum OperatorStateError {
 }
 
 impl OperatorState {
-    /// Whether it holds no list state at all (nothing to write).
+    /// Whether it holds no state at all (nothing to write).
     pub fn is_empty(&self) -> bool {
-        self.lists.is_empty()
+        self.lists.is_empty() && self.broadcast.is_empty()
+    }
+
+    /// The broadcast state `name`, if registered or restored.
+    pub fn broadcast(&self, name: &str) -> Option<&BroadcastState> {
+        self.broadcast.iter().find(|b| b.name == name)
     }
 
     /// The list state `name`, if registered or restored.
@@ -73,7 +97,8 @@ impl OperatorState {
     }
 
     /// The file's bytes: magic, version, the lists (name, mode, elements, each
-    /// length-prefixed), and a CRC-32C of everything before it.
+    /// length-prefixed), the broadcast states (name, entries as key then value), and a
+    /// CRC-32C of everything before it.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.push(VERSION);
@@ -89,6 +114,15 @@ impl OperatorState {
                 put_bytes(&mut out, element);
             }
         }
+        put_u32(&mut out, self.broadcast.len());
+        for state in &self.broadcast {
+            put_bytes(&mut out, state.name.as_bytes());
+            put_u32(&mut out, state.entries.len());
+            for (key, value) in &state.entries {
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, value);
+            }
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -99,7 +133,8 @@ impl OperatorState {
         if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..MAGIC.len()] != MAGIC {
             return Err(OperatorStateError::Header);
         }
-        if bytes[MAGIC.len()] != VERSION {
+        let version = bytes[MAGIC.len()];
+        if !(1..=VERSION).contains(&version) {
             return Err(OperatorStateError::Header);
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
@@ -126,19 +161,38 @@ impl OperatorState {
                 elements,
             });
         }
+        let mut broadcast = Vec::new();
+        let count = if version >= 2 { reader.u32()? } else { 0 };
+        for _ in 0..count {
+            let name = String::from_utf8(reader.bytes()?.to_vec())
+                .map_err(|_| OperatorStateError::Malformed("a state name is not UTF-8"))?;
+            let mut entries = BTreeMap::new();
+            for _ in 0..reader.u32()? {
+                let key = reader.bytes()?.to_vec();
+                entries.insert(key, reader.bytes()?.to_vec());
+            }
+            broadcast.push(BroadcastState { name, entries });
+        }
         if !reader.0.is_empty() {
             return Err(OperatorStateError::Malformed("bytes after the last state"));
         }
-        Ok(OperatorState { lists })
+        Ok(OperatorState { lists, broadcast })
     }
 }
 
 /// Shares the old subtasks' operator states (in subtask order) out to `parallelism` new
-/// subtasks, each list as it was registered.
+/// subtasks, each list as it was registered; each gets a copy of the broadcast states.
 pub fn redistribute(old: &[OperatorState], parallelism: usize) -> Vec<OperatorState> {
     let parallelism = parallelism.max(1);
     let unchanged = old.len() == parallelism;
-    let mut new = vec![OperatorState::default(); parallelism];
+    let broadcast = old.first().map(|s| s.broadcast.clone()).unwrap_or_default();
+    let mut new = vec![
+        OperatorState {
+            lists: Vec::new(),
+            broadcast,
+        };
+        parallelism
+    ];
     let mut names: Vec<(&str, Redistribution)> = Vec::new();
     for list in old.iter().flat_map(|s| &s.lists) {
         if !names.iter().any(|(n, _)| *n == list.name) {
@@ -223,6 +277,15 @@ mod tests {
                 list("offsets", Redistribution::Split, split),
                 list("rules", Redistribution::Union, union),
             ],
+            broadcast: vec![BroadcastState {
+                name: "limits".into(),
+                entries: [
+                    (b"food".to_vec(), b"100".to_vec()),
+                    (b"".to_vec(), b"".to_vec()),
+                ]
+                .into_iter()
+                .collect(),
+            }],
         }
     }
 
@@ -257,6 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn version_1_files_have_no_broadcast_state() {
+        let mut state = subtask(&["a"], &["r"]);
+        state.broadcast.clear();
+        let mut bytes = state.encode();
+        // A version 1 file is a version 2 file without the broadcast count.
+        bytes.truncate(bytes.len() - 8);
+        bytes[MAGIC.len()] = 1;
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(OperatorState::decode(&bytes).unwrap(), state);
+    }
+
+    #[test]
     fn split_keeps_every_element_once_and_union_gives_all_to_all() {
         let old = [
             subtask(&["a", "b", "c"], &["x"]),
@@ -279,6 +355,7 @@ mod tests {
             );
             for state in &new {
                 assert_eq!(elements(state, "rules"), ["x", "y"]);
+                assert_eq!(state.broadcast, old[0].broadcast, "a copy everywhere");
             }
         }
         let same = redistribute(&old, 3);

@@ -19,7 +19,9 @@ use ::rocksdb::{
 };
 
 use super::snapshot::{Entry, GroupEntries, SlotData};
-use super::{BackendSnapshot, KeyGroup, KeyGroupRange, Result, Scope, StateBackend, StateError};
+use super::{
+    BackendSnapshot, KeyGroup, KeyGroupRange, Result, Scope, StateBackend, StateError, StateId,
+};
 use crate::folder::Folder;
 
 /// Keyed state in a local RocksDB database.
@@ -235,6 +237,34 @@ impl StateBackend for RocksDbBackend {
         batch.delete(tagged(scope, b'l'));
         batch.delete_range(tagged(scope, b'm'), tagged(scope, b'n'));
         self.db.write_opt(batch, &self.write).map_err(storage)
+    }
+
+    fn keys(&self, state: StateId) -> Result<Vec<(KeyGroup, Vec<u8>)>> {
+        let mut keys: Vec<(KeyGroup, Vec<u8>)> = Vec::new();
+        for group in self.range.iter() {
+            let mut prefix = group.0.to_be_bytes().to_vec();
+            prefix.extend_from_slice(&state.0.to_be_bytes());
+            let start = keys.len();
+            let iterator = self
+                .db
+                .iterator(IteratorMode::From(&prefix, Direction::Forward));
+            for item in iterator {
+                let (stored, _) = item.map_err(storage)?;
+                if !stored.starts_with(&prefix) {
+                    break;
+                }
+                let key = parse_key(&stored)
+                    .ok_or_else(|| StateError::Storage("a malformed key in the store".into()))?
+                    .key;
+                // A map's entries share their key: keep it once.
+                if keys.len() == start || keys.last().is_some_and(|(_, last)| last != key) {
+                    keys.push((group, key.to_vec()));
+                }
+            }
+            // Stored by key length first: the same order as the other backend's.
+            keys[start..].sort_unstable();
+        }
+        Ok(keys)
     }
 
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {

@@ -9,4 +9,5 @@ wasmtime::component::bindgen!({
 
 pub use exports::weir::operator::guest::{Batch, Outputs, TaskInfo};
 pub use weir::operator::log::Level;
+pub use weir::operator::types::InputInfo;
 pub use weir::operator::types::StateKind;

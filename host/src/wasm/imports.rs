@@ -3,7 +3,9 @@
 //!
 //! Invariant: every keyed state call is checked before it reaches the backend: the state
 //! id is registered with a matching kind, the operator has `key_by`, and the record index
-//! is inside the batch being processed. A failed check traps the call with a message.
+//! is inside the batch being processed (in a broadcast batch, whose records have no key:
+//! inside the keys `select-keys` chose). Broadcast state changes only in broadcast
+//! batches. A failed check traps the call with a message.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,15 +15,19 @@ use wasmtime::{Result, bail};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level, weir::operator::operator_state, weir::operator::state};
+use super::flat;
 use super::sandbox::Limiter;
-use super::{Sandbox, flat};
+use crate::job::Input;
+use crate::job::Sandbox;
 use crate::small_bytes::SmallBytes;
-use crate::state::operator::{ListState, OperatorState, Redistribution};
+use crate::state::operator::{BroadcastState, ListState, OperatorState, Redistribution};
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
 
 /// Everything a guest instance's calls can reach: its store data.
 pub struct GuestCtx {
     pub(super) operator: String,
+    /// The operator's inputs, indexed as batches name them.
+    pub(super) inputs: Vec<Input>,
     pub(super) backend: Box<dyn StateBackend>,
     pub(super) registry: Registry,
     /// This subtask's operator state: its list states, by operator-state id.
@@ -41,6 +47,7 @@ impl GuestCtx {
     pub(super) fn new(
         operator: &str,
         keyed: bool,
+        inputs: &[Input],
         backend: Box<dyn StateBackend>,
         sandbox: &Sandbox,
     ) -> std::result::Result<GuestCtx, String> {
@@ -71,6 +78,7 @@ impl GuestCtx {
         let wasi = wasi.build();
         Ok(GuestCtx {
             operator: operator.to_string(),
+            inputs: inputs.to_vec(),
             backend,
             registry: Registry::default(),
             operator_state: OperatorState::default(),
@@ -79,6 +87,7 @@ impl GuestCtx {
                 keys: Vec::new(),
                 key_groups: Vec::new(),
                 distinct: None,
+                broadcast: None,
             },
             last_error: None,
             limiter: Limiter::new(sandbox.limits),
@@ -181,6 +190,9 @@ pub(super) struct CurrentBatch {
     key_groups: Vec<KeyGroup>,
     /// The batch's distinct keys, once a batch call asked for them.
     distinct: Option<Distinct>,
+    /// In a batch of a broadcast input: its name, and whether `select-keys` has given
+    /// the batch keys.
+    broadcast: Option<(String, bool)>,
 }
 
 /// Which records of a batch share a key.
@@ -220,6 +232,14 @@ impl CurrentBatch {
         self.keys = keys;
         self.key_groups = key_groups;
         self.distinct = None;
+        self.broadcast = None;
+    }
+
+    /// A batch of the broadcast input `input`: its records have no key, so no keyed
+    /// state is reachable until `select-keys` gives the batch keys.
+    pub(super) fn set_broadcast(&mut self, input: &str) {
+        self.set(Vec::new(), Vec::new());
+        self.broadcast = Some((input.to_string(), false));
     }
 
     /// No batch: no keyed state is reachable.
@@ -268,6 +288,12 @@ impl CurrentBatch {
         if !self.keyed {
             bail!("keyed state needs a key: give the operator `key_by` in the job file");
         }
+        if let Some((input, false)) = &self.broadcast {
+            bail!(
+                "keyed state is out of reach while processing a record of broadcast input \
+                 `{input}`: its records have no key (select this subtask's keys first)"
+            );
+        }
         let index = rec as usize;
         match (self.keys.get(index), self.key_groups.get(index)) {
             (Some(key), Some(&key_group)) => Ok(Scope {
@@ -297,7 +323,67 @@ impl GuestCtx {
     }
 }
 
+impl GuestCtx {
+    fn broadcast_state(&mut self, state: u32) -> Result<&mut BroadcastState> {
+        match self.operator_state.broadcast.get_mut(state as usize) {
+            Some(broadcast) => Ok(broadcast),
+            None => bail!("broadcast state id {state} was never registered"),
+        }
+    }
+
+    /// The broadcast state `state`, to change: only in a broadcast batch.
+    fn broadcast_change(&mut self, state: u32) -> Result<&mut BroadcastState> {
+        let writable = self.current.broadcast.is_some();
+        let broadcast = self.broadcast_state(state)?;
+        if !writable {
+            bail!(
+                "broadcast state `{}` can only change while processing a record of a broadcast \
+                 input, so that every subtask makes the same change",
+                broadcast.name
+            );
+        }
+        Ok(broadcast)
+    }
+}
+
 impl operator_state::Host for GuestCtx {
+    fn register_broadcast(&mut self, name: String) -> Result<u32> {
+        let states = &mut self.operator_state.broadcast;
+        let id = match states.iter().position(|b| b.name == name) {
+            Some(id) => id,
+            None => {
+                states.push(BroadcastState {
+                    name,
+                    entries: Default::default(),
+                });
+                states.len() - 1
+            }
+        };
+        Ok(id as u32)
+    }
+
+    fn broadcast_get(&mut self, state: u32, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        Ok(self.broadcast_state(state)?.entries.get(&key).cloned())
+    }
+
+    fn broadcast_entries(&mut self, state: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let entries = &self.broadcast_state(state)?.entries;
+        Ok(entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn broadcast_put(&mut self, state: u32, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.broadcast_change(state)?.entries.insert(key, value);
+        Ok(())
+    }
+
+    fn broadcast_remove(&mut self, state: u32, key: Vec<u8>) -> Result<()> {
+        self.broadcast_change(state)?.entries.remove(&key);
+        Ok(())
+    }
+
     fn register_list(&mut self, name: String, mode: operator_state::Redistribution) -> Result<u32> {
         let mode = match mode {
             operator_state::Redistribution::Split => Redistribution::Split,
@@ -348,6 +434,31 @@ impl operator_state::Host for GuestCtx {
 }
 
 impl state::Host for GuestCtx {
+    fn select_keys(&mut self, state: u32) -> Result<Vec<Vec<u8>>> {
+        let Some((input, _)) = self.current.broadcast.take() else {
+            bail!(
+                "select-keys is for batches of a broadcast input: elsewhere a batch's records \
+                 name their keys"
+            );
+        };
+        if !self.current.keyed {
+            bail!("keyed state needs a key: give the operator `key_by` in the job file");
+        }
+        let state = match self.registry.states.get(state as usize) {
+            Some(_) => StateId(state),
+            None => bail!("state id {state} was never registered"),
+        };
+        let keys = self.backend.keys(state)?;
+        let (key_groups, keys): (Vec<KeyGroup>, Vec<SmallBytes>) = keys
+            .into_iter()
+            .map(|(group, key)| (group, SmallBytes::from(key.as_slice())))
+            .unzip();
+        let selected = keys.iter().map(|k| k.to_vec()).collect();
+        self.current.set(keys, key_groups);
+        self.current.broadcast = Some((input, true));
+        Ok(selected)
+    }
+
     fn register(&mut self, name: String, kind: bindings::StateKind) -> Result<u32> {
         let kind = match kind {
             bindings::StateKind::Value => StateKind::Value,

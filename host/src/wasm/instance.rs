@@ -6,7 +6,9 @@ use wasmtime::Store;
 use super::bindings::{self, Operator};
 use super::flat::{self, cut};
 use super::imports::GuestCtx;
-use super::{LoadedComponent, OperatorError, Sandbox};
+use super::{LoadedComponent, OperatorError};
+use crate::job::Input;
+use crate::job::Sandbox;
 use crate::record::{KeyedRecord, Record};
 use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
@@ -40,17 +42,18 @@ pub struct OperatorInstance {
 }
 
 impl OperatorInstance {
-    /// Instantiates `component` for the operator `name`, with its keyed state in
-    /// `backend`, bounded and granted what `sandbox` says. `keyed` says whether the
-    /// operator has `key_by`.
+    /// Instantiates `component` for the operator `name`, reading `inputs`, with its
+    /// keyed state in `backend`, bounded and granted what `sandbox` says. `keyed` says
+    /// whether the operator has `key_by`.
     pub fn new(
         component: &LoadedComponent,
         name: &str,
         keyed: bool,
+        inputs: &[Input],
         backend: Box<dyn StateBackend>,
         sandbox: &Sandbox,
     ) -> Result<OperatorInstance, OperatorError> {
-        let ctx = GuestCtx::new(name, keyed, backend, sandbox).map_err(|message| {
+        let ctx = GuestCtx::new(name, keyed, inputs, backend, sandbox).map_err(|message| {
             OperatorError::Failed {
                 operator: name.to_string(),
                 message,
@@ -88,6 +91,12 @@ impl OperatorInstance {
             subtask: u32::from(task.subtask),
             parallelism: u32::from(task.parallelism),
             attempt: task.attempt,
+            inputs: (self.store.data().inputs.iter())
+                .map(|input| bindings::InputInfo {
+                    name: input.name.clone(),
+                    broadcast: input.broadcast,
+                })
+                .collect(),
         };
         let guest = self.bindings.weir_operator_guest();
         match guest.call_open(&mut self.store, config_json, &info) {
@@ -102,11 +111,17 @@ impl OperatorInstance {
         }
     }
 
-    /// Processes one batch and returns what the guest emitted, in order.
-    pub fn process(&mut self, batch: Batch) -> Result<Output, OperatorError> {
-        let (flat, keys, key_groups) = flatten(batch);
+    /// Processes one batch of the input with index `input` and returns what the guest
+    /// emitted, in order.
+    pub fn process(&mut self, batch: Batch, input: u32) -> Result<Output, OperatorError> {
+        let (mut flat, keys, key_groups) = flatten(batch);
+        flat.input = input;
         self.begin_call();
-        self.store.data_mut().current.set(keys, key_groups);
+        let ctx = self.store.data_mut();
+        match ctx.inputs.get(input as usize) {
+            Some(broadcast) if broadcast.broadcast => ctx.current.set_broadcast(&broadcast.name),
+            _ => ctx.current.set(keys, key_groups),
+        }
 
         let result = self
             .bindings
@@ -260,6 +275,7 @@ fn flatten(batch: Batch) -> (bindings::Batch, Vec<SmallBytes>, Vec<KeyGroup>) {
         payload_ends: Vec::with_capacity(batch.len()),
         timestamps: Vec::with_capacity(batch.len()),
         untimed: Vec::new(),
+        input: 0,
     };
     let mut keys = Vec::with_capacity(batch.len());
     let mut key_groups = Vec::with_capacity(batch.len());

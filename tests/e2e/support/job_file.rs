@@ -82,8 +82,8 @@ impl Source {
 pub struct Operator {
     pub name: String,
     pub component: String,
-    /// One input, or several (a union).
-    pub input: Vec<String>,
+    /// One input, or several: each record says which it came from.
+    pub input: Vec<Input>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +103,30 @@ impl Operator {
             parallelism: None,
             config: toml::Table::new(),
         }
+    }
+}
+
+/// One of an operator's inputs: a node's name, or a table marking it broadcast.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Input {
+    Name(String),
+    Table { name: String, broadcast: bool },
+}
+
+impl Input {
+    /// The node `name`, broadcast to every subtask.
+    pub fn broadcast(name: &str) -> Input {
+        Input::Table {
+            name: name.into(),
+            broadcast: true,
+        }
+    }
+}
+
+impl From<&str> for Input {
+    fn from(name: &str) -> Input {
+        Input::Name(name.into())
     }
 }
 

@@ -4,7 +4,9 @@
 //! `probe` (tries the file `path`, writing `path`.new, the environment and a socket to
 //! `connect`, and emits what it got), `bad-changes`, `bad-removals`,
 //! `bad-removal-length` and `bad-list-changes` (send the host batch changes that do not
-//! add up, as only a broken SDK would).
+//! add up, as only a broken SDK would), and `raw-broadcast-put`, `raw-keyed` and
+//! `raw-select-keys` (call the host past the SDK's checks: change broadcast state, read
+//! keyed state of record 0, select keys).
 
 use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -52,6 +54,7 @@ impl Operator for Misbehave {
             "bad-removals" => bad_changes(vec![2], vec![1]),
             "bad-removal-length" => bad_changes(vec![2], vec![0]),
             "bad-list-changes" => bad_list_changes(),
+            "raw-broadcast-put" | "raw-keyed" | "raw-select-keys" => raw(&command.action),
             _ => {}
         }
         if self.count {
@@ -93,6 +96,31 @@ fn bad_list_changes() {
             data: b"a".to_vec(),
         };
         state::list_set_many(id, &changes);
+    }
+}
+
+/// Calls the host directly, as a guest without the SDK could.
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_variables))]
+fn raw(action: &str) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use guest_sdk::__private::bindings::weir::operator::{
+            operator_state, state, types::StateKind,
+        };
+        match action {
+            "raw-broadcast-put" => {
+                let id = operator_state::register_broadcast("flags");
+                operator_state::broadcast_put(id, b"k", b"1");
+            }
+            "raw-keyed" => {
+                let id = state::register("seen", StateKind::Value);
+                state::value_get(id, 0);
+            }
+            _ => {
+                let id = state::register("seen", StateKind::Value);
+                state::select_keys(id);
+            }
+        }
     }
 }
 
