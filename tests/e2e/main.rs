@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod bench;
+mod broadcast;
 mod examples;
 mod host_test;
 mod languages;
