@@ -375,11 +375,7 @@ pub(crate) fn with_operator_list<R>(
     union: bool,
     f: impl FnOnce(&mut dyn Host, u32) -> R,
 ) -> Result<R> {
-    ENV.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let env = slot
-            .as_mut()
-            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+    with_running(name, |env| {
         let mode = |union| if union { "union" } else { "split" };
         let id = match env.operator_ids.iter().find(|(n, ..)| *n == name) {
             Some(&(_, id, registered)) if registered == union => id,
@@ -407,11 +403,7 @@ pub(crate) fn with_broadcast<R>(
     change: bool,
     f: impl FnOnce(&mut dyn Host, u32) -> R,
 ) -> Result<R> {
-    ENV.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let env = slot
-            .as_mut()
-            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+    with_running(name, |env| {
         if change && env.broadcast.is_none() {
             return Err(Error::new(format!(
                 "broadcast state `{name}` can only change while processing a record of a \
@@ -433,11 +425,7 @@ pub(crate) fn with_broadcast<R>(
 /// In a broadcast record's `process`: this subtask's keys that hold keyed state `name`
 /// of `kind`, now the keys that record indexes name (see [`for_each_key`]).
 fn select_keys(name: &'static str, kind: Kind) -> Result<Vec<Vec<u8>>> {
-    ENV.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let env = slot
-            .as_mut()
-            .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+    with_running(name, |env| {
         if env.broadcast.is_none() {
             return Err(Error::new(
                 "for_each_key is for records of a broadcast input: any other record names its key",
@@ -448,13 +436,20 @@ fn select_keys(name: &'static str, kind: Kind) -> Result<Vec<Vec<u8>>> {
     })
 }
 
-/// Runs `f` on the environment and the current record, inside `process`.
-fn with_env<R>(name: &str, f: impl FnOnce(&mut Env, u32) -> Result<R>) -> Result<R> {
+/// Runs `f` on the environment of the running operator (for state `name`).
+fn with_running<R>(name: &str, f: impl FnOnce(&mut Env) -> Result<R>) -> Result<R> {
     ENV.with(|slot| {
         let mut slot = slot.borrow_mut();
         let env = slot
             .as_mut()
             .ok_or_else(|| Error::new(format!("state `{name}` used outside a running operator")))?;
+        f(env)
+    })
+}
+
+/// Runs `f` on the environment and the current record, inside `process`.
+fn with_env<R>(name: &str, f: impl FnOnce(&mut Env, u32) -> Result<R>) -> Result<R> {
+    with_running(name, |env| {
         let rec = match (env.rec, &env.broadcast) {
             (Some(rec), _) => rec,
             (None, Some(input)) => {
