@@ -17,7 +17,7 @@ use crate::wasm::{OperatorError, Runtime};
 
 /// Weir: stateful stream processing with WebAssembly operators.
 #[derive(Parser)]
-#[command(name = "host", version, about)]
+#[command(name = "host", version = crate::wasm::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,6 +51,25 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Makes a new operator project in the folder NAME: an operator that counts events
+    /// per user, its job file, sample input, expected output and a test, and a copy of
+    /// the SDK and WIT it builds against.
+    New {
+        /// The project's name (and folder): lowercase letters, digits, `-` and `_`.
+        name: String,
+        /// The operator's language: rust, python, js or c.
+        #[arg(long, value_name = "LANG")]
+        lang: String,
+        /// Makes the folder inside this one instead of the current folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Builds the operator project in DIR (default: this folder) to a component beside
+    /// its job file, installing its language's tools on first use.
+    Build {
+        /// The project folder.
+        dir: Option<PathBuf>,
+    },
     /// Runs a job file until its sources end.
     Run(RunArgs),
     /// Takes a savepoint of a running job.
@@ -131,6 +150,47 @@ enum Command {
     },
 }
 
+/// `host new`: writes the project and says what to do next.
+fn new(name: &str, lang: &str, parent: Option<&Path>) -> ExitCode {
+    let Some(language) = crate::author::Lang::from_name(lang) else {
+        return fail(
+            CONFIG,
+            format!("--lang {lang}: expected rust, python, js or c"),
+        );
+    };
+    let dir = parent.unwrap_or(Path::new(".")).join(name);
+    match crate::author::new_project(&dir, name, language) {
+        Ok(files) => {
+            println!(
+                "host new: wrote {} ({} files; edit {})\nnext: cd {} && host build && host test \
+                 {}.wasm --input data/input.jsonl --expect data/expected.jsonl --key-by /user",
+                dir.display(),
+                files.len(),
+                language.source(),
+                dir.display(),
+                name.replace('-', "_"),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(CONFIG, format!("host new: {e}")),
+    }
+}
+
+/// `host build`: builds the project and prints the component's path and size.
+fn build(dir: &Path) -> ExitCode {
+    match crate::author::build(dir) {
+        Ok(built) => {
+            println!(
+                "host build: {} ({} bytes)",
+                built.path.display(),
+                built.bytes
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(FAILED, format!("host build: {e}")),
+    }
+}
+
 /// Exit code of a job that failed while running.
 const FAILED: u8 = 1;
 /// Exit code of a usage or configuration error (clap uses it for bad arguments too).
@@ -142,6 +202,8 @@ const CANCELLED: u8 = 130;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::New { name, lang, dir } => new(&name, &lang, dir.as_deref()),
+        Command::Build { dir } => build(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Run(args) => run(&args),
         Command::Savepoint { address } => savepoint(&address, false),
         Command::Stop { address, .. } => savepoint(&address, true),

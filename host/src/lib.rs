@@ -5,6 +5,7 @@
 //! [`wasm`] (components, sandbox, imports) → [`state`] (backends, snapshots). [`job`] and
 //! [`record`] are pure models shared by all of them.
 
+pub mod author;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

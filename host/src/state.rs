@@ -6,10 +6,12 @@
 //! group. Backends never see a Wasm type; the wasm layer converts at its boundary.
 
 #[cfg(test)]
+#[cfg(feature = "rocksdb")]
 mod conformance;
 pub mod key_group;
 pub mod memory;
 pub mod operator;
+#[cfg(feature = "rocksdb")]
 pub mod rocksdb;
 pub mod snapshot;
 
@@ -178,6 +180,31 @@ pub trait StateBackend: Send {
     /// backend's range are skipped: they belong to other subtasks.
     fn restore(&mut self, groups: &[GroupEntries]) -> Result<()>;
 }
+
+/// A fresh backend of kind `backend` holding `range`; RocksDB keeps its database in
+/// `dir`.
+pub fn open(
+    backend: crate::job::Backend,
+    dir: &std::path::Path,
+    range: KeyGroupRange,
+) -> Result<Box<dyn StateBackend>> {
+    match backend {
+        crate::job::Backend::Memory => Ok(Box::new(memory::MemoryBackend::new(range))),
+        #[cfg(feature = "rocksdb")]
+        crate::job::Backend::RocksDb => Ok(Box::new(rocksdb::RocksDbBackend::create(dir, range)?)),
+        #[cfg(not(feature = "rocksdb"))]
+        crate::job::Backend::RocksDb => {
+            let _ = dir;
+            Err(StateError::Storage(WITHOUT_ROCKSDB.into()))
+        }
+    }
+}
+
+/// Why a host built without the `rocksdb` feature refuses RocksDB state.
+#[cfg(not(feature = "rocksdb"))]
+pub const WITHOUT_ROCKSDB: &str = "this host was built without RocksDB (cargo's `rocksdb` \
+     feature, on by default): use `backend = \"memory\"`, or install the host with \
+     `cargo install --path host --locked`";
 
 /// A backend's point-in-time copy of its state.
 pub trait BackendSnapshot: Send {

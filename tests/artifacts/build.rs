@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-#[path = "../../xtask/src/languages.rs"]
+#[path = "../../host/src/author/languages.rs"]
 #[allow(dead_code)]
 mod languages;
 
@@ -36,6 +36,7 @@ fn main() {
         "tests/guests",
         "bench",
         "tests/polyglot",
+        "host/src/author/languages.rs",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

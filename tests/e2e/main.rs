@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `host` binary runs real components, built from the
 //! examples and test guests by `test-artifacts`, on real files.
 
+mod author;
 mod bad_input;
 mod bench;
 mod broadcast;

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+#[path = "../../host/src/author/languages.rs"]
 mod languages;
 
 use languages::Language;
@@ -14,12 +15,16 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  setup              install what the build needs: the wasm32-wasip2 Rust target, and the
-                     tools for Python, JavaScript and C operators (in ~/.cache/weir/tools)
+  setup              install what the build needs: the wasm32-wasip2 Rust target, libclang
+                     (for RocksDB), and the tools for Python, JavaScript and C operators
+                     (in ~/.cache/weir/tools)
+  install            install an optimised `host` (release, with RocksDB) into ~/.cargo/bin
   example NAME [LANGUAGE]
                      build the example NAME's component and the host, then run its job
-                     (examples: visit-count, consumer-lag, state-machine, dedup; LANGUAGE:
-                     rust (default), or python, js, c for visit-count and state-machine)
+                     (examples: visit-count, consumer-lag, state-machine, dedup,
+                     fraud-rules; LANGUAGE: rust (default), or python, js, c for
+                     visit-count, state-machine and fraud-rules); installs only what that
+                     needs, and builds the host without RocksDB unless the job uses it
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
@@ -47,13 +52,15 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["setup"] => setup(),
-        ["example", name] => setup().and_then(|()| example(name, None)),
-        ["example", name, "rust"] => setup().and_then(|()| example(name, None)),
+        ["install"] => install(),
+        ["example", name] => example(name, None),
+        ["example", name, "rust"] => example(name, None),
         ["example", name, language] => match languages::LANGUAGES
             .into_iter()
             .find(|l| l.name() == *language)
         {
-            Some(language) => setup().and_then(|()| example(name, Some(language))),
+            Some(language) => languages::install_for(language, &languages::tools_dir())
+                .and_then(|()| example(name, Some(language))),
             None => Err(format!(
                 "no language `{language}`: use rust, python, js or c"
             )),
@@ -141,8 +148,16 @@ fn cargo(args: &[&str]) -> Result {
 }
 
 /// Installs what the build needs and a fresh machine lacks: the Rust target guests are
-/// built for, and Debian's libclang-dev (RocksDB's bindings are generated with it).
+/// built for, Debian's libclang-dev (RocksDB's bindings are generated with it), and every
+/// language's tools.
 fn setup() -> Result {
+    setup_rocksdb()?;
+    setup_wasm_target()?;
+    languages::install(&languages::tools_dir())
+}
+
+/// Debian's libclang-dev, which RocksDB's build needs.
+fn setup_rocksdb() -> Result {
     let clang = Command::new("dpkg").args(["-s", "libclang-dev"]).output();
     if !clang.is_ok_and(|o| o.status.success()) {
         run("apt-get", &["update", "-qq"])?;
@@ -150,6 +165,11 @@ fn setup() -> Result {
             format!("{e}: RocksDB needs libclang-dev; install it (as root: apt-get install libclang-dev)")
         })?;
     }
+    Ok(())
+}
+
+/// The Rust target operators are built for.
+fn setup_wasm_target() -> Result {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -160,7 +180,24 @@ fn setup() -> Result {
     {
         run("rustup", &["target", "add", "wasm32-wasip2"])?;
     }
-    languages::install(&languages::tools_dir())
+    Ok(())
+}
+
+/// `cargo install` of the host (release profile, with RocksDB) into cargo's bin folder,
+/// which rustup puts on the PATH.
+fn install() -> Result {
+    setup_rocksdb()?;
+    setup_wasm_target()?;
+    cargo(&[
+        "install",
+        "--locked",
+        "--path",
+        root().join("host").to_str().ok_or("non-UTF-8 path")?,
+    ])?;
+    eprintln!(
+        "xtask: installed `host` into ~/.cargo/bin (cargo's bin folder); `host --version` says which WIT it speaks"
+    );
+    Ok(())
 }
 
 fn example(name: &str, language: Option<Language>) -> Result {
@@ -170,6 +207,14 @@ fn example(name: &str, language: Option<Language>) -> Result {
             "no example `{name}` (looked for {})",
             dir.join("job.toml").display()
         ));
+    }
+    setup_wasm_target()?;
+    // RocksDB's C++ build is most of a first build: only when the job uses it.
+    let text = std::fs::read_to_string(dir.join("job.toml"))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join("job.toml").display()))?;
+    let rocksdb = text.contains("\"rocksdb\"");
+    if rocksdb {
+        setup_rocksdb()?;
     }
     // The job names `<name>.wasm`: whichever language built it last.
     let file = dir.join(format!("{}.wasm", name.replace('-', "_")));
@@ -199,7 +244,10 @@ fn example(name: &str, language: Option<Language>) -> Result {
             languages::build(language, &root(), &source, &file, &scratch)?;
         }
     }
-    cargo(&["build", "-p", "host"])?;
+    match rocksdb {
+        true => cargo(&["build", "-p", "host"])?,
+        false => cargo(&["build", "-p", "host", "--no-default-features"])?,
+    }
     let host = target_dir().join("debug/host");
     let job = dir.join("job.toml");
     // A file sink adds part files run after run; the example shows one run's output.

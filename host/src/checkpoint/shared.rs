@@ -381,11 +381,14 @@ pub fn read(dir: &Path, files: &RocksDbFiles) -> Result<Snapshot, CheckpointErro
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let groups = crate::state::rocksdb::read_checkpoint(work.path()).map_err(|e| {
-        CheckpointError::State {
-            path: private.clone(),
-            reason: format!("the database does not open: {e}"),
-        }
+    #[cfg(not(feature = "rocksdb"))]
+    let groups: Result<Vec<crate::state::snapshot::GroupEntries>, _> =
+        Err(crate::state::WITHOUT_ROCKSDB);
+    #[cfg(feature = "rocksdb")]
+    let groups = crate::state::rocksdb::read_checkpoint(work.path());
+    let groups = groups.map_err(|e| CheckpointError::State {
+        path: private.clone(),
+        reason: format!("the database does not open: {e}"),
     })?;
     if let Some(bad) = groups
         .iter()
@@ -426,6 +429,7 @@ fn scratch(dir: &Path) -> Result<Folder, CheckpointError> {
 }
 
 #[cfg(test)]
+#[cfg(feature = "rocksdb")]
 mod tests {
     use super::*;
     use crate::checkpoint::metadata::Metadata;

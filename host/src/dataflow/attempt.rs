@@ -22,11 +22,8 @@ use super::{
 };
 use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{self, Coordinator, TaskId};
-use crate::job::{Backend, Job, Mode, SinkKind};
+use crate::job::{Job, Mode, SinkKind};
 use crate::state::KeyGroupRange;
-use crate::state::StateBackend;
-use crate::state::memory::MemoryBackend;
-use crate::state::rocksdb::RocksDbBackend;
 use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
 enum TaskReport {
@@ -166,18 +163,13 @@ fn start_tasks(
         restoring += started.elapsed();
         for subtask in 0..op.parallelism {
             let range = KeyGroupRange::for_subtask(job.max_parallelism, op.parallelism, subtask);
-            let backend: Box<dyn StateBackend> = match job.state.backend {
-                Backend::Memory => Box::new(MemoryBackend::new(range)),
-                Backend::RocksDb => {
-                    let dir = job.state.dir.join(format!("{}-{subtask}", op.name));
-                    Box::new(RocksDbBackend::create(&dir, range).map_err(|error| {
-                        Failure::StateStore {
-                            operator: op.name.clone(),
-                            error,
-                        }
-                    })?)
+            let dir = job.state.dir.join(format!("{}-{subtask}", op.name));
+            let backend = crate::state::open(job.state.backend, &dir, range).map_err(|error| {
+                Failure::StateStore {
+                    operator: op.name.clone(),
+                    error,
                 }
-            };
+            })?;
             if let Some(native) = native {
                 let logic = native(&op.config_json, backend).map_err(|message| {
                     Failure::Operator(OperatorError::Failed {

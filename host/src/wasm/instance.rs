@@ -249,7 +249,10 @@ fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
             "stack limit: the guest overflowed its limits.stack_kb = {}",
             limits.stack_bytes >> 10
         ),
-        Some(trap) => trap.to_string(),
+        Some(trap) => match advice(*trap) {
+            Some(advice) => format!("{trap}: {advice}"),
+            None => trap.to_string(),
+        },
         None => match ctx.limiter.hit.take() {
             Some(limit) => limit,
             // A host call refused (a misuse of the state API): its reason, without the
@@ -264,6 +267,31 @@ fn trap(store: &mut Store<GuestCtx>, error: wasmtime::Error) -> OperatorError {
             None => cause,
         },
     }
+}
+
+/// What a trap a new operator author meets most likely means, and what to do.
+fn advice(trap: wasmtime::Trap) -> Option<&'static str> {
+    use wasmtime::Trap;
+    Some(match trap {
+        Trap::MemoryOutOfBounds => {
+            "often the guest's own stack, kept in its linear memory (Rust's and C's shadow \
+             stack, 1 MiB by default), overflowed through deep recursion or large local \
+             arrays: recurse less, or link it with a larger stack (Rust: `-C \
+             link-arg=-zstack-size=8388608` in RUSTFLAGS; C: `-Wl,-z,stack-size=8388608`); \
+             otherwise a pointer bug in the guest"
+        }
+        Trap::UnreachableCodeReached => {
+            "the guest aborted: a Rust panic (the SDK logs its message first), `abort()` or \
+             `__builtin_trap()` in C, or an uncaught error in a language runtime; the log \
+             lines above say more"
+        }
+        Trap::IntegerDivisionByZero => "the guest divided an integer by zero: check the divisor",
+        Trap::IntegerOverflow => "the guest's integer arithmetic overflowed (e.g. i32::MIN / -1)",
+        Trap::BadConversionToInteger => {
+            "the guest converted a float that fits no integer (NaN, infinite or too large)"
+        }
+        _ => return None,
+    })
 }
 
 /// A batch as the guest takes it (flat buffers), and its records' keys and key groups.
@@ -357,6 +385,25 @@ pub fn into_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traps_a_new_author_meets_say_what_to_do() {
+        let stack = advice(wasmtime::Trap::MemoryOutOfBounds).unwrap();
+        assert!(
+            stack.contains("stack") && stack.contains("stack-size"),
+            "{stack}"
+        );
+        assert!(
+            advice(wasmtime::Trap::UnreachableCodeReached)
+                .unwrap()
+                .contains("panic")
+        );
+        assert!(
+            advice(wasmtime::Trap::IntegerDivisionByZero)
+                .unwrap()
+                .contains("divisor")
+        );
+    }
 
     fn record(key: &str, payload: &str) -> KeyedRecord {
         KeyedRecord {

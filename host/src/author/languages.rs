@@ -1,8 +1,9 @@
 //! Operators in Python, JavaScript and C: installing each language's tools and building
 //! an operator's source folder to a component.
 //!
-//! Shared by `xtask` (setup, examples) and the test-artifacts build script, which
-//! includes this file with `#[path]`; so it uses nothing but std.
+//! Used by `host build`, and shared with `xtask` (setup, examples) and the
+//! test-artifacts build script, which include this file with `#[path]`; so it uses
+//! nothing but std.
 //!
 //! Tools live in `$WEIR_TOOLS_DIR`, else `~/.cache/weir/tools`: a Python virtualenv with
 //! componentize-py (`py/`), an npm folder with componentize-js (`js/`), and
@@ -75,6 +76,21 @@ fn run(command: &mut Command) -> Result<(), String> {
 
 /// Installs every language's tools that are missing; does nothing when all are there.
 pub fn install(tools: &Path) -> Result<(), String> {
+    LANGUAGES
+        .into_iter()
+        .try_for_each(|language| install_for(language, tools))
+}
+
+/// Installs `language`'s tools if they are missing.
+pub fn install_for(language: Language, tools: &Path) -> Result<(), String> {
+    match language {
+        Language::Python => install_python(tools),
+        Language::JavaScript => install_js(tools),
+        Language::C => install_c(tools),
+    }
+}
+
+fn install_c(tools: &Path) -> Result<(), String> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .into_iter()
         .filter(|p| {
@@ -92,31 +108,6 @@ pub fn install(tools: &Path) -> Result<(), String> {
             .env("DEBIAN_FRONTEND", "noninteractive"))
         .map_err(|e| format!("{e}: C operators need {}", missing.join(" ")))?;
     }
-    let py = tools.join("py");
-    let version = COMPONENTIZE_PY.split("==").nth(1).unwrap_or_default();
-    let installed = Command::new(py.join("bin/componentize-py"))
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version));
-    if !installed {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&py))?;
-        run(Command::new(py.join("bin/pip")).args(["install", "-q", COMPONENTIZE_PY]))?;
-    }
-    let js = tools.join("js");
-    let package = js.join("node_modules/@bytecodealliance/componentize-js/package.json");
-    let js_version = COMPONENTIZE_JS.rsplit('@').next().unwrap_or_default();
-    if !std::fs::read_to_string(&package)
-        .is_ok_and(|p| p.contains(&format!("\"version\": \"{js_version}\"")))
-    {
-        std::fs::create_dir_all(&js).map_err(|e| format!("cannot create {}: {e}", js.display()))?;
-        if !js.join("package.json").is_file() {
-            std::fs::write(js.join("package.json"), "{\"private\": true}\n")
-                .map_err(|e| format!("cannot write {}: {e}", js.display()))?;
-        }
-        run(Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", COMPONENTIZE_JS])
-            .current_dir(&js))?;
-    }
     let bindgen = tools.join("cargo/bin/wit-bindgen");
     let bindgen_version = WIT_BINDGEN_CLI.rsplit('@').next().unwrap_or_default();
     if !Command::new(&bindgen)
@@ -133,10 +124,43 @@ pub fn install(tools: &Path) -> Result<(), String> {
     Ok(())
 }
 
+fn install_python(tools: &Path) -> Result<(), String> {
+    let py = tools.join("py");
+    let version = COMPONENTIZE_PY.split("==").nth(1).unwrap_or_default();
+    let installed = Command::new(py.join("bin/componentize-py"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version));
+    if !installed {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&py))?;
+        run(Command::new(py.join("bin/pip")).args(["install", "-q", COMPONENTIZE_PY]))?;
+    }
+    Ok(())
+}
+
+fn install_js(tools: &Path) -> Result<(), String> {
+    let js = tools.join("js");
+    let package = js.join("node_modules/@bytecodealliance/componentize-js/package.json");
+    let js_version = COMPONENTIZE_JS.rsplit('@').next().unwrap_or_default();
+    if !std::fs::read_to_string(&package)
+        .is_ok_and(|p| p.contains(&format!("\"version\": \"{js_version}\"")))
+    {
+        std::fs::create_dir_all(&js).map_err(|e| format!("cannot create {}: {e}", js.display()))?;
+        if !js.join("package.json").is_file() {
+            std::fs::write(js.join("package.json"), "{\"private\": true}\n")
+                .map_err(|e| format!("cannot write {}: {e}", js.display()))?;
+        }
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", COMPONENTIZE_JS])
+            .current_dir(&js))?;
+    }
+    Ok(())
+}
+
 /// Builds the operator whose source is `source` (an example's `python/`, `js/` or `c/`
-/// folder) to `out`, a component (for C, a core module the host componentizes itself).
-/// `root` is the Weir checkout (for `wit/` and the SDKs); `scratch` a folder for
-/// intermediate files.
+/// folder, or a project `host new` made) to `out`, a component (for C, a core module the
+/// host componentizes itself). `root` holds `wit/` and `guest-sdk/` (the Weir checkout,
+/// or a project's `weir/` copy); `scratch` a folder for intermediate files.
 pub fn build(
     language: Language,
     root: &Path,
@@ -152,8 +176,8 @@ pub fn build(
             Ok(())
         } else {
             Err(format!(
-                "{} is missing: run `cargo xtask setup` to install the tools for Python, \
-                 JavaScript and C operators",
+                "{} is missing: `host build` installs the tools for Python, JavaScript \
+                 and C operators on first use (or run `cargo xtask setup`)",
                 tool.display()
             ))
         }
