@@ -146,6 +146,7 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
             include_str!("author/templates/expected.jsonl"),
         ),
         ("README.md", include_str!("author/templates/README.md")),
+        (".gitignore", include_str!("author/templates/gitignore")),
     ];
     files.extend(match lang {
         Lang::Rust => vec![
