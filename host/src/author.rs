@@ -450,6 +450,28 @@ mod tests {
         assert!(crate::wasm::VERSION.ends_with(&format!("(WIT {package})")));
     }
 
+    /// Every SDK source file of the repository is in the copy `host new` writes.
+    #[test]
+    fn the_sdk_copy_has_every_sdk_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for folder in [
+            "wit",
+            "guest-sdk/src",
+            "guest-sdk/python/weir",
+            "guest-sdk/js",
+            "guest-sdk/c",
+        ] {
+            for entry in fs::read_dir(root.join(folder)).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if name == "__pycache__" {
+                    continue;
+                }
+                let path = format!("{folder}/{name}");
+                assert!(SDK.iter().any(|(p, _)| *p == path), "{path} is not in SDK");
+            }
+        }
+    }
+
     /// The SDK copy's manifest pins what the workspace builds the SDK with.
     #[test]
     fn the_sdk_copy_depends_on_what_the_workspace_uses() {
