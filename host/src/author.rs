@@ -170,7 +170,7 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
 }
 
 /// The component's file name stem for a project called `name`.
-fn component(name: &str) -> String {
+pub fn component(name: &str) -> String {
     name.replace('-', "_")
 }
 

@@ -168,7 +168,7 @@ fn new(name: &str, lang: &str, parent: Option<&Path>) -> ExitCode {
                 files.len(),
                 language.source(),
                 dir.display(),
-                name.replace('-', "_"),
+                crate::author::component(name),
             );
             ExitCode::SUCCESS
         }

@@ -5,24 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::support::{Outcome, committed};
-
-/// Runs the `host` binary in `dir` with `envs` set.
-fn host_in(dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Outcome {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
-    command.args(args).current_dir(dir);
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    let output = command.output().expect("run host");
-    Outcome {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use crate::support::{committed, host_in};
 
 /// Where Rust projects build: one folder kept between runs (beside the test guests'),
 /// so that the SDK's dependencies are compiled once.

@@ -33,7 +33,21 @@ pub fn host(args: &[&str], stdin: &str) -> Outcome {
         .expect("piped stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let output = child.wait_with_output().expect("wait for host");
+    outcome(child.wait_with_output().expect("wait for host"))
+}
+
+/// Runs `host` with `args` in the folder `dir`, with the environment values `envs`.
+pub fn host_in(dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Outcome {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+    command.args(args).current_dir(dir).stdin(Stdio::null());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    outcome(command.output().expect("run host"))
+}
+
+/// What a finished `host` process did; fails the test if the host panicked.
+fn outcome(output: std::process::Output) -> Outcome {
     let outcome = Outcome {
         code: output.status.code().expect("host exited, not killed"),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
