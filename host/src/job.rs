@@ -102,6 +102,11 @@ pub struct CheckpointConfig {
     pub retain: usize,
     /// Print a line for every completed checkpoint (`host run --verbose`).
     pub verbose: bool,
+    /// Unaligned checkpoints (`unaligned = true`): barriers overtake in-flight records,
+    /// which become channel state. `Some(t)`: a checkpoint starts aligned and a task
+    /// switches to unaligned once its barrier has waited `t` (zero: unaligned from the
+    /// start). Savepoints are always aligned.
+    pub unaligned: Option<Duration>,
 }
 
 /// Whether alignment holds inputs back.

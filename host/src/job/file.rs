@@ -26,6 +26,8 @@ pub(super) struct JobFile {
 pub(super) struct CheckpointSection {
     pub(super) interval_ms: Option<Spanned<i64>>,
     pub(super) mode: Option<Spanned<String>>,
+    pub(super) unaligned: Option<Spanned<bool>>,
+    pub(super) aligned_timeout_ms: Option<Spanned<i64>>,
     pub(super) timeout_ms: Option<Spanned<i64>>,
     pub(super) min_pause_ms: Option<Spanned<i64>>,
     pub(super) max_concurrent: Option<Spanned<i64>>,

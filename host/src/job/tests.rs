@@ -343,3 +343,24 @@ fn an_input_can_be_broadcast() {
     assert_eq!(key, "sink.input");
     assert!(message.contains("a list of names"), "{message}");
 }
+
+#[test]
+fn unaligned_checkpoints_are_refused_until_the_runtime_has_them() {
+    let section = |text: &str| format!("{GOOD}\n[checkpoint]\n{text}");
+    for text in ["", "unaligned = false\n"] {
+        let job = parse_str(&section(text)).unwrap();
+        assert_eq!(job.checkpoint.unwrap().config.unaligned, None);
+    }
+    let (_, key, message) = invalid(&section("unaligned = true\naligned_timeout_ms = 200\n"));
+    assert_eq!(key, "checkpoint.unaligned");
+    assert!(message.contains("aligned_timeout_ms = 200"), "{message}");
+    assert!(message.contains("not available"), "{message}");
+    let (_, key, message) = invalid(&section("unaligned = true\nmode = \"at-least-once\"\n"));
+    assert_eq!(key, "checkpoint.unaligned");
+    assert!(message.contains("exactly-once only"), "{message}");
+    let (_, key, message) = invalid(&section("aligned_timeout_ms = 5\n"));
+    assert_eq!(key, "checkpoint.aligned_timeout_ms");
+    assert!(message.contains("add `unaligned = true`"), "{message}");
+    let (_, key, _) = invalid(&section("unaligned = true\naligned_timeout_ms = -1\n"));
+    assert_eq!(key, "checkpoint.aligned_timeout_ms");
+}

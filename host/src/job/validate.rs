@@ -214,6 +214,44 @@ impl Validator<'_> {
                 ));
             }
         };
+        let unaligned = match &c.unaligned {
+            Some(u) if *u.get_ref() => {
+                if mode == Mode::AtLeastOnce {
+                    return Err(self.error(
+                        u.span(),
+                        "checkpoint.unaligned",
+                        "unaligned checkpoints are exactly-once only: remove `unaligned = true` \
+                         or `mode = \"at-least-once\"` (at-least-once never waits for \
+                         alignment, so it has nothing to gain)",
+                    ));
+                }
+                let timeout = "checkpoint.aligned_timeout_ms";
+                let timeout = self.millis(c.aligned_timeout_ms.as_ref(), timeout, 0)?;
+                // The barrier protocol's pure core (dataflow/alignment.rs) is built; the
+                // channels' priority path and channel-state files are not yet, so a job
+                // asking for unaligned checkpoints is refused rather than run aligned.
+                return Err(self.error(
+                    u.span(),
+                    "checkpoint.unaligned",
+                    format!(
+                        "unaligned checkpoints (aligned_timeout_ms = {}) are not available in \
+                         this version of Weir yet: remove `unaligned = true` to checkpoint \
+                         aligned",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            _ => {
+                if let Some(t) = &c.aligned_timeout_ms {
+                    return Err(self.error(
+                        t.span(),
+                        "checkpoint.aligned_timeout_ms",
+                        "applies to unaligned checkpoints only: add `unaligned = true`",
+                    ));
+                }
+                None
+            }
+        };
         let count = |v: Option<&Spanned<i64>>, key: &str, default: u64| match v {
             None => Ok(default),
             Some(v) => self.count(v, key, 1000),
@@ -227,6 +265,7 @@ impl Validator<'_> {
                     as usize,
                 retain: count(c.retain.as_ref(), "checkpoint.retain", 1)? as usize,
                 verbose: false,
+                unaligned,
             },
             mode,
             dir: self.resolve(
