@@ -3,7 +3,7 @@
 
 use crossbeam_channel::{Receiver, Select};
 
-use super::alignment::{Aligner, Decision};
+use super::alignment::{Aligner, Arrival, Decision};
 use super::{Message, Stop};
 use crate::checkpoint::CheckpointId;
 use crate::job::Mode;
@@ -92,7 +92,7 @@ impl Inputs {
                 Message::Batch(records) => {
                     return Ok(Some(Event::Batch(records, self.input_of[input])));
                 }
-                Message::Barrier(id) => self.aligner.on_barrier(input, id),
+                Message::Barrier(id) => self.aligner.on_barrier(input, id, Arrival::InBand),
                 Message::End => {
                     self.ended[input] = true;
                     self.aligner.on_end(input)
@@ -101,7 +101,8 @@ impl Inputs {
             for decision in decisions {
                 // An abandoned checkpoint simply never completes; the coordinator
                 // times it out.
-                if let Decision::Snapshot(id) = decision {
+                // Barriers travel in band: every snapshot is aligned.
+                if let Decision::Snapshot { id, .. } = decision {
                     self.ready.push(Event::Checkpoint(id));
                 }
             }
