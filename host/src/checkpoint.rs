@@ -8,6 +8,7 @@
 //! Incremental RocksDB checkpoints keep their SST files in `<dir>/<job>/shared/`,
 //! reference-counted across checkpoints (see `shared`).
 
+pub mod channel_state;
 pub mod coordinator;
 pub mod files;
 pub mod metadata;
