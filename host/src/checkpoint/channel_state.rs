@@ -275,8 +275,8 @@ mod tests {
             key: key.as_bytes().into(),
             key_group,
             payload: format!(r#"{{"k":"{key}","n":{n}}}"#).into_bytes(),
-            timestamp: (n % 2 == 0).then_some(n as i64 * 1000),
-            origin: (n % 3 == 0).then(|| Origin {
+            timestamp: n.is_multiple_of(2).then_some(n as i64 * 1000),
+            origin: n.is_multiple_of(3).then(|| Origin {
                 at: Origin::label("source `in`, data/in.jsonl line".into()),
                 number: n,
             }),
