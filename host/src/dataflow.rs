@@ -9,6 +9,14 @@
 
 mod alignment;
 mod attempt;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the runtime moves onto it with the priority path (issue 15)"
+    )
+)]
+mod channel;
 mod edge;
 mod inputs;
 mod operator;
