@@ -6,11 +6,12 @@
 //! record with key group *g* goes to the consumer subtask whose key-group range holds
 //! *g*; a record on a broadcast edge goes to every consumer subtask; on each channel, records and barriers keep the order they were pushed in.
 
-use crossbeam_channel::Sender;
+use std::sync::Arc;
 
 use serde::de::IgnoredAny;
 
 use super::Message;
+use super::channel::{Bell, Sender};
 use crate::checkpoint::CheckpointId;
 use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
 use crate::small_bytes::SmallBytes;
@@ -63,7 +64,7 @@ pub struct Edge {
     routing: Routing,
     next: usize,
     pending: Vec<Vec<KeyedRecord>>,
-    channels: Vec<Sender<Message>>,
+    channels: Vec<Sender>,
 }
 
 impl Edge {
@@ -73,7 +74,7 @@ impl Edge {
         consumer: &str,
         selector: Option<KeySelector>,
         routing: Routing,
-        channels: Vec<Sender<Message>>,
+        channels: Vec<Sender>,
     ) -> Edge {
         Edge {
             consumer: consumer.to_string(),
@@ -110,17 +111,20 @@ pub struct Outputs {
     largest: usize,
     /// The keys of the record being pushed, one per edge (kept to reuse its memory).
     keys: Vec<(SmallBytes, KeyGroup)>,
+    /// The task's bell: rung when a consumer makes room.
+    bell: Arc<Bell>,
 }
 
 impl Outputs {
-    /// The outputs of a task with these edges.
-    pub fn new(edges: Vec<Edge>) -> Outputs {
+    /// The outputs of a task with these edges; the task waits for room on `bell`.
+    pub fn new(edges: Vec<Edge>, bell: Arc<Bell>) -> Outputs {
         let keyed = edges.iter().any(|e| e.selector.is_some());
         Outputs {
             edges,
             keyed,
             largest: 0,
             keys: Vec::new(),
+            bell,
         }
     }
 
@@ -188,15 +192,21 @@ impl Outputs {
         self.largest
     }
 
-    /// Sends every non-empty buffered batch.
+    /// Sends every non-empty buffered batch, waiting for room where a channel is full.
     pub fn flush(&mut self) -> Result<(), Disconnected> {
         for edge in &mut self.edges {
             for (pending, channel) in edge.pending.iter_mut().zip(&edge.channels) {
-                if !pending.is_empty() {
-                    let batch = std::mem::take(pending);
-                    channel
-                        .send(Message::Batch(batch))
-                        .map_err(|_| Disconnected)?;
+                if pending.is_empty() {
+                    continue;
+                }
+                let mut message = Message::Batch(std::mem::take(pending));
+                loop {
+                    let seen = self.bell.rings();
+                    match channel.try_send(message).map_err(|_| Disconnected)? {
+                        None => break,
+                        Some(refused) => message = refused,
+                    }
+                    self.bell.wait(seen, None);
                 }
             }
         }
@@ -217,7 +227,9 @@ impl Outputs {
     fn broadcast(&mut self, message: Message) -> Result<(), Disconnected> {
         self.flush()?;
         for channel in self.edges.iter().flat_map(|e| &e.channels) {
-            channel.send(message.clone()).map_err(|_| Disconnected)?;
+            channel
+                .force_send(message.clone())
+                .map_err(|_| Disconnected)?;
         }
         Ok(())
     }
@@ -226,15 +238,16 @@ impl Outputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataflow::channel::{Received, Receiver, channel};
     use crate::job::JsonPointer;
-    use crossbeam_channel::{Receiver, bounded};
 
-    fn edge(
-        consumer: &str,
-        pointer: Option<&str>,
-        subtasks: usize,
-    ) -> (Edge, Vec<Receiver<Message>>) {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..subtasks).map(|_| bounded(8)).unzip();
+    fn bell() -> Arc<Bell> {
+        Arc::new(Bell::default())
+    }
+
+    fn edge(consumer: &str, pointer: Option<&str>, subtasks: usize) -> (Edge, Vec<Receiver>) {
+        let (txs, rxs): (Vec<_>, Vec<_>) =
+            (0..subtasks).map(|_| channel(8, bell(), bell())).unzip();
         let selector = pointer.map(|p| KeySelector::new(JsonPointer::parse(p).unwrap(), 128));
         let routing = match selector {
             Some(_) => Routing::Keyed {
@@ -252,8 +265,15 @@ mod tests {
         }
     }
 
-    fn batch(rx: &Receiver<Message>) -> Vec<KeyedRecord> {
-        match rx.recv().unwrap() {
+    fn recv(rx: &Receiver) -> Message {
+        match rx.try_recv() {
+            Ok(Some(Received::Message(message))) => message,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn batch(rx: &Receiver) -> Vec<KeyedRecord> {
+        match recv(rx) {
             Message::Batch(b) => b,
             other => panic!("expected a batch, got {other:?}"),
         }
@@ -263,7 +283,7 @@ mod tests {
     fn every_edge_gets_every_record_keyed_its_own_way() {
         let (a, rx_a) = edge("count", Some("/url"), 1);
         let (b, rx_b) = edge("out", None, 1);
-        let mut outputs = Outputs::new(vec![a, b]);
+        let mut outputs = Outputs::new(vec![a, b], bell());
         outputs.push(record(r#"{"url":"/x"}"#), None).unwrap();
         outputs.push(record(r#"{"url":"/y"}"#), None).unwrap();
         assert_eq!(outputs.pending(), 2);
@@ -277,13 +297,13 @@ mod tests {
         let plain = batch(&rx_b[0]);
         assert!(plain.iter().all(|r| r.key.is_empty()));
         assert_eq!(plain[1].payload, br#"{"url":"/y"}"#);
-        assert!(matches!(rx_a[0].recv().unwrap(), Message::End));
+        assert!(matches!(recv(&rx_a[0]), Message::End));
     }
 
     #[test]
     fn keyed_records_go_to_the_subtask_owning_their_key_group() {
         let (a, rxs) = edge("count", Some("/k"), 3);
-        let mut outputs = Outputs::new(vec![a]);
+        let mut outputs = Outputs::new(vec![a], bell());
         for i in 0..300 {
             outputs
                 .push(record(&format!(r#"{{"k":"key-{i}"}}"#)), None)
@@ -296,7 +316,7 @@ mod tests {
             let range = KeyGroupRange::for_subtask(128, 3, index as u16);
             assert!(records.iter().all(|r| range.contains(r.key_group)));
             assert!(
-                matches!(rx.recv().unwrap(), Message::Barrier(CheckpointId(1))),
+                matches!(recv(rx), Message::Barrier(CheckpointId(1))),
                 "barrier after the records"
             );
         }
@@ -305,7 +325,7 @@ mod tests {
     #[test]
     fn unkeyed_records_are_spread_over_subtasks() {
         let (a, rxs) = edge("out", None, 2);
-        let mut outputs = Outputs::new(vec![a]);
+        let mut outputs = Outputs::new(vec![a], bell());
         for _ in 0..4 {
             outputs.push(record("{}"), None).unwrap();
         }
@@ -318,7 +338,7 @@ mod tests {
     fn a_bad_record_reaches_no_edge() {
         let (a, rx_a) = edge("out", None, 1);
         let (b, _rx_b) = edge("count", Some("/url"), 1);
-        let mut outputs = Outputs::new(vec![a, b]);
+        let mut outputs = Outputs::new(vec![a, b], bell());
         let err = outputs.push(record(r#"{"path":"/x"}"#), None).unwrap_err();
         assert!(err.to_string().contains("operator `count`"), "{err}");
         assert!(matches!(
@@ -327,13 +347,13 @@ mod tests {
         ));
         assert_eq!(outputs.pending(), 0);
         outputs.end().unwrap();
-        assert!(matches!(rx_a[0].recv().unwrap(), Message::End));
+        assert!(matches!(recv(&rx_a[0]), Message::End));
     }
 
     #[test]
     fn unkeyed_edges_still_refuse_what_is_not_json() {
         let (a, _rx) = edge("out", None, 1);
-        let mut outputs = Outputs::new(vec![a]);
+        let mut outputs = Outputs::new(vec![a], bell());
         assert!(outputs.push(record("plain text"), None).is_err());
         assert!(outputs.push(record("[1, 2]"), None).is_ok());
         assert!(matches!(
@@ -346,7 +366,7 @@ mod tests {
     fn a_gone_consumer_is_reported_as_disconnected() {
         let (a, rx) = edge("out", None, 1);
         drop(rx);
-        let mut outputs = Outputs::new(vec![a]);
+        let mut outputs = Outputs::new(vec![a], bell());
         outputs.push(record("{}"), None).unwrap();
         assert!(outputs.flush().is_err());
     }

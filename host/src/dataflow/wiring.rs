@@ -2,12 +2,12 @@
 //! upstream subtask of each of its inputs, and for every producer subtask, its edges.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, bounded};
-
+use super::CHANNEL_BATCHES;
+use super::channel::{Bell, Receiver, channel};
 use super::edge::{Edge, Outputs, Routing};
 use super::inputs::Inputs;
-use super::{CHANNEL_BATCHES, Message};
 use crate::job::Job;
 use crate::job::Mode;
 use crate::record::KeySelector;
@@ -20,9 +20,11 @@ type TaskKey = (String, usize);
 pub(super) struct Wiring {
     /// Per consumer subtask, its input channels, each with the index of the input (in
     /// the consumer's list) it carries.
-    receivers: HashMap<TaskKey, Vec<(Receiver<Message>, u32)>>,
+    receivers: HashMap<TaskKey, Vec<(Receiver, u32)>>,
     /// Per producer subtask, its edges.
     edges: HashMap<TaskKey, Vec<Edge>>,
+    /// Per task, the bell its channels ring.
+    bells: HashMap<TaskKey, Arc<Bell>>,
 }
 
 impl Wiring {
@@ -54,7 +56,8 @@ impl Wiring {
                 for producer in 0..producer_parallelism {
                     let mut senders = Vec::new();
                     for consumer in 0..usize::from(consumer_parallelism) {
-                        let (tx, rx) = bounded(CHANNEL_BATCHES);
+                        let bells = (wiring.bell(input, producer), wiring.bell(name, consumer));
+                        let (tx, rx) = channel(CHANNEL_BATCHES, bells.0, bells.1);
                         senders.push(tx);
                         wiring
                             .receivers
@@ -86,20 +89,23 @@ impl Wiring {
         wiring
     }
 
+    /// The bell of subtask `subtask` of `name`.
+    fn bell(&mut self, name: &str, subtask: usize) -> Arc<Bell> {
+        let bell = self.bells.entry((name.to_string(), subtask)).or_default();
+        Arc::clone(bell)
+    }
+
     pub(super) fn outputs(&mut self, name: &str, subtask: usize) -> Outputs {
-        Outputs::new(
-            self.edges
-                .remove(&(name.to_string(), subtask))
-                .unwrap_or_default(),
-        )
+        let edges = self.edges.remove(&(name.to_string(), subtask));
+        Outputs::new(edges.unwrap_or_default(), self.bell(name, subtask))
     }
 
     pub(super) fn inputs(&mut self, name: &str, subtask: usize, mode: Mode) -> Inputs {
+        let receivers = self.receivers.remove(&(name.to_string(), subtask));
         Inputs::new(
-            self.receivers
-                .remove(&(name.to_string(), subtask))
-                .unwrap_or_default(),
+            receivers.unwrap_or_default(),
             mode,
+            self.bell(name, subtask),
         )
     }
 }
