@@ -21,3 +21,4 @@ pub mod small_bytes;
 pub mod state;
 pub mod testing;
 pub mod wasm;
+pub mod wire;

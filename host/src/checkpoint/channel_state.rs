@@ -14,6 +14,7 @@
 
 use crate::record::{KeyedRecord, Origin};
 use crate::state::{KeyGroup, KeyGroupRange};
+use crate::wire::{Reader, Truncated, put_bytes, put_u32};
 
 const MAGIC: &[u8; 8] = b"weir-chs";
 const VERSION: u8 = 1;
@@ -118,7 +119,7 @@ impl ChannelState {
         if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(ChannelStateError::Checksum);
         }
-        let mut reader = Reader(&body[header..]);
+        let mut reader = Reader::new(&body[header..]);
         let mut channels = Vec::new();
         for _ in 0..reader.u32()? {
             let (input, producer) = (reader.u32()?, reader.u32()?);
@@ -128,11 +129,11 @@ impl ChannelState {
                 let key = reader.bytes()?.into();
                 let key_group = KeyGroup(u16::from_le_bytes(reader.array()?));
                 let payload = reader.bytes()?.to_vec();
-                let timestamp = match reader.flag()? {
+                let timestamp = match flag(&mut reader)? {
                     true => Some(i64::from_le_bytes(reader.array()?)),
                     false => None,
                 };
-                let origin = match reader.flag()? {
+                let origin = match flag(&mut reader)? {
                     true => {
                         let at = std::str::from_utf8(reader.bytes()?)
                             .map_err(|_| ChannelStateError::Malformed("an origin is not UTF-8"))?;
@@ -158,7 +159,7 @@ impl ChannelState {
                 records,
             });
         }
-        if !reader.0.is_empty() {
+        if !reader.is_empty() {
             return Err(ChannelStateError::Malformed("bytes after the last channel"));
         }
         Ok(ChannelState { channels })
@@ -220,47 +221,18 @@ pub fn redistribute(
     new
 }
 
-fn put_u32(out: &mut Vec<u8>, n: usize) {
-    let n = u32::try_from(n).expect("channel state counts fit in 32 bits");
-    out.extend_from_slice(&n.to_le_bytes());
+impl From<Truncated> for ChannelStateError {
+    fn from(_: Truncated) -> ChannelStateError {
+        ChannelStateError::Malformed("it ends early")
+    }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ChannelStateError> {
-        if self.0.len() < n {
-            return Err(ChannelStateError::Malformed("it ends early"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ChannelStateError> {
-        Ok(self.take(N)?.try_into().expect("N bytes"))
-    }
-
-    fn u32(&mut self) -> Result<u32, ChannelStateError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn flag(&mut self) -> Result<bool, ChannelStateError> {
-        match self.array::<1>()? {
-            [0] => Ok(false),
-            [1] => Ok(true),
-            _ => Err(ChannelStateError::Malformed("a flag is neither 0 nor 1")),
-        }
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], ChannelStateError> {
-        let len = self.u32()? as usize;
-        self.take(len)
+/// A flag byte: 0 or 1.
+fn flag(reader: &mut Reader<'_>) -> Result<bool, ChannelStateError> {
+    match reader.array::<1>()? {
+        [0] => Ok(false),
+        [1] => Ok(true),
+        _ => Err(ChannelStateError::Malformed("a flag is neither 0 nor 1")),
     }
 }
 

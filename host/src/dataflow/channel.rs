@@ -359,8 +359,12 @@ mod tests {
         let (tx, rx, producer, _) = pair(1);
         tx.try_send(batch(0, 1)).unwrap();
         let seen = producer.rings();
+        let asleep = Arc::clone(&producer);
         let consumer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
+            // Makes room only once the producer sleeps, so that the ring must wake it.
+            while asleep.sleeping.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
             rx.try_recv().unwrap();
             rx
         });

@@ -10,6 +10,7 @@
 //! subtask 0's broadcast states (they are equal on every subtask: only broadcast records,
 //! which every subtask sees in the same order, change them). Pure: no I/O.
 
+use crate::wire::{Reader, Truncated, put_bytes, put_u32};
 use std::collections::BTreeMap;
 
 /// How a list state's elements are shared out when the parallelism changes.
@@ -141,7 +142,7 @@ impl OperatorState {
         if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(OperatorStateError::Checksum);
         }
-        let mut reader = Reader(&body[MAGIC.len() + 1..]);
+        let mut reader = Reader::new(&body[MAGIC.len() + 1..]);
         let count = reader.u32()?;
         let mut lists = Vec::new();
         for _ in 0..count {
@@ -173,7 +174,7 @@ impl OperatorState {
             }
             broadcast.push(BroadcastState { name, entries });
         }
-        if !reader.0.is_empty() {
+        if !reader.is_empty() {
             return Err(OperatorStateError::Malformed("bytes after the last state"));
         }
         Ok(OperatorState { lists, broadcast })
@@ -229,36 +230,9 @@ pub fn redistribute(old: &[OperatorState], parallelism: usize) -> Vec<OperatorSt
     new
 }
 
-fn put_u32(out: &mut Vec<u8>, n: usize) {
-    let n = u32::try_from(n).expect("operator state sizes fit in 32 bits");
-    out.extend_from_slice(&n.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], OperatorStateError> {
-        if self.0.len() < n {
-            return Err(OperatorStateError::Malformed("it ends early"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u32(&mut self) -> Result<u32, OperatorStateError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("four bytes")))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], OperatorStateError> {
-        let len = self.u32()? as usize;
-        self.take(len)
+impl From<Truncated> for OperatorStateError {
+    fn from(_: Truncated) -> OperatorStateError {
+        OperatorStateError::Malformed("it ends early")
     }
 }
 
