@@ -317,9 +317,17 @@ fn run(args: &RunArgs) -> ExitCode {
         eprintln!(
             "weir: checkpointing every {:?}, {}, into {}",
             checkpointing.config.interval,
-            match checkpointing.mode {
-                Mode::ExactlyOnce => "exactly-once (barriers aligned)",
-                Mode::AtLeastOnce => "at-least-once (a restore may apply records twice)",
+            match (checkpointing.mode, checkpointing.config.unaligned) {
+                (Mode::ExactlyOnce, None) => "exactly-once (barriers aligned)".to_string(),
+                (Mode::ExactlyOnce, Some(t)) if t.is_zero() => {
+                    "exactly-once (barriers unaligned: they overtake records in flight)".into()
+                }
+                (Mode::ExactlyOnce, Some(t)) => {
+                    format!("exactly-once (barriers aligned, unaligned after waiting {t:?})")
+                }
+                (Mode::AtLeastOnce, _) => {
+                    "at-least-once (a restore may apply records twice)".to_string()
+                }
             },
             checkpointing.dir.join(&job.name).display()
         );

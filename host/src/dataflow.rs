@@ -9,13 +9,6 @@
 
 mod alignment;
 mod attempt;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the runtime moves onto it with the priority path (issue 15)"
-    )
-)]
 mod channel;
 mod edge;
 mod inputs;
@@ -31,7 +24,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::checkpoint::coordinator;
-use crate::checkpoint::{CheckpointError, CheckpointId};
+use crate::checkpoint::{Barrier, CheckpointError};
 use crate::record::KeyedRecord;
 use crate::state::StateError;
 use crate::wasm::OperatorError;
@@ -57,7 +50,7 @@ pub enum Message {
     /// Records, in order.
     Batch(Vec<KeyedRecord>),
     /// Checkpoint barrier: the records before it belong to this checkpoint.
-    Barrier(CheckpointId),
+    Barrier(Barrier),
     /// The producer has no more records.
     End,
 }

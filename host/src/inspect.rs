@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::channel_state::ChannelState;
 use crate::checkpoint::files::read_metadata;
-use crate::checkpoint::storage::{read_operator_state, read_state_file};
+use crate::checkpoint::storage::{read_channel_state, read_operator_state, read_state_file};
 use crate::checkpoint::{CheckpointError, Metadata};
 use crate::state::KeyGroup;
 use crate::state::operator::OperatorState;
@@ -25,6 +26,9 @@ pub struct Checkpoint {
     pub operators: BTreeMap<String, Vec<Snapshot>>,
     /// Per operator, the operator state of its subtasks that have some: (subtask, state).
     pub operator_states: BTreeMap<String, Vec<(usize, OperatorState)>>,
+    /// Per operator or sink, the channel state of its subtasks that had records in
+    /// flight across an unaligned barrier: (subtask, state).
+    pub channel_states: BTreeMap<String, Vec<(usize, ChannelState)>>,
 }
 
 /// Why a checkpoint cannot be read.
@@ -77,11 +81,20 @@ impl Checkpoint {
                 .collect::<Result<Vec<_>, CheckpointError>>()?;
             operator_states.insert(name.clone(), states);
         }
+        let mut channel_states = BTreeMap::new();
+        for (name, files) in &metadata.channel_states {
+            let states = files
+                .iter()
+                .map(|f| Ok((f.subtask, read_channel_state(&dir, &f.file)?)))
+                .collect::<Result<Vec<_>, CheckpointError>>()?;
+            channel_states.insert(name.clone(), states);
+        }
         Ok(Checkpoint {
             dir,
             metadata,
             operators,
             operator_states,
+            channel_states,
         })
     }
 
@@ -158,6 +171,19 @@ impl Checkpoint {
                         let _ = writeln!(out, "    {}: {}", render(key), render(value));
                     }
                 }
+            }
+        }
+        for (name, subtasks) in &self.channel_states {
+            let _ = writeln!(out, "`{name}`: channel state (records in flight)");
+            let files = m.channel_states.get(name).into_iter().flatten();
+            for ((subtask, state), file) in subtasks.iter().zip(files) {
+                let _ = writeln!(
+                    out,
+                    "  subtask {subtask}: {} records on {} channels, {} bytes",
+                    state.records(),
+                    state.channels.len(),
+                    file.file.bytes
+                );
             }
         }
         for (name, subtasks) in &m.sources {

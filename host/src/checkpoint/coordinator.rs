@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 
-use super::CheckpointId;
 use super::files::CheckpointError;
-use super::metadata::{
-    CanonicalFile, Metadata, OperatorStateFile, SinkState, SourceSplit, StateFile,
-};
+use super::metadata::{CanonicalFile, Metadata, SinkState, SourceSplit, StateFile, SubtaskFile};
 use super::storage::Store;
+use super::{Barrier, CheckpointId};
 pub use crate::job::CheckpointConfig as Config;
 
 /// A task: a subtask of a node.
@@ -72,6 +70,17 @@ pub enum AckState {
     Sink(SinkState),
 }
 
+/// How a task's snapshot met its checkpoint's barrier.
+#[derive(Debug, Clone, Default)]
+pub struct Alignment {
+    /// The snapshot was unaligned: the barrier overtook records in flight.
+    pub unaligned: bool,
+    /// From the first barrier on any input to the snapshot.
+    pub duration: Duration,
+    /// The records in flight across an unaligned barrier, if there were any.
+    pub channel_state: Option<CanonicalFile>,
+}
+
 /// A finished task's part in the checkpoints taken after its end.
 pub trait Finished: Send {
     /// Its part of checkpoint `id` (written into the checkpoint if it has files).
@@ -98,6 +107,7 @@ enum Report {
         checkpoint: CheckpointId,
         task: TaskId,
         state: AckState,
+        alignment: Box<Alignment>,
     },
     Declined {
         checkpoint: CheckpointId,
@@ -117,12 +127,20 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Acknowledges checkpoint `id` with this task's part of it.
+    /// Acknowledges checkpoint `id` with this task's part of it (a task without inputs,
+    /// which never aligns).
     pub fn ack(&self, id: CheckpointId, state: AckState) {
+        self.ack_aligned(id, state, Alignment::default());
+    }
+
+    /// Acknowledges checkpoint `id` with this task's part of it and how its snapshot
+    /// met the barrier.
+    pub fn ack_aligned(&self, id: CheckpointId, state: AckState, alignment: Alignment) {
         let _ = self.reports.send(Report::Ack {
             checkpoint: id,
             task: self.task.clone(),
             state,
+            alignment: Box::new(alignment),
         });
     }
 
@@ -174,11 +192,13 @@ pub struct Summary {
     pub last_bytes: u64,
     /// Bytes the last completed checkpoint wrote (fewer when incremental).
     pub last_copied: u64,
+    /// Checkpoints completed with at least one unaligned snapshot.
+    pub unaligned: u64,
 }
 
 struct Pending {
     started: Instant,
-    acks: HashMap<TaskId, AckState>,
+    acks: HashMap<TaskId, (AckState, Alignment)>,
     savepoint: Option<SavepointRequest>,
 }
 
@@ -204,7 +224,7 @@ pub struct Coordinator {
     /// Every task that must acknowledge a checkpoint.
     tasks: Vec<TaskId>,
     /// Source subtasks, with the channel that triggers them.
-    triggers: Vec<(TaskId, Sender<CheckpointId>)>,
+    triggers: Vec<(TaskId, Sender<Barrier>)>,
     /// Sink subtasks' channels for "checkpoint n completed: commit".
     commits: Vec<Sender<CheckpointId>>,
     first_id: u64,
@@ -254,7 +274,7 @@ impl Coordinator {
     }
 
     /// Registers a source subtask: its handle, and the channel its triggers come on.
-    pub fn register_source(&mut self, task: TaskId) -> (Handle, Receiver<CheckpointId>) {
+    pub fn register_source(&mut self, task: TaskId) -> (Handle, Receiver<Barrier>) {
         let (trigger_tx, trigger_rx) = unbounded();
         self.triggers.push((task.clone(), trigger_tx));
         (self.register(task), trigger_rx)
@@ -327,12 +347,12 @@ impl Coordinator {
                         eprintln!("weir: checkpoint {} aborted: {reason}", checkpoint.0);
                         run.abort(checkpoint, &reason)?;
                     }
-                    Ok(Report::Ack { checkpoint, task, state }) => {
+                    Ok(Report::Ack { checkpoint, task, state, alignment }) => {
                         let Some(p) = run.pending.get_mut(&checkpoint) else { continue };
                         if let AckState::Operator { sync, .. } = &state {
                             run.summary.max_sync = run.summary.max_sync.max(*sync);
                         }
-                        p.acks.insert(task, state);
+                        p.acks.insert(task, (state, *alignment));
                         run.complete_if_acked(checkpoint)?;
                     }
                 },
@@ -341,7 +361,7 @@ impl Coordinator {
         }
     }
 
-    fn metadata(&self, id: CheckpointId, acks: HashMap<TaskId, AckState>) -> Metadata {
+    fn metadata(&self, id: CheckpointId, acks: HashMap<TaskId, (AckState, Alignment)>) -> Metadata {
         let mut metadata = Metadata {
             job: self.job.clone(),
             checkpoint: id.0,
@@ -350,10 +370,15 @@ impl Coordinator {
             operators: BTreeMap::new(),
             operator_states: BTreeMap::new(),
             sinks: BTreeMap::new(),
+            channel_states: BTreeMap::new(),
         };
-        let mut acks: Vec<(TaskId, AckState)> = acks.into_iter().collect();
+        let mut acks: Vec<(TaskId, (AckState, Alignment))> = acks.into_iter().collect();
         acks.sort_by(|a, b| a.0.cmp(&b.0));
-        for (TaskId { node, subtask }, state) in acks {
+        for (TaskId { node, subtask }, (state, alignment)) in acks {
+            if let Some(file) = alignment.channel_state {
+                let files = metadata.channel_states.entry(node.clone()).or_default();
+                files.push(SubtaskFile { subtask, file });
+            }
             match state {
                 AckState::Source(splits) => metadata.sources.entry(node).or_default().push(splits),
                 AckState::Operator {
@@ -363,7 +388,7 @@ impl Coordinator {
                 } => {
                     if let Some(file) = operator_state {
                         let files = metadata.operator_states.entry(node.clone()).or_default();
-                        files.push(OperatorStateFile { subtask, file });
+                        files.push(SubtaskFile { subtask, file });
                     }
                     metadata.operators.entry(node).or_default().push(file)
                 }
@@ -400,16 +425,25 @@ impl Run<'_> {
     ) -> Result<(), CheckpointError> {
         let id = CheckpointId(*next_id);
         *next_id += 1;
+        let started = Instant::now();
+        let barrier = Barrier {
+            id,
+            // Savepoints stay aligned: they must be canonical and relocatable.
+            unaligned_at: match savepoint {
+                Some(_) => None,
+                None => self.coordinator.config.unaligned.map(|t| started + t),
+            },
+        };
         for (task, trigger) in &self.coordinator.triggers {
             if !self.finished.contains_key(task) {
                 // A source that has just ended will answer with its final state instead.
-                let _ = trigger.send(id);
+                let _ = trigger.send(barrier);
             }
         }
         self.pending.insert(
             id,
             Pending {
-                started: Instant::now(),
+                started,
                 acks: HashMap::new(),
                 savepoint,
             },
@@ -419,7 +453,9 @@ impl Run<'_> {
             match last.state(id) {
                 Ok(state) => {
                     let pending = self.pending.get_mut(&id).expect("inserted above");
-                    pending.acks.insert(task.clone(), state);
+                    pending
+                        .acks
+                        .insert(task.clone(), (state, Alignment::default()));
                 }
                 Err(reason) => {
                     failed = Some(format!("finished task {task}: {reason}"));
@@ -470,7 +506,7 @@ impl Run<'_> {
             match last.state(id) {
                 Ok(state) => {
                     if let Some(p) = self.pending.get_mut(&id) {
-                        p.acks.insert(task.clone(), state);
+                        p.acks.insert(task.clone(), (state, Alignment::default()));
                     }
                     self.complete_if_acked(id)?;
                 }
@@ -536,15 +572,30 @@ impl Run<'_> {
             return self.abort(id, "it timed out");
         }
         let done = self.pending.remove(&id).expect("pending checkpoint");
+        let alignment = done.acks.values().map(|(_, a)| a);
+        let unaligned = alignment.clone().any(|a| a.unaligned);
+        let aligning = alignment.map(|a| a.duration).max().unwrap_or_default();
         let metadata = coordinator.metadata(id, done.acks);
         let files = || metadata.operators.values().flatten();
         self.summary.last_bytes = files().map(StateFile::bytes).sum();
         self.summary.last_copied = files().map(StateFile::copied).sum();
         coordinator.store.complete(&metadata)?;
         self.summary.completed += 1;
+        self.summary.unaligned += u64::from(unaligned);
         if coordinator.config.verbose {
+            let in_flight: u64 = metadata
+                .channel_states
+                .values()
+                .flatten()
+                .map(|f| f.file.bytes)
+                .sum();
+            let how = match unaligned {
+                true => format!("unaligned, {in_flight} bytes of channel state"),
+                false => "aligned".to_string(),
+            };
             eprintln!(
-                "weir: checkpoint {} completed in {:?} ({} bytes of state, {} bytes written)",
+                "weir: checkpoint {} completed in {:?}, {how}, alignment {aligning:?} ({} bytes \
+                 of state, {} bytes written)",
                 id.0,
                 done.started.elapsed(),
                 self.summary.last_bytes,

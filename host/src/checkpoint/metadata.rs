@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 
 /// The metadata format version this host writes and reads.
 ///
-/// Version 3: a source's progress is per split, not per subtask (version 2 could not be
-/// resumed at another source parallelism, so it is not read).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4: channel state of unaligned checkpoints (a host that reads only version 3
+/// would skip it and lose those records). Version 3: a source's progress is per split,
+/// not per subtask (version 2 could not be resumed at another source parallelism, so it
+/// is not read); a version 3 checkpoint is read as one without channel state.
+pub const FORMAT_VERSION: u32 = 4;
+/// The oldest version read.
+const OLDEST_READ: u32 = 3;
 pub(crate) const HEADER: &str = "weir-checkpoint";
 
 /// What a completed checkpoint holds.
@@ -32,9 +36,13 @@ pub struct Metadata {
     pub operators: BTreeMap<String, Vec<StateFile>>,
     /// Per operator, the operator state file of each subtask that has operator state.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub operator_states: BTreeMap<String, Vec<OperatorStateFile>>,
+    pub operator_states: BTreeMap<String, Vec<SubtaskFile>>,
     /// Per sink, the state of each subtask.
     pub sinks: BTreeMap<String, Vec<SinkState>>,
+    /// Per operator or sink, the channel state file of each subtask that had records in
+    /// flight across an unaligned barrier.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_states: BTreeMap<String, Vec<SubtaskFile>>,
 }
 
 /// A unit of a source's input with how far it has been read: the source's state, dealt
@@ -107,9 +115,10 @@ impl StateFile {
     }
 }
 
-/// One operator subtask's operator state file (see `state::operator`).
+/// A file of one subtask: its operator state (see `state::operator`) or its channel
+/// state (see `checkpoint::channel_state`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorStateFile {
+pub struct SubtaskFile {
     /// The subtask whose state it is.
     pub subtask: usize,
     /// The file.
@@ -195,7 +204,7 @@ pub enum MetadataError {
     Header,
     /// Another format version.
     #[error(
-        "metadata format version {0} is not supported (this host reads version {FORMAT_VERSION})"
+        "metadata format version {0} is not supported (this host reads versions {OLDEST_READ} to {FORMAT_VERSION})"
     )]
     Version(u32),
     /// The checksum does not match.
@@ -232,7 +241,7 @@ impl Metadata {
             .next()
             .and_then(|v| v.parse().ok())
             .ok_or(MetadataError::Header)?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
             return Err(MetadataError::Version(version));
         }
         let crc = words
@@ -308,7 +317,7 @@ mod tests {
             .into(),
             operator_states: [(
                 "count".to_string(),
-                vec![OperatorStateFile {
+                vec![SubtaskFile {
                     subtask: 1,
                     file: CanonicalFile {
                         file: "count-1.opstate".into(),
@@ -323,6 +332,18 @@ mod tests {
                 vec![SinkState {
                     pending: vec![".part-0-2.pending".into()],
                     next_part: Some(3),
+                }],
+            )]
+            .into(),
+            channel_states: [(
+                "out".to_string(),
+                vec![SubtaskFile {
+                    subtask: 0,
+                    file: CanonicalFile {
+                        file: "out-0.channels".into(),
+                        bytes: 40,
+                        crc32c: 5,
+                    },
                 }],
             )]
             .into(),
@@ -344,5 +365,19 @@ mod tests {
             damaged[i] ^= 0x04;
             assert!(Metadata::decode(&damaged).is_err(), "bit flip at {i}");
         }
+    }
+
+    #[test]
+    fn version_3_is_read_as_having_no_channel_state_and_version_2_is_refused() {
+        let mut aligned = sample();
+        aligned.channel_states.clear();
+        let current = String::from_utf8(aligned.encode()).unwrap();
+        let header = format!("{HEADER} {FORMAT_VERSION} ");
+        let written_by = |version: u32| {
+            let old = current.replacen(&header, &format!("{HEADER} {version} "), 1);
+            Metadata::decode(old.as_bytes())
+        };
+        assert_eq!(written_by(3).unwrap(), aligned);
+        assert_eq!(written_by(2), Err(MetadataError::Version(2)));
     }
 }

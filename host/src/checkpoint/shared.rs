@@ -482,6 +482,7 @@ mod tests {
                 operators: [("op".to_string(), vec![file.clone()])].into(),
                 operator_states: Default::default(),
                 sinks: Default::default(),
+                channel_states: Default::default(),
             })
             .unwrap();
         let expected = Snapshot {

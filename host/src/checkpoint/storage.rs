@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::channel_state::ChannelState;
 use super::files::{
     CheckpointError, METADATA, check_recorded, ids, io_error, read_metadata, sync_dir, write_synced,
 };
@@ -202,7 +203,8 @@ impl Store {
                 *file = StateFile::Canonical(write_file_in(&to, &name, &snapshot.encode())?);
             }
         }
-        for file in metadata.operator_states.values_mut().flatten() {
+        let files = metadata.operator_states.values_mut().flatten();
+        for file in files.chain(metadata.channel_states.values_mut().flatten()) {
             let (_, bytes) = read_checked(&from, &file.file)?;
             file.file = write_file_in(&to, &file.file.file, &bytes)?;
         }
@@ -252,6 +254,19 @@ pub fn read_operator_state(
     })
 }
 
+/// Reads one task's channel state of the checkpoint in `dir`, checked against its
+/// metadata and its own checksum.
+pub fn read_channel_state(
+    dir: &Path,
+    file: &CanonicalFile,
+) -> Result<ChannelState, CheckpointError> {
+    let (path, bytes) = read_checked(dir, file)?;
+    ChannelState::decode(&bytes).map_err(|e| CheckpointError::State {
+        path,
+        reason: e.to_string(),
+    })
+}
+
 /// Writes `bytes` as `file` in `dir` (created if need be), durably.
 fn write_file_in(dir: &Path, file: &str, bytes: &[u8]) -> Result<CanonicalFile, CheckpointError> {
     fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
@@ -267,7 +282,8 @@ fn write_file_in(dir: &Path, file: &str, bytes: &[u8]) -> Result<CanonicalFile, 
 /// Checks every file `metadata` lists for the checkpoint in `dir` against its recorded
 /// size and CRC, without decoding any: whether the checkpoint is intact on disk.
 pub fn verify(dir: &Path, metadata: &Metadata) -> Result<(), CheckpointError> {
-    for file in metadata.operator_states.values().flatten() {
+    let files = metadata.operator_states.values().flatten();
+    for file in files.chain(metadata.channel_states.values().flatten()) {
         read_checked(dir, &file.file)?;
     }
     for file in metadata.operators.values().flatten() {
@@ -317,6 +333,7 @@ mod tests {
             operators: Default::default(),
             operator_states: Default::default(),
             sinks: Default::default(),
+            channel_states: Default::default(),
         }
     }
 

@@ -92,16 +92,14 @@ impl Aligner {
 
     /// The checkpoint whose channel state a record read from `input` now belongs to:
     /// the pending unaligned one, until `input` delivers its barrier.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the channels' priority path (issue 15) will call it"
-        )
-    )]
     pub fn in_flight(&self, input: usize) -> Option<CheckpointId> {
         let pending = self.pending.filter(|p| p.unaligned)?;
         (self.inputs[input] == Input::Open).then_some(pending.id)
+    }
+
+    /// The checkpoint the task is aligning (pending, its snapshot not taken yet).
+    pub fn aligning(&self) -> Option<CheckpointId> {
+        self.pending.filter(|p| !p.unaligned).map(|p| p.id)
     }
 
     /// Whether every input has ended.
@@ -154,13 +152,6 @@ impl Aligner {
 
     /// Checkpoint `id`'s aligned timeout passed: if the task is still aligning it, it
     /// snapshots unaligned now (the channels overtake the barriers still queued).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the channels' priority path (issue 15) will call it"
-        )
-    )]
     pub fn on_timeout(&mut self, id: CheckpointId) -> Vec<Decision> {
         if self.mode != Mode::ExactlyOnce || self.pending.is_none_or(|p| p.id != id) {
             return Vec::new();

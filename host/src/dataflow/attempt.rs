@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
 
+use super::inputs::Inputs;
 use super::restore::Restore;
 use super::wiring::Wiring;
 use super::{
@@ -21,6 +22,7 @@ use super::{
     TASK_STACK_BYTES, operator, poison, sink, source,
 };
 use crate::checkpoint::Store;
+use crate::checkpoint::channel_state::{ChannelState, Routing, redistribute};
 use crate::checkpoint::coordinator::{self, Coordinator, TaskId};
 use crate::job::{Job, Mode, SinkKind};
 use crate::state::KeyGroupRange;
@@ -221,6 +223,14 @@ fn start_tasks(
         .checkpoint
         .as_ref()
         .map_or(Mode::ExactlyOnce, |c| c.mode);
+    let mut in_flight = match restore {
+        Some(r) => restored_channel_state(r, job)?,
+        None => HashMap::new(),
+    };
+    let mut replay = |name: &str, subtask: usize, inputs: Inputs| match in_flight.get_mut(name) {
+        Some(states) => inputs.with_replay(std::mem::take(&mut states[subtask])),
+        None => inputs,
+    };
     let mut wiring = Wiring::new(job);
     let (done_tx, done_rx) = mpsc::channel::<Result<TaskReport, Stop>>();
     let mut tasks = 0;
@@ -256,7 +266,7 @@ fn start_tasks(
     };
 
     for (name, subtask, instance) in instances {
-        let inputs = wiring.inputs(&name, subtask, mode);
+        let inputs = replay(&name, subtask, wiring.inputs(&name, subtask, mode));
         let outputs = wiring.outputs(&name, subtask);
         let guard = attempt_guards
             .get(&name)
@@ -294,18 +304,23 @@ fn start_tasks(
         };
         for (subtask, first_part) in first_parts.into_iter().enumerate() {
             let task = TaskId::new(&sink.name, subtask);
-            let mut inputs = wiring.inputs(&sink.name, subtask, mode);
-            let mut handle = None;
+            let mut inputs = replay(
+                &sink.name,
+                subtask,
+                wiring.inputs(&sink.name, subtask, mode),
+            );
+            let mut checkpoints = None;
             if let Some(c) = coordinator.as_deref_mut() {
-                let (registered, commits) = c.register_sink(task.clone());
+                let (handle, commits) = c.register_sink(task.clone());
                 inputs = inputs.with_commits(commits);
-                handle = Some(registered);
+                let store = c.store().clone();
+                checkpoints = Some(sink::Checkpoints { handle, store });
             }
             let sink = sink.clone();
             spawn(
                 format!("sink-{}-{subtask}", sink.name),
                 Box::new(move || {
-                    sink::run(&sink, task, inputs, first_part, handle).map(TaskReport::Sink)
+                    sink::run(&sink, task, inputs, first_part, checkpoints).map(TaskReport::Sink)
                 }),
             )?;
         }
@@ -359,6 +374,47 @@ fn restored_operator_state(
         &old,
         usize::from(parallelism),
     ))
+}
+
+/// What each subtask of each operator and sink replays from `restore`'s channel state,
+/// routed to the subtasks that now own it (see `channel_state::redistribute`).
+fn restored_channel_state(
+    restore: &Restore,
+    job: &Job,
+) -> Result<HashMap<String, Vec<ChannelState>>, Failure> {
+    let consumers = job
+        .operators
+        .iter()
+        .map(|op| {
+            let routing = op.inputs.iter().map(|input| match input.broadcast {
+                true => Routing::Broadcast,
+                false if op.key_by.is_some() => Routing::Keyed,
+                false => Routing::Unkeyed,
+            });
+            (&op.name, op.parallelism, routing.collect::<Vec<_>>())
+        })
+        .chain(job.sinks.iter().map(|sink| {
+            (
+                &sink.name,
+                sink.parallelism,
+                vec![Routing::Unkeyed; sink.inputs.len()],
+            )
+        }));
+    let mut states = HashMap::new();
+    for (name, parallelism, routing) in consumers {
+        let Some(files) = restore.metadata.channel_states.get(name) else {
+            continue;
+        };
+        let old_parallelism = files.iter().map(|f| f.subtask + 1).max().unwrap_or(0);
+        let mut old = vec![ChannelState::default(); old_parallelism];
+        for file in files {
+            old[file.subtask] =
+                crate::checkpoint::storage::read_channel_state(&restore.dir, &file.file)?;
+        }
+        let new = redistribute(&old, &routing, job.max_parallelism, parallelism);
+        states.insert(name.clone(), new);
+    }
+    Ok(states)
 }
 
 /// Each subtask's splits of `source`: the restored checkpoint's (with files that appeared

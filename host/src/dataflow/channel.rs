@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::Message;
-use crate::checkpoint::CheckpointId;
+use crate::checkpoint::{Barrier, CheckpointId};
 use crate::record::KeyedRecord;
 
 /// What a task waits on: rung whenever one of its channels gets a message or room.
@@ -81,8 +81,8 @@ pub enum Received {
     Message(Message),
     /// An unaligned barrier, with a copy of the records it overtook (still queued).
     Overtaking {
-        /// Its checkpoint.
-        id: CheckpointId,
+        /// The barrier.
+        barrier: Barrier,
         /// The records queued before it when it was sent, in order.
         in_flight: Vec<KeyedRecord>,
     },
@@ -92,7 +92,7 @@ enum Item {
     Message(Message),
     /// An unaligned barrier ahead of `behind` queued batches.
     Overtaking {
-        id: CheckpointId,
+        barrier: Barrier,
         behind: usize,
     },
 }
@@ -108,6 +108,8 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
+    /// Overtaking barriers queued: the consumer reads this channel first while any are.
+    overtaking: AtomicUsize,
     producer: Arc<Bell>,
     consumer: Arc<Bell>,
 }
@@ -135,6 +137,7 @@ pub fn channel(capacity: usize, producer: Arc<Bell>, consumer: Arc<Bell>) -> (Se
             sender: true,
             receiver: true,
         }),
+        overtaking: AtomicUsize::new(0),
         producer,
         consumer,
     });
@@ -169,14 +172,15 @@ impl Sender {
         Ok(())
     }
 
-    /// Puts barrier `id` ahead of everything queued; returns the batches it overtook.
-    pub fn send_overtaking(&self, id: CheckpointId) -> Result<usize, Disconnected> {
+    /// Puts `barrier` ahead of everything queued; returns the batches it overtook.
+    pub fn send_overtaking(&self, barrier: Barrier) -> Result<usize, Disconnected> {
         let mut queue = self.0.lock();
         if !queue.receiver {
             return Err(Disconnected);
         }
         let behind = queue.batches;
-        queue.items.push_front(Item::Overtaking { id, behind });
+        queue.items.push_front(Item::Overtaking { barrier, behind });
+        self.0.overtaking.fetch_add(1, Ordering::SeqCst);
         drop(queue);
         self.0.consumer.ring();
         Ok(behind)
@@ -217,14 +221,23 @@ impl Receiver {
             }
             // Nothing is taken from behind it before it (it is at the front, or behind
             // only newer overtaking barriers): `behind` batches still follow it.
-            Some(Item::Overtaking { id, behind }) => Received::Overtaking {
-                id,
-                in_flight: queue.copy_batches(behind),
-            },
+            Some(Item::Overtaking { barrier, behind }) => {
+                self.0.overtaking.fetch_sub(1, Ordering::SeqCst);
+                Received::Overtaking {
+                    barrier,
+                    in_flight: queue.copy_batches(behind),
+                }
+            }
         };
         drop(queue);
         self.0.producer.ring();
         Ok(Some(received))
+    }
+
+    /// Whether an overtaking barrier is queued: it is to be read before anything else,
+    /// even on a channel that alignment blocks.
+    pub fn has_overtaking(&self) -> bool {
+        self.0.overtaking.load(Ordering::SeqCst) > 0
     }
 
     /// If in-band barrier `id` is queued, takes it out and returns a copy of the records
@@ -234,7 +247,7 @@ impl Receiver {
         let at = queue
             .items
             .iter()
-            .position(|item| matches!(item, Item::Message(Message::Barrier(b)) if *b == id))?;
+            .position(|item| matches!(item, Item::Message(Message::Barrier(b)) if b.id == id))?;
         queue.items.remove(at);
         let before = queue
             .items
@@ -303,7 +316,7 @@ mod tests {
         assert!(tx.try_send(batch(2, 2)).unwrap().is_none());
         assert!(tx.try_send(batch(4, 2)).unwrap().is_some(), "full");
         assert!(
-            tx.try_send(Message::Barrier(CheckpointId(1)))
+            tx.try_send(Message::Barrier(Barrier::aligned(CheckpointId(1))))
                 .unwrap()
                 .is_none()
         );
@@ -312,7 +325,7 @@ mod tests {
         assert_eq!(next_batch(&rx), [2, 3]);
         assert!(matches!(
             rx.try_recv(),
-            Ok(Some(Received::Message(Message::Barrier(CheckpointId(1)))))
+            Ok(Some(Received::Message(Message::Barrier(b)))) if b.id == CheckpointId(1)
         ));
         assert_eq!(next_batch(&rx), [4, 5]);
         assert!(rx.try_recv().unwrap().is_none());
@@ -326,11 +339,17 @@ mod tests {
         tx.try_send(batch(0, 2)).unwrap();
         tx.try_send(batch(2, 3)).unwrap();
         assert_eq!(next_batch(&rx), [0, 1]);
-        assert_eq!(tx.send_overtaking(CheckpointId(7)).unwrap(), 1);
+        let barrier = Barrier::aligned(CheckpointId(7));
+        assert_eq!(tx.send_overtaking(barrier).unwrap(), 1);
+        assert!(rx.has_overtaking());
         tx.try_send(batch(5, 1)).unwrap();
         match rx.try_recv() {
-            Ok(Some(Received::Overtaking { id, in_flight })) => {
-                assert_eq!(id, CheckpointId(7));
+            Ok(Some(Received::Overtaking {
+                barrier: got,
+                in_flight,
+            })) => {
+                assert_eq!(got, barrier);
+                assert!(!rx.has_overtaking());
                 assert_eq!(numbers(&in_flight), [2, 3, 4], "not what came after it");
             }
             other => panic!("expected the barrier, got {other:?}"),
@@ -345,7 +364,8 @@ mod tests {
         let (tx, rx, _, _) = pair(4);
         tx.try_send(batch(0, 1)).unwrap();
         tx.try_send(batch(1, 2)).unwrap();
-        tx.try_send(Message::Barrier(CheckpointId(3))).unwrap();
+        tx.try_send(Message::Barrier(Barrier::aligned(CheckpointId(3))))
+            .unwrap();
         tx.try_send(batch(3, 1)).unwrap();
         assert_eq!(rx.overtake(CheckpointId(4)), None, "not queued");
         assert_eq!(numbers(&rx.overtake(CheckpointId(3)).unwrap()), [0, 1, 2]);

@@ -7,12 +7,13 @@
 //! *g*; a record on a broadcast edge goes to every consumer subtask; on each channel, records and barriers keep the order they were pushed in.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::IgnoredAny;
 
 use super::Message;
 use super::channel::{Bell, Sender};
-use crate::checkpoint::CheckpointId;
+use crate::checkpoint::Barrier;
 use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
 use crate::small_bytes::SmallBytes;
 use crate::state::{KeyGroup, KeyGroupRange};
@@ -104,6 +105,9 @@ impl Edge {
     }
 }
 
+/// How often a task waiting for room downstream asks whether it should give way.
+const GIVE_WAY_POLL: Duration = Duration::from_millis(5);
+
 /// All outgoing edges of one task.
 pub struct Outputs {
     edges: Vec<Edge>,
@@ -194,6 +198,13 @@ impl Outputs {
 
     /// Sends every non-empty buffered batch, waiting for room where a channel is full.
     pub fn flush(&mut self) -> Result<(), Disconnected> {
+        self.flush_unless(|| false).map(|_| ())
+    }
+
+    /// Sends every non-empty buffered batch, waiting for room where a channel is full,
+    /// unless `give_way` says the task has something more urgent to do (a barrier to
+    /// take): then returns `Ok(false)` with the rest still buffered.
+    pub fn flush_unless(&mut self, give_way: impl Fn() -> bool) -> Result<bool, Disconnected> {
         for edge in &mut self.edges {
             for (pending, channel) in edge.pending.iter_mut().zip(&edge.channels) {
                 if pending.is_empty() {
@@ -206,17 +217,50 @@ impl Outputs {
                         None => break,
                         Some(refused) => message = refused,
                     }
-                    self.bell.wait(seen, None);
+                    if give_way() {
+                        let Message::Batch(records) = message else {
+                            unreachable!("only batches are refused")
+                        };
+                        *pending = records;
+                        return Ok(false);
+                    }
+                    // Woken by room, or to ask `give_way` again (it may depend on time).
+                    self.bell.wait(seen, Some(GIVE_WAY_POLL));
                 }
             }
         }
         self.largest = 0;
-        Ok(())
+        Ok(true)
     }
 
-    /// Flushes, then sends barrier `id` to every consumer subtask.
-    pub fn barrier(&mut self, id: CheckpointId) -> Result<(), Disconnected> {
-        self.broadcast(Message::Barrier(id))
+    /// Forwards an aligned snapshot's `barrier` to every consumer subtask: behind what
+    /// it sent, unless the barrier is due to go unaligned (now, or while waiting for room
+    /// downstream): then ahead of it, as [`Outputs::overtake`].
+    pub fn forward(&mut self, barrier: Barrier) -> Result<(), Disconnected> {
+        let due = || barrier.is_unaligned_at(Instant::now());
+        if !due() && self.flush_unless(due)? {
+            return self.broadcast(Message::Barrier(barrier));
+        }
+        self.overtake(barrier).map(|_| ())
+    }
+
+    /// Sends `barrier` to every consumer subtask ahead of what it has queued (an
+    /// unaligned barrier): buffered batches are queued first even where a channel is
+    /// full (they were emitted before the snapshot), so the barrier jumps them too.
+    /// Returns the batches it overtook.
+    pub fn overtake(&mut self, barrier: Barrier) -> Result<usize, Disconnected> {
+        let mut overtaken = 0;
+        for edge in &mut self.edges {
+            for (pending, channel) in edge.pending.iter_mut().zip(&edge.channels) {
+                if !pending.is_empty() {
+                    let batch = Message::Batch(std::mem::take(pending));
+                    channel.force_send(batch).map_err(|_| Disconnected)?;
+                }
+                overtaken += channel.send_overtaking(barrier).map_err(|_| Disconnected)?;
+            }
+        }
+        self.largest = 0;
+        Ok(overtaken)
     }
 
     /// Flushes, then tells every consumer subtask that this input has ended.
@@ -238,6 +282,7 @@ impl Outputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::CheckpointId;
     use crate::dataflow::channel::{Received, Receiver, channel};
     use crate::job::JsonPointer;
 
@@ -309,17 +354,46 @@ mod tests {
                 .push(record(&format!(r#"{{"k":"key-{i}"}}"#)), None)
                 .unwrap();
         }
-        outputs.barrier(CheckpointId(1)).unwrap();
+        outputs.forward(Barrier::aligned(CheckpointId(1))).unwrap();
         for (index, rx) in rxs.iter().enumerate() {
             let records = batch(rx);
             assert!(!records.is_empty());
             let range = KeyGroupRange::for_subtask(128, 3, index as u16);
             assert!(records.iter().all(|r| range.contains(r.key_group)));
             assert!(
-                matches!(recv(rx), Message::Barrier(CheckpointId(1))),
+                matches!(recv(rx), Message::Barrier(b) if b.id == CheckpointId(1)),
                 "barrier after the records"
             );
         }
+    }
+
+    #[test]
+    fn an_unaligned_barrier_jumps_queued_and_buffered_records_even_when_full() {
+        let (a, rxs) = edge("out", None, 1);
+        let mut outputs = Outputs::new(vec![a], bell());
+        for round in 0..9 {
+            outputs.push(record(&format!("{round}")), None).unwrap();
+            if round < 8 {
+                outputs.flush().unwrap();
+            }
+        }
+        // Eight batches fill the channel; the ninth is still buffered.
+        let barrier = Barrier::aligned(CheckpointId(2));
+        assert!(!outputs.flush_unless(|| true).unwrap(), "gave way");
+        assert_eq!(outputs.overtake(barrier).unwrap(), 9);
+        match rxs[0].try_recv() {
+            Ok(Some(Received::Overtaking {
+                barrier: b,
+                in_flight,
+            })) => {
+                assert_eq!(b, barrier);
+                let payloads: Vec<_> = in_flight.iter().map(|r| r.payload.clone()).collect();
+                let expected: Vec<Vec<u8>> = (0..9).map(|i| format!("{i}").into_bytes()).collect();
+                assert_eq!(payloads, expected);
+            }
+            other => panic!("expected the barrier first, got {other:?}"),
+        }
+        assert_eq!(batch(&rxs[0]).len(), 1, "the jumped records still follow");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::poison::{self, Guard, RecordId, Treatment};
 use super::{Failure, OperatorReport, Stop};
 use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{Handle, TaskId};
-use crate::checkpoint::writer::{SnapshotWriter, StateCopy};
+use crate::checkpoint::writer::{Met, SnapshotWriter, StateCopy};
 use crate::record::KeyedRecord;
 use crate::state::BackendSnapshot;
 use crate::state::operator::OperatorState;
@@ -166,16 +166,32 @@ pub fn run(
                     }
                     run.process(part, &part_ids, None)?;
                 }
-                outputs.flush().map_err(|_| Stop::Disconnected)?;
+                // Waiting for room downstream gives way to a barrier that overtakes.
+                outputs
+                    .flush_unless(|| inputs.has_priority())
+                    .map_err(|_| Stop::Disconnected)?;
             }
-            Event::Checkpoint(id) => {
+            Event::Checkpoint(snapshot) => {
                 let started = Instant::now();
                 let copy = state_copy(instance.as_ref());
                 let sync = started.elapsed();
-                outputs.barrier(id).map_err(|_| Stop::Disconnected)?;
+                let forwarded = match snapshot.unaligned {
+                    true => outputs.overtake(snapshot.barrier).map(|_| ()),
+                    false => outputs.forward(snapshot.barrier),
+                };
+                forwarded.map_err(|_| Stop::Disconnected)?;
                 if let Some(writer) = &mut writer {
                     // The asynchronous part: the task goes on while the state is written.
-                    writer.write_async(id, copy, sync);
+                    let met = Met {
+                        unaligned: snapshot.unaligned,
+                        alignment: snapshot.alignment,
+                    };
+                    writer.write_async(snapshot.barrier.id, copy, sync, met);
+                }
+            }
+            Event::ChannelState(id, state) => {
+                if let Some(writer) = &mut writer {
+                    writer.channel_state(id, state);
                 }
             }
             Event::Committed(_) => {}

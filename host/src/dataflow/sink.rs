@@ -13,23 +13,89 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::inputs::{Event, Inputs};
+use super::inputs::{Event, Inputs, Snapshot};
 use super::{Failure, SinkReport, Stop};
-use crate::checkpoint::coordinator::{AckState, FinalAck, Finished, Handle, TaskId};
+use crate::checkpoint::channel_state::ChannelState;
+use crate::checkpoint::coordinator::{AckState, Alignment, FinalAck, Finished, Handle, TaskId};
 use crate::checkpoint::files::sync_dir;
-use crate::checkpoint::{CheckpointId, SinkState};
+use crate::checkpoint::metadata::CanonicalFile;
+use crate::checkpoint::writer::write_channel_state;
+use crate::checkpoint::{CheckpointId, SinkState, Store};
 use crate::job::{Sink, SinkKind};
 use crate::record::KeyedRecord;
 
+/// Where a sink subtask's checkpoints go.
+pub struct Checkpoints {
+    /// Takes its checkpoint acknowledgements and, at the end, its final output.
+    pub handle: Handle,
+    /// The job's checkpoint store, for channel state.
+    pub store: Store,
+}
+
+/// A sink subtask's acknowledgements: at once for an aligned snapshot, once its channel
+/// state is written for an unaligned one.
+struct Acks {
+    checkpoints: Option<Checkpoints>,
+    /// The stem of its file names: `<sink>-<subtask>`.
+    name: String,
+    /// The unaligned snapshot waiting for its channel state.
+    waiting: Option<(CheckpointId, SinkState, Snapshot)>,
+}
+
+impl Acks {
+    fn snapshot(&mut self, snapshot: Snapshot, state: SinkState) {
+        match snapshot.unaligned {
+            true => self.waiting = Some((snapshot.barrier.id, state, snapshot)),
+            false => self.ack(snapshot, state, None),
+        }
+    }
+
+    fn channel_state(&mut self, id: CheckpointId, in_flight: &ChannelState) {
+        let Some((waiting, state, snapshot)) = self.waiting.take() else {
+            return;
+        };
+        let Some(checkpoints) = &self.checkpoints else {
+            return;
+        };
+        if waiting != id {
+            return;
+        }
+        match write_channel_state(&checkpoints.store, id, &self.name, in_flight) {
+            Ok(file) => self.ack(snapshot, state, file),
+            Err(reason) => checkpoints.handle.decline(id, reason),
+        }
+    }
+
+    fn ack(&self, snapshot: Snapshot, state: SinkState, channel_state: Option<CanonicalFile>) {
+        if let Some(checkpoints) = &self.checkpoints {
+            let alignment = Alignment {
+                unaligned: snapshot.unaligned,
+                duration: snapshot.alignment,
+                channel_state,
+            };
+            let id = snapshot.barrier.id;
+            checkpoints
+                .handle
+                .ack_aligned(id, AckState::Sink(state), alignment);
+        }
+    }
+
+    /// The subtask has finished: `last` answers for it from now on.
+    fn finished(self, last: Box<dyn Finished>) {
+        if let Some(checkpoints) = self.checkpoints {
+            checkpoints.handle.finished(last);
+        }
+    }
+}
+
 /// Runs a subtask of `sink` until all of its inputs have ended. `first_part` is the
-/// number of its first part file; `handle` takes its checkpoint acknowledgements and, at
-/// the end, its final output.
+/// number of its first part file.
 pub fn run(
     sink: &Sink,
     task: TaskId,
     mut inputs: Inputs,
     first_part: u64,
-    handle: Option<Handle>,
+    checkpoints: Option<Checkpoints>,
 ) -> Result<SinkReport, Stop> {
     let io_failure = |what: String| {
         let task = format!("sink `{}`", sink.name);
@@ -39,10 +105,10 @@ pub fn run(
         name: sink.name.clone(),
         ..SinkReport::default()
     };
-    let acknowledge = |checkpoint: CheckpointId, state: SinkState| {
-        if let Some(handle) = &handle {
-            handle.ack(checkpoint, AckState::Sink(state));
-        }
+    let mut acks = Acks {
+        checkpoints,
+        name: format!("{}-{}", task.node, task.subtask),
+        waiting: None,
     };
     match &sink.kind {
         SinkKind::Stdout => {
@@ -56,13 +122,12 @@ pub fn run(
                             .map_err(io_failure("cannot write to stdout".into()))?;
                         report.records += batch.len() as u64;
                     }
-                    Event::Checkpoint(id) => acknowledge(id, SinkState::default()),
+                    Event::Checkpoint(snapshot) => acks.snapshot(snapshot, SinkState::default()),
+                    Event::ChannelState(id, state) => acks.channel_state(id, &state),
                     Event::Committed(_) => {}
                 }
             }
-            if let Some(handle) = handle {
-                handle.finished(Box::new(FinalAck(AckState::Sink(SinkState::default()))));
-            }
+            acks.finished(Box::new(FinalAck(AckState::Sink(SinkState::default()))));
         }
         SinkKind::File { path } => {
             let mut parts = PartFiles {
@@ -79,10 +144,12 @@ pub fn run(
                         parts.write(&batch).map_err(failure("write a part file"))?;
                         report.records += batch.len() as u64;
                     }
-                    Event::Checkpoint(id) => {
+                    Event::Checkpoint(snapshot) => {
+                        let id = snapshot.barrier.id;
                         let state = parts.prepare(id).map_err(failure("close a part file"))?;
-                        acknowledge(id, state);
+                        acks.snapshot(snapshot, state);
                     }
+                    Event::ChannelState(id, state) => acks.channel_state(id, &state),
                     Event::Committed(id) => {
                         parts.commit(id).map_err(failure("commit part files"))?
                     }
@@ -90,12 +157,10 @@ pub fn run(
             }
             let next_part = parts.next;
             report.final_parts = parts.finish().map_err(failure("close a part file"))?;
-            if let Some(handle) = handle {
-                handle.finished(Box::new(FinalParts {
-                    pending: report.final_parts.clone(),
-                    next_part,
-                }));
-            }
+            acks.finished(Box::new(FinalParts {
+                pending: report.final_parts.clone(),
+                next_part,
+            }));
         }
     }
     Ok(report)

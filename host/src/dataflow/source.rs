@@ -21,14 +21,14 @@ use crossbeam_channel::Receiver;
 use super::edge::Outputs;
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
 use crate::checkpoint::coordinator::{AckState, FinalAck, Handle};
-use crate::checkpoint::{CheckpointId, SourceSplit};
+use crate::checkpoint::{Barrier, SourceSplit};
 use crate::job::{OnBadRecord, Source, SourceKind};
 use crate::record::{Origin, Record};
 
 /// A source subtask's link to the checkpoint coordinator.
 pub struct Checkpoints {
-    /// Triggers: "inject barrier n now".
-    pub triggers: Receiver<CheckpointId>,
+    /// Triggers: "inject this barrier now".
+    pub triggers: Receiver<Barrier>,
     /// Acknowledgements, and the final splits at the end.
     pub handle: Handle,
 }
@@ -57,11 +57,24 @@ impl Context {
         let Some(checkpoints) = &self.checkpoints else {
             return Ok(());
         };
-        if let Ok(id) = checkpoints.triggers.try_recv() {
-            outputs.barrier(id).map_err(|_| Stop::Disconnected)?;
-            checkpoints.handle.ack(id, AckState::Source(splits()));
+        if let Ok(barrier) = checkpoints.triggers.try_recv() {
+            outputs.forward(barrier).map_err(|_| Stop::Disconnected)?;
+            checkpoints
+                .handle
+                .ack(barrier.id, AckState::Source(splits()));
         }
         Ok(())
+    }
+
+    /// Sends the buffered records downstream, unless waiting for room would hold up a
+    /// barrier the coordinator asked for (then they go with it).
+    fn flush(&self, outputs: &mut Outputs) -> Result<(), Stop> {
+        let triggers = self.checkpoints.as_ref().map(|c| &c.triggers);
+        let asked = || triggers.is_some_and(|t| !t.is_empty());
+        outputs
+            .flush_unless(asked)
+            .map(|_| ())
+            .map_err(|_| Stop::Disconnected)
     }
 }
 
@@ -143,7 +156,7 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                     .expect("generated records are JSON documents with their key field");
                 report.records += 1;
                 if outputs.pending() >= BATCH_SIZE {
-                    outputs.flush().map_err(|_| Stop::Disconnected)?;
+                    context.flush(&mut outputs)?;
                 }
             }
             owned.splits(*count)
@@ -365,7 +378,7 @@ impl Lines<'_> {
                 pace.wait(context, outputs, || splits(self))?;
             }
             if self.end.is_some_and(|end| self.offset >= end) {
-                return outputs.flush().map_err(|_| Stop::Disconnected);
+                return context.flush(outputs);
             }
             let mut line = Vec::new();
             let read = reader.read_until(b'\n', &mut line).map_err(|e| {
@@ -377,7 +390,7 @@ impl Lines<'_> {
             })?;
             if read == 0 {
                 self.end = Some(self.offset);
-                return outputs.flush().map_err(|_| Stop::Disconnected);
+                return context.flush(outputs);
             }
             let number = match &mut self.line {
                 Some(line) => {
@@ -421,7 +434,7 @@ impl Lines<'_> {
             if outputs.pending() >= BATCH_SIZE
                 || (reader.buffer().is_empty() && outputs.pending() > 0)
             {
-                outputs.flush().map_err(|_| Stop::Disconnected)?;
+                context.flush(outputs)?;
             }
         }
     }
@@ -454,7 +467,7 @@ impl Pace {
         mut splits: impl FnMut() -> Vec<SourceSplit>,
     ) -> Result<(), Stop> {
         while let Some(early) = self.early(self.sent, self.start.elapsed()) {
-            outputs.flush().map_err(|_| Stop::Disconnected)?;
+            context.flush(outputs)?;
             std::thread::sleep(early.min(Duration::from_millis(5)));
             context.poll_trigger(outputs, &mut splits)?;
         }

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::CHANNEL_BATCHES;
-use super::channel::{Bell, Receiver, channel};
+use super::channel::{Bell, channel};
 use super::edge::{Edge, Outputs, Routing};
-use super::inputs::Inputs;
+use super::inputs::{InputChannel, Inputs};
 use crate::job::Job;
 use crate::job::Mode;
 use crate::record::KeySelector;
@@ -18,9 +18,8 @@ type TaskKey = (String, usize);
 /// The channels of a job's physical graph.
 #[derive(Default)]
 pub(super) struct Wiring {
-    /// Per consumer subtask, its input channels, each with the index of the input (in
-    /// the consumer's list) it carries.
-    receivers: HashMap<TaskKey, Vec<(Receiver, u32)>>,
+    /// Per consumer subtask, its input channels.
+    receivers: HashMap<TaskKey, Vec<InputChannel>>,
     /// Per producer subtask, its edges.
     edges: HashMap<TaskKey, Vec<Edge>>,
     /// Per task, the bell its channels ring.
@@ -63,7 +62,11 @@ impl Wiring {
                             .receivers
                             .entry((name.clone(), consumer))
                             .or_default()
-                            .push((rx, index as u32));
+                            .push(InputChannel {
+                                receiver: rx,
+                                input: index as u32,
+                                producer: producer as u32,
+                            });
                     }
                     let (selector, routing) = match &selector {
                         _ if broadcast => (None, Routing::Broadcast),

@@ -345,16 +345,23 @@ fn an_input_can_be_broadcast() {
 }
 
 #[test]
-fn unaligned_checkpoints_are_refused_until_the_runtime_has_them() {
+fn unaligned_checkpoints_are_exactly_once_with_an_optional_aligned_timeout() {
     let section = |text: &str| format!("{GOOD}\n[checkpoint]\n{text}");
-    for text in ["", "unaligned = false\n"] {
-        let job = parse_str(&section(text)).unwrap();
-        assert_eq!(job.checkpoint.unwrap().config.unaligned, None);
-    }
-    let (_, key, message) = invalid(&section("unaligned = true\naligned_timeout_ms = 200\n"));
-    assert_eq!(key, "checkpoint.unaligned");
-    assert!(message.contains("aligned_timeout_ms = 200"), "{message}");
-    assert!(message.contains("not available"), "{message}");
+    let unaligned = |text: &str| {
+        parse_str(&section(text))
+            .unwrap()
+            .checkpoint
+            .unwrap()
+            .config
+            .unaligned
+    };
+    assert_eq!(unaligned(""), None);
+    assert_eq!(unaligned("unaligned = false\n"), None);
+    assert_eq!(unaligned("unaligned = true\n"), Some(Duration::ZERO));
+    assert_eq!(
+        unaligned("unaligned = true\naligned_timeout_ms = 200\n"),
+        Some(Duration::from_millis(200))
+    );
     let (_, key, message) = invalid(&section("unaligned = true\nmode = \"at-least-once\"\n"));
     assert_eq!(key, "checkpoint.unaligned");
     assert!(message.contains("exactly-once only"), "{message}");

@@ -226,20 +226,7 @@ impl Validator<'_> {
                     ));
                 }
                 let timeout = "checkpoint.aligned_timeout_ms";
-                let timeout = self.millis(c.aligned_timeout_ms.as_ref(), timeout, 0)?;
-                // The barrier protocol's pure core (dataflow/alignment.rs) is built; the
-                // channels' priority path and channel-state files are not yet, so a job
-                // asking for unaligned checkpoints is refused rather than run aligned.
-                return Err(self.error(
-                    u.span(),
-                    "checkpoint.unaligned",
-                    format!(
-                        "unaligned checkpoints (aligned_timeout_ms = {}) are not available in \
-                         this version of Weir yet: remove `unaligned = true` to checkpoint \
-                         aligned",
-                        timeout.as_millis()
-                    ),
-                ));
+                Some(self.millis(c.aligned_timeout_ms.as_ref(), timeout, 0)?)
             }
             _ => {
                 if let Some(t) = &c.aligned_timeout_ms {
