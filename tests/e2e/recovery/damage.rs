@@ -189,7 +189,13 @@ fn damage_matrix(state: State) {
         })
         .collect();
     assert!(relative.len() >= 3, "{relative:?}");
-    for file in &relative {
+    damage_each(&origin, &relative, count);
+}
+
+/// Each kind of damage to each of `files` (relative to `origin`'s folder), each on its
+/// own copy of `origin`: see [`damage_matrix`].
+pub(super) fn damage_each(origin: &Job, relative: &[std::path::PathBuf], count: u64) {
+    for file in relative {
         let empty = std::fs::metadata(origin.path("").join(file))
             .expect("stat")
             .len()

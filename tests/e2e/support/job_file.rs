@@ -177,6 +177,10 @@ pub struct Checkpoint {
     pub retain: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_cancel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unaligned: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aligned_timeout_ms: Option<u64>,
 }
 
 impl Checkpoint {
@@ -189,6 +193,8 @@ impl Checkpoint {
             timeout_ms: None,
             retain: None,
             on_cancel: None,
+            unaligned: None,
+            aligned_timeout_ms: None,
         }
     }
 }

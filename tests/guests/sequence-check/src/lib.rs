@@ -4,7 +4,11 @@
 //!
 //! Fault injection: in attempts below `fail_attempts`, each instance traps at its
 //! `n`-th record, `n` drawn from `seed`, the attempt and the subtask — so a job fails
-//! exactly `fail_attempts` times at places a seed chooses, then completes.
+//! exactly `fail_attempts` times at places a seed chooses, then completes. In attempt
+//! `fail_open_attempt` (if set, and not 0: after a restore) it traps in `open` instead.
+//!
+//! Back-pressure: `work` rounds of hashing per record make it as slow as a test needs
+//! (guests have no clock to sleep on).
 
 use guest_sdk::{Config, Context, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -29,6 +33,10 @@ struct Settings {
     window: u64,
     /// Repeats are allowed (at-least-once) and reported as `duplicate`, not alerts.
     at_least_once: bool,
+    /// Trap in `open` in this attempt.
+    fail_open_attempt: Option<u32>,
+    /// Rounds of hashing per record.
+    work: u64,
 }
 
 /// The operator.
@@ -37,6 +45,7 @@ pub struct SequenceCheck {
     at_least_once: bool,
     processed: u64,
     fail_at: Option<u64>,
+    work: u64,
 }
 
 impl Operator for SequenceCheck {
@@ -47,6 +56,10 @@ impl Operator for SequenceCheck {
         let settings: Settings = config.parse()?;
         let task = config.task();
         self.at_least_once = settings.at_least_once;
+        self.work = settings.work;
+        if settings.fail_open_attempt == Some(task.attempt) {
+            panic!("injected failure in open, attempt {}", task.attempt);
+        }
         if task.attempt < settings.fail_attempts {
             let draw =
                 mix(settings.seed ^ (u64::from(task.attempt) << 32) ^ u64::from(task.subtask));
@@ -63,6 +76,11 @@ impl Operator for SequenceCheck {
                 self.processed
             );
         }
+        let mut hash = input.seq;
+        for _ in 0..self.work {
+            hash = mix(std::hint::black_box(hash));
+        }
+        std::hint::black_box(hash);
         let last = LAST.get()?;
         let expected = last.map_or(0, |l| l + 1);
         if input.seq > expected || (input.seq < expected && !self.at_least_once) {
