@@ -1,4 +1,4 @@
-//! `host bench`: the benchmark suite (W1–W5). Each workload runs as the Wasm operator of
+//! `host bench`: the benchmark suite (W1–W6). Each workload runs as the Wasm operator of
 //! `bench/guest` and as its native twin (`native`), in the same host, dataflow, records
 //! and backend; a line per workload gives both rates and the ratio of their times.
 //!
@@ -23,7 +23,7 @@ use crate::wasm::Runtime;
 /// What `host bench` runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Workload ids (`W1`…`W5`); empty for all.
+    /// Workload ids (`W1`…`W6`); empty for all.
     pub workloads: Vec<String>,
     /// Records per run instead of each workload's default.
     pub records: Option<u64>,
@@ -85,6 +85,14 @@ const SUITE: &[Workload] = &[
         records: 10_000_000,
         backends: &["memory", "rocksdb"],
     },
+    Workload {
+        id: "W6",
+        title: "W1 behind ~10 µs of work per record (an operator slower than its source)",
+        config: "slow",
+        keys: 100_000,
+        records: 500_000,
+        backends: &["memory"],
+    },
 ];
 
 /// One run's settings.
@@ -95,6 +103,8 @@ struct Run<'a> {
     backend: &'a str,
     parallelism: u16,
     checkpoint_ms: Option<u64>,
+    /// With checkpoints: unaligned (`aligned_timeout_ms = 0`).
+    unaligned: bool,
     native: bool,
 }
 
@@ -104,6 +114,8 @@ struct Measured {
     seconds: f64,
     emitted: u64,
     peak_rss_mb: Option<f64>,
+    /// Checkpoints completed, their median duration in ms, and their channel-state bytes.
+    checkpoints: (u64, f64, u64),
 }
 
 /// Runs the suite and prints its figures.
@@ -124,7 +136,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         .find(|id| !SUITE.iter().any(|w| w.id.eq_ignore_ascii_case(id)))
     {
         return Err(format!(
-            "unknown workload `{unknown}`: the suite has W1 to W5"
+            "unknown workload `{unknown}`: the suite has W1 to W6"
         ));
     }
     if !options.component.is_file() {
@@ -151,6 +163,9 @@ pub fn run(options: &Options) -> Result<(), String> {
             bench.scaling(workload)?;
             bench.checkpoint_cost(workload)?;
         }
+        if workload.id == "W6" {
+            bench.checkpoints_under_back_pressure(workload)?;
+        }
     }
     Ok(())
 }
@@ -176,7 +191,16 @@ pub fn run_child(job: &Path, native: bool) -> Result<(), String> {
     let seconds = started.elapsed().as_secs_f64();
     let emitted: u64 = report.operators.iter().map(|o| o.records_out).sum();
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
-    println!("measured {seconds} {emitted} {peak}");
+    let checkpoints = &report.checkpoints;
+    let mut durations = checkpoints.durations.clone();
+    durations.sort();
+    let median = durations
+        .get(durations.len() / 2)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    println!(
+        "measured {seconds} {emitted} {peak} {} {median} {}",
+        checkpoints.completed, checkpoints.channel_state_bytes
+    );
     Ok(())
 }
 
@@ -228,6 +252,7 @@ impl Bench<'_> {
             backend,
             parallelism: 1,
             checkpoint_ms: None,
+            unaligned: false,
             native,
         };
         let wasm = self.measure(&run(false))?;
@@ -265,6 +290,7 @@ impl Bench<'_> {
             backend: "memory",
             parallelism,
             checkpoint_ms: None,
+            unaligned: false,
             native: false,
         };
         let one = self.measure(&run(1))?;
@@ -290,6 +316,7 @@ impl Bench<'_> {
             backend: "memory",
             parallelism: 1,
             checkpoint_ms,
+            unaligned: false,
             native: false,
         };
         let off = self.measure(&run(None))?;
@@ -300,6 +327,39 @@ impl Bench<'_> {
             off.records_per_second,
             on.records_per_second,
             (1.0 - on.records_per_second / off.records_per_second) * 100.0
+        );
+        Ok(())
+    }
+
+    /// Checkpoints every 200 ms through full channels: aligned against unaligned, Wasm,
+    /// p = 2 (so that a barrier crosses a keyed shuffle as well as queues).
+    fn checkpoints_under_back_pressure(&self, workload: &Workload) -> Result<(), String> {
+        let (keys, records) = self.size(workload);
+        let run = |unaligned| Run {
+            workload,
+            keys,
+            records,
+            backend: "memory",
+            parallelism: 2,
+            checkpoint_ms: Some(200),
+            unaligned,
+            native: false,
+        };
+        let aligned = self.measure(&run(false))?;
+        let unaligned = self.measure(&run(true))?;
+        let line = |m: &Measured| {
+            let (completed, median, bytes) = m.checkpoints;
+            format!(
+                "{completed} completed, median {median:.0} ms, {} KiB of channel state in all, {:.0} records/s",
+                bytes / 1024,
+                m.records_per_second
+            )
+        };
+        println!(
+            "{} checkpoints every 200 ms under back-pressure, wasm, p=2: aligned {}; unaligned {}",
+            workload.id,
+            line(&aligned),
+            line(&unaligned)
         );
         Ok(())
     }
@@ -339,11 +399,12 @@ impl Bench<'_> {
             .map(|l| l.split(' ').filter_map(|n| n.parse().ok()).collect())
             .unwrap_or_default();
         match (output.status.success(), figures.as_slice()) {
-            (true, &[seconds, emitted, peak]) => Ok(Measured {
+            (true, &[seconds, emitted, peak, completed, median, in_flight]) => Ok(Measured {
                 records_per_second: run.records as f64 / seconds,
                 seconds,
                 emitted: emitted as u64,
                 peak_rss_mb: peak.is_finite().then_some(peak),
+                checkpoints: (completed as u64, median, in_flight as u64),
             }),
             _ => Err(format!(
                 "{} ({}, {}): {}",
@@ -357,7 +418,12 @@ impl Bench<'_> {
 
     fn job(&self, run: &Run<'_>) -> String {
         let checkpoint = run.checkpoint_ms.map_or(String::new(), |ms| {
-            format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n")
+            let unaligned = if run.unaligned {
+                "unaligned = true\n"
+            } else {
+                ""
+            };
+            format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n{unaligned}")
         });
         format!(
             r#"[job]

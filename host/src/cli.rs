@@ -127,7 +127,7 @@ enum Command {
         #[arg(long, value_name = "P", default_value_t = 1)]
         restore_parallelism: u16,
     },
-    /// Runs the benchmark suite (W1–W5): each workload as a Wasm operator and as its
+    /// Runs the benchmark suite (W1–W6): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
     Bench {
         /// Workloads to run (W1 … W5); all when none is given.

@@ -15,7 +15,7 @@ fn the_benchmark_suite_runs_every_workload_in_smoke_mode() {
         "",
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    for id in ["W1", "W2", "W3", "W4", "W5"] {
+    for id in ["W1", "W2", "W3", "W4", "W5", "W6"] {
         let line = out
             .stdout
             .lines()
@@ -34,6 +34,15 @@ fn the_benchmark_suite_runs_every_workload_in_smoke_mode() {
     assert!(out.stdout.contains("W5 W1 with 10M keys") && out.stdout.contains("rocksdb"));
     assert!(out.stdout.contains("W1 scaling"), "{}", out.stdout);
     assert!(out.stdout.contains("W1 checkpoints"), "{}", out.stdout);
+    let back_pressure = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("W6 checkpoints"))
+        .unwrap_or_else(|| panic!("no W6 checkpoint line: {}", out.stdout));
+    assert!(
+        back_pressure.contains("aligned") && back_pressure.contains("; unaligned "),
+        "{back_pressure}"
+    );
 
     let out = host(
         &["bench", "W9", "--component", test_artifacts::BENCH_GUEST],

@@ -2,7 +2,7 @@
 //! `count` (W1, W5), `dedup` (W2), `state-machine` (W3) or `last-ten` (W4). The host's
 //! native baselines (`host/src/bench/native.rs`) do the same through the state backend.
 
-use bench_workloads::{LAST, TERMINAL, Workload, event, item, transition};
+use bench_workloads::{LAST, TERMINAL, Workload, event, item, spin, transition};
 use guest_sdk::{Config, Context, Error, ListState, MapState, Operator, Result, ValueState};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,6 +43,10 @@ impl Operator for Bench {
     fn process(&mut self, input: Event, ctx: &mut Context<Value>) -> Result<()> {
         match self.workload {
             Workload::Count => COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1)),
+            Workload::Slow => {
+                core::hint::black_box(spin(input.seq));
+                COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1))
+            }
             Workload::Dedup => {
                 let item = item(input.seq);
                 if ITEMS.contains(&item)? {

@@ -20,7 +20,24 @@ pub enum Workload {
     StateMachine,
     /// W4: the last ten sequence numbers per key (a list state); emits nothing.
     LastTen,
+    /// W6: W1's count after [`spin`]: an operator slower than its source, so every
+    /// channel into it stays full (checkpoints under back-pressure).
+    Slow,
 }
+
+/// W6's work per record: rounds of SplitMix64 over its sequence number.
+pub fn spin(seq: u64) -> u64 {
+    let mut z = seq;
+    for _ in 0..SPIN_ROUNDS {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z ^= z >> 31;
+    }
+    z
+}
+
+/// Rounds per record in [`spin`]: about 10 µs of work.
+const SPIN_ROUNDS: u32 = 4000;
 
 impl Workload {
     /// The workload called `name` in an operator's config.
@@ -30,6 +47,7 @@ impl Workload {
             "dedup" => Some(Workload::Dedup),
             "state-machine" => Some(Workload::StateMachine),
             "last-ten" => Some(Workload::LastTen),
+            "slow" => Some(Workload::Slow),
             _ => None,
         }
     }

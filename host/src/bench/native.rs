@@ -3,7 +3,7 @@
 //! the Rust SDK stores them), so that the Wasm / native ratio measures what running in
 //! Wasm costs and nothing else.
 
-use bench_workloads::{LAST, TERMINAL, Workload, event, item, transition};
+use bench_workloads::{LAST, TERMINAL, Workload, event, item, spin, transition};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -41,7 +41,7 @@ pub fn factory(
     let workload = Workload::from_name(&config.workload)
         .ok_or_else(|| format!("unknown workload `{}`", config.workload))?;
     let (name, kind) = match workload {
-        Workload::Count => ("count", StateKind::Value),
+        Workload::Count | Workload::Slow => ("count", StateKind::Value),
         Workload::Dedup => ("items", StateKind::Map),
         Workload::StateMachine => ("machine", StateKind::Value),
         Workload::LastTen => ("recent", StateKind::List),
@@ -67,6 +67,11 @@ impl Native {
         let backend = &mut self.backend;
         match self.workload {
             Workload::Count => {
+                let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
+                put_json(backend.as_mut(), scope, &(count + 1))
+            }
+            Workload::Slow => {
+                std::hint::black_box(spin(input.seq));
                 let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
                 put_json(backend.as_mut(), scope, &(count + 1))
             }

@@ -194,6 +194,10 @@ pub struct Summary {
     pub last_copied: u64,
     /// Checkpoints completed with at least one unaligned snapshot.
     pub unaligned: u64,
+    /// How long each completed checkpoint took, trigger to metadata, in order.
+    pub durations: Vec<Duration>,
+    /// Bytes of channel state, over every completed checkpoint.
+    pub channel_state_bytes: u64,
 }
 
 struct Pending {
@@ -582,13 +586,15 @@ impl Run<'_> {
         coordinator.store.complete(&metadata)?;
         self.summary.completed += 1;
         self.summary.unaligned += u64::from(unaligned);
+        self.summary.durations.push(done.started.elapsed());
+        let in_flight: u64 = metadata
+            .channel_states
+            .values()
+            .flatten()
+            .map(|f| f.file.bytes)
+            .sum();
+        self.summary.channel_state_bytes += in_flight;
         if coordinator.config.verbose {
-            let in_flight: u64 = metadata
-                .channel_states
-                .values()
-                .flatten()
-                .map(|f| f.file.bytes)
-                .sum();
             let how = match unaligned {
                 true => format!("unaligned, {in_flight} bytes of channel state"),
                 false => "aligned".to_string(),

@@ -110,6 +110,11 @@ fn run_attempts(
         checkpoints.completed += summary.completed;
         checkpoints.aborted += summary.aborted;
         checkpoints.max_sync = checkpoints.max_sync.max(summary.max_sync);
+        checkpoints.unaligned += summary.unaligned;
+        checkpoints.channel_state_bytes += summary.channel_state_bytes;
+        checkpoints
+            .durations
+            .extend(summary.durations.iter().copied());
         if summary.completed > 0 {
             checkpoints.last_bytes = summary.last_bytes;
             checkpoints.last_copied = summary.last_copied;
