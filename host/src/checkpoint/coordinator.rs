@@ -316,10 +316,13 @@ impl Coordinator {
             let paused = run
                 .last_completion
                 .is_some_and(|t| now.duration_since(t) < self.config.min_pause);
+            // A savepoint's aligned barrier must not be overtaken by a checkpoint's.
+            let saving = run.pending.values().any(|p| p.savepoint.is_some());
             if sources_run
                 && now >= next_trigger
                 && run.pending.len() < self.config.max_concurrent
                 && !paused
+                && !saving
             {
                 run.trigger(&mut next_id, None)?;
                 next_trigger = now + self.config.interval;

@@ -249,3 +249,19 @@ fn host_state_shows_channel_state_per_task() {
         out.stdout
     );
 }
+
+#[test]
+fn a_savepoint_of_an_unaligned_job_is_aligned_and_resumes_at_another_parallelism() {
+    let count = 200_000;
+    let job = Job::new();
+    job.save(&back_pressured(count, 2, SLOW, None));
+    let savepoint = stop_with_savepoint(&job, &[]);
+    let metadata = host::checkpoint::files::read_metadata(std::path::Path::new(&savepoint))
+        .expect("the savepoint's metadata");
+    assert!(
+        metadata.channel_states.is_empty(),
+        "a savepoint holds no records in flight: {:?}",
+        metadata.channel_states
+    );
+    resume_exactly(&job, count, &["--from-savepoint", &savepoint, "-p", "3"]);
+}
