@@ -180,21 +180,18 @@ fn damage_matrix(state: State) {
         ..sequence_job(count, 2)
     });
     run_and_kill(&origin, 3);
-    let relative: Vec<std::path::PathBuf> = checkpoint_files(&origin)
-        .into_iter()
-        .map(|p| {
-            p.strip_prefix(origin.path(""))
-                .expect("inside")
-                .to_path_buf()
-        })
-        .collect();
-    assert!(relative.len() >= 3, "{relative:?}");
-    damage_each(&origin, &relative, count);
+    let files = checkpoint_files(&origin);
+    assert!(files.len() >= 3, "{files:?}");
+    damage_each(&origin, &files, count);
 }
 
-/// Each kind of damage to each of `files` (relative to `origin`'s folder), each on its
-/// own copy of `origin`: see [`damage_matrix`].
-pub(super) fn damage_each(origin: &Job, relative: &[std::path::PathBuf], count: u64) {
+/// Each kind of damage to each of `files` (in `origin`'s folder), each on its own copy
+/// of `origin`: see [`damage_matrix`].
+pub(super) fn damage_each(origin: &Job, files: &[std::path::PathBuf], count: u64) {
+    let relative = files.iter().map(|p| {
+        p.strip_prefix(origin.path(""))
+            .expect("inside the job's folder")
+    });
     for file in relative {
         let empty = std::fs::metadata(origin.path("").join(file))
             .expect("stat")
