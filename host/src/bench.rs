@@ -36,6 +36,8 @@ pub struct Options {
 /// One workload of the suite.
 struct Workload {
     id: &'static str,
+    /// Another name it answers to on the command line.
+    alias: Option<&'static str>,
     title: &'static str,
     /// `[operator.config] workload`.
     config: &'static str,
@@ -46,6 +48,7 @@ struct Workload {
 
 const SUITE: &[Workload] = &[
     Workload {
+        alias: None,
         id: "W1",
         title: "keyed count (ValueState<u64>)",
         config: "count",
@@ -54,6 +57,7 @@ const SUITE: &[Workload] = &[
         backends: &["memory"],
     },
     Workload {
+        alias: None,
         id: "W2",
         title: "dedup, the item ids each user has seen (MapState)",
         config: "dedup",
@@ -62,6 +66,7 @@ const SUITE: &[Workload] = &[
         backends: &["memory"],
     },
     Workload {
+        alias: None,
         id: "W3",
         title: "state machine per address (ValueState)",
         config: "state-machine",
@@ -70,6 +75,7 @@ const SUITE: &[Workload] = &[
         backends: &["memory"],
     },
     Workload {
+        alias: None,
         id: "W4",
         title: "last 10 events per key (ListState)",
         config: "last-ten",
@@ -78,6 +84,7 @@ const SUITE: &[Workload] = &[
         backends: &["memory"],
     },
     Workload {
+        alias: None,
         id: "W5",
         title: "W1 with 10M keys",
         config: "count",
@@ -86,14 +93,22 @@ const SUITE: &[Workload] = &[
         backends: &["memory", "rocksdb"],
     },
     Workload {
+        alias: Some("checkpoint-backpressure"),
         id: "W6",
-        title: "W1 behind ~10 µs of work per record (an operator slower than its source)",
+        title: "W1 behind ~250 µs of work per record (an operator slower than its source)",
         config: "slow",
         keys: 100_000,
-        records: 500_000,
-        backends: &["memory"],
+        records: 150_000,
+        backends: &[],
     },
 ];
+
+impl Workload {
+    /// Whether `name` on the command line means this workload.
+    fn is_called(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(self.id) || self.alias == Some(name)
+    }
+}
 
 /// One run's settings.
 struct Run<'a> {
@@ -123,20 +138,16 @@ pub fn run(options: &Options) -> Result<(), String> {
     let selected: Vec<&Workload> = SUITE
         .iter()
         .filter(|w| {
-            options.workloads.is_empty()
-                || options
-                    .workloads
-                    .iter()
-                    .any(|id| id.eq_ignore_ascii_case(w.id))
+            options.workloads.is_empty() || options.workloads.iter().any(|id| w.is_called(id))
         })
         .collect();
     if let Some(unknown) = options
         .workloads
         .iter()
-        .find(|id| !SUITE.iter().any(|w| w.id.eq_ignore_ascii_case(id)))
+        .find(|id| !SUITE.iter().any(|w| w.is_called(id)))
     {
         return Err(format!(
-            "unknown workload `{unknown}`: the suite has W1 to W6"
+            "unknown workload `{unknown}`: the suite has W1 to W6 (W6: checkpoint-backpressure)"
         ));
     }
     if !options.component.is_file() {
@@ -305,34 +316,39 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Checkpoints every second against none, 1M keys, Wasm.
+    /// Checkpoints every second against none, aligned and unaligned, 1M keys, Wasm.
     fn checkpoint_cost(&self, workload: &Workload) -> Result<(), String> {
         let (_, records) = self.size(workload);
         let keys = if self.options.smoke { 1000 } else { 1_000_000 };
-        let run = |checkpoint_ms| Run {
+        let run = |checkpoint_ms, unaligned| Run {
             workload,
             keys,
             records,
             backend: "memory",
             parallelism: 1,
             checkpoint_ms,
-            unaligned: false,
+            unaligned,
             native: false,
         };
-        let off = self.measure(&run(None))?;
-        let on = self.measure(&run(Some(1000)))?;
+        let off = self.measure(&run(None, false))?;
+        let aligned = self.measure(&run(Some(1000), false))?;
+        let unaligned = self.measure(&run(Some(1000), true))?;
+        let cost = |m: &Measured| (1.0 - m.records_per_second / off.records_per_second) * 100.0;
         println!(
-            "{} checkpoints, wasm, {keys} keys: off {:.0} records/s, every 1 s {:.0} records/s: cost {:.1}%",
+            "{} checkpoints, wasm, {keys} keys: off {:.0} records/s, every 1 s {:.0} records/s: cost {:.1}%; unaligned {:.0} records/s: cost {:.1}%",
             workload.id,
             off.records_per_second,
-            on.records_per_second,
-            (1.0 - on.records_per_second / off.records_per_second) * 100.0
+            aligned.records_per_second,
+            cost(&aligned),
+            unaligned.records_per_second,
+            cost(&unaligned)
         );
         Ok(())
     }
 
-    /// Checkpoints every 200 ms through full channels: aligned against unaligned, Wasm,
-    /// p = 2 (so that a barrier crosses a keyed shuffle as well as queues).
+    /// Checkpoints every second through full channels (after Flink's
+    /// CheckpointingTimeBenchmark): aligned against unaligned, Wasm, p = 2 (so that a
+    /// barrier crosses a keyed shuffle as well as queues).
     fn checkpoints_under_back_pressure(&self, workload: &Workload) -> Result<(), String> {
         let (keys, records) = self.size(workload);
         let run = |unaligned| Run {
@@ -341,7 +357,7 @@ impl Bench<'_> {
             records,
             backend: "memory",
             parallelism: 2,
-            checkpoint_ms: Some(200),
+            checkpoint_ms: Some(1000),
             unaligned,
             native: false,
         };
@@ -356,7 +372,7 @@ impl Bench<'_> {
             )
         };
         println!(
-            "{} checkpoints every 200 ms under back-pressure, wasm, p=2: aligned {}; unaligned {}",
+            "{} checkpoints every 1 s under back-pressure, wasm, p=2: aligned {}; unaligned {}",
             workload.id,
             line(&aligned),
             line(&unaligned)
