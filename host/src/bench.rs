@@ -95,10 +95,10 @@ const SUITE: &[Workload] = &[
     Workload {
         alias: Some("checkpoint-backpressure"),
         id: "W6",
-        title: "W1 behind ~250 µs of work per record (an operator slower than its source)",
+        title: "W1 behind ~300 µs of work per record (an operator slower than its source)",
         config: "slow",
         keys: 100_000,
-        records: 150_000,
+        records: 120_000,
         backends: &[],
     },
 ];

@@ -36,9 +36,9 @@ pub fn spin(seq: u64) -> u64 {
     z
 }
 
-/// Rounds per record in [`spin`]: about 250 µs of work in Wasm, so that an aligned
+/// Rounds per record in [`spin`]: about 300 µs of work in Wasm, so that an aligned
 /// barrier waits seconds behind the 16 batches queued on each channel.
-const SPIN_ROUNDS: u32 = 100_000;
+const SPIN_ROUNDS: u32 = 125_000;
 
 impl Workload {
     /// The workload called `name` in an operator's config.

@@ -48,6 +48,14 @@ pub struct Snapshot {
     pub alignment: Duration,
 }
 
+/// The rest of a batch, given back.
+struct GivenBack {
+    records: Vec<KeyedRecord>,
+    channel: usize,
+    /// The checkpoint whose channel state the whole batch joined when it was delivered.
+    recorded: Option<CheckpointId>,
+}
+
 /// One input channel of a task.
 pub struct InputChannel {
     /// Its receiving end.
@@ -73,6 +81,12 @@ pub struct Inputs {
     recording: Option<(CheckpointId, Vec<Vec<KeyedRecord>>)>,
     /// Restored channel state still to be processed, in batches.
     replay: VecDeque<(Vec<KeyedRecord>, u32)>,
+    /// The channel the last batch came from (none: it was replayed), and the checkpoint
+    /// whose channel state it joined when delivered.
+    last: Option<(usize, Option<CheckpointId>)>,
+    /// The rest of a batch the task gave back to take a barrier first: it comes before
+    /// anything else its channel delivers.
+    given_back: Option<GivenBack>,
     ready: VecDeque<Event>,
     commits: Option<crossbeam_channel::Receiver<CheckpointId>>,
 }
@@ -94,6 +108,8 @@ impl Inputs {
             barrier: None,
             recording: None,
             replay: VecDeque::new(),
+            last: None,
+            given_back: None,
             ready: VecDeque::new(),
             commits: None,
         }
@@ -117,10 +133,30 @@ impl Inputs {
         self
     }
 
-    /// Whether the task should stop waiting for room downstream and read its inputs: an
-    /// overtaking barrier is queued, or the checkpoint being aligned has timed out.
+    /// The task processed only part of the last batch, to take a barrier first: `rest`
+    /// is delivered again, before anything else from its channel (and, if the barrier
+    /// is unaligned, it is channel state as the records still queued are).
+    pub fn give_back(&mut self, rest: Vec<KeyedRecord>, input: u32) {
+        if rest.is_empty() {
+            return;
+        }
+        match self.last {
+            Some((channel, recorded)) => {
+                self.given_back = Some(GivenBack {
+                    records: rest,
+                    channel,
+                    recorded,
+                })
+            }
+            None => self.replay.push_front((rest, input)),
+        }
+    }
+
+    /// Whether the task should stop waiting for room downstream (or stop part-way
+    /// through a batch) and read its inputs: an overtaking barrier is queued, or the
+    /// checkpoint being aligned has timed out.
     pub fn has_priority(&self) -> bool {
-        self.channels.iter().any(|c| c.receiver.has_overtaking()) || self.timed_out(Instant::now())
+        self.has_overtaking() || self.timed_out(Instant::now())
     }
 
     /// The checkpoint being aligned, if its aligned timeout has passed at `now`.
@@ -137,6 +173,7 @@ impl Inputs {
                 return Ok(Some(event));
             }
             if let Some((records, input)) = self.replay.pop_front() {
+                self.last = None;
                 return Ok(Some(Event::Batch(records, input)));
             }
             if self.aligner.finished() {
@@ -158,6 +195,15 @@ impl Inputs {
                 self.apply(decisions, None);
                 continue;
             }
+            if !self.has_overtaking()
+                && let Some(rest) = self.given_back.take()
+            {
+                return Ok(Some(self.delivered(
+                    rest.channel,
+                    rest.records,
+                    rest.recorded,
+                )));
+            }
             let Some((input, received)) = self.receive()? else {
                 let deadline = self
                     .barrier
@@ -170,16 +216,13 @@ impl Inputs {
             };
             match received {
                 Received::Overtaking { barrier, in_flight } => {
-                    self.on_barrier(input, barrier, Arrival::Overtaking, in_flight)
+                    self.on_barrier(input, barrier, Arrival::Overtaking, Some(in_flight))
                 }
                 Received::Message(Message::Batch(records)) => {
-                    if let Some(id) = self.aligner.in_flight(input) {
-                        self.record(id, input, records.iter().cloned());
-                    }
-                    return Ok(Some(Event::Batch(records, self.channels[input].input)));
+                    return Ok(Some(self.delivered(input, records, None)));
                 }
                 Received::Message(Message::Barrier(barrier)) => {
-                    self.on_barrier(input, barrier, Arrival::InBand, Vec::new())
+                    self.on_barrier(input, barrier, Arrival::InBand, None)
                 }
                 Received::Message(Message::End) => {
                     self.ended[input] = true;
@@ -190,19 +233,40 @@ impl Inputs {
         }
     }
 
-    /// `input` delivered `barrier`; `jumped` is the copy of the records it overtook.
+    /// Channel `channel` delivers `records`: channel state if they are in flight (and
+    /// not recorded already, for checkpoint `recorded`).
+    fn delivered(
+        &mut self,
+        channel: usize,
+        records: Vec<KeyedRecord>,
+        recorded: Option<CheckpointId>,
+    ) -> Event {
+        let in_flight = self.aligner.in_flight(channel);
+        if let Some(id) = in_flight.filter(|id| Some(*id) != recorded) {
+            self.record(id, channel, records.iter().cloned());
+        }
+        self.last = Some((channel, in_flight.or(recorded)));
+        Event::Batch(records, self.channels[channel].input)
+    }
+
+    fn has_overtaking(&self) -> bool {
+        self.channels.iter().any(|c| c.receiver.has_overtaking())
+    }
+
+    /// `input` delivered `barrier`; `jumped` is the copy of the records it overtook, if
+    /// it overtook.
     fn on_barrier(
         &mut self,
         input: usize,
         barrier: Barrier,
         arrival: Arrival,
-        jumped: Vec<KeyedRecord>,
+        jumped: Option<Vec<KeyedRecord>>,
     ) {
         if self.barrier.is_none_or(|(b, _)| b.id < barrier.id) {
             self.barrier = Some((barrier, Instant::now()));
         }
         let decisions = self.aligner.on_barrier(input, barrier.id, arrival);
-        self.apply(decisions, Some((barrier.id, input, jumped)));
+        self.apply(decisions, jumped.map(|j| (barrier.id, input, j)));
     }
 
     /// Carries out the aligner's decisions; `jumped` (checkpoint, channel, records) joins
@@ -230,7 +294,7 @@ impl Inputs {
                 }
                 Decision::ChannelStateComplete(id) => {
                     if let Some((id, input, records)) = jumped.take() {
-                        self.record(id, input, records);
+                        self.record_jumped(id, input, records);
                     }
                     if let Some((recorded, channels)) = self.recording.take() {
                         debug_assert_eq!(recorded, id);
@@ -248,7 +312,7 @@ impl Inputs {
             }
         }
         if let Some((id, input, records)) = jumped {
-            self.record(id, input, records);
+            self.record_jumped(id, input, records);
         }
     }
 
@@ -261,11 +325,23 @@ impl Inputs {
                 continue;
             }
             if let Some(jumped) = self.channels[input].receiver.overtake(id) {
-                self.record(id, input, jumped);
+                self.record_jumped(id, input, jumped);
                 decisions.extend(self.aligner.on_barrier(input, id, Arrival::Overtaking));
             }
         }
         decisions
+    }
+
+    /// Adds `jumped`, the records a barrier `id` overtook on channel `input`, to its
+    /// channel state: after the part of a batch from that channel given back, which was
+    /// before them.
+    fn record_jumped(&mut self, id: CheckpointId, input: usize, jumped: Vec<KeyedRecord>) {
+        let rest = self.given_back.as_ref();
+        if let Some(rest) = rest.filter(|r| r.channel == input && r.recorded != Some(id)) {
+            let records = rest.records.clone();
+            self.record(id, input, records);
+        }
+        self.record(id, input, jumped);
     }
 
     /// Adds `records`, read or jumped on channel `input`, to checkpoint `id`'s channel
@@ -474,6 +550,45 @@ mod tests {
             [vec![0], vec![12]],
             "the jumped batch is still processed"
         );
+    }
+
+    #[test]
+    fn the_rest_of_a_batch_given_back_for_a_barrier_is_channel_state_ahead_of_the_queue() {
+        let (mut inputs, tx) = task(1);
+        tx[0].try_send(Message::Batch(records(0, 4))).unwrap();
+        tx[0].try_send(Message::Batch(records(4, 2))).unwrap();
+        assert_eq!(batch(&mut inputs), [0, 1, 2, 3]);
+        tx[0].send_overtaking(unaligned(1)).unwrap();
+        assert!(inputs.has_priority());
+        // The task processed records 0 and 1, then stopped for the barrier.
+        inputs.give_back(records(2, 2), 0);
+        assert!(matches!(next(&mut inputs), Event::Checkpoint(s) if s.unaligned));
+        match next(&mut inputs) {
+            Event::ChannelState(_, state) => {
+                assert_eq!(numbers(&state.channels[0].records), [2, 3, 4, 5]);
+            }
+            other => panic!("expected the channel state, got {other:?}"),
+        }
+        assert_eq!(batch(&mut inputs), [2, 3], "the rest comes first");
+        assert_eq!(batch(&mut inputs), [4, 5]);
+    }
+
+    #[test]
+    fn a_batch_recorded_in_flight_and_partly_given_back_is_recorded_once() {
+        let (mut inputs, tx) = task(2);
+        tx[0].send_overtaking(unaligned(1)).unwrap();
+        assert!(matches!(next(&mut inputs), Event::Checkpoint(s) if s.unaligned));
+        tx[1].try_send(Message::Batch(records(10, 4))).unwrap();
+        assert_eq!(batch(&mut inputs), [10, 11, 12, 13]);
+        inputs.give_back(records(12, 2), 1);
+        assert_eq!(batch(&mut inputs), [12, 13]);
+        tx[1].force_send(Message::Barrier(unaligned(1))).unwrap();
+        match next(&mut inputs) {
+            Event::ChannelState(_, state) => {
+                assert_eq!(numbers(&state.channels[0].records), [10, 11, 12, 13]);
+            }
+            other => panic!("expected the channel state, got {other:?}"),
+        }
     }
 
     #[test]

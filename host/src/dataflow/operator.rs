@@ -7,12 +7,12 @@
 //! inputs; this task does the rest in order), and the barrier is forwarded only after.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
 use super::poison::{self, Guard, RecordId, Treatment};
-use super::{Failure, OperatorReport, Stop};
+use super::{BATCH_SIZE, Failure, OperatorReport, Stop};
 use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{Handle, TaskId};
 use crate::checkpoint::writer::{Met, SnapshotWriter, StateCopy};
@@ -127,6 +127,9 @@ pub fn run(
     };
     let mut writer =
         checkpoints.map(|c| SnapshotWriter::new(c.store, c.handle, &task, c.incremental));
+    let mut slicing = Slicing {
+        records: BATCH_SIZE,
+    };
     while let Some(event) = inputs.next()? {
         match event {
             Event::Batch(batch, input) => {
@@ -141,7 +144,24 @@ pub fn run(
                     input,
                 };
                 if !guard.armed() {
-                    run.process(batch, &ids, None)?;
+                    // A slow guest gets the batch in slices, so that a barrier that
+                    // overtakes waits for one slice, not the batch; the rest is given back.
+                    let (mut rest, mut rest_ids) = (batch, ids);
+                    loop {
+                        let take = slicing.records.min(rest.len());
+                        let (tail, tail_ids) = (rest.split_off(take), rest_ids.split_off(take));
+                        let started = Instant::now();
+                        run.process(rest, &rest_ids, None)?;
+                        slicing.took(take, started.elapsed());
+                        (rest, rest_ids) = (tail, tail_ids);
+                        if rest.is_empty() {
+                            break;
+                        }
+                        if inputs.has_priority() {
+                            inputs.give_back(rest, input);
+                            break;
+                        }
+                    }
                 } else {
                     // After a failure: suspects alone, poison records never.
                     let (mut part, mut part_ids) = (Vec::new(), Vec::new());
@@ -205,6 +225,25 @@ pub fn run(
         writer.finish(Box::new(move || state_copy(instance.as_ref())));
     }
     Ok(report)
+}
+
+/// How many records of a batch go to the guest in one call: all of them, unless the
+/// guest is slow enough that a batch would keep a barrier waiting longer than
+/// [`Slicing::CALL`].
+struct Slicing {
+    records: usize,
+}
+
+impl Slicing {
+    /// The longest a call should take.
+    const CALL: Duration = Duration::from_millis(5);
+
+    /// A call of `records` records took `elapsed`: size the next ones.
+    fn took(&mut self, records: usize, elapsed: Duration) {
+        let per_record = elapsed.as_secs_f64() / records.max(1) as f64;
+        let fit = (Self::CALL.as_secs_f64() / per_record.max(1e-9)) as usize;
+        self.records = fit.clamp(1, BATCH_SIZE);
+    }
 }
 
 /// A point-in-time copy of the instance's keyed and operator state.

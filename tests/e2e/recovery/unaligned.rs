@@ -184,6 +184,20 @@ fn rescaling_from_an_unaligned_checkpoint_routes_records_in_flight_to_their_new_
 }
 
 #[test]
+fn an_unaligned_checkpoint_of_the_memory_backend_resumes_on_rocksdb() {
+    let count = 200_000;
+    let job = Job::new();
+    job.save(&back_pressured(count, 2, SLOW, None));
+    let mut first = Running::start(&job.path("job.toml"), &[]);
+    first.wait_for_nth(", unaligned, ", 2);
+    first.kill();
+    assert!(!channel_state_files(&job).is_empty(), "records in flight");
+    let log = run_verbose(&job, &["--state-backend", "rocksdb", "-p", "3"]);
+    assert!(log.contains("from checkpoint"), "{log}");
+    assert_exact(&job, count, "memory → rocksdb, 2 → 3");
+}
+
+#[test]
 fn with_an_aligned_timeout_checkpoints_stay_aligned_until_back_pressure_holds_a_barrier_up() {
     // No back-pressure: a fast checker; every barrier is through within 200 ms.
     let job = Job::new();
