@@ -177,6 +177,9 @@ pub struct Source {
     /// At most this many records per second over all subtasks (file and generator
     /// sources); none: as fast as the job takes them.
     pub records_per_second: Option<u64>,
+    /// Where each record's event time is (file and stdin sources): a record without one
+    /// is a bad record.
+    pub event_time: Option<JsonPointer>,
 }
 
 /// What a source reads.

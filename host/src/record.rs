@@ -14,6 +14,7 @@ use crate::job::JsonPointer;
 use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
 
+pub mod event_time;
 pub(crate) mod scan;
 
 /// A record on an edge into a sink or an operator without `key_by`, or out of an operator.
@@ -121,18 +122,24 @@ impl KeySelector {
 
     /// The key as serde finds it: any document, any pointer, and the errors' wording.
     pub(crate) fn key_by_serde(&self, payload: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut document = serde_json::Deserializer::from_slice(payload);
-        let found = Find {
-            tokens: &self.tokens,
-        }
-        .deserialize(&mut document)?;
-        document.end()?;
-        match found {
+        match value_at(payload, &self.tokens)? {
             Some(Value::String(s)) => Ok(s.into_bytes()),
             Some(other) => Ok(other.to_string().into_bytes()),
             None => Err(MissingKey(self.pointer.clone()).into()),
         }
     }
+}
+
+/// The value at `pointer` in the JSON document `payload`, if there is one; checks that
+/// the whole payload is one document.
+pub(crate) fn value_at(
+    payload: &[u8],
+    tokens: &[String],
+) -> Result<Option<Value>, serde_json::Error> {
+    let mut document = serde_json::Deserializer::from_slice(payload);
+    let found = Find { tokens }.deserialize(&mut document)?;
+    document.end()?;
+    Ok(found)
 }
 
 /// Finds the value at a pointer's remaining `tokens` while reading a document, skipping

@@ -5,6 +5,7 @@ mod author;
 mod bad_input;
 mod bench;
 mod broadcast;
+mod event_time;
 mod examples;
 mod host_test;
 mod languages;

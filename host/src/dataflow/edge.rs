@@ -14,6 +14,7 @@ use serde::de::IgnoredAny;
 use super::Message;
 use super::channel::{Bell, Sender};
 use crate::checkpoint::Barrier;
+use crate::record::event_time::EventTimeError;
 use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
 use crate::small_bytes::SmallBytes;
 use crate::state::{KeyGroup, KeyGroupRange};
@@ -27,6 +28,9 @@ pub enum BadRecord {
     /// The payload spans several lines (a pretty-printed document, say).
     #[error("a record must be one line, and this one has a line break")]
     LineBreak,
+    /// The source's `event_time` found no time in it.
+    #[error(transparent)]
+    EventTime(#[from] EventTimeError),
     /// A keyed consumer found no key in it.
     #[error("{error} (needed by operator `{consumer}`)")]
     NoKey {

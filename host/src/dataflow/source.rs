@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::edge::Outputs;
+use super::edge::{BadRecord, Outputs};
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
 use crate::checkpoint::coordinator::{AckState, FinalAck, Handle};
 use crate::checkpoint::{Barrier, SourceSplit};
 use crate::job::{OnBadRecord, Source, SourceKind};
+use crate::record::event_time::EventTime;
 use crate::record::{Origin, Record};
 
 /// A source subtask's link to the checkpoint coordinator.
@@ -366,6 +367,7 @@ impl Lines<'_> {
         splits: &mut dyn FnMut(&Lines) -> Vec<SourceSplit>,
     ) -> Result<(), Stop> {
         let mut reader = BufReader::with_capacity(1 << 16, input);
+        let event_time = self.source.event_time.clone().map(EventTime::new);
         let unit = if self.line.is_some() { "line" } else { "byte" };
         let at = Origin::label(format!(
             "source `{}`, {} {unit}",
@@ -407,13 +409,18 @@ impl Lines<'_> {
                 continue;
             }
             let origin = Origin { at, number };
-            match outputs.push(
-                Record {
+            let timestamp = match &event_time {
+                None => Ok(None),
+                Some(time) => time.of(&line).map(Some).map_err(BadRecord::from),
+            };
+            let pushed = timestamp.and_then(|timestamp| {
+                let record = Record {
                     payload: line,
-                    timestamp: None,
-                },
-                Some(&origin),
-            ) {
+                    timestamp,
+                };
+                outputs.push(record, Some(&origin))
+            });
+            match pushed {
                 Ok(()) => report.records += 1,
                 Err(error) => match self.source.on_bad_record {
                     OnBadRecord::Fail => {

@@ -72,6 +72,7 @@ pub(super) struct SourceSection {
     pub(super) key_prefix: Option<Spanned<String>>,
     pub(super) records_per_second: Option<Spanned<i64>>,
     pub(super) split_bytes: Option<Spanned<i64>>,
+    pub(super) event_time: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -371,3 +371,24 @@ fn unaligned_checkpoints_are_exactly_once_with_an_optional_aligned_timeout() {
     let (_, key, _) = invalid(&section("unaligned = true\naligned_timeout_ms = -1\n"));
     assert_eq!(key, "checkpoint.aligned_timeout_ms");
 }
+
+#[test]
+fn event_time_is_a_json_pointer_on_file_and_stdin_sources() {
+    let with = |source: &str| {
+        format!(
+            "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
+        )
+    };
+    let job = parse_str(&with("type = \"stdin\"\nevent_time = \"/at/ts\"")).unwrap();
+    assert_eq!(
+        job.sources[0].event_time.as_ref().map(|p| p.as_str()),
+        Some("/at/ts")
+    );
+    let (_, key, _) = invalid(&with("type = \"stdin\"\nevent_time = \"ts\""));
+    assert_eq!(key, "source.event_time");
+    let (_, key, message) = invalid(&with(
+        "type = \"generator\"\ncount = 1\nevent_time = \"/ts\"",
+    ));
+    assert_eq!(key, "source.event_time");
+    assert!(message.contains("has no `event_time`"), "{message}");
+}

@@ -395,6 +395,11 @@ impl Validator<'_> {
                 s.records_per_second.as_ref().map(Spanned::span),
                 kind != SourceKind::Stdin,
             ),
+            (
+                "event_time",
+                s.event_time.as_ref().map(Spanned::span),
+                !matches!(kind, SourceKind::Generator { .. }),
+            ),
         ];
         for (key, span, allowed) in misplaced {
             if let (Some(span), false) = (span, allowed) {
@@ -431,6 +436,14 @@ impl Validator<'_> {
                 .on_bad_record
                 .as_ref()
                 .map_or_else(OnBadRecord::default, |o| *o.get_ref()),
+            event_time: s
+                .event_time
+                .as_ref()
+                .map(|p| {
+                    JsonPointer::parse(p.get_ref())
+                        .map_err(|e| self.error(p.span(), "source.event_time", e))
+                })
+                .transpose()?,
         })
     }
 

@@ -52,6 +52,10 @@ pub struct Source {
     pub key_prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub records_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_bad_record: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
 }
 
 impl Source {

@@ -37,6 +37,8 @@ struct Settings {
     fail_open_attempt: Option<u32>,
     /// Rounds of hashing per record.
     work: u64,
+    /// Output each record's event time too, as `time` (null when it has none).
+    with_time: bool,
 }
 
 /// The operator.
@@ -46,6 +48,7 @@ pub struct SequenceCheck {
     processed: u64,
     fail_at: Option<u64>,
     work: u64,
+    with_time: bool,
 }
 
 impl Operator for SequenceCheck {
@@ -57,6 +60,7 @@ impl Operator for SequenceCheck {
         let task = config.task();
         self.at_least_once = settings.at_least_once;
         self.work = settings.work;
+        self.with_time = settings.with_time;
         if settings.fail_open_attempt == Some(task.attempt) {
             panic!("injected failure in open, attempt {}", task.attempt);
         }
@@ -89,6 +93,10 @@ impl Operator for SequenceCheck {
             return ctx.emit(json!({"duplicate": input.key, "seq": input.seq}));
         }
         LAST.set(&last.map_or(input.seq, |l| l.max(input.seq)))?;
+        if self.with_time {
+            let time = ctx.timestamp();
+            return ctx.emit(json!({"key": input.key, "seq": input.seq, "time": time}));
+        }
         ctx.emit(json!({"key": input.key, "seq": input.seq}))
     }
 }
