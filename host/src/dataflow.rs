@@ -18,6 +18,14 @@ mod recovery;
 mod restore;
 mod sink;
 mod source;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "sources and tasks send watermarks next (issue 16)"
+    )
+)]
+mod watermark;
 mod wiring;
 
 use std::io;
