@@ -180,6 +180,19 @@ pub struct Source {
     /// Where each record's event time is (file and stdin sources): a record without one
     /// is a bad record.
     pub event_time: Option<JsonPointer>,
+    /// How the source's watermark follows its records' event times.
+    pub watermark: Option<WatermarkStrategy>,
+}
+
+/// A source's watermarks: bounded out-of-orderness per split, sent periodically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkStrategy {
+    /// How far behind the latest event time a record may still come.
+    pub out_of_orderness: Duration,
+    /// A split without records for this long does not hold the watermark back.
+    pub idle_timeout: Option<Duration>,
+    /// How often the watermark is sent.
+    pub interval: Duration,
 }
 
 /// What a source reads.

@@ -3,8 +3,9 @@
 //!
 //! At a source, per split, with bounded out-of-orderness *d*: *w* = (the largest time
 //! seen) − *d* − 1, as Flink's `BoundedOutOfOrdernessWatermarks`; the source's watermark
-//! is the minimum over its active splits: a split that has had no record for the idle
-//! timeout is idle and does not hold the others back, a finished split counts as +∞.
+//! is the minimum over its active splits: one that has started and not finished (a split
+//! a subtask has not begun to read does not hold it back: a file source reads its splits
+//! one after another), and that has had a record within the idle timeout.
 //! In a task, the watermark is the minimum over its inputs that are not idle, an ended
 //! input counting as +∞; the task is idle when every input that has not ended is.
 //!
@@ -30,6 +31,7 @@ struct Split {
     /// The largest event time seen, if any.
     max: Option<i64>,
     last_record: Instant,
+    started: bool,
     finished: bool,
 }
 
@@ -56,6 +58,7 @@ impl SourceWatermarks {
         let split = Split {
             max: None,
             last_record: now,
+            started: false,
             finished: false,
         };
         SourceWatermarks {
@@ -67,9 +70,18 @@ impl SourceWatermarks {
         }
     }
 
+    /// The subtask begins to read split `split` at `now`: from now on it holds the
+    /// watermark back until it has records (or is idle).
+    pub fn on_started(&mut self, split: usize, now: Instant) {
+        let split = &mut self.splits[split];
+        split.started = true;
+        split.last_record = now;
+    }
+
     /// Split `split` read a record with event time `time` at `now`.
     pub fn on_record(&mut self, split: usize, time: i64, now: Instant) {
         let split = &mut self.splits[split];
+        split.started = true;
         split.max = Some(split.max.map_or(time, |m| m.max(time)));
         split.last_record = now;
     }
@@ -82,10 +94,16 @@ impl SourceWatermarks {
     /// The watermark to send at `now`, if it moved on (or the source went idle) since
     /// the last one sent.
     pub fn poll(&mut self, now: Instant) -> Option<Status> {
-        let mut active = self.splits.iter().filter(|s| !s.finished).peekable();
-        if active.peek().is_none() {
+        if self.splits.iter().all(|s| s.finished) {
             return self.advance(END);
         }
+        let mut active = self
+            .splits
+            .iter()
+            .filter(|s| s.started && !s.finished)
+            .peekable();
+        // Nothing being read: nothing new to say.
+        active.peek()?;
         let idle = |s: &Split| {
             self.idle_timeout
                 .is_some_and(|t| now.duration_since(s.last_record) >= t)
@@ -222,9 +240,10 @@ mod tests {
     #[test]
     fn a_source_trails_its_slowest_active_split_by_the_disorder() {
         let t0 = Instant::now();
-        let mut w = SourceWatermarks::new(2, ms(100), None, t0);
+        let mut w = SourceWatermarks::new(3, ms(100), None, t0);
         w.on_record(0, 1_000, t0);
-        assert_eq!(w.poll(t0), None, "split 1 has no record yet: no watermark");
+        w.on_started(1, t0);
+        assert_eq!(w.poll(t0), None, "split 1 has started, with no record yet");
         w.on_record(1, 5_000, t0);
         assert_eq!(w.poll(t0), Some(Status::At(899)));
         w.on_record(0, 700, t0);
@@ -238,6 +257,8 @@ mod tests {
             "a finished split stops holding"
         );
         w.on_finished(1);
+        assert_eq!(w.poll(t0), None, "split 2 has not started: nothing to say");
+        w.on_finished(2);
         assert_eq!(w.poll(t0), Some(Status::At(END)));
         assert_eq!(w.poll(t0), None);
     }

@@ -73,6 +73,15 @@ pub(super) struct SourceSection {
     pub(super) records_per_second: Option<Spanned<i64>>,
     pub(super) split_bytes: Option<Spanned<i64>>,
     pub(super) event_time: Option<Spanned<String>>,
+    pub(super) watermark: Option<Spanned<WatermarkSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WatermarkSection {
+    pub(super) out_of_orderness_ms: Option<Spanned<i64>>,
+    pub(super) idle_timeout_ms: Option<Spanned<i64>>,
+    pub(super) interval_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -392,3 +392,32 @@ fn event_time_is_a_json_pointer_on_file_and_stdin_sources() {
     assert_eq!(key, "source.event_time");
     assert!(message.contains("has no `event_time`"), "{message}");
 }
+
+#[test]
+fn a_watermark_strategy_needs_event_time_and_is_refused_until_watermarks_are_sent() {
+    let with = |source: &str| {
+        format!(
+            "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\ntype = \"stdin\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
+        )
+    };
+    let (_, key, message) = invalid(&with(
+        "event_time = \"/ts\"\nwatermark = { out_of_orderness_ms = 500 }",
+    ));
+    assert_eq!(key, "source.watermark");
+    assert!(message.contains("out_of_orderness_ms = 500"), "{message}");
+    assert!(message.contains("not sent in this version"), "{message}");
+    let (_, key, message) = invalid(&with("watermark = { out_of_orderness_ms = 500 }"));
+    assert_eq!(key, "source.watermark");
+    assert!(message.contains("set `event_time`"), "{message}");
+    let (_, key, _) = invalid(&with(
+        "event_time = \"/ts\"\nwatermark = { idle_timeout_ms = 0 }",
+    ));
+    assert_eq!(key, "source.watermark.idle_timeout_ms");
+    let (_, key, _) = invalid(&with(
+        "event_time = \"/ts\"\nwatermark = { interval_ms = 0 }",
+    ));
+    assert_eq!(key, "source.watermark.interval_ms");
+    let unknown = parse_str(&with("event_time = \"/ts\"\nwatermark = { lateness = 3 }"));
+    let message = format!("{:?}", unknown.unwrap_err());
+    assert!(message.contains("unknown field `lateness`"), "{message}");
+}
