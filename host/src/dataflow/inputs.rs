@@ -195,7 +195,8 @@ impl Inputs {
                 self.apply(decisions, None);
                 continue;
             }
-            if !self.has_overtaking()
+            if self.given_back.is_some()
+                && !self.has_overtaking()
                 && let Some(rest) = self.given_back.take()
             {
                 return Ok(Some(self.delivered(
