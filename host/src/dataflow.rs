@@ -59,6 +59,8 @@ pub enum Message {
     Batch(Vec<KeyedRecord>),
     /// Checkpoint barrier: the records before it belong to this checkpoint.
     Barrier(Barrier),
+    /// The producer's watermark (or that it is idle), after the records it covers.
+    Watermark(watermark::Status),
     /// The producer has no more records.
     End,
 }

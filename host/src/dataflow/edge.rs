@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 
 use super::Message;
 use super::channel::{Bell, Sender};
+use super::watermark::Status;
 use crate::checkpoint::Barrier;
 use crate::record::event_time::EventTimeError;
 use crate::record::{KeyError, KeySelector, KeyedRecord, MissingKey, Origin, Record};
@@ -265,6 +266,12 @@ impl Outputs {
         }
         self.largest = 0;
         Ok(overtaken)
+    }
+
+    /// Flushes, then sends `status` (a watermark, or idleness) to every consumer
+    /// subtask, behind the records it covers.
+    pub fn watermark(&mut self, status: Status) -> Result<(), Disconnected> {
+        self.broadcast(Message::Watermark(status))
     }
 
     /// Flushes, then tells every consumer subtask that this input has ended.

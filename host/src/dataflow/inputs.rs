@@ -15,6 +15,7 @@ use crossbeam_channel::TryRecvError;
 
 use super::alignment::{Aligner, Arrival, Decision};
 use super::channel::{Bell, Received, Receiver};
+use super::watermark::{Status, TaskWatermarks};
 use super::{BATCH_SIZE, Message, Stop};
 use crate::checkpoint::channel_state::{ChannelState, InFlight};
 use crate::checkpoint::{Barrier, CheckpointId};
@@ -33,6 +34,8 @@ pub enum Event {
     Checkpoint(Snapshot),
     /// The channel state of an unaligned snapshot, complete.
     ChannelState(CheckpointId, ChannelState),
+    /// The task's watermark moved on (or every input went idle): forward it.
+    Watermark(Status),
     /// This checkpoint completed: its output may be committed.
     Committed(CheckpointId),
 }
@@ -74,6 +77,7 @@ pub struct Inputs {
     /// The channel read first next time (channels take turns).
     turn: usize,
     aligner: Aligner,
+    watermarks: TaskWatermarks,
     ended: Vec<bool>,
     /// The newest checkpoint's barrier, and when it first arrived.
     barrier: Option<(Barrier, Instant)>,
@@ -104,6 +108,7 @@ impl Inputs {
             bell,
             turn: 0,
             aligner: Aligner::new(n, mode),
+            watermarks: TaskWatermarks::new(n),
             ended: vec![false; n],
             barrier: None,
             recording: None,
@@ -225,8 +230,16 @@ impl Inputs {
                 Received::Message(Message::Barrier(barrier)) => {
                     self.on_barrier(input, barrier, Arrival::InBand, None)
                 }
+                Received::Message(Message::Watermark(status)) => {
+                    if let Some(status) = self.watermarks.on_status(input, status) {
+                        return Ok(Some(Event::Watermark(status)));
+                    }
+                }
                 Received::Message(Message::End) => {
                     self.ended[input] = true;
+                    if let Some(status) = self.watermarks.on_end(input) {
+                        self.ready.push_back(Event::Watermark(status));
+                    }
                     let decisions = self.aligner.on_end(input);
                     self.apply(decisions, None);
                 }
@@ -590,6 +603,27 @@ mod tests {
             }
             other => panic!("expected the channel state, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_task_forwards_the_slowest_of_its_inputs_watermarks() {
+        use crate::dataflow::watermark::Status;
+        let (mut inputs, tx) = task(2);
+        tx[0]
+            .force_send(Message::Watermark(Status::At(100)))
+            .unwrap();
+        tx[1]
+            .force_send(Message::Watermark(Status::At(50)))
+            .unwrap();
+        assert!(matches!(
+            next(&mut inputs),
+            Event::Watermark(Status::At(50))
+        ));
+        tx[1].force_send(Message::End).unwrap();
+        assert!(matches!(
+            next(&mut inputs),
+            Event::Watermark(Status::At(100))
+        ));
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub fn run(
     let mut slicing = Slicing {
         records: BATCH_SIZE,
     };
+    // A watermark to forward once the records before it are sent.
+    let mut held = None;
     while let Some(event) = inputs.next()? {
         match event {
             Event::Batch(batch, input) => {
@@ -187,9 +189,12 @@ pub fn run(
                     run.process(part, &part_ids, None)?;
                 }
                 // Waiting for room downstream gives way to a barrier that overtakes.
-                outputs
+                let flushed = outputs
                     .flush_unless(|| inputs.has_priority())
                     .map_err(|_| Stop::Disconnected)?;
+                if let Some(status) = held.take_if(|_| flushed) {
+                    outputs.watermark(status).map_err(|_| Stop::Disconnected)?;
+                }
             }
             Event::Checkpoint(snapshot) => {
                 let started = Instant::now();
@@ -212,6 +217,16 @@ pub fn run(
             Event::ChannelState(id, state) => {
                 if let Some(writer) = &mut writer {
                     writer.channel_state(id, state);
+                }
+            }
+            Event::Watermark(status) => {
+                // Behind every record emitted before it: held while those wait for room.
+                held = Some(status);
+                let flushed = outputs
+                    .flush_unless(|| inputs.has_priority())
+                    .map_err(|_| Stop::Disconnected)?;
+                if let Some(status) = held.take_if(|_| flushed) {
+                    outputs.watermark(status).map_err(|_| Stop::Disconnected)?;
                 }
             }
             Event::Committed(_) => {}

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::edge::{BadRecord, Outputs};
+use super::watermark::SourceWatermarks;
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
 use crate::checkpoint::coordinator::{AckState, FinalAck, Handle};
 use crate::checkpoint::{Barrier, SourceSplit};
-use crate::job::{OnBadRecord, Source, SourceKind};
+use crate::job::{OnBadRecord, Source, SourceKind, WatermarkStrategy};
 use crate::record::event_time::EventTime;
 use crate::record::{Origin, Record};
 
@@ -90,18 +91,25 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
             let per_subtask = |r: u64| r as f64 / f64::from(source.parallelism);
             let mut pace = source.records_per_second.map(|r| Pace::new(per_subtask(r)));
             let mut splits = context.splits.clone();
+            let mut clock = source.watermark.map(|w| Clock::new(w, splits.len()));
             for current in 0..splits.len() {
                 let reader = open_split(source, path, &splits[current])?;
                 let Some((reader, lines)) = reader else {
+                    if let Some(clock) = &mut clock {
+                        clock.watermarks.on_finished(current);
+                    }
                     continue;
                 };
+                if let Some(clock) = &mut clock {
+                    clock.start(current);
+                }
                 let mut lines = lines;
                 lines.read(
                     &context,
                     reader,
                     &mut outputs,
                     &mut report,
-                    pace.as_mut(),
+                    (pace.as_mut(), clock.as_mut()),
                     &mut |lines: &Lines| {
                         let mut now = splits.clone();
                         now[current] = lines.split();
@@ -109,6 +117,10 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                     },
                 )?;
                 splits[current] = lines.split();
+                if let Some(clock) = &mut clock {
+                    clock.watermarks.on_finished(current);
+                    clock.tick(&mut outputs, true)?;
+                }
             }
             splits
         }
@@ -122,12 +134,16 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                 offset: 0,
                 line: Some(0),
             };
+            let mut clock = source.watermark.map(|w| Clock::new(w, 1));
+            if let Some(clock) = &mut clock {
+                clock.start(0);
+            }
             lines.read(
                 &context,
                 Box::new(io::stdin()),
                 &mut outputs,
                 &mut report,
-                None,
+                (None, clock.as_mut()),
                 &mut |_| Vec::new(),
             )?;
             Vec::new()
@@ -363,7 +379,7 @@ impl Lines<'_> {
         input: Input,
         outputs: &mut Outputs,
         report: &mut SourceReport,
-        mut pace: Option<&mut Pace>,
+        (mut pace, mut clock): (Option<&mut Pace>, Option<&mut Clock>),
         splits: &mut dyn FnMut(&Lines) -> Vec<SourceSplit>,
     ) -> Result<(), Stop> {
         let mut reader = BufReader::with_capacity(1 << 16, input);
@@ -413,6 +429,11 @@ impl Lines<'_> {
                 None => Ok(None),
                 Some(time) => time.of(&line).map(Some).map_err(BadRecord::from),
             };
+            if let (Ok(Some(time)), Some(clock)) = (&timestamp, clock.as_deref_mut()) {
+                clock
+                    .watermarks
+                    .on_record(clock.split, *time, Instant::now());
+            }
             let pushed = timestamp.and_then(|timestamp| {
                 let record = Record {
                     payload: line,
@@ -442,7 +463,56 @@ impl Lines<'_> {
                 || (reader.buffer().is_empty() && outputs.pending() > 0)
             {
                 context.flush(outputs)?;
+                if let Some(clock) = clock.as_deref_mut() {
+                    clock.tick(outputs, false)?;
+                }
             }
+        }
+    }
+}
+
+/// A source subtask's watermarks (with a `watermark` strategy), sent at most every
+/// `interval`, each behind the records it covers.
+struct Clock {
+    watermarks: SourceWatermarks,
+    interval: Duration,
+    next: Instant,
+    /// The split being read.
+    split: usize,
+}
+
+impl Clock {
+    fn new(strategy: WatermarkStrategy, splits: usize) -> Clock {
+        let now = Instant::now();
+        Clock {
+            watermarks: SourceWatermarks::new(
+                splits,
+                strategy.out_of_orderness,
+                strategy.idle_timeout,
+                now,
+            ),
+            interval: strategy.interval,
+            next: now + strategy.interval,
+            split: 0,
+        }
+    }
+
+    fn start(&mut self, split: usize) {
+        self.split = split;
+        self.watermarks.on_started(split, Instant::now());
+    }
+
+    /// Sends the watermark if it moved on and is due (`now`: at the end of a split), and
+    /// nothing is buffered, so that it follows every record it covers.
+    fn tick(&mut self, outputs: &mut Outputs, now: bool) -> Result<(), Stop> {
+        let at = Instant::now();
+        if outputs.pending() > 0 || (!now && at < self.next) {
+            return Ok(());
+        }
+        self.next = at + self.interval;
+        match self.watermarks.poll(at) {
+            Some(status) => outputs.watermark(status).map_err(|_| Stop::Disconnected),
+            None => Ok(()),
         }
     }
 }
@@ -577,6 +647,73 @@ mod tests {
                 "keys {keys}, p={parallelism}"
             );
         }
+    }
+
+    #[test]
+    fn a_file_source_sends_watermarks_behind_the_records_they_cover() {
+        use crate::dataflow::Message;
+        use crate::dataflow::channel::{Bell, Received, channel};
+        use crate::dataflow::edge::{Edge, Routing};
+        use crate::dataflow::watermark::{END, Status};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let lines: String = (0..3000)
+            .map(|i| format!("{{\"ts\":{}}}\n", i * 10))
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let kind = SourceKind::File {
+            path: path.clone(),
+            split_bytes: 1 << 30,
+        };
+        let splits = split::initial(&kind).unwrap();
+        let source = Source {
+            name: "events".into(),
+            parallelism: 1,
+            kind,
+            on_bad_record: OnBadRecord::Fail,
+            records_per_second: None,
+            event_time: Some(crate::job::JsonPointer::parse("/ts").unwrap()),
+            watermark: Some(WatermarkStrategy {
+                out_of_orderness: Duration::from_millis(100),
+                idle_timeout: None,
+                interval: Duration::ZERO,
+            }),
+        };
+        let bell = Arc::new(Bell::default());
+        let (tx, rx) = channel(1000, Arc::clone(&bell), Arc::clone(&bell));
+        let outputs = Outputs::new(
+            vec![Edge::new("out", None, Routing::Forward(0), vec![tx])],
+            bell,
+        );
+        let context = Context {
+            splits,
+            checkpoints: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        run(&source, context, outputs).unwrap();
+        let (mut latest, mut watermarks) = (i64::MIN, Vec::new());
+        while let Ok(Some(Received::Message(message))) = rx.try_recv() {
+            match message {
+                Message::Batch(records) => {
+                    latest = latest.max(records.iter().filter_map(|r| r.timestamp).max().unwrap());
+                }
+                Message::Watermark(Status::At(w)) => {
+                    if w != END {
+                        assert_eq!(w, latest - 100 - 1, "trails the latest time sent by 100 ms");
+                    }
+                    watermarks.push(w);
+                }
+                _ => {}
+            }
+        }
+        assert!(watermarks.len() >= 3, "{watermarks:?}");
+        assert!(watermarks.windows(2).all(|w| w[0] < w[1]), "{watermarks:?}");
+        assert_eq!(
+            watermarks.last(),
+            Some(&END),
+            "the end of the input is the end of time"
+        );
     }
 
     #[test]

@@ -394,7 +394,7 @@ fn event_time_is_a_json_pointer_on_file_and_stdin_sources() {
 }
 
 #[test]
-fn a_watermark_strategy_needs_event_time_and_is_refused_until_watermarks_are_sent() {
+fn a_watermark_strategy_needs_event_time_and_is_refused_until_operators_can_use_it() {
     let with = |source: &str| {
         format!(
             "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\ntype = \"stdin\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
@@ -405,7 +405,10 @@ fn a_watermark_strategy_needs_event_time_and_is_refused_until_watermarks_are_sen
     ));
     assert_eq!(key, "source.watermark");
     assert!(message.contains("out_of_orderness_ms = 500"), "{message}");
-    assert!(message.contains("not sent in this version"), "{message}");
+    assert!(
+        message.contains("not available in this version"),
+        "{message}"
+    );
     let (_, key, message) = invalid(&with("watermark = { out_of_orderness_ms = 500 }"));
     assert_eq!(key, "source.watermark");
     assert!(message.contains("set `event_time`"), "{message}");

@@ -488,14 +488,14 @@ impl Validator<'_> {
                 }
                 Some(w) => {
                     let strategy = self.watermark(w.get_ref())?;
-                    // The strategy and its pure core (dataflow/watermark.rs) are built;
-                    // sources and tasks do not send watermarks yet, so a job asking for
-                    // them is refused rather than run without.
+                    // Sources send watermarks and tasks forward them, but no operator
+                    // can use one yet (no timers, no `current-watermark`), so a job
+                    // asking for them is refused rather than run as if they worked.
                     return Err(self.error(
                         w.span(),
                         "source.watermark",
                         format!(
-                            "watermarks (out_of_orderness_ms = {}) are not sent in this \
+                            "watermarks (out_of_orderness_ms = {}) are not available in this \
                              version of Weir yet: they come with event-time timers. Remove \
                              `watermark`; records still carry their `event_time`",
                             strategy.out_of_orderness.as_millis()
