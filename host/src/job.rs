@@ -219,7 +219,22 @@ pub enum SourceKind {
         key_field: String,
         /// Text before the key's number.
         key_prefix: String,
+        /// An event-time field in every record, if wanted.
+        time: Option<GeneratedTime>,
     },
+}
+
+/// The event times a generator writes into its records: record `i` has time
+/// `i * step_us / 1000` milliseconds, moved back by up to `disorder_ms` (a fixed
+/// pseudo-random amount per record, the same at any parallelism).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedTime {
+    /// The field's name.
+    pub field: String,
+    /// Event time between one record and the next, in microseconds.
+    pub step_us: u64,
+    /// The most a record's time is moved back.
+    pub disorder_ms: u64,
 }
 
 /// What an operator does with a poison record: one that failed it again after a restore.

@@ -99,3 +99,44 @@ fn a_record_without_a_valid_event_time_is_a_bad_record() {
         ]
     );
 }
+
+#[test]
+fn a_generator_writes_event_times_with_the_disorder_asked_for() {
+    let job = Job::new();
+    let mut file = JobFile::named("generated");
+    file.sources.push(Source {
+        time_field: Some("ts".into()),
+        event_time_step_us: Some(100),
+        disorder_ms: Some(30),
+        parallelism: Some(2),
+        ..Source::generator("gen", 20_000, 10)
+    });
+    let mut check = Operator::keyed(
+        "check",
+        Path::new(test_artifacts::SEQUENCE_CHECK),
+        "gen",
+        "/key",
+    );
+    check
+        .config
+        .insert("with_time".into(), toml::Value::Boolean(true));
+    file.operators.push(check);
+    file.sinks.push(Sink::file("out", "check", "out"));
+    let out = job.run(&file.toml(), "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let output = job.committed("out");
+    assert!(!output.contains("alert"), "every key's records in order");
+    let mut moved = 0;
+    for line in output.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        // Record i = seq * 10 + k is due at i / 10 ms = seq ms, moved back by at most 30.
+        let (seq, time) = (
+            record["seq"].as_i64().unwrap(),
+            record["time"].as_i64().unwrap(),
+        );
+        assert!((seq - 30..=seq).contains(&time), "{line}");
+        moved += i64::from(time != seq);
+    }
+    assert_eq!(output.lines().count(), 20_000);
+    assert!(moved > 15_000, "the disorder is there: {moved} moved");
+}

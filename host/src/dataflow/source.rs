@@ -23,7 +23,7 @@ use super::watermark::SourceWatermarks;
 use super::{BATCH_SIZE, Failure, SourceReport, Stop};
 use crate::checkpoint::coordinator::{AckState, FinalAck, Handle};
 use crate::checkpoint::{Barrier, SourceSplit};
-use crate::job::{OnBadRecord, Source, SourceKind, WatermarkStrategy};
+use crate::job::{GeneratedTime, OnBadRecord, Source, SourceKind, WatermarkStrategy};
 use crate::record::event_time::EventTime;
 use crate::record::{Origin, Record};
 
@@ -153,8 +153,9 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
             keys,
             key_field,
             key_prefix,
+            time,
         } => {
-            let generator = Generator::new(key_field, key_prefix, *keys);
+            let generator = Generator::new(key_field, key_prefix, *keys, time.as_ref());
             let at = Origin::label(format!("source `{}`, generated record", source.name));
             let mut owned = Owned::new(&context.splits, *keys);
             // The cap is shared by split: a subtask with more of the splits gets more.
@@ -560,24 +561,41 @@ impl Pace {
 }
 
 /// Generates `{"<field>":"<prefix><k>","seq":<s>}` for record `i`, where `k = i % keys`
-/// and `s = i / keys`: every key's records are numbered 0, 1, 2, … in order.
+/// and `s = i / keys`: every key's records are numbered 0, 1, 2, … in order; with a
+/// time field, `"<time field>":<t>` follows, `t` also being the record's event time.
 struct Generator {
     head: String,
     prefix: String,
     keys: u64,
+    /// `,"<time field>":` and the times.
+    time: Option<(String, GeneratedTime)>,
 }
 
 impl Generator {
-    fn new(key_field: &str, key_prefix: &str, keys: u64) -> Generator {
-        let quoted_prefix = serde_json::to_string(key_prefix).expect("strings serialize");
+    fn new(
+        key_field: &str,
+        key_prefix: &str,
+        keys: u64,
+        time: Option<&GeneratedTime>,
+    ) -> Generator {
+        let quoted = |text: &str| serde_json::to_string(text).expect("strings serialize");
+        let quoted_prefix = quoted(key_prefix);
         Generator {
-            head: format!(
-                "{{{}:",
-                serde_json::to_string(key_field).expect("strings serialize")
-            ),
+            head: format!("{{{}:", quoted(key_field)),
             prefix: quoted_prefix[..quoted_prefix.len() - 1].to_string(),
             keys,
+            time: time.map(|t| (format!(",{}:", quoted(&t.field)), t.clone())),
         }
+    }
+
+    /// Record `index`'s event time: its place in event time, moved back by its disorder.
+    fn time(time: &GeneratedTime, index: u64) -> i64 {
+        let at = u128::from(index) * u128::from(time.step_us) / 1000;
+        let back = match time.disorder_ms {
+            0 => 0,
+            d => mix(index) % (d + 1),
+        };
+        i64::try_from(at).unwrap_or(i64::MAX) - back as i64
     }
 
     fn record(&self, index: u64) -> Record {
@@ -589,12 +607,29 @@ impl Generator {
         payload.extend_from_slice(digits.format(index % self.keys).as_bytes());
         payload.extend_from_slice(b"\",\"seq\":");
         payload.extend_from_slice(digits.format(index / self.keys).as_bytes());
+        let timestamp = match &self.time {
+            None => index as i64,
+            Some((field, time)) => {
+                let t = Generator::time(time, index);
+                payload.extend_from_slice(field.as_bytes());
+                payload.extend_from_slice(digits.format(t).as_bytes());
+                t
+            }
+        };
         payload.push(b'}');
         Record {
             payload,
-            timestamp: Some(index as i64),
+            timestamp: Some(timestamp),
         }
     }
+}
+
+/// SplitMix64's finaliser: a fixed pseudo-random number per index.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -604,7 +639,7 @@ mod tests {
 
     #[test]
     fn generated_records_number_each_key_in_order() {
-        let generator = Generator::new("url", "/page/\"", 3);
+        let generator = Generator::new("url", "/page/\"", 3, None);
         let records: Vec<serde_json::Value> = (0..7)
             .map(|i| serde_json::from_slice(&generator.record(i).payload).unwrap())
             .collect();
@@ -615,6 +650,40 @@ mod tests {
     }
 
     #[test]
+    fn generated_event_times_step_on_and_are_moved_back_by_at_most_the_disorder() {
+        let time = GeneratedTime {
+            field: "ts".into(),
+            step_us: 100,
+            disorder_ms: 0,
+        };
+        let generator = Generator::new("key", "k", 10, Some(&time));
+        let record = generator.record(12_345);
+        assert_eq!(record.timestamp, Some(1_234));
+        assert_eq!(
+            std::str::from_utf8(&record.payload).unwrap(),
+            r#"{"key":"k5","seq":1234,"ts":1234}"#
+        );
+        let disordered = GeneratedTime {
+            disorder_ms: 50,
+            ..time
+        };
+        let times: Vec<i64> = (0..100_000u64)
+            .map(|i| Generator::time(&disordered, i))
+            .collect();
+        let mut moved = 0;
+        for (i, t) in times.iter().enumerate() {
+            let place = i as i64 / 10;
+            assert!((place - 50..=place).contains(t), "record {i} at {t}");
+            moved += i64::from(*t != place);
+        }
+        assert!(moved > 90_000, "nearly every record is moved back: {moved}");
+        let again: Vec<i64> = (0..100u64)
+            .map(|i| Generator::time(&disordered, i))
+            .collect();
+        assert_eq!(again, times[..100], "the same times on every run");
+    }
+
+    #[test]
     fn a_generator_subtask_walks_exactly_the_indices_of_its_splits() {
         for (keys, parallelism) in [(1000, 3), (5, 2), (300, 7), (128, 4)] {
             let kind = SourceKind::Generator {
@@ -622,6 +691,7 @@ mod tests {
                 keys,
                 key_field: "key".into(),
                 key_prefix: "key-".into(),
+                time: None,
             };
             let dealt = split::deal(split::initial(&kind).unwrap(), &kind, parallelism);
             let mut all = Vec::new();

@@ -73,6 +73,9 @@ pub(super) struct SourceSection {
     pub(super) records_per_second: Option<Spanned<i64>>,
     pub(super) split_bytes: Option<Spanned<i64>>,
     pub(super) event_time: Option<Spanned<String>>,
+    pub(super) time_field: Option<Spanned<String>>,
+    pub(super) event_time_step_us: Option<Spanned<i64>>,
+    pub(super) disorder_ms: Option<Spanned<i64>>,
     pub(super) watermark: Option<Spanned<WatermarkSection>>,
 }
 

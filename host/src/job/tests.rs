@@ -205,6 +205,7 @@ fn generator_defaults() {
             keys: 1,
             key_field: "key".into(),
             key_prefix: "key-".into(),
+            time: None,
         }
     );
 }
@@ -423,4 +424,32 @@ fn a_watermark_strategy_needs_event_time_and_is_refused_until_operators_can_use_
     let unknown = parse_str(&with("event_time = \"/ts\"\nwatermark = { lateness = 3 }"));
     let message = format!("{:?}", unknown.unwrap_err());
     assert!(message.contains("unknown field `lateness`"), "{message}");
+}
+
+#[test]
+fn a_generator_can_write_event_times_and_only_a_generator() {
+    let with = |source: &str| {
+        format!(
+            "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
+        )
+    };
+    let job = parse_str(&with(
+        "type = \"generator\"\ncount = 5\ntime_field = \"ts\"\ndisorder_ms = 20",
+    ))
+    .unwrap();
+    let SourceKind::Generator { time, .. } = &job.sources[0].kind else {
+        panic!("a generator");
+    };
+    assert_eq!(
+        time,
+        &Some(GeneratedTime {
+            field: "ts".into(),
+            step_us: 1000,
+            disorder_ms: 20,
+        })
+    );
+    let (_, key, _) = invalid(&with("type = \"generator\"\ncount = 5\ndisorder_ms = 20"));
+    assert_eq!(key, "source.disorder_ms", "only with a time field");
+    let (_, key, _) = invalid(&with("type = \"stdin\"\ntime_field = \"ts\""));
+    assert_eq!(key, "source.time_field");
 }

@@ -380,6 +380,21 @@ impl Validator<'_> {
                     .key_prefix
                     .as_ref()
                     .map_or("key-".into(), |p| p.get_ref().clone()),
+                time: match &s.time_field {
+                    None => None,
+                    Some(field) => Some(GeneratedTime {
+                        field: field.get_ref().clone(),
+                        step_us: match &s.event_time_step_us {
+                            Some(v) => {
+                                self.count(v, "source.event_time_step_us", u64::MAX >> 24)?
+                            }
+                            None => 1000,
+                        },
+                        disorder_ms: self
+                            .millis(s.disorder_ms.as_ref(), "source.disorder_ms", 0)?
+                            .as_millis() as u64,
+                    }),
+                },
             },
             other => {
                 return Err(self.error(
@@ -432,6 +447,21 @@ impl Validator<'_> {
                 s.event_time.as_ref().map(Spanned::span),
                 !matches!(kind, SourceKind::Generator { .. }),
             ),
+            (
+                "time_field",
+                s.time_field.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { .. }),
+            ),
+            (
+                "event_time_step_us",
+                s.event_time_step_us.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { time: Some(_), .. }),
+            ),
+            (
+                "disorder_ms",
+                s.disorder_ms.as_ref().map(Spanned::span),
+                matches!(kind, SourceKind::Generator { time: Some(_), .. }),
+            ),
         ];
         for (key, span, allowed) in misplaced {
             if let (Some(span), false) = (span, allowed) {
@@ -478,12 +508,13 @@ impl Validator<'_> {
                 .transpose()?,
             watermark: match &s.watermark {
                 None => None,
-                Some(w) if s.event_time.is_none() => {
+                Some(w) if s.event_time.is_none() && s.time_field.is_none() => {
                     return Err(self.error(
                         w.span(),
                         "source.watermark",
                         "a watermark follows the records' event times: set `event_time` to \
-                         the JSON pointer of each record's time",
+                         the JSON pointer of each record's time (or, on a generator, \
+                         `time_field`)",
                     ));
                 }
                 Some(w) => {

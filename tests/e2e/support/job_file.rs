@@ -56,6 +56,12 @@ pub struct Source {
     pub on_bad_record: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time_step_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disorder_ms: Option<u64>,
 }
 
 impl Source {

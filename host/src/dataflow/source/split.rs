@@ -217,6 +217,7 @@ mod tests {
             keys,
             key_field: "key".into(),
             key_prefix: "key-".into(),
+            time: None,
         }
     }
 
