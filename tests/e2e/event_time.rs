@@ -17,18 +17,19 @@ fn timed_job(job: &Job, events: &str, on_bad_record: Option<&str>) -> JobFile {
         on_bad_record: on_bad_record.map(str::to_string),
         ..Source::file("events", path.to_str().expect("UTF-8 path"))
     });
-    let mut check = Operator::keyed(
-        "check",
-        Path::new(test_artifacts::SEQUENCE_CHECK),
-        "events",
-        "/key",
-    );
+    file.operators.push(timed_check("events"));
+    file.sinks.push(Sink::file("out", "check", "out"));
+    file
+}
+
+/// The sequence checker on `input`, outputting each record's event time as `time`.
+fn timed_check(input: &str) -> Operator {
+    let component = Path::new(test_artifacts::SEQUENCE_CHECK);
+    let mut check = Operator::keyed("check", component, input, "/key");
     check
         .config
         .insert("with_time".into(), toml::Value::Boolean(true));
-    file.operators.push(check);
-    file.sinks.push(Sink::file("out", "check", "out"));
-    file
+    check
 }
 
 #[test]
@@ -111,16 +112,7 @@ fn a_generator_writes_event_times_with_the_disorder_asked_for() {
         parallelism: Some(2),
         ..Source::generator("gen", 20_000, 10)
     });
-    let mut check = Operator::keyed(
-        "check",
-        Path::new(test_artifacts::SEQUENCE_CHECK),
-        "gen",
-        "/key",
-    );
-    check
-        .config
-        .insert("with_time".into(), toml::Value::Boolean(true));
-    file.operators.push(check);
+    file.operators.push(timed_check("gen"));
     file.sinks.push(Sink::file("out", "check", "out"));
     let out = job.run(&file.toml(), "");
     assert_eq!(out.code, 0, "{}", out.stderr);

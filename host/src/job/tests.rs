@@ -375,11 +375,7 @@ fn unaligned_checkpoints_are_exactly_once_with_an_optional_aligned_timeout() {
 
 #[test]
 fn event_time_is_a_json_pointer_on_file_and_stdin_sources() {
-    let with = |source: &str| {
-        format!(
-            "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
-        )
-    };
+    let with = one_source_job;
     let job = parse_str(&with("type = \"stdin\"\nevent_time = \"/at/ts\"")).unwrap();
     assert_eq!(
         job.sources[0].event_time.as_ref().map(|p| p.as_str()),
@@ -396,11 +392,7 @@ fn event_time_is_a_json_pointer_on_file_and_stdin_sources() {
 
 #[test]
 fn a_watermark_strategy_needs_event_time_and_is_refused_until_operators_can_use_it() {
-    let with = |source: &str| {
-        format!(
-            "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\ntype = \"stdin\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
-        )
-    };
+    let with = |source: &str| one_source_job(&format!("type = \"stdin\"\n{source}"));
     let (_, key, message) = invalid(&with(
         "event_time = \"/ts\"\nwatermark = { out_of_orderness_ms = 500 }",
     ));
@@ -428,11 +420,7 @@ fn a_watermark_strategy_needs_event_time_and_is_refused_until_operators_can_use_
 
 #[test]
 fn a_generator_can_write_event_times_and_only_a_generator() {
-    let with = |source: &str| {
-        format!(
-            "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
-        )
-    };
+    let with = one_source_job;
     let job = parse_str(&with(
         "type = \"generator\"\ncount = 5\ntime_field = \"ts\"\ndisorder_ms = 20",
     ))
@@ -452,4 +440,11 @@ fn a_generator_can_write_event_times_and_only_a_generator() {
     assert_eq!(key, "source.disorder_ms", "only with a time field");
     let (_, key, _) = invalid(&with("type = \"stdin\"\ntime_field = \"ts\""));
     assert_eq!(key, "source.time_field");
+}
+
+/// A job with the source `in` (its `[[source]]` lines after the name) into stdout.
+fn one_source_job(source: &str) -> String {
+    format!(
+        "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
+    )
 }
