@@ -163,19 +163,37 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                 let total = owned.next.len() as f64;
                 Pace::new(r as f64 * owned.next.iter().flatten().count() as f64 / total)
             });
+            // The subtask generates its splits' records interleaved, in index order: one
+            // stream as far as its watermark goes.
+            let mut clock = source.watermark.map(|w| Clock::new(w, 1));
+            if let Some(clock) = &mut clock {
+                clock.start(0);
+            }
             while let Some(index) = owned.next_index(*count) {
                 context.poll_trigger(&mut outputs, || owned.splits(index))?;
                 if let Some(pace) = &mut pace {
                     pace.wait(&context, &mut outputs, || owned.splits(index))?;
                 }
                 let origin = Origin { at, number: index };
+                let record = generator.record(index);
+                if let (Some(clock), Some(time)) = (&mut clock, record.timestamp) {
+                    clock.watermarks.on_record(0, time, Instant::now());
+                }
                 outputs
-                    .push(generator.record(index), Some(&origin))
+                    .push(record, Some(&origin))
                     .expect("generated records are JSON documents with their key field");
                 report.records += 1;
                 if outputs.pending() >= BATCH_SIZE {
                     context.flush(&mut outputs)?;
+                    if let Some(clock) = &mut clock {
+                        clock.tick(&mut outputs, false)?;
+                    }
                 }
+            }
+            if let Some(clock) = &mut clock {
+                context.flush(&mut outputs)?;
+                clock.watermarks.on_finished(0);
+                clock.tick(&mut outputs, true)?;
             }
             owned.splits(*count)
         }
@@ -719,23 +737,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_file_source_sends_watermarks_behind_the_records_they_cover() {
+    /// Runs `kind` as one subtask with `event_time` and a watermark of `disorder` sent
+    /// at every flush, and checks what it sent: each watermark trails the latest time
+    /// sent before it by `disorder` + 1 ms, they only go up, the last is the end of time.
+    fn assert_watermarks_trail(kind: SourceKind, event_time: Option<&str>, disorder: u64) {
         use crate::dataflow::Message;
         use crate::dataflow::channel::{Bell, Received, channel};
         use crate::dataflow::edge::{Edge, Routing};
         use crate::dataflow::watermark::{END, Status};
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let lines: String = (0..3000)
-            .map(|i| format!("{{\"ts\":{}}}\n", i * 10))
-            .collect();
-        std::fs::write(&path, lines).unwrap();
-        let kind = SourceKind::File {
-            path: path.clone(),
-            split_bytes: 1 << 30,
-        };
         let splits = split::initial(&kind).unwrap();
         let source = Source {
             name: "events".into(),
@@ -743,34 +753,32 @@ mod tests {
             kind,
             on_bad_record: OnBadRecord::Fail,
             records_per_second: None,
-            event_time: Some(crate::job::JsonPointer::parse("/ts").unwrap()),
+            event_time: event_time.map(|p| crate::job::JsonPointer::parse(p).unwrap()),
             watermark: Some(WatermarkStrategy {
-                out_of_orderness: Duration::from_millis(100),
+                out_of_orderness: Duration::from_millis(disorder),
                 idle_timeout: None,
                 interval: Duration::ZERO,
             }),
         };
         let bell = Arc::new(Bell::default());
         let (tx, rx) = channel(1000, Arc::clone(&bell), Arc::clone(&bell));
-        let outputs = Outputs::new(
-            vec![Edge::new("out", None, Routing::Forward(0), vec![tx])],
-            bell,
-        );
+        let edge = Edge::new("out", None, Routing::Forward(0), vec![tx]);
         let context = Context {
             splits,
             checkpoints: None,
             cancel: Arc::new(AtomicBool::new(false)),
         };
-        run(&source, context, outputs).unwrap();
+        run(&source, context, Outputs::new(vec![edge], bell)).unwrap();
         let (mut latest, mut watermarks) = (i64::MIN, Vec::new());
         while let Ok(Some(Received::Message(message))) = rx.try_recv() {
             match message {
                 Message::Batch(records) => {
-                    latest = latest.max(records.iter().filter_map(|r| r.timestamp).max().unwrap());
+                    let times = records.iter().filter_map(|r| r.timestamp);
+                    latest = latest.max(times.max().unwrap());
                 }
                 Message::Watermark(Status::At(w)) => {
                     if w != END {
-                        assert_eq!(w, latest - 100 - 1, "trails the latest time sent by 100 ms");
+                        assert_eq!(w, latest - disorder as i64 - 1, "trails the latest time");
                     }
                     watermarks.push(w);
                 }
@@ -784,6 +792,37 @@ mod tests {
             Some(&END),
             "the end of the input is the end of time"
         );
+    }
+
+    #[test]
+    fn a_file_source_sends_watermarks_behind_the_records_they_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let lines: String = (0..3000)
+            .map(|i| format!("{{\"ts\":{}}}\n", i * 10))
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let kind = SourceKind::File {
+            path,
+            split_bytes: 1 << 30,
+        };
+        assert_watermarks_trail(kind, Some("/ts"), 100);
+    }
+
+    #[test]
+    fn a_generator_with_a_time_field_sends_watermarks_behind_its_records() {
+        let kind = SourceKind::Generator {
+            count: 3000,
+            keys: 10,
+            key_field: "key".into(),
+            key_prefix: "key-".into(),
+            time: Some(GeneratedTime {
+                field: "ts".into(),
+                step_us: 1000,
+                disorder_ms: 0,
+            }),
+        };
+        assert_watermarks_trail(kind, None, 5);
     }
 
     #[test]
