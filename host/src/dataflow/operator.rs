@@ -2,9 +2,13 @@
 //! at a checkpoint, take the state's copy, forward the barrier, and hand the copy to the
 //! snapshot writer (`checkpoint::writer`).
 //!
-//! Invariant: the snapshot for checkpoint *n* is taken after every record before
+//! Invariant: an aligned snapshot for checkpoint *n* is taken after every record before
 //! barrier *n* was processed and before any record after it (alignment guarantees the
-//! inputs; this task does the rest in order), and the barrier is forwarded only after.
+//! inputs; this task does the rest in order); an unaligned one as soon as the barrier
+//! arrives, the records before it not processed yet being its channel state (`Inputs`
+//! records them, with the rest of a batch the task gave back to take the barrier). The
+//! barrier is forwarded only after the snapshot, and a watermark only after the outputs
+//! emitted before it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
