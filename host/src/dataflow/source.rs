@@ -172,7 +172,9 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
             while let Some(index) = owned.next_index(*count) {
                 context.poll_trigger(&mut outputs, || owned.splits(index))?;
                 if let Some(pace) = &mut pace {
-                    pace.wait(&context, &mut outputs, || owned.splits(index))?;
+                    pace.wait(&context, &mut outputs, clock.as_mut(), || {
+                        owned.splits(index)
+                    })?;
                 }
                 let origin = Origin { at, number: index };
                 let record = generator.record(index);
@@ -412,7 +414,7 @@ impl Lines<'_> {
             context.poll_trigger(outputs, || splits(self))?;
             if let Some(pace) = pace.as_deref_mut() {
                 // Before the line is read: a barrier while waiting is before the line.
-                pace.wait(context, outputs, || splits(self))?;
+                pace.wait(context, outputs, clock.as_deref_mut(), || splits(self))?;
             }
             if self.end.is_some_and(|end| self.offset >= end) {
                 return context.flush(outputs);
@@ -555,15 +557,20 @@ impl Pace {
     }
 
     /// Waits until the next record is due, in short naps so that barriers (with the
-    /// subtask's `splits` then) and cancellation are not held up; counts the record.
+    /// subtask's `splits` then), watermarks (with `clock`) and cancellation are not held
+    /// up; counts the record.
     fn wait(
         &mut self,
         context: &Context,
         outputs: &mut Outputs,
+        mut clock: Option<&mut Clock>,
         mut splits: impl FnMut() -> Vec<SourceSplit>,
     ) -> Result<(), Stop> {
         while let Some(early) = self.early(self.sent, self.start.elapsed()) {
             context.flush(outputs)?;
+            if let Some(clock) = clock.as_deref_mut() {
+                clock.tick(outputs, false)?;
+            }
             std::thread::sleep(early.min(Duration::from_millis(5)));
             context.poll_trigger(outputs, &mut splits)?;
         }
@@ -737,10 +744,16 @@ mod tests {
         }
     }
 
-    /// Runs `kind` as one subtask with `event_time` and a watermark of `disorder` sent
-    /// at every flush, and checks what it sent: each watermark trails the latest time
-    /// sent before it by `disorder` + 1 ms, they only go up, the last is the end of time.
-    fn assert_watermarks_trail(kind: SourceKind, event_time: Option<&str>, disorder: u64) {
+    /// Runs `kind` as one subtask (at most `rate` records/s) with `event_time` and a
+    /// watermark of `disorder` sent every `interval`, and checks what it sent: each
+    /// watermark trails the latest time sent before it by `disorder` + 1 ms, they only go
+    /// up, the last is the end of time. Returns how many it sent.
+    fn assert_watermarks_trail(
+        kind: SourceKind,
+        event_time: Option<&str>,
+        disorder: u64,
+        (rate, interval): (Option<u64>, Duration),
+    ) -> usize {
         use crate::dataflow::Message;
         use crate::dataflow::channel::{Bell, Received, channel};
         use crate::dataflow::edge::{Edge, Routing};
@@ -752,12 +765,12 @@ mod tests {
             parallelism: 1,
             kind,
             on_bad_record: OnBadRecord::Fail,
-            records_per_second: None,
+            records_per_second: rate,
             event_time: event_time.map(|p| crate::job::JsonPointer::parse(p).unwrap()),
             watermark: Some(WatermarkStrategy {
                 out_of_orderness: Duration::from_millis(disorder),
                 idle_timeout: None,
-                interval: Duration::ZERO,
+                interval,
             }),
         };
         let bell = Arc::new(Bell::default());
@@ -785,13 +798,13 @@ mod tests {
                 _ => {}
             }
         }
-        assert!(watermarks.len() >= 3, "{watermarks:?}");
         assert!(watermarks.windows(2).all(|w| w[0] < w[1]), "{watermarks:?}");
         assert_eq!(
             watermarks.last(),
             Some(&END),
             "the end of the input is the end of time"
         );
+        watermarks.len()
     }
 
     #[test]
@@ -806,7 +819,8 @@ mod tests {
             path,
             split_bytes: 1 << 30,
         };
-        assert_watermarks_trail(kind, Some("/ts"), 100);
+        let sent = assert_watermarks_trail(kind, Some("/ts"), 100, (None, Duration::ZERO));
+        assert!(sent >= 3, "one per flush of 512 records: {sent}");
     }
 
     #[test]
@@ -822,7 +836,23 @@ mod tests {
                 disorder_ms: 0,
             }),
         };
-        assert_watermarks_trail(kind, None, 5);
+        let sent = assert_watermarks_trail(kind.clone(), None, 5, (None, Duration::ZERO));
+        assert!(sent >= 3, "one per flush of 512 records: {sent}");
+        // Paced to 2000 records/s, 300 records take 150 ms: never a full batch, but a
+        // watermark every 10 ms while the source waits for its next record.
+        let SourceKind::Generator { time, .. } = kind else {
+            unreachable!()
+        };
+        let paced = SourceKind::Generator {
+            count: 300,
+            keys: 10,
+            key_field: "key".into(),
+            key_prefix: "key-".into(),
+            time,
+        };
+        let pacing = (Some(2000), Duration::from_millis(10));
+        let sent = assert_watermarks_trail(paced, None, 5, pacing);
+        assert!(sent >= 5, "watermarks while paced: {sent}");
     }
 
     #[test]
