@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::channel_state::ChannelState;
 use crate::checkpoint::files::read_metadata;
+use crate::checkpoint::metadata::{CanonicalFile, SubtaskFile};
 use crate::checkpoint::storage::{read_channel_state, read_operator_state, read_state_file};
 use crate::checkpoint::{CheckpointError, Metadata};
 use crate::state::KeyGroup;
@@ -29,6 +30,24 @@ pub struct Checkpoint {
     /// Per operator or sink, the channel state of its subtasks that had records in
     /// flight across an unaligned barrier: (subtask, state).
     pub channel_states: BTreeMap<String, Vec<(usize, ChannelState)>>,
+}
+
+/// Per node, each of its subtask files read with `read`: (subtask, contents).
+fn read_per_subtask<T>(
+    dir: &Path,
+    files: &BTreeMap<String, Vec<SubtaskFile>>,
+    read: fn(&Path, &CanonicalFile) -> Result<T, CheckpointError>,
+) -> Result<BTreeMap<String, Vec<(usize, T)>>, CheckpointError> {
+    files
+        .iter()
+        .map(|(name, files)| {
+            let read = files.iter().map(|f| Ok((f.subtask, read(dir, &f.file)?)));
+            Ok((
+                name.clone(),
+                read.collect::<Result<Vec<_>, CheckpointError>>()?,
+            ))
+        })
+        .collect()
 }
 
 /// Why a checkpoint cannot be read.
@@ -73,22 +92,9 @@ impl Checkpoint {
                 .collect::<Result<Vec<_>, _>>()?;
             operators.insert(name.clone(), snapshots);
         }
-        let mut operator_states = BTreeMap::new();
-        for (name, files) in &metadata.operator_states {
-            let states = files
-                .iter()
-                .map(|f| Ok((f.subtask, read_operator_state(&dir, &f.file)?)))
-                .collect::<Result<Vec<_>, CheckpointError>>()?;
-            operator_states.insert(name.clone(), states);
-        }
-        let mut channel_states = BTreeMap::new();
-        for (name, files) in &metadata.channel_states {
-            let states = files
-                .iter()
-                .map(|f| Ok((f.subtask, read_channel_state(&dir, &f.file)?)))
-                .collect::<Result<Vec<_>, CheckpointError>>()?;
-            channel_states.insert(name.clone(), states);
-        }
+        let operator_states =
+            read_per_subtask(&dir, &metadata.operator_states, read_operator_state)?;
+        let channel_states = read_per_subtask(&dir, &metadata.channel_states, read_channel_state)?;
         Ok(Checkpoint {
             dir,
             metadata,

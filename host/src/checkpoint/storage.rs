@@ -13,7 +13,7 @@ use super::files::{
 use super::metadata::{CanonicalFile, Metadata, StateFile};
 use super::shared::{SHARED, SharedFiles, Uploads};
 use crate::state::operator::OperatorState;
-use crate::state::snapshot::{Snapshot, SnapshotError, StateInfo};
+use crate::state::snapshot::{Snapshot, StateInfo};
 
 /// The checkpoints of one job: `<dir>/<job>/`. Clones share one registry of the
 /// job's shared files.
@@ -247,11 +247,7 @@ pub fn read_operator_state(
     dir: &Path,
     file: &CanonicalFile,
 ) -> Result<OperatorState, CheckpointError> {
-    let (path, bytes) = read_checked(dir, file)?;
-    OperatorState::decode(&bytes).map_err(|e| CheckpointError::State {
-        path,
-        reason: e.to_string(),
-    })
+    read_decoded(dir, file, OperatorState::decode)
 }
 
 /// Reads one task's channel state of the checkpoint in `dir`, checked against its
@@ -260,11 +256,7 @@ pub fn read_channel_state(
     dir: &Path,
     file: &CanonicalFile,
 ) -> Result<ChannelState, CheckpointError> {
-    let (path, bytes) = read_checked(dir, file)?;
-    ChannelState::decode(&bytes).map_err(|e| CheckpointError::State {
-        path,
-        reason: e.to_string(),
-    })
+    read_decoded(dir, file, ChannelState::decode)
 }
 
 /// Writes `bytes` as `file` in `dir` (created if need be), durably.
@@ -310,8 +302,18 @@ fn read_checked(dir: &Path, file: &CanonicalFile) -> Result<(PathBuf, Vec<u8>), 
 }
 
 fn read_canonical(dir: &Path, file: &CanonicalFile) -> Result<Snapshot, CheckpointError> {
+    read_decoded(dir, file, Snapshot::decode)
+}
+
+/// A file's contents, checked against the size and CRC recorded for it, then decoded
+/// (which checks its own header and checksum).
+fn read_decoded<T, E: std::fmt::Display>(
+    dir: &Path,
+    file: &CanonicalFile,
+    decode: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Result<T, CheckpointError> {
     let (path, bytes) = read_checked(dir, file)?;
-    Snapshot::decode(&bytes).map_err(|e: SnapshotError| CheckpointError::State {
+    decode(&bytes).map_err(|e| CheckpointError::State {
         path,
         reason: e.to_string(),
     })

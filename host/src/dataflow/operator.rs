@@ -192,13 +192,7 @@ pub fn run(
                     }
                     run.process(part, &part_ids, None)?;
                 }
-                // Waiting for room downstream gives way to a barrier that overtakes.
-                let flushed = outputs
-                    .flush_unless(|| inputs.has_priority())
-                    .map_err(|_| Stop::Disconnected)?;
-                if let Some(status) = held.take_if(|_| flushed) {
-                    outputs.watermark(status).map_err(|_| Stop::Disconnected)?;
-                }
+                flush(&mut outputs, &inputs, &mut held)?;
             }
             Event::Checkpoint(snapshot) => {
                 let started = Instant::now();
@@ -224,14 +218,8 @@ pub fn run(
                 }
             }
             Event::Watermark(status) => {
-                // Behind every record emitted before it: held while those wait for room.
                 held = Some(status);
-                let flushed = outputs
-                    .flush_unless(|| inputs.has_priority())
-                    .map_err(|_| Stop::Disconnected)?;
-                if let Some(status) = held.take_if(|_| flushed) {
-                    outputs.watermark(status).map_err(|_| Stop::Disconnected)?;
-                }
+                flush(&mut outputs, &inputs, &mut held)?;
             }
             Event::Committed(_) => {}
         }
@@ -244,6 +232,22 @@ pub fn run(
         writer.finish(Box::new(move || state_copy(instance.as_ref())));
     }
     Ok(report)
+}
+
+/// Sends what the task emitted, giving way while it waits for room downstream if a
+/// barrier overtakes; then the `held` watermark, which must follow those records.
+fn flush(
+    outputs: &mut Outputs,
+    inputs: &Inputs,
+    held: &mut Option<super::watermark::Status>,
+) -> Result<(), Stop> {
+    let flushed = outputs
+        .flush_unless(|| inputs.has_priority())
+        .map_err(|_| Stop::Disconnected)?;
+    match held.take_if(|_| flushed) {
+        Some(status) => outputs.watermark(status).map_err(|_| Stop::Disconnected),
+        None => Ok(()),
+    }
 }
 
 /// How many records of a batch go to the guest in one call: all of them, unless the
