@@ -455,6 +455,11 @@ __attribute__((weak)) bool weir_close(weir_context *ctx) {
     return true;
 }
 
+__attribute__((weak)) bool weir_on_timer(const weir_timer *timer, weir_context *ctx) {
+    (void)timer, (void)ctx;
+    return true;
+}
+
 static weir_str str(operator_string_t s) { return (weir_str){(const char *)s.ptr, s.len}; }
 
 /* The context's error as the string the host shows (or `fallback`); frees the context. */
@@ -539,6 +544,44 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *ba
     return ok;
 }
 
+bool exports_weir_operator_guest_on_timer(exports_weir_operator_guest_fired_timers_t *timers, exports_weir_operator_guest_outputs_t *ret, exports_weir_operator_guest_process_error_t *err) {
+    weir_context ctx = {0};
+    bool ok = true;
+    bool event = timers->domain == WEIR_OPERATOR_TYPES_TIME_DOMAIN_EVENT;
+    uint32_t key_start = 0;
+    for (size_t i = 0; i < timers->key_ends.len && ok; i++) {
+        uint32_t key_end = timers->key_ends.ptr[i];
+        weir_timer timer = {
+            .key = {(const char *)timers->keys.ptr + key_start, key_end - key_start},
+            .timestamp = timers->timestamps.ptr[i],
+            .domain = event ? WEIR_EVENT_TIME : WEIR_PROCESSING_TIME,
+        };
+        ctx.has_timestamp = event;
+        ctx.timestamp = timer.timestamp;
+        current = (int64_t)i;
+        ok = weir_on_timer(&timer, &ctx);
+        current = -1;
+        if (!ok) {
+            err->message = error_of(&ctx, "weir_on_timer failed");
+            err->record = (operator_option_u32_t){true, (uint32_t)i};
+        }
+        key_start = key_end;
+    }
+    weir_operator_types_fired_timers_free(timers);
+    if (ok) {
+        *ret = (exports_weir_operator_guest_outputs_t){
+            .payloads = {(uint8_t *)ctx.payloads.ptr, ctx.payloads.len},
+            .ends = {ctx.ends, ctx.len},
+            .timestamps = {ctx.timestamps, ctx.len},
+            .untimed = {ctx.untimed, ctx.untimed_len},
+        };
+    } else {
+        free_outputs(&ctx);
+    }
+    weir_buf_free(&ctx.error);
+    return ok;
+}
+
 bool exports_weir_operator_guest_close(operator_string_t *err) {
     weir_context ctx = {0};
     bool ok = weir_close(&ctx);
@@ -546,6 +589,36 @@ bool exports_weir_operator_guest_close(operator_string_t *err) {
     if (!ok) *err = error_of(&ctx, "weir_close failed");
     weir_buf_free(&ctx.error);
     return ok;
+}
+
+/* ---- Timers -------------------------------------------------------------------- */
+
+static uint32_t timer_target(void) {
+    if (current < 0) {
+        weir_log(WEIR_ERROR, "a timer needs a key: only inside weir_process or weir_on_timer, "
+                             "for a record that has one");
+        __builtin_trap();
+    }
+    return (uint32_t)current;
+}
+
+static weir_operator_types_time_domain_t wit_domain(weir_time_domain domain) {
+    return domain == WEIR_EVENT_TIME ? WEIR_OPERATOR_TYPES_TIME_DOMAIN_EVENT
+                                     : WEIR_OPERATOR_TYPES_TIME_DOMAIN_PROCESSING;
+}
+
+void weir_timer_register(weir_time_domain domain, int64_t timestamp) {
+    weir_operator_timers_register_timer(wit_domain(domain), timer_target(), timestamp);
+}
+
+void weir_timer_delete(weir_time_domain domain, int64_t timestamp) {
+    weir_operator_timers_delete_timer(wit_domain(domain), timer_target(), timestamp);
+}
+
+bool weir_current_watermark(int64_t *out) { return weir_operator_timers_current_watermark(out); }
+
+int64_t weir_current_processing_time(void) {
+    return weir_operator_timers_current_processing_time();
 }
 
 /* ---- Operator state ------------------------------------------------------------ */

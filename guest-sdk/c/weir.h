@@ -3,7 +3,8 @@
  *
  * An operator defines `weir_process`, called once per record (its JSON text, its key and
  * time); it reads and writes keyed state (state scoped to the key of the record being
- * processed) and emits output records. The host snapshots that state at checkpoints and
+ * processed), registers timers for that key (`weir_on_timer` is called when they fire)
+ * and emits output records. The host snapshots that state at checkpoints and
  * restores it after failures: the operator never sees a checkpoint.
  *
  *     #include "weir.h"
@@ -78,8 +79,36 @@ typedef struct weir_context weir_context;
 bool weir_process(const weir_record *record, weir_context *ctx);
 /* Optional: called once before the first record with the [operator.config] table. */
 bool weir_open(weir_str config_json, const weir_task *task, weir_context *ctx);
-/* Optional: called once after the last record of a job that finishes. */
+/* Optional: called once after the last record of a job that finishes (after every
+ * event-time timer has fired). */
 bool weir_close(weir_context *ctx);
+
+/* Which clock a timer follows: event time (the watermark; replayable) or processing
+ * time (the host's wall clock; not replayable). */
+typedef enum { WEIR_EVENT_TIME, WEIR_PROCESSING_TIME } weir_time_domain;
+
+/* A timer that came due. */
+typedef struct {
+    weir_str key;      /* the key it was registered for */
+    int64_t timestamp; /* milliseconds since the Unix epoch */
+    weir_time_domain domain;
+} weir_timer;
+
+/* Optional: called for each timer that came due, in timestamp order, between records;
+ * keyed state acts on the timer's key, and outputs go out as from weir_process (at the
+ * timer's timestamp for an event-time timer). Returns true, or weir_fail(ctx, ...). */
+bool weir_on_timer(const weir_timer *timer, weir_context *ctx);
+
+/* ---- Timers (inside weir_process or weir_on_timer: for the current key) ------------ */
+
+/* Registers the current key's timer at `timestamp` (one per key, domain and time). */
+void weir_timer_register(weir_time_domain domain, int64_t timestamp);
+/* Deletes the current key's timer at `timestamp`, if pending. */
+void weir_timer_delete(weir_time_domain domain, int64_t timestamp);
+/* The event-time watermark into *out; false before the first one. */
+bool weir_current_watermark(int64_t *out);
+/* The host's wall clock, ms since the Unix epoch (Wasm's own clocks are frozen). */
+int64_t weir_current_processing_time(void);
 
 /* ---- Outputs, errors and the log ---------------------------------------------- */
 

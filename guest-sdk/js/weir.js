@@ -2,7 +2,8 @@
 //
 // An operator is an object (or class instance) with a `process(record, ctx)` method: it
 // receives records one at a time (decoded from JSON), reads and writes keyed state (state
-// scoped to the key of the record being processed) and emits output records. The host
+// scoped to the key of the record being processed), registers timers for that key (its
+// `onTimer(timer, ctx)` is called when they fire) and emits output records. The host
 // snapshots that state at checkpoints and restores it after failures: the operator never
 // sees a checkpoint.
 //
@@ -26,9 +27,10 @@
 // Build with `node <weir>/guest-sdk/js/build.mjs app.js -o app.wasm`, which puts this file
 // beside your module and runs componentize-js against Weir's WIT.
 
-import * as host from "weir:operator/state@0.2.0";
-import * as operatorHost from "weir:operator/operator-state@0.2.0";
-import { log as hostLog } from "weir:operator/log@0.2.0";
+import * as host from "weir:operator/state@0.3.0";
+import * as operatorHost from "weir:operator/operator-state@0.3.0";
+import * as timers from "weir:operator/timers@0.3.0";
+import { log as hostLog } from "weir:operator/log@0.3.0";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -328,8 +330,9 @@ export function log(level, message) {
 }
 
 /**
- * What `process` sees besides the record: its key, input and time, and where outputs go.
- * `input` is the name of the input the record came from, as the job file names it.
+ * What `process` (and `onTimer`) sees besides the record: its key, input and time,
+ * timers, and where outputs go. `input` is the name of the input the record came from, as
+ * the job file names it ("" in `onTimer`).
  */
 class Context {
   constructor(key, timestamp, outputs, input) {
@@ -338,6 +341,31 @@ class Context {
     // Milliseconds since the epoch (a Number), or undefined.
     this.timestamp = timestamp === undefined ? undefined : Number(timestamp);
     this.outputs = outputs;
+  }
+  /** Asks for `onTimer` for this key once the watermark reaches `timestamp` (epoch ms). */
+  registerEventTimeTimer(timestamp) {
+    timers.registerTimer("event", timerKey(), BigInt(timestamp));
+  }
+  /** Deletes this key's event-time timer at `timestamp`, if pending. */
+  deleteEventTimeTimer(timestamp) {
+    timers.deleteTimer("event", timerKey(), BigInt(timestamp));
+  }
+  /** Asks for `onTimer` once the host's wall clock reaches `timestamp`; not replayable. */
+  registerProcessingTimeTimer(timestamp) {
+    timers.registerTimer("processing", timerKey(), BigInt(timestamp));
+  }
+  /** Deletes this key's processing-time timer at `timestamp`, if pending. */
+  deleteProcessingTimeTimer(timestamp) {
+    timers.deleteTimer("processing", timerKey(), BigInt(timestamp));
+  }
+  /** The event-time watermark (a Number; records at or below it are late), or undefined. */
+  currentWatermark() {
+    const watermark = timers.currentWatermark();
+    return watermark === undefined ? undefined : Number(watermark);
+  }
+  /** The host's wall clock in ms since the epoch (Wasm's own clocks are frozen). */
+  currentProcessingTime() {
+    return Number(timers.currentProcessingTime());
   }
   /** Emits `value` as an output record, at `timestamp` or else the input record's time. */
   emit(value, timestamp = this.timestamp) {
@@ -371,6 +399,16 @@ class Context {
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
+// The record index naming the current key, for a timer.
+function timerKey() {
+  if (current < 0) {
+    throw new OperatorError(
+      "a timer needs a key: only inside process or onTimer, for a record that has one",
+    );
+  }
+  return current;
+}
+
 /**
  * Output records ({payload, timestamp}) as the WIT's `outputs`: one buffer and its ends,
  * the times, and which outputs have none.
@@ -394,7 +432,9 @@ function flatten(outputs) {
  * The `guest` export for an operator class: `export const guest = exportOperator(MyOperator)`.
  * The host creates one instance per parallel subtask (`new MyOperator()`), calls
  * `open(config, task)` once if defined, `process(record, ctx)` for every record in order,
- * and `close()` when the input ends, if defined.
+ * `onTimer(timer, ctx)` for each timer that fires ({ timestamp, domain: "event" or
+ * "processing" }; state acts on the timer's key), and `close()` when the input ends, if
+ * defined (after every event-time timer has fired).
  */
 export function exportOperator(Operator) {
   let instance;
@@ -438,6 +478,30 @@ export function exportOperator(Operator) {
         }
         keyStart = keyEnd;
         payloadStart = payloadEnd;
+      }
+      return flatten(outputs);
+    },
+    onTimer(fired) {
+      if (instance === undefined) {
+        throw { message: "on-timer called before open", record: undefined };
+      }
+      const outputs = [];
+      const event = fired.domain === "event";
+      let keyStart = 0;
+      for (let index = 0; index < fired.keyEnds.length; index++) {
+        const keyEnd = fired.keyEnds[index];
+        current = index;
+        try {
+          const key = decoder.decode(fired.keys.subarray(keyStart, keyEnd));
+          const timestamp = Number(fired.timestamps[index]);
+          const ctx = new Context(key, event ? timestamp : undefined, outputs, "");
+          instance.onTimer?.({ timestamp, domain: fired.domain }, ctx);
+        } catch (e) {
+          throw { message: message(e), record: index };
+        } finally {
+          current = -1;
+        }
+        keyStart = keyEnd;
       }
       return flatten(outputs);
     },

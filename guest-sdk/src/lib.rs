@@ -2,7 +2,7 @@
 //!
 //! An operator is a type that implements [`Operator`]: it receives records one at a time
 //! (decoded from JSON), reads and writes *keyed state* — state scoped to the key of the
-//! record being processed — and emits output records. The host snapshots that state at
+//! record being processed — registers timers for that key, and emits output records. The host snapshots that state at
 //! checkpoints and restores it after failures: the operator never sees a checkpoint.
 //!
 //! ```
@@ -50,7 +50,7 @@ mod wasm;
 
 pub use error::{Error, Result};
 pub use operator_state::{BroadcastState, OperatorListState, UnionListState};
-pub use runtime::{Config, Context, KeyedState, Level, TaskInfo, log};
+pub use runtime::{Config, Context, KeyedState, Level, TaskInfo, TimeDomain, Timer, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 
 /// A stream operator.
@@ -67,6 +67,17 @@ pub trait Operator: Default + 'static {
 
     /// Processes one record. State handles read and write the state of this record's key.
     fn process(&mut self, input: Self::Input, ctx: &mut Context<Self::Output>) -> Result<()>;
+
+    /// Called for a timer of this key that came due (registered with
+    /// [`Context::register_event_time_timer`] or
+    /// [`Context::register_processing_time_timer`]), in timestamp order, between
+    /// records. State handles read and write the timer's key's state, `ctx.key()` is
+    /// that key, and outputs are emitted as from `process` (with the timer's timestamp
+    /// for an event-time timer). Every event-time timer fires before `close`.
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<Self::Output>) -> Result<()> {
+        let _ = (timer, ctx);
+        Ok(())
+    }
 
     /// Called once before the first record with the operator's `[operator.config]` table.
     fn open(&mut self, config: &Config) -> Result<()> {
@@ -109,6 +120,14 @@ macro_rules! export_operator {
                 > {
                     $crate::__private::process(&INSTANCE, batch)
                 }
+                fn on_timer(
+                    timers: $crate::__private::WitFiredTimers,
+                ) -> ::std::result::Result<
+                    $crate::__private::WitOutputs,
+                    $crate::__private::WitProcessError,
+                > {
+                    $crate::__private::on_timer(&INSTANCE, timers)
+                }
                 fn close() -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::close(&INSTANCE)
                 }
@@ -125,11 +144,11 @@ pub mod __private {
         pub use crate::bindings::*;
     }
     pub use crate::bindings::exports::weir::operator::guest::{
-        Batch as WitBatch, Guest, Outputs as WitOutputs, ProcessError as WitProcessError,
-        TaskInfo as WitTaskInfo,
+        Batch as WitBatch, FiredTimers as WitFiredTimers, Guest, Outputs as WitOutputs,
+        ProcessError as WitProcessError, TaskInfo as WitTaskInfo,
     };
     #[cfg(target_arch = "wasm32")]
-    pub use crate::wasm::{close, open, process};
+    pub use crate::wasm::{close, on_timer, open, process};
 }
 
 mod bindings;

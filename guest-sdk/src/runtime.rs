@@ -73,7 +73,32 @@ pub(crate) trait Host {
     fn broadcast_remove(&mut self, id: u32, key: &[u8]);
     /// In a broadcast batch: makes this subtask's keys holding state `id` the batch's.
     fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>>;
+    fn timer_register(&mut self, domain: TimeDomain, rec: u32, timestamp: i64);
+    fn timer_delete(&mut self, domain: TimeDomain, rec: u32, timestamp: i64);
+    fn current_watermark(&mut self) -> Option<i64>;
+    fn current_processing_time(&mut self) -> i64;
     fn log(&mut self, level: Level, message: &str);
+}
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimeDomain {
+    /// Event time: the timer fires once the watermark reaches it. Replayable: after a
+    /// failure, the same timers fire at the same points of the input.
+    Event,
+    /// Processing time: the host's wall clock (milliseconds since the Unix epoch). Not
+    /// replayable: timers that came due while the job was down fire at once after a
+    /// restore, and pending ones do not fire when the input ends.
+    Processing,
+}
+
+/// A timer that came due, as [`Operator::on_timer`](crate::Operator::on_timer) gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timer {
+    /// When it was set to fire, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Which clock it follows.
+    pub domain: TimeDomain,
 }
 
 /// The environment of one operator instance.
@@ -447,6 +472,38 @@ fn with_running<R>(name: &str, f: impl FnOnce(&mut Env) -> Result<R>) -> Result<
     })
 }
 
+/// Runs `f` against the host for a timer of the current record's key: inside `process`
+/// or `on_timer`, for an operator with `key_by`.
+fn with_timer_key<R>(what: &str, f: impl FnOnce(&mut dyn Host, u32) -> R) -> Result<R> {
+    ENV.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let env = slot
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("{what} outside a running operator")))?;
+        match (env.rec, &env.broadcast) {
+            (Some(rec), _) => Ok(f(env.host.as_mut(), rec)),
+            (None, Some(input)) => Err(Error::new(format!(
+                "{what}: a record of broadcast input `{input}` has no key (reach this \
+                 subtask's keys with `ctx.for_each_key`)"
+            ))),
+            (None, None) => Err(Error::new(format!(
+                "{what} needs a key: only inside `process` or `on_timer`"
+            ))),
+        }
+    })
+}
+
+/// Runs `f` on the host, in a running operator.
+fn with_host<R>(what: &str, f: impl FnOnce(&mut dyn Host) -> R) -> Result<R> {
+    ENV.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let env = slot
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("{what} outside a running operator")))?;
+        Ok(f(env.host.as_mut()))
+    })
+}
+
 /// Runs `f` on the environment and the current record, inside `process`.
 fn with_env<R>(name: &str, f: impl FnOnce(&mut Env, u32) -> Result<R>) -> Result<R> {
     with_running(name, |env| {
@@ -610,9 +667,55 @@ impl<T: Serialize> Context<'_, T> {
         self.timestamp
     }
 
-    /// The name of the input the record came from, as the job file's `input` names it.
+    /// The name of the input the record came from, as the job file's `input` names it
+    /// (empty in `on_timer`).
     pub fn input(&self) -> &str {
         self.input
+    }
+
+    /// Asks for [`Operator::on_timer`](crate::Operator::on_timer) for this key once the
+    /// watermark reaches `timestamp` (epoch milliseconds). One timer per key and
+    /// timestamp: registering a pending one again does nothing.
+    pub fn register_event_time_timer(&mut self, timestamp: i64) -> Result<()> {
+        self.timer(TimeDomain::Event, timestamp, true)
+    }
+
+    /// Deletes this key's event-time timer at `timestamp`, if pending.
+    pub fn delete_event_time_timer(&mut self, timestamp: i64) -> Result<()> {
+        self.timer(TimeDomain::Event, timestamp, false)
+    }
+
+    /// Asks for [`Operator::on_timer`](crate::Operator::on_timer) for this key once the
+    /// host's wall clock reaches `timestamp` (epoch milliseconds; see
+    /// [`Context::current_processing_time`]). Not replayable.
+    pub fn register_processing_time_timer(&mut self, timestamp: i64) -> Result<()> {
+        self.timer(TimeDomain::Processing, timestamp, true)
+    }
+
+    /// Deletes this key's processing-time timer at `timestamp`, if pending.
+    pub fn delete_processing_time_timer(&mut self, timestamp: i64) -> Result<()> {
+        self.timer(TimeDomain::Processing, timestamp, false)
+    }
+
+    fn timer(&mut self, domain: TimeDomain, timestamp: i64, register: bool) -> Result<()> {
+        with_timer_key("a timer", |host, rec| match register {
+            true => host.timer_register(domain, rec, timestamp),
+            false => host.timer_delete(domain, rec, timestamp),
+        })
+    }
+
+    /// The event-time watermark: records still to come are expected above it (one at
+    /// or below it is late). `None` before the first watermark.
+    pub fn current_watermark(&self) -> Option<i64> {
+        with_host("the watermark", |host| host.current_watermark())
+            .ok()
+            .flatten()
+    }
+
+    /// The host's wall clock, in milliseconds since the Unix epoch: the one clock an
+    /// operator can read (Wasm's own clocks are frozen), and not replayable.
+    pub fn current_processing_time(&self) -> i64 {
+        with_host("the clock", |host| host.current_processing_time()).unwrap_or(0)
     }
 
     /// While processing a record of a broadcast input (which has no key): calls `f` for
@@ -720,6 +823,42 @@ pub(crate) fn process<'a, O: Operator>(
         if let Err(e) = result {
             end_batch(false);
             return Err((e, index));
+        }
+    }
+    end_batch(true);
+    Ok(outputs)
+}
+
+/// Calls `on_timer` for each of a batch of fired timers (key and timestamp, in firing
+/// order) of `domain`, with keyed state scoped to the timer's key; on failure, says
+/// which timer failed. Outputs carry an event-time timer's timestamp, as Flink's do.
+pub(crate) fn on_timer<'a, O: Operator>(
+    operator: &mut O,
+    timers: impl IntoIterator<Item = (&'a [u8], i64)>,
+    domain: TimeDomain,
+) -> Result<Emitted, (Error, u32)> {
+    let timers: Vec<(&[u8], i64)> = timers.into_iter().collect();
+    ENV.with(|slot| {
+        if let Some(env) = slot.borrow_mut().as_mut() {
+            env.records = timers.len();
+            env.broadcast = None;
+            env.values.bypass = false;
+            env.lists.bypass = false;
+        }
+    });
+    let mut outputs = Emitted::default();
+    for (index, (key, timestamp)) in timers.into_iter().enumerate() {
+        set_record(Some(index as u32));
+        let mut ctx = Context {
+            key,
+            input: "",
+            timestamp: (domain == TimeDomain::Event).then_some(timestamp),
+            outputs: &mut outputs,
+            _output: PhantomData,
+        };
+        if let Err(e) = operator.on_timer(Timer { timestamp, domain }, &mut ctx) {
+            end_batch(false);
+            return Err((e, index as u32));
         }
     }
     end_batch(true);

@@ -25,7 +25,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked};
-use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
+use crate::runtime::{self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, Timer};
 use crate::state::decode;
 use crate::{
     AggregatingState, BroadcastState, Error, ListState, MapState, Operator, OperatorListState,
@@ -104,7 +104,8 @@ impl<O: Operator> Harness<O> {
     /// every instance, and each instance's
     /// [`TaskInfo`](crate::TaskInfo) names its subtask and the new parallelism. Keyed
     /// state is merged and given to every instance, so a test may push any key to any of
-    /// them (the host would route each key to one).
+    /// them (the host would route each key to one); each pending timer goes to one
+    /// instance, chosen by its key, and each instance gets the lowest watermark.
     pub fn restore_rescaled(snapshots: &[Snapshot], parallelism: usize) -> Result<Vec<Harness<O>>> {
         let first = snapshots
             .first()
@@ -115,7 +116,16 @@ impl<O: Operator> Harness<O> {
             keyed.extend(store.slots.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let attempt = snapshots.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
-        redistribute(&stores, parallelism.max(1))
+        let p = parallelism.max(1);
+        // Each timer to one instance (the host's choice would be its key group's).
+        let timers = |subtask: usize| -> BTreeSet<PendingTimer> {
+            (stores.iter().flat_map(|s| &s.timers))
+                .filter(|(_, _, key)| owner(key, p) == subtask)
+                .cloned()
+                .collect()
+        };
+        let watermark = stores.iter().map(|s| s.watermark).min().flatten();
+        redistribute(&stores, p)
             .into_iter()
             .enumerate()
             .map(|(subtask, operator)| {
@@ -123,6 +133,8 @@ impl<O: Operator> Harness<O> {
                     slots: keyed.clone(),
                     operator,
                     broadcast: first.store.broadcast.clone(),
+                    timers: timers(subtask),
+                    watermark,
                 };
                 let task = (subtask as u32, parallelism.max(1) as u32);
                 let (config, inputs) = (first.config.clone(), first.inputs.clone());
@@ -160,6 +172,7 @@ impl<O: Operator> Harness<O> {
         let shared = Rc::new(RefCell::new(Shared {
             store,
             keys: Vec::new(),
+            processing_time: 0,
         }));
         let env = Env::new(Box::new(MemoryHost {
             shared: Rc::clone(&shared),
@@ -202,6 +215,83 @@ impl<O: Operator> Harness<O> {
         self.push_batch(&[(key, record)])
     }
 
+    /// Processes one record with key `key` and event time `timestamp` (epoch
+    /// milliseconds); returns what it emitted. (Records pushed otherwise have their
+    /// index in the batch as their timestamp.)
+    pub fn push_at(&mut self, key: &str, timestamp: i64, record: Value) -> Result<Vec<Value>> {
+        let first = self.inputs.first().map(|(name, _)| name.clone());
+        let input = first.unwrap_or_default();
+        self.process(&input, &[(key, record)], |_| Some(timestamp))
+    }
+
+    /// Moves the event-time watermark to `watermark`, as the host does when one arrives:
+    /// fires every event-time timer at or below it (first due first, those registered
+    /// while firing included) and returns their outputs. A watermark at or below the
+    /// current one changes nothing.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Vec<Value>> {
+        let mut shared = self.shared.borrow_mut();
+        if shared.store.watermark.is_some_and(|w| w >= watermark) {
+            return Ok(Vec::new());
+        }
+        shared.store.watermark = Some(watermark);
+        drop(shared);
+        self.fire(TimeDomain::Event, watermark)
+    }
+
+    /// Sets the processing time (`Context::current_processing_time`, epoch
+    /// milliseconds; 0 when the harness starts) to `now`, and fires the processing-time
+    /// timers due; returns their outputs.
+    pub fn advance_processing_time(&mut self, now: i64) -> Result<Vec<Value>> {
+        self.shared.borrow_mut().processing_time = now;
+        self.fire(TimeDomain::Processing, now)
+    }
+
+    /// The event-time watermark, if one has come.
+    pub fn watermark(&self) -> Option<i64> {
+        self.shared.borrow().store.watermark
+    }
+
+    /// The pending timers of `key`, in firing order (event time first).
+    pub fn timers(&self, key: &str) -> Vec<Timer> {
+        let shared = self.shared.borrow();
+        (shared.store.timers.iter())
+            .filter(|(_, _, k)| k == key.as_bytes())
+            .map(|&(domain, timestamp, _)| Timer { timestamp, domain })
+            .collect()
+    }
+
+    /// Fires the timers of `domain` due at `up_to`, in batches as the host does.
+    fn fire(&mut self, domain: TimeDomain, up_to: i64) -> Result<Vec<Value>> {
+        let mut emitted = Vec::new();
+        loop {
+            let due: Vec<PendingTimer> = {
+                let mut shared = self.shared.borrow_mut();
+                let mut due: Vec<PendingTimer> = (shared.store.timers.iter())
+                    .filter(|(d, t, _)| *d == domain && *t <= up_to)
+                    .cloned()
+                    .collect();
+                due.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
+                due.truncate(BATCH);
+                due.iter().for_each(|timer| {
+                    shared.store.timers.remove(timer);
+                });
+                shared.keys = due.iter().map(|(_, _, key)| key.clone()).collect();
+                due
+            };
+            if due.is_empty() {
+                return Ok(emitted);
+            }
+            let fired = due.iter().map(|(_, t, key)| (key.as_slice(), *t));
+            let result = self.in_env(|operator| runtime::on_timer(operator, fired, domain));
+            let outputs = result.map_err(|(e, index)| {
+                let (_, timestamp, key) = &due[index as usize];
+                let key = String::from_utf8_lossy(key);
+                Error::new(format!("timer at {timestamp} of key `{key}`: {e}"))
+            })?;
+            emitted.extend(decoded(outputs)?);
+        }
+    }
+
     /// Processes records in one batch, as the host does; returns what they emitted.
     pub fn push_batch(&mut self, records: &[(&str, Value)]) -> Result<Vec<Value>> {
         let first = self.inputs.first().map(|(name, _)| name.clone());
@@ -216,6 +306,16 @@ impl<O: Operator> Harness<O> {
 
     /// Processes records of the input `input` in one batch; returns what they emitted.
     pub fn push_batch_to(&mut self, input: &str, records: &[(&str, Value)]) -> Result<Vec<Value>> {
+        self.process(input, records, |i| Some(i as i64))
+    }
+
+    /// Processes records of `input` in one batch, record `i` at `timestamp(i)`.
+    fn process(
+        &mut self,
+        input: &str,
+        records: &[(&str, Value)],
+        timestamp: impl Fn(usize) -> Option<i64>,
+    ) -> Result<Vec<Value>> {
         let (index, broadcast) = match self.inputs.iter().position(|(name, _)| name == input) {
             Some(index) => (index as u32, self.inputs[index].1),
             None => return Err(Error::new(format!("the harness has no input `{input}`"))),
@@ -236,20 +336,20 @@ impl<O: Operator> Harness<O> {
             .map(|(i, ((key, _), payload))| Input {
                 key: key.as_bytes(),
                 payload,
-                timestamp: Some(i as i64),
+                timestamp: timestamp(i),
             });
         let result = self.in_env(|operator| runtime::process(operator, inputs, index));
         let outputs = result.map_err(|(e, index)| Error::new(format!("record {index}: {e}")))?;
-        outputs
-            .payloads
-            .iter()
-            .map(|bytes| Ok(serde_json::from_slice(bytes)?))
-            .collect()
+        decoded(outputs)
     }
 
-    /// Calls the operator's `close`.
-    pub fn close(&mut self) -> Result<()> {
-        self.in_env(|operator| operator.close())
+    /// The end of the input, as the host has it: fires every pending event-time timer
+    /// (the watermark goes to the end of time), then calls the operator's `close`;
+    /// returns the timers' outputs. Processing-time timers do not fire.
+    pub fn close(&mut self) -> Result<Vec<Value>> {
+        let emitted = self.advance_watermark(i64::MAX)?;
+        self.in_env(|operator| operator.close())?;
+        Ok(emitted)
     }
 
     /// The state `state` of `key`, as the operator would read it for a record with
@@ -267,6 +367,30 @@ impl<O: Operator> Harness<O> {
             attempt: self.attempt,
         }
     }
+}
+
+/// The most timers one `on_timer` batch holds, as on the host.
+const BATCH: usize = 512;
+
+/// A pending timer: its domain, timestamp and key.
+type PendingTimer = (TimeDomain, i64, Vec<u8>);
+
+/// Which of `parallelism` instances a key's timers go to on a rescaled restore.
+fn owner(key: &[u8], parallelism: usize) -> usize {
+    // FNV-1a: stable across runs and platforms.
+    let hash = (key.iter()).fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % parallelism as u64) as usize
+}
+
+/// A call's outputs, decoded.
+fn decoded(outputs: Emitted) -> Result<Vec<Value>> {
+    outputs
+        .payloads
+        .iter()
+        .map(|bytes| Ok(serde_json::from_slice(bytes)?))
+        .collect()
 }
 
 /// An operator state handle the harness can read.
@@ -374,6 +498,10 @@ pub struct Store {
     operator: Vec<OperatorList>,
     /// Broadcast states by name, in registration order.
     broadcast: Vec<(String, Entries)>,
+    /// Pending timers.
+    timers: BTreeSet<PendingTimer>,
+    /// The event-time watermark, once one came.
+    watermark: Option<i64>,
 }
 
 /// A broadcast state's entries.
@@ -452,6 +580,8 @@ impl Store {
 struct Shared {
     store: Store,
     keys: Vec<Vec<u8>>,
+    /// What `current_processing_time` reads.
+    processing_time: i64,
 }
 
 /// The harness's [`Host`].
@@ -740,6 +870,22 @@ impl Host for MemoryHost {
         keys.sort();
         shared.keys = keys.clone();
         keys
+    }
+    fn timer_register(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
+        let mut shared = self.shared.borrow_mut();
+        let key = shared.keys[rec as usize].clone();
+        shared.store.timers.insert((domain, timestamp, key));
+    }
+    fn timer_delete(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
+        let mut shared = self.shared.borrow_mut();
+        let key = shared.keys[rec as usize].clone();
+        shared.store.timers.remove(&(domain, timestamp, key));
+    }
+    fn current_watermark(&mut self) -> Option<i64> {
+        self.shared.borrow().store.watermark
+    }
+    fn current_processing_time(&mut self) -> i64 {
+        self.shared.borrow().processing_time
     }
     fn log(&mut self, level: Level, message: &str) {
         eprintln!("{level:?} {message}");

@@ -4,11 +4,12 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-use crate::__private::{WitBatch, WitOutputs, WitProcessError, WitTaskInfo};
+use crate::__private::{WitBatch, WitFiredTimers, WitOutputs, WitProcessError, WitTaskInfo};
 use crate::Operator;
-use crate::bindings::weir::operator::{log, operator_state, state, types::StateKind};
+use crate::bindings::weir::operator::types::{self, StateKind};
+use crate::bindings::weir::operator::{log, operator_state, state, timers};
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked, pieces};
-use crate::runtime::{self, Env, Host, Input, Kind, Level, TaskInfo};
+use crate::runtime::{self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain};
 
 struct Imports;
 
@@ -123,6 +124,18 @@ impl Host for Imports {
     fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>> {
         state::select_keys(id)
     }
+    fn timer_register(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
+        timers::register_timer(wit_domain(domain), rec, timestamp)
+    }
+    fn timer_delete(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
+        timers::delete_timer(wit_domain(domain), rec, timestamp)
+    }
+    fn current_watermark(&mut self) -> Option<i64> {
+        timers::current_watermark()
+    }
+    fn current_processing_time(&mut self) -> i64 {
+        timers::current_processing_time()
+    }
     fn log(&mut self, level: Level, message: &str) {
         let level = match level {
             Level::Trace => log::Level::Trace,
@@ -132,6 +145,13 @@ impl Host for Imports {
             Level::Error => log::Level::Error,
         };
         log::log(level, message)
+    }
+}
+
+fn wit_domain(domain: TimeDomain) -> types::TimeDomain {
+    match domain {
+        TimeDomain::Event => types::TimeDomain::Event,
+        TimeDomain::Processing => types::TimeDomain::Processing,
     }
 }
 
@@ -186,19 +206,45 @@ pub fn process<O: Operator>(
                     payload,
                     timestamp: (!untimed).then_some(timestamp),
                 });
-        match runtime::process(operator, inputs, batch.input) {
-            Ok(outputs) => Ok(WitOutputs {
-                payloads: outputs.payloads.data,
-                ends: outputs.payloads.ends,
-                timestamps: outputs.timestamps,
-                untimed: outputs.untimed,
-            }),
-            Err((error, index)) => Err(WitProcessError {
-                message: error.to_string(),
-                record: Some(index),
-            }),
-        }
+        outputs(runtime::process(operator, inputs, batch.input))
     })
+}
+
+/// `on-timer` export.
+pub fn on_timer<O: Operator>(
+    instance: &'static Instance<O>,
+    timers: WitFiredTimers,
+) -> Result<WitOutputs, WitProcessError> {
+    instance.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let operator = slot.as_mut().ok_or_else(|| WitProcessError {
+            message: "on-timer called before open".into(),
+            record: None,
+        })?;
+        let keys = pieces(&timers.keys, &timers.key_ends);
+        let domain = match timers.domain {
+            types::TimeDomain::Event => TimeDomain::Event,
+            types::TimeDomain::Processing => TimeDomain::Processing,
+        };
+        let fired = keys.zip(timers.timestamps.iter().copied());
+        outputs(runtime::on_timer(operator, fired, domain))
+    })
+}
+
+/// A call's outputs, or which record (or timer) failed, as the WIT has them.
+fn outputs(result: Result<Emitted, (crate::Error, u32)>) -> Result<WitOutputs, WitProcessError> {
+    match result {
+        Ok(outputs) => Ok(WitOutputs {
+            payloads: outputs.payloads.data,
+            ends: outputs.payloads.ends,
+            timestamps: outputs.timestamps,
+            untimed: outputs.untimed,
+        }),
+        Err((error, index)) => Err(WitProcessError {
+            message: error.to_string(),
+            record: Some(index),
+        }),
+    }
 }
 
 /// `close` export.

@@ -126,6 +126,10 @@ enum Command {
         /// into one (records routed by key group), as when a job is rescaled.
         #[arg(long, value_name = "P", default_value_t = 1)]
         restore_parallelism: u16,
+        /// The `event_time` JSON pointer, as in the job file (e.g. /ts). Lines
+        /// `#watermark MS` and `#processing-time MS` in the input move time.
+        #[arg(long, value_name = "POINTER")]
+        event_time: Option<String>,
     },
     /// Runs the benchmark suite (W1–W6): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
@@ -224,6 +228,7 @@ pub fn main() -> ExitCode {
             config,
             restore_every,
             restore_parallelism,
+            event_time,
         } => {
             let args = crate::testing::TestArgs {
                 component,
@@ -232,6 +237,7 @@ pub fn main() -> ExitCode {
                 options: crate::testing::TestOptions {
                     key_by,
                     config_json: config,
+                    event_time,
                     ..Default::default()
                 },
                 restore_every,

@@ -4,7 +4,7 @@
 //! Every file is checked (metadata header and CRC, state file size and CRC) before
 //! anything is shown, as for a restore.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -13,9 +13,9 @@ use crate::checkpoint::files::read_metadata;
 use crate::checkpoint::metadata::{CanonicalFile, SubtaskFile};
 use crate::checkpoint::storage::{read_channel_state, read_operator_state, read_state_file};
 use crate::checkpoint::{CheckpointError, Metadata};
-use crate::state::KeyGroup;
 use crate::state::operator::OperatorState;
-use crate::state::snapshot::{SlotData, Snapshot};
+use crate::state::snapshot::{SlotData, Snapshot, Timer};
+use crate::state::{KeyGroup, TimeDomain};
 
 /// A checkpoint opened for reading.
 pub struct Checkpoint {
@@ -150,10 +150,33 @@ impl Checkpoint {
                     "  state `{state}` ({kind}): {keys} keys, {bytes} bytes"
                 );
             }
+            for domain in [TimeDomain::Event, TimeDomain::Processing] {
+                let timers: Vec<&Timer> = (snapshots.iter())
+                    .flat_map(|s| s.groups.iter().flat_map(|g| &g.timers))
+                    .filter(|t| t.domain == domain)
+                    .collect();
+                let keys: BTreeSet<&[u8]> = timers.iter().map(|t| t.key.as_slice()).collect();
+                let earliest = timers.iter().map(|t| t.timestamp).min();
+                let latest = timers.iter().map(|t| t.timestamp).max();
+                if let (Some(earliest), Some(latest)) = (earliest, latest) {
+                    let _ = writeln!(
+                        out,
+                        "  {} timers: {} pending on {} keys, from {} to {} (see --key)",
+                        domain.name(),
+                        timers.len(),
+                        keys.len(),
+                        time(earliest),
+                        time(latest)
+                    );
+                }
+            }
         }
         for (name, subtasks) in &self.operator_states {
             let _ = writeln!(out, "operator `{name}`: operator state");
             for (subtask, state) in subtasks {
+                if let Some(watermark) = state.watermark {
+                    let _ = writeln!(out, "  subtask {subtask}: watermark {}", time(watermark));
+                }
                 for list in &state.lists {
                     let _ = writeln!(
                         out,
@@ -243,11 +266,32 @@ impl Checkpoint {
                     render_data(&entry.data)
                 );
             }
+            let timers = (snapshot.groups.iter())
+                .filter(|g| g.group == group)
+                .flat_map(|g| &g.timers)
+                .filter(|t| t.key == key.as_bytes());
+            for timer in timers {
+                found = true;
+                let _ = writeln!(
+                    out,
+                    "  {} timer at {}",
+                    timer.domain.name(),
+                    time(timer.timestamp)
+                );
+            }
         }
         if !found {
             out += "  no state\n";
         }
         Ok(out)
+    }
+}
+
+/// A timestamp as `host state` shows it: epoch milliseconds, and the end of time.
+fn time(timestamp: i64) -> String {
+    match timestamp {
+        i64::MAX => "the end of time".to_string(),
+        ms => format!("{ms} ms"),
     }
 }
 

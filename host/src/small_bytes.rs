@@ -105,6 +105,19 @@ impl PartialEq for SmallBytes {
 
 impl Eq for SmallBytes {}
 
+impl PartialOrd for SmallBytes {
+    fn partial_cmp(&self, other: &SmallBytes) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SmallBytes {
+    /// As the bytes order (which `Borrow<[u8]>` requires of ordered collections).
+    fn cmp(&self, other: &SmallBytes) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
 impl std::fmt::Debug for SmallBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", String::from_utf8_lossy(self))

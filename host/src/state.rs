@@ -16,7 +16,7 @@ pub mod rocksdb;
 pub mod snapshot;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
-use snapshot::GroupEntries;
+use snapshot::{GroupEntries, Timer};
 
 /// The id of a state registered by an operator instance: an index into its registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +83,28 @@ pub enum Layout {
     /// A sorted map of byte strings per key.
     Map,
 }
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimeDomain {
+    /// Event time: due once the watermark reaches the timer.
+    Event,
+    /// Processing time: due once the host's wall clock reaches it.
+    Processing,
+}
+
+impl TimeDomain {
+    /// The domain's name as users see it (`host state`, errors).
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeDomain::Event => "event-time",
+            TimeDomain::Processing => "processing-time",
+        }
+    }
+}
+
+/// A timer that came due: its key group and its timer.
+pub type DueTimer = (KeyGroup, Timer);
 
 /// One key's slot in one state: the state, the key's group and the key itself.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +194,31 @@ pub trait StateBackend: Send {
     /// and then by key bytes (the same order on every backend).
     fn keys(&self, state: StateId) -> Result<Vec<(KeyGroup, Vec<u8>)>>;
 
+    /// Timers: sets the timer at `timestamp` in `domain` for `key` (once: setting a
+    /// pending timer again changes nothing).
+    fn timer_set(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+        timestamp: i64,
+        key: &[u8],
+    ) -> Result<()>;
+    /// Timers: deletes the timer, if it is pending.
+    fn timer_delete(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+        timestamp: i64,
+        key: &[u8],
+    ) -> Result<()>;
+    /// Timers: removes and returns at most `limit` timers of `domain` due at `up_to`
+    /// (timestamp ≤ `up_to`), the first to fire first: by timestamp, then key group,
+    /// then key (the same order on every backend).
+    fn timers_due(&mut self, domain: TimeDomain, up_to: i64, limit: usize)
+    -> Result<Vec<DueTimer>>;
+    /// Timers: the earliest pending timestamp in `domain`.
+    fn next_timer(&self, domain: TimeDomain) -> Result<Option<i64>>;
+
     /// A point-in-time copy of all state. Taking it must be cheap — the task waits for
     /// it — while turning it into entries happens later, on another thread.
     fn snapshot(&self) -> Box<dyn BackendSnapshot>;
@@ -179,6 +226,44 @@ pub trait StateBackend: Send {
     /// Loads snapshot entries (whose `state` is a [`StateId`]). Key groups outside this
     /// backend's range are skipped: they belong to other subtasks.
     fn restore(&mut self, groups: &[GroupEntries]) -> Result<()>;
+}
+
+/// The first `limit` timers due at `up_to` among the key groups' own, each group's
+/// given in firing order: the backends' `timers_due`, before they remove what it chose.
+pub(crate) fn first_due<'a, I>(
+    domain: TimeDomain,
+    groups: impl IntoIterator<Item = (KeyGroup, I)>,
+    up_to: i64,
+    limit: usize,
+) -> Vec<DueTimer>
+where
+    I: IntoIterator<Item = (i64, &'a [u8])>,
+{
+    let mut due: Vec<(i64, KeyGroup, &[u8])> = Vec::new();
+    for (group, timers) in groups {
+        due.extend(
+            timers
+                .into_iter()
+                .take_while(|&(timestamp, _)| timestamp <= up_to)
+                .take(limit)
+                .map(|(timestamp, key)| (timestamp, group, key)),
+        );
+    }
+    due.sort_unstable();
+    due.truncate(limit);
+    due.into_iter()
+        .map(|(timestamp, group, key)| {
+            let key = key.to_vec();
+            (
+                group,
+                Timer {
+                    domain,
+                    timestamp,
+                    key,
+                },
+            )
+        })
+        .collect()
 }
 
 /// A fresh backend of kind `backend` holding `range`; RocksDB keeps its database in

@@ -22,6 +22,7 @@ pub use diff::{Comparison, compare};
 pub use run::{TestArgs, run};
 
 use crate::job::{Input, JsonPointer};
+use crate::record::event_time::EventTime;
 use crate::record::{KeySelector, KeyedRecord};
 use crate::small_bytes::SmallBytes;
 use crate::state::memory::MemoryBackend;
@@ -44,6 +45,8 @@ pub struct TestOptions {
     /// The operator's inputs, as its job file's `input` lists them; records pushed
     /// without naming one come from the first.
     pub inputs: Vec<Input>,
+    /// The `event_time` JSON pointer (e.g. `/ts`): each record's event time.
+    pub event_time: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -57,6 +60,7 @@ impl Default for TestOptions {
                 name: "input".into(),
                 broadcast: false,
             }],
+            event_time: None,
         }
     }
 }
@@ -99,11 +103,14 @@ pub struct TestOperator {
     component: LoadedComponent,
     options: TestOptions,
     keys: Option<KeySelector>,
+    event_time: Option<EventTime>,
     instance: OperatorInstance,
     /// Records pushed so far (to number them in errors).
     pushed: usize,
     /// How many times this operator's state was restored into a fresh instance.
     attempt: u32,
+    /// The processing time the operator reads (epoch milliseconds).
+    clock: i64,
 }
 
 impl TestOperator {
@@ -117,6 +124,13 @@ impl TestOperator {
                 JsonPointer::parse(pointer)
                     .map_err(|e| TestError::Options(format!("--key-by: {e}")))?,
                 options.max_parallelism,
+            )),
+            None => None,
+        };
+        let event_time = match &options.event_time {
+            Some(pointer) => Some(EventTime::new(
+                JsonPointer::parse(pointer)
+                    .map_err(|e| TestError::Options(format!("--event-time: {e}")))?,
             )),
             None => None,
         };
@@ -135,9 +149,11 @@ impl TestOperator {
             component,
             options,
             keys,
+            event_time,
             instance,
             pushed: 0,
             attempt: 0,
+            clock: 0,
         })
     }
 
@@ -191,8 +207,21 @@ impl TestOperator {
         self.process_from(batch, index)
     }
 
-    /// `record` (the `index`-th of the input) with its key, as `key_by` extracts it.
+    /// `record` (the `index`-th of the input) with its key, as `key_by` extracts it, and
+    /// its event time, as `event_time` reads it.
     fn keyed(&self, record: &str, index: usize) -> Result<KeyedRecord, TestError> {
+        let timestamp = (self.event_time.as_ref())
+            .map(|time| time.of(record.as_bytes()))
+            .transpose()
+            .map_err(|e| TestError::Record {
+                index,
+                reason: e.to_string(),
+            })?;
+        let keyed = self.keyed_untimed(record, index)?;
+        Ok(KeyedRecord { timestamp, ..keyed })
+    }
+
+    fn keyed_untimed(&self, record: &str, index: usize) -> Result<KeyedRecord, TestError> {
         let Some(keys) = &self.keys else {
             return unkeyed(record, index);
         };
@@ -238,10 +267,7 @@ impl TestOperator {
         input: u32,
     ) -> Result<Vec<String>, TestError> {
         let outputs = self.instance.process(batch, input)?;
-        Ok(outputs
-            .into_iter()
-            .map(|o| String::from_utf8_lossy(&o.payload).into_owned())
-            .collect())
+        Ok(payloads(outputs))
     }
 
     /// The state `name` holds for `key` (as `key_by` extracts it), if any.
@@ -302,29 +328,59 @@ impl TestOperator {
                     keyed: &keyed,
                     operator_state: share,
                 };
-                let instance = open(&self.component, &self.options, Some(restore), attempt, task)?;
+                let mut instance =
+                    open(&self.component, &self.options, Some(restore), attempt, task)?;
+                instance.set_clock(Some(self.clock));
                 Ok(TestOperator {
                     runtime: self.runtime.clone(),
                     component: self.component.clone(),
                     options: self.options.clone(),
                     keys: self.keys.clone(),
+                    event_time: self.event_time.clone(),
                     instance,
                     pushed: self.pushed,
                     attempt,
+                    clock: self.clock,
                 })
             })
             .collect()
     }
 
-    /// Calls the operator's `close`, as at the end of a job.
-    pub fn close(mut self) -> Result<(), TestError> {
-        Ok(self.instance.close()?)
+    /// The watermark reached `watermark`: fires the event-time timers due; returns
+    /// their outputs.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Vec<String>, TestError> {
+        let outputs = self.instance.advance_watermark(watermark)?;
+        Ok(payloads(outputs))
+    }
+
+    /// The operator's clock reads `now` (epoch milliseconds; 0 until set): fires the
+    /// processing-time timers due; returns their outputs.
+    pub fn advance_processing_time(&mut self, now: i64) -> Result<Vec<String>, TestError> {
+        self.clock = now;
+        self.instance.set_clock(Some(now));
+        let outputs = self.instance.advance_processing_time(now)?;
+        Ok(payloads(outputs))
+    }
+
+    /// The end of the input, as at the end of a job: fires every pending event-time
+    /// timer, then calls the operator's `close`; returns the timers' outputs.
+    pub fn close(mut self) -> Result<Vec<String>, TestError> {
+        let outputs = self.advance_watermark(i64::MAX)?;
+        self.instance.close()?;
+        Ok(outputs)
     }
 
     /// The component's file.
     pub fn path(&self) -> PathBuf {
         self.component.path().to_path_buf()
     }
+}
+
+/// Outputs as the text of their payloads.
+fn payloads(outputs: crate::wasm::Output) -> Vec<String> {
+    (outputs.into_iter())
+        .map(|o| String::from_utf8_lossy(&o.payload).into_owned())
+        .collect()
 }
 
 /// `record` (the `index`-th of the input) without a key, checked to be JSON.
@@ -367,6 +423,8 @@ fn open(
         Box::new(backend),
         &options.sandbox,
     )?;
+    // Tests set the operator's processing time; it never reads the wall clock.
+    instance.set_clock(Some(0));
     if let Some(restore) = restore {
         for snapshot in restore.keyed {
             instance.restore(snapshot)?;

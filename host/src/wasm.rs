@@ -14,6 +14,7 @@ mod flat;
 mod imports;
 mod instance;
 mod sandbox;
+pub mod timers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,10 +26,10 @@ pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
 use crate::job::Limits;
 
 /// The WIT package this host speaks: what every operator component must implement.
-pub const WIT_PACKAGE: &str = "weir:operator@0.2.0";
+pub const WIT_PACKAGE: &str = "weir:operator@0.3.0";
 
 /// `host --version`: the host's version and the WIT package it speaks.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (WIT weir:operator@0.2.0)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (WIT weir:operator@0.3.0)");
 
 /// Shared compiler and linker configuration for every operator of a process: one engine
 /// per Wasm stack size in use (the stack limit is an engine setting), and the ticker
@@ -67,7 +68,7 @@ pub enum OperatorError {
     },
     /// The component does not implement the `weir:operator` world this host speaks.
     #[error(
-        "{}: the component does not implement the world `weir:operator/operator@0.2.0`: {detail}. \
+        "{}: the component does not implement the world `weir:operator/operator@0.3.0`: {detail}. \
          Rebuild it against the WIT this host speaks (`host --version` names it; `host new` \
          writes it into a project's weir/wit, the Weir repository has it in wit/)",
         path.display()

@@ -71,7 +71,7 @@ fn a_component_of_another_world_says_what_is_missing() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("does not implement the world `weir:operator/operator@0.2.0`"),
+            .contains("does not implement the world `weir:operator/operator@0.3.0`"),
         "{}",
         out.stderr
     );

@@ -82,6 +82,11 @@ fn state_machine() {
 }
 
 #[test]
+fn idle_alert() {
+    assert_example("idle-alert", test_artifacts::IDLE_ALERT);
+}
+
+#[test]
 fn dedup() {
     assert_example("dedup", test_artifacts::DEDUP);
 }

@@ -35,6 +35,11 @@ fn state_machine_in_c() {
     assert_example("state-machine", test_artifacts::STATE_MACHINE_C);
 }
 
+#[test]
+fn idle_alert_in_python() {
+    assert_example("idle-alert", test_artifacts::IDLE_ALERT_PYTHON);
+}
+
 /// A record an operator cannot handle fails the job with the operator's own message and
 /// the record, in every language.
 #[test]

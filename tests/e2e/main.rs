@@ -15,3 +15,4 @@ mod recovery;
 mod sandbox;
 mod state_kinds;
 mod support;
+mod timers;

@@ -2,7 +2,8 @@
 
 An operator is a subclass of :class:`Operator`: it receives records one at a time
 (decoded from JSON), reads and writes *keyed state* (state scoped to the key of the
-record being processed) and emits output records. The host snapshots that state at
+record being processed), registers timers for that key (`on_timer` is called when they
+fire) and emits output records. The host snapshots that state at
 checkpoints and restores it after failures: the operator never sees a checkpoint.
 
     import weir
@@ -35,11 +36,13 @@ from wit_world import exports
 from wit_world.imports import log as _log
 from wit_world.imports import operator_state as _operator_state
 from wit_world.imports import state as _state
+from wit_world.imports import timers as _timers
 from wit_world.imports import types as _types
 
 __all__ = [
     "Operator",
     "Context",
+    "Timer",
     "TaskInfo",
     "OperatorError",
     "ValueState",
@@ -69,10 +72,23 @@ class TaskInfo:
     attempt: int
 
 
+@dataclass(frozen=True)
+class Timer:
+    """A timer that came due: its `timestamp` (milliseconds since the epoch) and its
+    `domain`, "event" (fires once the watermark reaches it; replayable) or
+    "processing" (the host's wall clock; not replayable)."""
+
+    timestamp: int
+    domain: str
+
+
+_DOMAINS = {"event": _types.TimeDomain.EVENT, "processing": _types.TimeDomain.PROCESSING}
+
+
 class Context:
-    """What `process` sees besides the record: its key, input and time, and where
-    outputs go. `input` is the name of the input the record came from, as the job
-    file's `input` names it."""
+    """What `process` (and `on_timer`) sees besides the record: its key, input and
+    time, timers, and where outputs go. `input` is the name of the input the record
+    came from, as the job file's `input` names it ("" in `on_timer`)."""
 
     def __init__(self, key: str, timestamp: Optional[int], input: str = ""):
         self.key = key
@@ -98,6 +114,41 @@ class Context:
         finally:
             _current = None
 
+    def register_event_time_timer(self, timestamp: int) -> None:
+        """Asks for `on_timer` for this key once the watermark reaches `timestamp`
+        (milliseconds since the epoch); one timer per key and timestamp."""
+        _timers.register_timer(_DOMAINS["event"], self._timer_key(), timestamp)
+
+    def delete_event_time_timer(self, timestamp: int) -> None:
+        """Deletes this key's event-time timer at `timestamp`, if pending."""
+        _timers.delete_timer(_DOMAINS["event"], self._timer_key(), timestamp)
+
+    def register_processing_time_timer(self, timestamp: int) -> None:
+        """Asks for `on_timer` for this key once the host's wall clock reaches
+        `timestamp` (see `current_processing_time`); not replayable."""
+        _timers.register_timer(_DOMAINS["processing"], self._timer_key(), timestamp)
+
+    def delete_processing_time_timer(self, timestamp: int) -> None:
+        """Deletes this key's processing-time timer at `timestamp`, if pending."""
+        _timers.delete_timer(_DOMAINS["processing"], self._timer_key(), timestamp)
+
+    def current_watermark(self) -> Optional[int]:
+        """The event-time watermark (records at or below it are late), or None before
+        the first one."""
+        return _timers.current_watermark()
+
+    def current_processing_time(self) -> int:
+        """The host's wall clock in milliseconds since the epoch: the one clock an
+        operator can read (Wasm's own clocks are frozen); not replayable."""
+        return _timers.current_processing_time()
+
+    def _timer_key(self) -> int:
+        if _current is None:
+            raise OperatorError(
+                "a timer needs a key: only inside process or on_timer, for a record that has one"
+            )
+        return _current
+
     def emit(self, value: Any, timestamp: Optional[int] = None) -> None:
         """Emits `value` (anything `json.dumps` takes) as an output record, at
         `timestamp` (milliseconds since the epoch) or else the input record's time."""
@@ -117,6 +168,12 @@ class Operator:
     def process(self, record: Any, ctx: Context) -> None:
         """Processes one record; state handles act on this record's key."""
         raise NotImplementedError("an operator must define process(self, record, ctx)")
+
+    def on_timer(self, timer: Timer, ctx: Context) -> None:
+        """Called for a timer of `ctx.key` that came due, in timestamp order, between
+        records; state handles act on that key, outputs go out as from `process` (at
+        the timer's timestamp for an event-time timer). Every event-time timer fires
+        before `close`."""
 
     def close(self) -> None:
         """Called once after the last record of a job that finishes."""
@@ -483,12 +540,33 @@ def export(operator: Type[Operator]) -> type:
                     _current = None
                     _broadcast = None
                 key_start, payload_start = key_end, payload_end
-                for payload, time in ctx._outputs:
-                    payloads += payload
-                    if time is None:
-                        untimed.append(len(ends))
-                    ends.append(len(payloads))
-                    times.append(0 if time is None else time)
+                _flatten(ctx._outputs, payloads, ends, times, untimed)
+            return _types.Outputs(bytes(payloads), ends, times, untimed)
+
+        def on_timer(self, timers: _types.FiredTimers) -> _types.Outputs:
+            global _current
+            instance = Guest._instance
+            if instance is None:
+                raise Err(_types.ProcessError("on-timer called before open", None))
+            event = timers.domain == _types.TimeDomain.EVENT
+            domain = "event" if event else "processing"
+            payloads = bytearray()
+            ends: List[int] = []
+            times: List[int] = []
+            untimed: List[int] = []
+            key_start = 0
+            for index, (key_end, timestamp) in enumerate(zip(timers.key_ends, timers.timestamps)):
+                _current = index
+                try:
+                    key = timers.keys[key_start:key_end].decode()
+                    ctx = Context(key, timestamp if event else None)
+                    instance.on_timer(Timer(timestamp, domain), ctx)
+                except Exception as e:
+                    raise Err(_types.ProcessError(_message(e), index)) from None
+                finally:
+                    _current = None
+                key_start = key_end
+                _flatten(ctx._outputs, payloads, ends, times, untimed)
             return _types.Outputs(bytes(payloads), ends, times, untimed)
 
         def close(self) -> None:
@@ -501,6 +579,16 @@ def export(operator: Type[Operator]) -> type:
 
     Guest.__qualname__ = f"Guest({operator.__name__})"
     return Guest
+
+
+def _flatten(outputs, payloads: bytearray, ends: list, times: list, untimed: list) -> None:
+    # Appends a context's outputs to the flat buffers of the WIT's `outputs`.
+    for payload, time in outputs:
+        payloads += payload
+        if time is None:
+            untimed.append(len(ends))
+        ends.append(len(payloads))
+        times.append(0 if time is None else time)
 
 
 def _message(e: Exception) -> str:

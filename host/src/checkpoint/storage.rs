@@ -370,6 +370,7 @@ mod tests {
                     key: b"k".to_vec(),
                     data: SlotData::Value(b"v".to_vec()),
                 }],
+                timers: Vec::new(),
             }],
         };
         let file = store

@@ -36,6 +36,8 @@ pub enum Event {
     ChannelState(CheckpointId, ChannelState),
     /// The task's watermark moved on (or every input went idle): forward it.
     Watermark(Status),
+    /// The time [`Inputs::set_alarm`] asked for came (processing-time timers).
+    Alarm,
     /// This checkpoint completed: its output may be committed.
     Committed(CheckpointId),
 }
@@ -93,6 +95,8 @@ pub struct Inputs {
     given_back: Option<GivenBack>,
     ready: VecDeque<Event>,
     commits: Option<crossbeam_channel::Receiver<CheckpointId>>,
+    /// When to deliver [`Event::Alarm`].
+    alarm: Option<Instant>,
 }
 
 /// How often a task waiting for input looks at the coordinator's commits.
@@ -117,7 +121,14 @@ impl Inputs {
             given_back: None,
             ready: VecDeque::new(),
             commits: None,
+            alarm: None,
         }
+    }
+
+    /// Delivers [`Event::Alarm`] once `at` has come (before any further input), instead
+    /// of an alarm set before; none: no alarm.
+    pub fn set_alarm(&mut self, at: Option<Instant>) {
+        self.alarm = at;
     }
 
     /// Also reports the coordinator's completed checkpoints, read from `commits`, as
@@ -194,6 +205,9 @@ impl Inputs {
                 }
             }
             let now = Instant::now();
+            if self.alarm.take_if(|at| *at <= now).is_some() {
+                return Ok(Some(Event::Alarm));
+            }
             if self.timed_out(now) {
                 let id = self.aligner.aligning().expect("timed out while aligning");
                 let decisions = self.aligner.on_timeout(id);
@@ -217,7 +231,9 @@ impl Inputs {
                     .and_then(|(b, _)| b.unaligned_at)
                     .map(|at| at.saturating_duration_since(now));
                 let poll = self.commits.is_some().then_some(COMMITS_POLL);
-                self.bell.wait(seen, deadline.into_iter().chain(poll).min());
+                let alarm = self.alarm.map(|at| at.saturating_duration_since(now));
+                let wait = deadline.into_iter().chain(poll).chain(alarm).min();
+                self.bell.wait(seen, wait);
                 continue;
             };
             match received {

@@ -8,7 +8,9 @@
 //! arrives, the records before it not processed yet being its channel state (`Inputs`
 //! records them, with the rest of a batch the task gave back to take the barrier). The
 //! barrier is forwarded only after the snapshot, and a watermark only after the outputs
-//! emitted before it.
+//! emitted before it and after the event-time timers due at it have fired (their
+//! outputs included); every event-time timer fires before `close`, as the end of the
+//! input is a watermark at the end of time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::edge::Outputs;
 use super::inputs::{Event, Inputs};
 use super::poison::{self, Guard, RecordId, Treatment};
+use super::watermark::Status;
 use super::{BATCH_SIZE, Failure, OperatorReport, Stop};
 use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{Handle, TaskId};
@@ -43,6 +46,26 @@ pub trait Logic: Send {
     fn operator_state(&self) -> OperatorState {
         OperatorState::default()
     }
+    /// The watermark reached `watermark`: fires the event-time timers due; returns
+    /// their outputs.
+    fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {
+        let _ = watermark;
+        Ok(Vec::new())
+    }
+    /// The wall clock reads `now` (epoch milliseconds): fires the processing-time
+    /// timers due; returns their outputs.
+    fn advance_processing_time(&mut self, now: i64) -> Result<Output, OperatorError> {
+        let _ = now;
+        Ok(Vec::new())
+    }
+    /// The earliest a processing-time timer may be due (epoch milliseconds), if any.
+    fn next_processing_timer(&self) -> Option<i64> {
+        None
+    }
+    /// The watermark its timers have seen, if any.
+    fn watermark(&self) -> Option<i64> {
+        None
+    }
     /// The end of the input.
     fn close(&mut self) -> Result<(), OperatorError>;
 }
@@ -58,6 +81,22 @@ impl Logic for OperatorInstance {
 
     fn operator_state(&self) -> OperatorState {
         OperatorInstance::operator_state(self)
+    }
+
+    fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {
+        OperatorInstance::advance_watermark(self, watermark)
+    }
+
+    fn advance_processing_time(&mut self, now: i64) -> Result<Output, OperatorError> {
+        OperatorInstance::advance_processing_time(self, now)
+    }
+
+    fn next_processing_timer(&self) -> Option<i64> {
+        OperatorInstance::next_processing_timer(self)
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        OperatorInstance::watermark(self)
     }
 
     fn close(&mut self) -> Result<(), OperatorError> {
@@ -93,17 +132,34 @@ impl Run<'_> {
             .instance
             .process(batch, self.input)
             .map_err(|e| Stop::Failed(self.guard.failed(ids, alone, e)))?;
-        self.report.records_out += emitted.len() as u64;
-        for record in emitted {
-            self.outputs.push(record, None).map_err(|error| {
-                Stop::Failed(Failure::BadOutput {
-                    operator: self.task.node.clone(),
-                    error,
-                })
-            })?;
-        }
-        Ok(())
+        push(self.task, self.outputs, self.report, emitted)
     }
+}
+
+/// Pushes what the guest emitted (from `process` or `on-timer`).
+fn push(
+    task: &TaskId,
+    outputs: &mut Outputs,
+    report: &mut OperatorReport,
+    emitted: Output,
+) -> Result<(), Stop> {
+    report.records_out += emitted.len() as u64;
+    for record in emitted {
+        outputs.push(record, None).map_err(|error| {
+            Stop::Failed(Failure::BadOutput {
+                operator: task.node.clone(),
+                error,
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// When the earliest processing-time timer may be due, as an instant.
+fn alarm(instance: &dyn Logic) -> Option<Instant> {
+    let next = instance.next_processing_timer()?;
+    let wait = next.saturating_sub(crate::wasm::timers::processing_time());
+    Some(Instant::now() + Duration::from_millis(wait.clamp(0, 3_600_000) as u64))
 }
 
 /// Where an operator subtask writes its checkpoints.
@@ -136,7 +192,9 @@ pub fn run(
     };
     // A watermark to forward once the records before it are sent.
     let mut held = None;
-    while let Some(event) = inputs.next()? {
+    loop {
+        inputs.set_alarm(alarm(instance.as_ref()));
+        let Some(event) = inputs.next()? else { break };
         match event {
             Event::Batch(batch, input) => {
                 report.records_in += batch.len() as u64;
@@ -218,12 +276,33 @@ pub fn run(
                 }
             }
             Event::Watermark(status) => {
-                held = Some(status);
+                if let Status::At(watermark) = status {
+                    let emitted = (instance.advance_watermark(watermark))
+                        .map_err(|e| Stop::Failed(e.into()))?;
+                    push(&task, &mut outputs, &mut report, emitted)?;
+                }
+                // A restored task's watermark may be ahead of its inputs' for a while.
+                held = Some(match (status, instance.watermark()) {
+                    (Status::At(at), Some(own)) => Status::At(at.max(own)),
+                    (status, _) => status,
+                });
+                flush(&mut outputs, &inputs, &mut held)?;
+            }
+            Event::Alarm => {
+                let now = crate::wasm::timers::processing_time();
+                let emitted =
+                    (instance.advance_processing_time(now)).map_err(|e| Stop::Failed(e.into()))?;
+                push(&task, &mut outputs, &mut report, emitted)?;
                 flush(&mut outputs, &inputs, &mut held)?;
             }
             Event::Committed(_) => {}
         }
     }
+    // The end of every input is a watermark at the end of time (`Inputs` sends it when
+    // its inputs carried watermarks; this covers those that did not).
+    let emitted =
+        (instance.advance_watermark(super::watermark::END)).map_err(|e| Stop::Failed(e.into()))?;
+    push(&task, &mut outputs, &mut report, emitted)?;
     instance.close().map_err(|e| Stop::Failed(e.into()))?;
     outputs.end().map_err(|_| Stop::Disconnected)?;
     if let Some(writer) = writer {

@@ -124,7 +124,7 @@ pub fn run(
                     }
                     Event::Checkpoint(snapshot) => acks.snapshot(snapshot, SinkState::default()),
                     Event::ChannelState(id, state) => acks.channel_state(id, &state),
-                    Event::Watermark(_) | Event::Committed(_) => {}
+                    Event::Watermark(_) | Event::Committed(_) | Event::Alarm => {}
                 }
             }
             acks.finished(Box::new(FinalAck(AckState::Sink(SinkState::default()))));
@@ -153,7 +153,7 @@ pub fn run(
                     Event::Committed(id) => {
                         parts.commit(id).map_err(failure("commit part files"))?
                     }
-                    Event::Watermark(_) => {}
+                    Event::Watermark(_) | Event::Alarm => {}
                 }
             }
             let next_part = parts.next;

@@ -391,17 +391,15 @@ fn event_time_is_a_json_pointer_on_file_and_stdin_sources() {
 }
 
 #[test]
-fn a_watermark_strategy_needs_event_time_and_is_refused_until_operators_can_use_it() {
+fn a_watermark_strategy_needs_event_time() {
     let with = |source: &str| one_source_job(&format!("type = \"stdin\"\n{source}"));
-    let (_, key, message) = invalid(&with(
+    let job = parse_str(&with(
         "event_time = \"/ts\"\nwatermark = { out_of_orderness_ms = 500 }",
-    ));
-    assert_eq!(key, "source.watermark");
-    assert!(message.contains("out_of_orderness_ms = 500"), "{message}");
-    assert!(
-        message.contains("not available in this version"),
-        "{message}"
-    );
+    ))
+    .unwrap();
+    let strategy = job.sources[0].watermark.as_ref().expect("a strategy");
+    assert_eq!(strategy.out_of_orderness, Duration::from_millis(500));
+    assert_eq!(strategy.interval, Duration::from_millis(200), "the default");
     let (_, key, message) = invalid(&with("watermark = { out_of_orderness_ms = 500 }"));
     assert_eq!(key, "source.watermark");
     assert!(message.contains("set `event_time`"), "{message}");

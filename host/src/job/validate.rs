@@ -517,22 +517,7 @@ impl Validator<'_> {
                          `time_field`)",
                     ));
                 }
-                Some(w) => {
-                    let strategy = self.watermark(w.get_ref())?;
-                    // Sources send watermarks and tasks forward them, but no operator
-                    // can use one yet (no timers, no `current-watermark`), so a job
-                    // asking for them is refused rather than run as if they worked.
-                    return Err(self.error(
-                        w.span(),
-                        "source.watermark",
-                        format!(
-                            "watermarks (out_of_orderness_ms = {}) are not available in this \
-                             version of Weir yet: they come with event-time timers. Remove \
-                             `watermark`; records still carry their `event_time`",
-                            strategy.out_of_orderness.as_millis()
-                        ),
-                    ));
-                }
+                Some(w) => Some(self.watermark(w.get_ref())?),
             },
         })
     }

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::memory::MemoryBackend;
 use super::rocksdb::RocksDbBackend;
 use super::snapshot::{GroupEntries, Snapshot, StateInfo};
-use super::{KeyGroup, KeyGroupRange, Scope, StateBackend, StateError, StateId, StateKind};
+use super::{
+    KeyGroup, KeyGroupRange, Scope, StateBackend, StateError, StateId, StateKind, TimeDomain,
+};
 
 type Make = fn(KeyGroupRange) -> Box<dyn StateBackend>;
 
@@ -67,6 +69,128 @@ fn fill(b: &mut dyn StateBackend) {
         .unwrap();
     b.map_put(scope(2, b"big"), vec![(vec![9; 1000], vec![9; 1 << 20])])
         .unwrap();
+    for i in 0..500i64 {
+        let key = format!("user-{i}");
+        let group = KeyGroup::of(key.as_bytes(), 128);
+        b.timer_set(group, TimeDomain::Event, i - 250, key.as_bytes())
+            .unwrap();
+        if i % 7 == 0 {
+            b.timer_set(group, TimeDomain::Processing, i * 1000, key.as_bytes())
+                .unwrap();
+        }
+    }
+}
+
+/// Every timer of `domain` due at `up_to`, fired `limit` at a time.
+fn fire_all(
+    b: &mut dyn StateBackend,
+    domain: TimeDomain,
+    up_to: i64,
+    limit: usize,
+) -> Vec<(i64, KeyGroup, Vec<u8>)> {
+    let mut fired = Vec::new();
+    loop {
+        let due = b.timers_due(domain, up_to, limit).unwrap();
+        assert!(due.len() <= limit);
+        if due.is_empty() {
+            return fired;
+        }
+        fired.extend(due.into_iter().map(|(g, t)| (t.timestamp, g, t.key)));
+    }
+}
+
+#[test]
+fn timers_are_a_set_per_key_and_fire_in_time_order_across_key_groups() {
+    let mut fired = Vec::new();
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        let set = |b: &mut dyn StateBackend, key: &str, at: i64| {
+            let group = KeyGroup::of(key.as_bytes(), 128);
+            b.timer_set(group, TimeDomain::Event, at, key.as_bytes())
+                .unwrap();
+        };
+        for i in 0..300 {
+            set(b.as_mut(), &format!("k{}", i % 40), (i * 37) % 101 - 50);
+        }
+        // Set twice: one timer.
+        set(b.as_mut(), "k0", -50);
+        set(b.as_mut(), "k1", 7);
+        set(b.as_mut(), "k1", 7);
+        let group = KeyGroup::of(b"k1", 128);
+        b.timer_delete(group, TimeDomain::Event, 7, b"k1").unwrap();
+        b.timer_delete(group, TimeDomain::Event, 999, b"k1")
+            .unwrap();
+        assert_eq!(
+            b.next_timer(TimeDomain::Event).unwrap(),
+            Some(-50),
+            "{name}"
+        );
+        assert_eq!(
+            b.next_timer(TimeDomain::Processing).unwrap(),
+            None,
+            "{name}"
+        );
+        assert!(
+            b.timers_due(TimeDomain::Event, -51, 10).unwrap().is_empty(),
+            "{name}: none early"
+        );
+        let early = fire_all(b.as_mut(), TimeDomain::Event, 0, 7);
+        let late = fire_all(b.as_mut(), TimeDomain::Event, i64::MAX, 13);
+        assert!(early.iter().all(|(t, ..)| *t <= 0) && late.iter().all(|(t, ..)| *t > 0));
+        let all: Vec<_> = early.into_iter().chain(late).collect();
+        assert!(
+            all.windows(2).all(|w| w[0] < w[1]),
+            "{name}: by time, group, key, once"
+        );
+        assert_eq!(b.next_timer(TimeDomain::Event).unwrap(), None, "{name}");
+        // A timer set below what already fired fires too.
+        set(b.as_mut(), "k2", -1000);
+        assert_eq!(
+            fire_all(b.as_mut(), TimeDomain::Event, -1000, 5).len(),
+            1,
+            "{name}"
+        );
+        fired.push(all);
+    }
+    assert_eq!(fired[0], fired[1], "memory and rocksdb fire alike");
+    assert_eq!(
+        fired[0].len(),
+        300,
+        "the 300 timers set, the deleted one not"
+    );
+    let outside = MemoryBackend::new(KeyGroupRange::for_subtask(128, 2, 0)).timer_set(
+        KeyGroup(100),
+        TimeDomain::Event,
+        0,
+        b"k",
+    );
+    assert!(matches!(
+        outside,
+        Err(StateError::KeyGroupOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn a_million_timers_of_one_key_fire_in_order_from_rocksdb() {
+    let mut b = rocksdb(all());
+    let group = KeyGroup::of(b"hot", 128);
+    // Registered out of order: time i * 7919 mod 1M visits every millisecond once.
+    for i in 0..1_000_000i64 {
+        b.timer_set(group, TimeDomain::Event, (i * 7919) % 1_000_000, b"hot")
+            .unwrap();
+    }
+    let mut next = 0;
+    loop {
+        let due = b.timers_due(TimeDomain::Event, i64::MAX, 512).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        for (_, timer) in due {
+            assert_eq!(timer.timestamp, next);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 1_000_000);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// A key group: `hash(key) % max_parallelism`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct KeyGroup(pub u16);
 
 impl fmt::Display for KeyGroup {

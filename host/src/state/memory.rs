@@ -8,16 +8,16 @@
 //! group's table, without an allocation per key; the checkpoint writer encodes the
 //! snapshot straight into a file, without copying its entries first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 use std::sync::Arc;
 
-use super::snapshot::{Encoder, Entry, GroupEntries, SlotData, StateInfo};
+use super::snapshot::{Encoder, Entry, GroupEntries, SlotData, StateInfo, Timer};
 use super::{
-    BackendSnapshot, KeyGroup, KeyGroupRange, Layout, Result, Scope, StateBackend, StateError,
-    StateId,
+    BackendSnapshot, DueTimer, KeyGroup, KeyGroupRange, Layout, Result, Scope, StateBackend,
+    StateError, StateId, TimeDomain,
 };
 use crate::small_bytes::SmallBytes;
 
@@ -44,10 +44,29 @@ impl Slot {
 /// One state's slots in one key group, by record key.
 type Slots = HashMap<SmallBytes, Slot>;
 
-/// The slots of one key group: indexed by state id, then keyed by record key.
+/// The slots of one key group: indexed by state id, then keyed by record key; and its
+/// timers, per domain, in firing order.
 #[derive(Debug, Default, Clone)]
 struct Group {
     states: Vec<Slots>,
+    timers: [BTreeSet<(i64, SmallBytes)>; 2],
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.states.iter().all(|keys| keys.is_empty()) && self.timers.iter().all(|t| t.is_empty())
+    }
+
+    /// The group's timers in snapshot order: by domain, timestamp, then key.
+    fn timers(&self) -> impl Iterator<Item = (TimeDomain, i64, &[u8])> {
+        [TimeDomain::Event, TimeDomain::Processing]
+            .into_iter()
+            .flat_map(|domain| {
+                self.timers[domain as usize]
+                    .iter()
+                    .map(move |(timestamp, key)| (domain, *timestamp, &**key))
+            })
+    }
 }
 
 /// Keyed state held in memory, per key group.
@@ -82,12 +101,25 @@ impl MemoryBackend {
     }
 
     fn group_index(&self, scope: Scope<'_>) -> Result<usize> {
+        self.offset(scope.key_group)
+    }
+
+    fn offset(&self, key_group: KeyGroup) -> Result<usize> {
         self.range
-            .offset(scope.key_group)
+            .offset(key_group)
             .ok_or(StateError::KeyGroupOutOfRange {
-                key_group: scope.key_group,
+                key_group,
                 range: self.range,
             })
+    }
+
+    fn timers_mut(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+    ) -> Result<&mut BTreeSet<(i64, SmallBytes)>> {
+        let group = self.offset(key_group)?;
+        Ok(&mut Arc::make_mut(&mut self.groups[group]).timers[domain as usize])
     }
 
     fn slot(&self, scope: Scope<'_>, expected: Layout) -> Result<Option<&Slot>> {
@@ -249,6 +281,67 @@ impl StateBackend for MemoryBackend {
         Ok(keys)
     }
 
+    fn timer_set(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+        timestamp: i64,
+        key: &[u8],
+    ) -> Result<()> {
+        let timers = self.timers_mut(key_group, domain)?;
+        if !timers.contains(&(timestamp, SmallBytes::from(key))) {
+            timers.insert((timestamp, key.into()));
+        }
+        Ok(())
+    }
+
+    fn timer_delete(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+        timestamp: i64,
+        key: &[u8],
+    ) -> Result<()> {
+        let index = self.offset(key_group)?;
+        let timer = (timestamp, SmallBytes::from(key));
+        // Only a group that holds the timer is copied (if a snapshot shares it).
+        if self.groups[index].timers[domain as usize].contains(&timer) {
+            self.timers_mut(key_group, domain)?.remove(&timer);
+        }
+        Ok(())
+    }
+
+    fn timers_due(
+        &mut self,
+        domain: TimeDomain,
+        up_to: i64,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>> {
+        let due = super::first_due(
+            domain,
+            self.range.iter().zip(&self.groups).map(|(group, slots)| {
+                let timers = slots.timers[domain as usize].iter();
+                (group, timers.map(|(timestamp, key)| (*timestamp, &**key)))
+            }),
+            up_to,
+            limit,
+        );
+        for (group, timer) in &due {
+            let key = SmallBytes::from(timer.key.as_slice());
+            self.timers_mut(*group, domain)?
+                .remove(&(timer.timestamp, key));
+        }
+        Ok(due)
+    }
+
+    fn next_timer(&self, domain: TimeDomain) -> Result<Option<i64>> {
+        Ok(self
+            .groups
+            .iter()
+            .filter_map(|group| group.timers[domain as usize].first().map(|(t, _)| *t))
+            .min())
+    }
+
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {
         Box::new(MemorySnapshot {
             range: self.range,
@@ -261,7 +354,16 @@ impl StateBackend for MemoryBackend {
             let Some(index) = self.range.offset(group.group) else {
                 continue;
             };
-            let states = &mut Arc::make_mut(&mut self.groups[index]).states;
+            let restored = Arc::make_mut(&mut self.groups[index]);
+            for Timer {
+                domain,
+                timestamp,
+                key,
+            } in &group.timers
+            {
+                restored.timers[*domain as usize].insert((*timestamp, key.as_slice().into()));
+            }
+            let states = &mut restored.states;
             for entry in &group.entries {
                 let state = entry.state as usize;
                 if states.len() <= state {
@@ -312,7 +414,18 @@ impl BackendSnapshot for MemorySnapshot {
                     .collect();
                 // (state, key) is unique: an unstable sort gives the same order, faster.
                 entries.sort_unstable_by(|a, b| (a.state, &a.key).cmp(&(b.state, &b.key)));
-                (!entries.is_empty()).then_some(GroupEntries { group, entries })
+                let timers = (slots.timers())
+                    .map(|(domain, timestamp, key)| Timer {
+                        domain,
+                        timestamp,
+                        key: key.to_vec(),
+                    })
+                    .collect();
+                (!slots.is_empty()).then_some(GroupEntries {
+                    group,
+                    entries,
+                    timers,
+                })
             })
             .collect())
     }
@@ -321,7 +434,7 @@ impl BackendSnapshot for MemorySnapshot {
         let mut encoder = Encoder::new(states);
         let mut sorted: Vec<(u64, &[u8], &Slot)> = Vec::new();
         for (group, slots) in self.range.iter().zip(&self.groups) {
-            if slots.states.iter().all(|keys| keys.is_empty()) {
+            if slots.is_empty() {
                 continue;
             }
             encoder.group(group);
@@ -343,6 +456,9 @@ impl BackendSnapshot for MemorySnapshot {
                         ),
                     }
                 }
+            }
+            for (domain, timestamp, key) in slots.timers() {
+                encoder.timer(domain, timestamp, key);
             }
         }
         Ok(encoder.finish())

@@ -8,7 +8,9 @@
 //! an unchanged parallelism each subtask keeps its own); `union` gives every new subtask
 //! every old subtask's elements, at any parallelism; every new subtask gets a copy of old
 //! subtask 0's broadcast states (they are equal on every subtask: only broadcast records,
-//! which every subtask sees in the same order, change them). Pure: no I/O.
+//! which every subtask sees in the same order, change them); a new subtask's watermark
+//! is the lowest of the old subtasks' (so that no timer is skipped: one that fired
+//! before is no longer in state, so none fires twice). Pure: no I/O.
 
 use crate::wire::{Reader, Truncated, put_bytes, put_u32};
 use std::collections::BTreeMap;
@@ -53,19 +55,22 @@ pub struct BroadcastState {
 }
 
 /// The operator state of one subtask: its list and broadcast states, each in
-/// registration order.
+/// registration order, and the event-time watermark its timers have seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OperatorState {
     /// The list states.
     pub lists: Vec<ListState>,
     /// The broadcast states.
     pub broadcast: Vec<BroadcastState>,
+    /// The subtask's watermark: every event-time timer at or below it has fired. None
+    /// before the first watermark.
+    pub watermark: Option<i64>,
 }
 
 const MAGIC: &[u8; 8] = b"weir-ops";
-/// Version 2 adds broadcast states after the lists; version 1 files (lists only) are
-/// still read.
-const VERSION: u8 = 2;
+/// Version 2 adds broadcast states after the lists, version 3 the watermark; older
+/// files are still read.
+const VERSION: u8 = 3;
 
 /// Why an operator state file cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,7 +89,7 @@ pub enum OperatorStateError {
 impl OperatorState {
     /// Whether it holds no state at all (nothing to write).
     pub fn is_empty(&self) -> bool {
-        self.lists.is_empty() && self.broadcast.is_empty()
+        self.lists.is_empty() && self.broadcast.is_empty() && self.watermark.is_none()
     }
 
     /// The broadcast state `name`, if registered or restored.
@@ -98,8 +103,8 @@ impl OperatorState {
     }
 
     /// The file's bytes: magic, version, the lists (name, mode, elements, each
-    /// length-prefixed), the broadcast states (name, entries as key then value), and a
-    /// CRC-32C of everything before it.
+    /// length-prefixed), the broadcast states (name, entries as key then value), the
+    /// watermark (a flag, then 8 bytes), and a CRC-32C of everything before it.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.push(VERSION);
@@ -123,6 +128,13 @@ impl OperatorState {
                 put_bytes(&mut out, key);
                 put_bytes(&mut out, value);
             }
+        }
+        match self.watermark {
+            Some(watermark) => {
+                out.push(1);
+                out.extend_from_slice(&watermark.to_le_bytes());
+            }
+            None => out.push(0),
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -174,10 +186,19 @@ impl OperatorState {
             }
             broadcast.push(BroadcastState { name, entries });
         }
+        let watermark = match (version >= 3).then(|| reader.take(1)).transpose()? {
+            None | Some([0]) => None,
+            Some([1]) => Some(i64::from_le_bytes(reader.array()?)),
+            Some(_) => return Err(OperatorStateError::Malformed("a bad watermark flag")),
+        };
         if !reader.is_empty() {
             return Err(OperatorStateError::Malformed("bytes after the last state"));
         }
-        Ok(OperatorState { lists, broadcast })
+        Ok(OperatorState {
+            lists,
+            broadcast,
+            watermark,
+        })
     }
 }
 
@@ -187,10 +208,13 @@ pub fn redistribute(old: &[OperatorState], parallelism: usize) -> Vec<OperatorSt
     let parallelism = parallelism.max(1);
     let unchanged = old.len() == parallelism;
     let broadcast = old.first().map(|s| s.broadcast.clone()).unwrap_or_default();
+    // None (no watermark yet) is the lowest.
+    let watermark = old.iter().map(|s| s.watermark).min().flatten();
     let mut new = vec![
         OperatorState {
             lists: Vec::new(),
             broadcast,
+            watermark,
         };
         parallelism
     ];
@@ -260,6 +284,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             }],
+            watermark: Some(-3),
         }
     }
 
@@ -297,13 +322,29 @@ mod tests {
     fn version_1_files_have_no_broadcast_state() {
         let mut state = subtask(&["a"], &["r"]);
         state.broadcast.clear();
+        state.watermark = None;
         let mut bytes = state.encode();
-        // A version 1 file is a version 2 file without the broadcast count.
-        bytes.truncate(bytes.len() - 8);
+        // A version 1 file is a version 3 file without the broadcast count and the
+        // watermark's flag.
+        bytes.truncate(bytes.len() - 9);
         bytes[MAGIC.len()] = 1;
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(OperatorState::decode(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn a_new_subtask_has_the_lowest_watermark_of_the_old_ones() {
+        let at = |watermark| OperatorState {
+            watermark,
+            ..OperatorState::default()
+        };
+        for p in [1, 3] {
+            let new = redistribute(&[at(Some(9)), at(Some(4)), at(Some(7))], p);
+            assert!(new.iter().all(|s| s.watermark == Some(4)));
+            let new = redistribute(&[at(Some(9)), at(None)], p);
+            assert!(new.iter().all(|s| s.watermark.is_none()), "none is lowest");
+        }
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! Keys are ordered by key group first — `[key group u16][state u32][key length u32][key]`
 //! then a tag: `v` (value), `l` (list, one encoded value) or `m` + user key (one map
 //! entry) — so a key group, a key's slot and a map are each one contiguous key range.
+//! Timers are `[key group][u32::MAX][domain][timestamp][key]`, the timestamp big-endian
+//! with its sign bit flipped, so a group's timers of a domain are in firing order and
+//! the due ones are a range scan.
 //! The write-ahead log is off: durability comes from checkpoints, and a subtask's
 //! database is rebuilt from the latest checkpoint after any failure.
 //!
@@ -15,13 +18,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::rocksdb::{
-    DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
-use super::snapshot::{Entry, GroupEntries, SlotData};
+use super::snapshot::{Entry, GroupEntries, SlotData, Timer};
 use super::{
-    BackendSnapshot, KeyGroup, KeyGroupRange, Result, Scope, StateBackend, StateError, StateId,
+    BackendSnapshot, DueTimer, KeyGroup, KeyGroupRange, Result, Scope, StateBackend, StateError,
+    StateId, TimeDomain,
 };
+
+/// The state id part of every timer's key: never a registered state's.
+const TIMERS: u32 = u32::MAX;
 use crate::folder::Folder;
 
 /// Keyed state in a local RocksDB database.
@@ -33,6 +40,10 @@ pub struct RocksDbBackend {
     write: WriteOptions,
     /// Numbers snapshot folders, so that one being read is never reused.
     snapshots: AtomicU64,
+    /// Per domain, no pending timer is earlier than this: scans for due timers seek
+    /// here, past the deleted keys of the timers already fired (a scan from the start
+    /// of the range would step over every one of them until a compaction).
+    timers_from: [i64; 2],
     /// The database's folder: working state, rebuilt from checkpoints, never kept.
     folder: Folder,
 }
@@ -61,19 +72,59 @@ impl RocksDbBackend {
             range,
             write,
             snapshots: AtomicU64::new(0),
+            timers_from: [i64::MIN; 2],
             folder,
         })
     }
 
     fn check(&self, scope: Scope<'_>) -> Result<()> {
-        if self.range.contains(scope.key_group) {
+        self.check_group(scope.key_group)
+    }
+
+    fn check_group(&self, key_group: KeyGroup) -> Result<()> {
+        if self.range.contains(key_group) {
             Ok(())
         } else {
             Err(StateError::KeyGroupOutOfRange {
-                key_group: scope.key_group,
+                key_group,
                 range: self.range,
             })
         }
+    }
+
+    /// A group's timers of `domain` in firing order, as `(timestamp, key)`, while `keep`
+    /// says so.
+    fn group_timers(
+        &self,
+        group: KeyGroup,
+        domain: TimeDomain,
+        mut keep: impl FnMut(i64) -> bool,
+    ) -> Result<Vec<(i64, Vec<u8>)>> {
+        let prefix = timers_prefix(group, domain);
+        let from = timer_key(group, domain, self.timers_from[domain as usize], b"");
+        // Bounded, so that a seek in an empty group stops at its end instead of stepping
+        // over the next group's deleted timers.
+        let mut end = prefix.clone();
+        *end.last_mut().expect("a domain byte") += 1;
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(end);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_opt(IteratorMode::From(&from, Direction::Forward), read)
+        {
+            let (stored, _) = item.map_err(storage)?;
+            if !stored.starts_with(&prefix) {
+                break;
+            }
+            let (timestamp, key) = parse_timer(&stored[prefix.len()..])
+                .ok_or_else(|| StateError::Storage("a malformed timer in the store".into()))?;
+            if !keep(timestamp) {
+                break;
+            }
+            out.push((timestamp, key.to_vec()));
+        }
+        Ok(out)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -109,6 +160,28 @@ fn slot_prefix(scope: Scope<'_>) -> Vec<u8> {
     prefix.extend_from_slice(&(scope.key.len() as u32).to_be_bytes());
     prefix.extend_from_slice(scope.key);
     prefix
+}
+
+/// `[group][TIMERS][domain]`: the prefix of a group's timers of one domain.
+fn timers_prefix(group: KeyGroup, domain: TimeDomain) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(7 + 8 + 16);
+    prefix.extend_from_slice(&group.0.to_be_bytes());
+    prefix.extend_from_slice(&TIMERS.to_be_bytes());
+    prefix.push(domain as u8);
+    prefix
+}
+
+fn timer_key(group: KeyGroup, domain: TimeDomain, timestamp: i64, key: &[u8]) -> Vec<u8> {
+    let mut stored = timers_prefix(group, domain);
+    stored.extend_from_slice(&((timestamp as u64) ^ (1 << 63)).to_be_bytes());
+    stored.extend_from_slice(key);
+    stored
+}
+
+/// A timer key's `[timestamp][key]` part.
+fn parse_timer(bytes: &[u8]) -> Option<(i64, &[u8])> {
+    let (timestamp, key) = bytes.split_first_chunk::<8>()?;
+    Some(((u64::from_be_bytes(*timestamp) ^ (1 << 63)) as i64, key))
 }
 
 fn tagged(scope: Scope<'_>, tag: u8) -> Vec<u8> {
@@ -267,6 +340,80 @@ impl StateBackend for RocksDbBackend {
         Ok(keys)
     }
 
+    fn timer_set(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+        timestamp: i64,
+        key: &[u8],
+    ) -> Result<()> {
+        self.check_group(key_group)?;
+        let from = &mut self.timers_from[domain as usize];
+        *from = (*from).min(timestamp);
+        self.put(&timer_key(key_group, domain, timestamp, key), &[])
+    }
+
+    fn timer_delete(
+        &mut self,
+        key_group: KeyGroup,
+        domain: TimeDomain,
+        timestamp: i64,
+        key: &[u8],
+    ) -> Result<()> {
+        self.check_group(key_group)?;
+        let stored = timer_key(key_group, domain, timestamp, key);
+        self.db.delete_opt(stored, &self.write).map_err(storage)
+    }
+
+    fn timers_due(
+        &mut self,
+        domain: TimeDomain,
+        up_to: i64,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>> {
+        let mut groups = Vec::new();
+        for group in self.range.iter() {
+            let mut taken = 0;
+            let timers = self.group_timers(group, domain, |timestamp| {
+                taken += 1;
+                timestamp <= up_to && taken <= limit
+            })?;
+            if !timers.is_empty() {
+                groups.push((group, timers));
+            }
+        }
+        let due = super::first_due(
+            domain,
+            groups.iter().map(|(group, timers)| {
+                (*group, timers.iter().map(|(t, key)| (*t, key.as_slice())))
+            }),
+            up_to,
+            limit,
+        );
+        let mut batch = WriteBatch::default();
+        for (group, timer) in &due {
+            batch.delete(timer_key(*group, domain, timer.timestamp, &timer.key));
+        }
+        self.db.write_opt(batch, &self.write).map_err(storage)?;
+        // What fired is the earliest there was.
+        if let Some((_, last)) = due.last() {
+            self.timers_from[domain as usize] = last.timestamp;
+        }
+        Ok(due)
+    }
+
+    fn next_timer(&self, domain: TimeDomain) -> Result<Option<i64>> {
+        let mut next: Option<i64> = None;
+        for group in self.range.iter() {
+            let mut first = true;
+            let timers = self.group_timers(group, domain, |_| std::mem::take(&mut first))?;
+            if let Some(&(timestamp, _)) = timers.first() {
+                next = Some(next.map_or(timestamp, |n| n.min(timestamp)));
+            }
+        }
+        Ok(next)
+    }
+
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {
         let dir = self.folder.path().with_extension(format!(
             "snapshot-{}",
@@ -283,6 +430,10 @@ impl StateBackend for RocksDbBackend {
     fn restore(&mut self, groups: &[GroupEntries]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for group in groups.iter().filter(|g| self.range.contains(g.group)) {
+            for timer in &group.timers {
+                let stored = timer_key(group.group, timer.domain, timer.timestamp, &timer.key);
+                batch.put(stored, []);
+            }
             for entry in &group.entries {
                 let scope = Scope {
                     state: super::StateId(entry.state),
@@ -339,20 +490,40 @@ pub fn read_checkpoint(dir: &Path) -> Result<Vec<GroupEntries>> {
     let mut groups: Vec<GroupEntries> = Vec::new();
     for item in db.iterator(IteratorMode::Start) {
         let (key, value) = item.map_err(storage)?;
+        let malformed = || StateError::Storage("a malformed key in the state store".into());
+        let (group, state) = key
+            .split_first_chunk::<2>()
+            .and_then(|(group, rest)| Some((group, rest.split_first_chunk::<4>()?)))
+            .map(|(group, (state, _))| (KeyGroup(u16::from_be_bytes(*group)), *state))
+            .ok_or_else(malformed)?;
+        if groups.last().is_none_or(|g| g.group != group) {
+            groups.push(GroupEntries {
+                group,
+                ..GroupEntries::default()
+            });
+        }
+        if u32::from_be_bytes(state) == TIMERS {
+            let (&domain, rest) = key[6..].split_first().ok_or_else(malformed)?;
+            let domain = match domain {
+                0 => TimeDomain::Event,
+                1 => TimeDomain::Processing,
+                _ => return Err(malformed()),
+            };
+            let (timestamp, timer_key) = parse_timer(rest).ok_or_else(malformed)?;
+            let timers = &mut groups.last_mut().expect("pushed above").timers;
+            timers.push(Timer {
+                domain,
+                timestamp,
+                key: timer_key.to_vec(),
+            });
+            continue;
+        }
         let StoreKey {
-            group,
             state,
             key: user_key,
             tag,
             rest,
-        } = parse_key(&key)
-            .ok_or_else(|| StateError::Storage("a malformed key in the state store".into()))?;
-        if groups.last().is_none_or(|g| g.group != group) {
-            groups.push(GroupEntries {
-                group,
-                entries: Vec::new(),
-            });
-        }
+        } = parse_key(&key).ok_or_else(malformed)?;
         let entries = &mut groups.last_mut().expect("pushed above").entries;
         match tag {
             b'v' => entries.push(Entry {
@@ -394,9 +565,8 @@ pub fn read_checkpoint(dir: &Path) -> Result<Vec<GroupEntries>> {
     Ok(groups)
 }
 
-/// The parts of a store key: `[group][state][len][key][tag][rest]`.
+/// The parts of a store key after its group: `[group][state][len][key][tag][rest]`.
 struct StoreKey<'a> {
-    group: KeyGroup,
     state: u32,
     key: &'a [u8],
     tag: u8,
@@ -405,14 +575,13 @@ struct StoreKey<'a> {
 }
 
 fn parse_key(bytes: &[u8]) -> Option<StoreKey<'_>> {
-    let (group, rest) = bytes.split_first_chunk::<2>()?;
+    let (_group, rest) = bytes.split_first_chunk::<2>()?;
     let (state, rest) = rest.split_first_chunk::<4>()?;
     let (len, rest) = rest.split_first_chunk::<4>()?;
     let len = u32::from_be_bytes(*len) as usize;
     let key = rest.get(..len)?;
     let (&tag, tail) = rest.get(len..)?.split_first()?;
     Some(StoreKey {
-        group: KeyGroup(u16::from_be_bytes(*group)),
         state: u32::from_be_bytes(*state),
         key,
         tag,

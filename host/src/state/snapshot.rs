@@ -5,15 +5,18 @@
 //! depend on the backend that took it or on registration order.
 //!
 //! File layout (little-endian): `WEIRSNAP`, format version (u16), the states (count,
-//! then name and kind each), the key groups (count, then group, entry count and entries
-//! each), and a CRC-32C of everything before it. Decoding checks the magic, the version,
+//! then name and kind each), the key groups (count, then group, entry count and entries,
+//! timer count and timers each), and a CRC-32C of everything before it. Version 1, which
+//! had no timers, is still read. Decoding checks the magic, the version,
 //! the checksum and every length, so a torn or corrupted file is refused, never read.
 
-use super::{KeyGroup, StateKind};
+use super::{KeyGroup, StateKind, TimeDomain};
 
 pub(crate) const MAGIC: &[u8; 8] = b"WEIRSNAP";
-/// The format version this host writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this host writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this host reads (version 1: no timers).
+pub const OLDEST_READ: u16 = 1;
 
 /// A registered state, as snapshots name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,13 +49,26 @@ pub enum SlotData {
     Map(Vec<(Vec<u8>, Vec<u8>)>),
 }
 
-/// The entries of one key group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A pending timer of one key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timer {
+    /// Which clock it follows.
+    pub domain: TimeDomain,
+    /// When it fires, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The record key it is for.
+    pub key: Vec<u8>,
+}
+
+/// The entries and timers of one key group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GroupEntries {
     /// The key group.
     pub group: KeyGroup,
     /// Its entries, sorted by state, then key.
     pub entries: Vec<Entry>,
+    /// Its pending timers, sorted by domain, timestamp, then key.
+    pub timers: Vec<Timer>,
 }
 
 /// One subtask's keyed state.
@@ -72,7 +88,7 @@ pub enum SnapshotError {
     Magic,
     /// Written by another format version.
     #[error(
-        "snapshot format version {0} is not supported (this host reads version {FORMAT_VERSION})"
+        "snapshot format version {0} is not supported (this host reads versions {OLDEST_READ} to {FORMAT_VERSION})"
     )]
     Version(u16),
     /// The checksum does not match: the file is damaged.
@@ -107,6 +123,9 @@ impl Snapshot {
                     ),
                 }
             }
+            for timer in &group.timers {
+                encoder.timer(timer.domain, timer.timestamp, &timer.key);
+            }
         }
         encoder.finish()
     }
@@ -129,7 +148,7 @@ impl Snapshot {
         }
         let mut r = Reader { bytes: &body[8..] };
         let version = r.u16()?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::Version(version));
         }
         let mut snapshot = Snapshot::default();
@@ -164,7 +183,28 @@ impl Snapshot {
                 };
                 entries.push(Entry { state, key, data });
             }
-            snapshot.groups.push(GroupEntries { group, entries });
+            let mut timers = Vec::new();
+            if version >= 2 {
+                for _ in 0..r.count()? {
+                    let domain = match r.u8()? {
+                        0 => TimeDomain::Event,
+                        1 => TimeDomain::Processing,
+                        _ => return Err(SnapshotError::Malformed("unknown time domain")),
+                    };
+                    let timestamp = r.i64()?;
+                    let key = r.bytes()?.to_vec();
+                    timers.push(Timer {
+                        domain,
+                        timestamp,
+                        key,
+                    });
+                }
+            }
+            snapshot.groups.push(GroupEntries {
+                group,
+                entries,
+                timers,
+            });
         }
         if !r.bytes.is_empty() {
             return Err(SnapshotError::Malformed(
@@ -177,7 +217,8 @@ impl Snapshot {
 
 /// Writes a snapshot file entry by entry, so that a backend can encode its state without
 /// building a [`Snapshot`] (a copy of every key and value) first. The caller gives key
-/// groups in order and each group's entries sorted by state, then key.
+/// groups in order, each group's entries sorted by state, then key, then its timers
+/// sorted by domain, timestamp, then key.
 pub struct Encoder {
     out: Vec<u8>,
     /// Where the key group count is, and the count so far.
@@ -186,6 +227,9 @@ pub struct Encoder {
     /// Where the open group's entry count is, and the count so far.
     entries_at: usize,
     entries: u32,
+    /// Where the open group's timer count is, once its first timer came, and the count.
+    timers_at: Option<usize>,
+    timers: u32,
 }
 
 impl Encoder {
@@ -207,6 +251,8 @@ impl Encoder {
             groups: 0,
             entries_at: 0,
             entries: 0,
+            timers_at: None,
+            timers: 0,
         }
     }
 
@@ -224,11 +270,17 @@ impl Encoder {
             let at = self.entries_at;
             self.out[at..at + 4].copy_from_slice(&self.entries.to_le_bytes());
             self.entries = 0;
+            match self.timers_at.take() {
+                Some(at) => self.out[at..at + 4].copy_from_slice(&self.timers.to_le_bytes()),
+                None => put_u32(&mut self.out, 0),
+            }
+            self.timers = 0;
         }
     }
 
     fn entry(&mut self, state: u32, key: &[u8], layout: u8) {
         assert!(self.groups > 0, "an entry before its key group");
+        assert!(self.timers_at.is_none(), "an entry after a timer");
         self.entries += 1;
         put_u32(&mut self.out, state);
         put_bytes(&mut self.out, key);
@@ -263,6 +315,22 @@ impl Encoder {
             put_bytes(&mut self.out, k);
             put_bytes(&mut self.out, v);
         }
+    }
+
+    /// A pending timer of the current key group, after its entries.
+    pub fn timer(&mut self, domain: TimeDomain, timestamp: i64, key: &[u8]) {
+        assert!(self.groups > 0, "a timer before its key group");
+        if self.timers_at.is_none() {
+            self.timers_at = Some(self.out.len());
+            put_u32(&mut self.out, 0);
+        }
+        self.timers += 1;
+        self.out.push(match domain {
+            TimeDomain::Event => 0,
+            TimeDomain::Processing => 1,
+        });
+        self.out.extend_from_slice(&timestamp.to_le_bytes());
+        put_bytes(&mut self.out, key);
     }
 
     /// The file: counts filled in, checksum appended.
@@ -334,6 +402,11 @@ impl<'a> Reader<'a> {
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
+    fn i64(&mut self) -> Result<i64, SnapshotError> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
     /// A count of items that each take at least one byte: bounded by what is left, so a
     /// corrupted count cannot make the decoder allocate or loop without end.
     fn count(&mut self) -> Result<usize, SnapshotError> {
@@ -384,6 +457,18 @@ mod tests {
                             data: SlotData::Value(Vec::new()),
                         },
                     ],
+                    timers: vec![
+                        Timer {
+                            domain: TimeDomain::Event,
+                            timestamp: -5,
+                            key: b"/a".to_vec(),
+                        },
+                        Timer {
+                            domain: TimeDomain::Processing,
+                            timestamp: 1_700_000_000_000,
+                            key: Vec::new(),
+                        },
+                    ],
                 },
                 GroupEntries {
                     group: KeyGroup(127),
@@ -399,6 +484,7 @@ mod tests {
                             data: SlotData::List(vec![b"x".to_vec(), Vec::new()]),
                         },
                     ],
+                    timers: Vec::new(),
                 },
             ],
         }
@@ -456,5 +542,52 @@ mod tests {
         let crc = crc32c::crc32c(&future[..body]).to_le_bytes();
         future[body..].copy_from_slice(&crc);
         assert_eq!(Snapshot::decode(&future), Err(SnapshotError::Version(9)));
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_as_having_no_timers() {
+        // Version 1's layout: this snapshot's, without the timer counts.
+        let mut snapshot = sample();
+        for group in &mut snapshot.groups {
+            group.timers.clear();
+        }
+        let mut v1 = Vec::from(&MAGIC[..]);
+        v1.extend_from_slice(&1u16.to_le_bytes());
+        put_u32(&mut v1, snapshot.states.len() as u32);
+        for state in &snapshot.states {
+            put_bytes(&mut v1, state.name.as_bytes());
+            v1.push(kind_code(state.kind));
+        }
+        put_u32(&mut v1, snapshot.groups.len() as u32);
+        for group in &snapshot.groups {
+            v1.extend_from_slice(&group.group.0.to_le_bytes());
+            put_u32(&mut v1, group.entries.len() as u32);
+            for entry in &group.entries {
+                put_u32(&mut v1, entry.state);
+                put_bytes(&mut v1, &entry.key);
+                match &entry.data {
+                    SlotData::Value(v) => {
+                        v1.push(0);
+                        put_bytes(&mut v1, v);
+                    }
+                    SlotData::List(elements) => {
+                        v1.push(1);
+                        put_u32(&mut v1, elements.len() as u32);
+                        elements.iter().for_each(|e| put_bytes(&mut v1, e));
+                    }
+                    SlotData::Map(entries) => {
+                        v1.push(2);
+                        put_u32(&mut v1, entries.len() as u32);
+                        for (k, v) in entries {
+                            put_bytes(&mut v1, k);
+                            put_bytes(&mut v1, v);
+                        }
+                    }
+                }
+            }
+        }
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Snapshot::decode(&v1).unwrap(), snapshot);
     }
 }

@@ -2,6 +2,14 @@
 //! once straight through and, with `--restore-every N`, once more restored into a fresh
 //! instance every N records; with `--restore-parallelism P` the restores alternate
 //! between one instance and P (records routed by key group, as the host routes them).
+//!
+//! Time: with `--event-time POINTER` records carry their event time. The input file
+//! moves time with lines of their own, which are not JSON and so never a record:
+//! `#watermark MS` (the watermark reaches MS: due event-time timers fire) and
+//! `#processing-time MS` (the operator's clock, 0 at the start, reads MS: due
+//! processing-time timers fire). The end of the input fires the remaining event-time
+//! timers, as a job's does. Only records count towards `--restore-every`, so restores
+//! also come between a timer's setting and its firing.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -36,35 +44,88 @@ struct Run {
     restores: Vec<(usize, usize)>,
 }
 
-/// Feeds `records` to a fresh instance; every `restore_every` records, continues in
+/// A line of the input file.
+#[derive(Debug, Clone, PartialEq)]
+enum Line {
+    /// A record.
+    Record(String),
+    /// `#watermark MS`.
+    Watermark(i64),
+    /// `#processing-time MS`.
+    ProcessingTime(i64),
+}
+
+/// The input file's line `number` (1-based).
+fn parse_line(text: &str, number: usize) -> Result<Line, String> {
+    let Some(control) = text.trim().strip_prefix('#') else {
+        return Ok(Line::Record(text.to_string()));
+    };
+    let (what, ms) = control.split_once(' ').unwrap_or((control, ""));
+    let ms = ms.trim().parse::<i64>();
+    match (what, ms) {
+        ("watermark", Ok(ms)) => Ok(Line::Watermark(ms)),
+        ("processing-time", Ok(ms)) => Ok(Line::ProcessingTime(ms)),
+        _ => Err(format!(
+            "input line {number}: `{text}` is neither a record nor `#watermark MS` or \
+             `#processing-time MS` (MS: milliseconds since the Unix epoch)"
+        )),
+    }
+}
+
+/// Feeds `lines` to a fresh instance; every `restore_every` records, continues in
 /// fresh instances restored from snapshots (alternately one and `restore_parallelism`).
-fn drive(
-    args: &TestArgs,
-    records: &[String],
-    restore_every: Option<usize>,
-) -> Result<Run, TestError> {
+fn drive(args: &TestArgs, lines: &[Line], restore_every: Option<usize>) -> Result<Run, TestError> {
     let mut ops = vec![TestOperator::load(&args.component, args.options.clone())?];
     let mut run = Run {
         outputs: Vec::new(),
         restores: Vec::new(),
     };
-    let mut start = 0;
-    while start < records.len() {
-        let boundary = restore_every.map_or(records.len(), |n| (start / n + 1) * n);
-        let end = (start + BATCH).min(boundary).min(records.len());
+    let records = lines
+        .iter()
+        .filter(|l| matches!(l, Line::Record(_)))
+        .count();
+    let (mut at, mut done) = (0, 0);
+    while at < lines.len() {
+        // Time moves every instance (a watermark reaches every subtask).
+        match &lines[at] {
+            Line::Watermark(ms) => {
+                for op in &mut ops {
+                    run.outputs.extend(op.advance_watermark(*ms)?);
+                }
+                at += 1;
+                continue;
+            }
+            Line::ProcessingTime(ms) => {
+                for op in &mut ops {
+                    run.outputs.extend(op.advance_processing_time(*ms)?);
+                }
+                at += 1;
+                continue;
+            }
+            Line::Record(_) => {}
+        }
+        let boundary = restore_every.map_or(records, |n| (done / n + 1) * n);
+        let take = BATCH.min(boundary - done);
+        let batch: Vec<&str> = (lines[at..].iter())
+            .map_while(|line| match line {
+                Line::Record(record) => Some(record.as_str()),
+                _ => None,
+            })
+            .take(take)
+            .collect();
         if let [op] = ops.as_mut_slice() {
-            let batch: Vec<&str> = records[start..end].iter().map(String::as_str).collect();
             run.outputs.extend(op.push_batch(&batch)?);
         } else {
             // One record at a time, so the outputs keep the input's order.
             let parallelism = ops.len() as u16;
-            for (index, record) in records.iter().enumerate().take(end).skip(start) {
-                let subtask = ops[0].subtask_of(record, index + 1, parallelism)?;
+            for (offset, record) in batch.iter().enumerate() {
+                let subtask = ops[0].subtask_of(record, done + offset + 1, parallelism)?;
                 run.outputs.extend(ops[subtask].push(record)?);
             }
         }
-        start = end;
-        if end == boundary && end < records.len() {
+        at += batch.len();
+        done += batch.len();
+        if done == boundary && done < records {
             let snapshots = ops
                 .iter()
                 .map(TestOperator::snapshot)
@@ -74,11 +135,11 @@ fn drive(
                 _ => 1,
             };
             ops = ops[0].rescaled(&snapshots, next)?;
-            run.restores.push((run.outputs.len(), end));
+            run.restores.push((run.outputs.len(), done));
         }
     }
     for op in ops {
-        op.close()?;
+        run.outputs.extend(op.close()?);
     }
     Ok(run)
 }
@@ -95,7 +156,13 @@ fn lines(path: &Path, what: &str) -> Result<Vec<String>, String> {
 
 /// Runs the test; `Ok` holds the summary for a pass, `Err` what failed, for the user.
 pub fn run(args: &TestArgs) -> Result<String, String> {
-    let records = lines(&args.input, "input")?;
+    let input = (lines(&args.input, "input")?.iter().enumerate())
+        .map(|(i, text)| parse_line(text, i + 1))
+        .collect::<Result<Vec<Line>, String>>()?;
+    let records = input
+        .iter()
+        .filter(|l| matches!(l, Line::Record(_)))
+        .count();
     let expected = lines(&args.expect, "expected output")?;
     if args.restore_every == Some(0) {
         return Err("--restore-every must be at least 1".into());
@@ -106,20 +173,16 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
             "--restore-parallelism must be between 1 and the max parallelism ({most})"
         ));
     }
-    let straight = drive(args, &records, None).map_err(|e| e.to_string())?;
+    let straight = drive(args, &input, None).map_err(|e| e.to_string())?;
     if let Comparison::Different { diff, .. } = compare(&expected, &straight.outputs) {
         return Err(format!(
             "the outputs differ from {}: {diff}",
             args.expect.display()
         ));
     }
-    let mut summary = format!(
-        "{} records, {} outputs as expected",
-        records.len(),
-        expected.len()
-    );
+    let mut summary = format!("{records} records, {} outputs as expected", expected.len());
     if let Some(n) = args.restore_every {
-        let restored = drive(args, &records, Some(n)).map_err(|e| {
+        let restored = drive(args, &input, Some(n)).map_err(|e| {
             format!(
                 "{e}\nThe operator ran without restores but failed when restored from a \
                  snapshot every {n} records: it behaves differently after a restore"
@@ -164,4 +227,27 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
         };
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_lines_are_told_from_records_and_bad_ones_are_refused() {
+        assert_eq!(parse_line("#watermark 1500", 1), Ok(Line::Watermark(1500)));
+        assert_eq!(
+            parse_line(" #processing-time -3", 1),
+            Ok(Line::ProcessingTime(-3))
+        );
+        assert_eq!(
+            parse_line("{\"a\":1}", 1),
+            Ok(Line::Record("{\"a\":1}".into()))
+        );
+        let bad = parse_line("#watermark soon", 4).unwrap_err();
+        assert!(
+            bad.contains("input line 4") && bad.contains("#watermark MS"),
+            "{bad}"
+        );
+    }
 }

@@ -7,7 +7,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use exports::weir::operator::guest::{Batch, Outputs, TaskInfo};
+pub use exports::weir::operator::guest::{Batch, FiredTimers, Outputs, TaskInfo};
 pub use weir::operator::log::Level;
 pub use weir::operator::types::InputInfo;
 pub use weir::operator::types::StateKind;
+pub use weir::operator::types::TimeDomain;

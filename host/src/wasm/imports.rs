@@ -1,5 +1,5 @@
-//! The host side of the `state`, `operator-state` and `log` imports, and the guest's
-//! sandboxed WASI.
+//! The host side of the `state`, `operator-state` and `log` imports (`timers` is in
+//! `wasm::timers`), and the guest's sandboxed WASI.
 //!
 //! Invariant: every keyed state call is checked before it reaches the backend: the state
 //! id is registered with a matching kind, the operator has `key_by`, and the record index
@@ -33,6 +33,10 @@ pub struct GuestCtx {
     /// This subtask's operator state: its list states, by operator-state id.
     pub(super) operator_state: OperatorState,
     pub(super) current: CurrentBatch,
+    /// The earliest each domain's next timer may be.
+    pub(super) next_timer: super::timers::Next,
+    /// The processing time guests read, when a test sets it (else the wall clock).
+    pub(super) clock: Option<i64>,
     /// The guest's last error-level log message since the last call began: a Rust guest's
     /// panic message arrives this way before the trap.
     pub(super) last_error: Option<String>,
@@ -89,6 +93,8 @@ impl GuestCtx {
                 distinct: None,
                 broadcast: None,
             },
+            next_timer: Default::default(),
+            clock: None,
             last_error: None,
             limiter: Limiter::new(sandbox.limits),
             wasi,
@@ -285,24 +291,31 @@ impl CurrentBatch {
     }
 
     fn record_scope(&self, state: StateId, rec: u32) -> Result<Scope<'_>> {
+        let (key_group, key) = self.key(rec, "keyed state")?;
+        Ok(Scope {
+            state,
+            key_group,
+            key,
+        })
+    }
+
+    /// The key group and key of record `rec`, for `what` (keyed state, timers): a
+    /// record of the batch being processed, or a fired timer in `on-timer`.
+    pub(super) fn key(&self, rec: u32, what: &str) -> Result<(KeyGroup, &[u8])> {
         if !self.keyed {
-            bail!("keyed state needs a key: give the operator `key_by` in the job file");
+            bail!("{what} needs a key: give the operator `key_by` in the job file");
         }
         if let Some((input, false)) = &self.broadcast {
             bail!(
-                "keyed state is out of reach while processing a record of broadcast input \
+                "{what} is out of reach while processing a record of broadcast input \
                  `{input}`: its records have no key (select this subtask's keys first)"
             );
         }
         let index = rec as usize;
         match (self.keys.get(index), self.key_groups.get(index)) {
-            (Some(key), Some(&key_group)) => Ok(Scope {
-                state,
-                key_group,
-                key,
-            }),
+            (Some(key), Some(&key_group)) => Ok((key_group, key)),
             _ if self.keys.is_empty() => {
-                bail!("keyed state can only be used while processing a batch")
+                bail!("{what} can only be used while processing a batch or fired timers")
             }
             _ => bail!(
                 "record index {rec} is outside the batch of {} records",

@@ -14,7 +14,7 @@ use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
 use crate::state::operator::OperatorState;
 use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
-use crate::state::{BackendSnapshot, StateBackend};
+use crate::state::{BackendSnapshot, DueTimer, StateBackend, TimeDomain};
 
 /// Which instance of an operator this is, as the guest's `open` sees it.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +149,134 @@ impl OperatorInstance {
         }
     }
 
+    /// The watermark reached `watermark`: fires the event-time timers due at it (the
+    /// watermark guests see is already the new one) and returns their outputs. A
+    /// watermark at or below the current one changes nothing.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {
+        let current = &mut self.store.data_mut().operator_state.watermark;
+        if current.is_some_and(|current| current >= watermark) {
+            return Ok(Vec::new());
+        }
+        *current = Some(watermark);
+        self.fire(TimeDomain::Event, watermark)
+    }
+
+    /// Fires the processing-time timers due at `now` (the host's wall clock, in
+    /// milliseconds since the Unix epoch) and returns their outputs.
+    pub fn advance_processing_time(&mut self, now: i64) -> Result<Output, OperatorError> {
+        self.fire(TimeDomain::Processing, now)
+    }
+
+    /// The earliest a processing-time timer may be due (`i64::MIN`: look now), if any
+    /// may be pending.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        let next = self
+            .store
+            .data()
+            .next_timer
+            .earliest(TimeDomain::Processing);
+        (next != i64::MAX).then_some(next)
+    }
+
+    /// Makes `current-processing-time` read `now` instead of the wall clock (`None`:
+    /// the wall clock again): for tests, which must not depend on time passing.
+    pub fn set_clock(&mut self, now: Option<i64>) {
+        self.store.data_mut().clock = now;
+    }
+
+    /// The subtask's event-time watermark, if one has come.
+    pub fn watermark(&self) -> Option<i64> {
+        self.store.data().operator_state.watermark
+    }
+
+    /// Fires every timer of `domain` due at `up_to`, a batch at a time and the first due
+    /// first, until none is (timers the guest registers while they fire included).
+    fn fire(&mut self, domain: TimeDomain, up_to: i64) -> Result<Output, OperatorError> {
+        let mut emitted = Vec::new();
+        while self.store.data().next_timer.may_be_due(domain, up_to) {
+            let ctx = self.store.data_mut();
+            let due = ctx
+                .backend
+                .timers_due(domain, up_to, crate::dataflow::BATCH_SIZE)
+                .map_err(|e| self.failed(format!("reading timers: {e}")))?;
+            if due.is_empty() {
+                let ctx = self.store.data_mut();
+                let next = (ctx.backend.next_timer(domain))
+                    .map_err(|e| self.failed(format!("reading timers: {e}")))?;
+                self.store.data_mut().next_timer.found(domain, next);
+                break;
+            }
+            emitted.extend(self.on_timer(domain, due)?);
+        }
+        Ok(emitted)
+    }
+
+    /// Calls the guest's `on-timer` with `due`, each timer's key reachable as its index.
+    fn on_timer(
+        &mut self,
+        domain: TimeDomain,
+        due: Vec<DueTimer>,
+    ) -> Result<Output, OperatorError> {
+        let mut fired = bindings::FiredTimers {
+            keys: Vec::new(),
+            key_ends: Vec::with_capacity(due.len()),
+            timestamps: Vec::with_capacity(due.len()),
+            domain: match domain {
+                TimeDomain::Event => bindings::TimeDomain::Event,
+                TimeDomain::Processing => bindings::TimeDomain::Processing,
+            },
+        };
+        let (mut keys, mut key_groups) = (Vec::new(), Vec::new());
+        for (key_group, timer) in due {
+            fired.keys.extend_from_slice(&timer.key);
+            fired.key_ends.push(fired.keys.len() as u32);
+            fired.timestamps.push(timer.timestamp);
+            keys.push(SmallBytes::from(timer.key));
+            key_groups.push(key_group);
+        }
+        self.begin_call();
+        self.store.data_mut().current.set(keys, key_groups);
+        let result = self
+            .bindings
+            .weir_operator_guest()
+            .call_on_timer(&mut self.store, &fired);
+        self.store.data_mut().current.clear();
+        match result {
+            Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| {
+                self.failed(format!(
+                    "on-timer returned outputs that do not add up: {problem}"
+                ))
+            }),
+            Ok(Err(error)) => {
+                let timer = error.record.and_then(|i| {
+                    let key = cut(&fired.keys, &fired.key_ends, i as usize)?;
+                    let at = fired.timestamps.get(i as usize)?;
+                    Some(format!(
+                        " ({} timer at {at} of key `{}`)",
+                        domain.name(),
+                        excerpt(key)
+                    ))
+                });
+                Err(self.failed(format!(
+                    "on-timer: {}{}",
+                    error.message,
+                    timer.unwrap_or_default()
+                )))
+            }
+            Err(e) => Err(trap(&mut self.store, e)),
+        }
+    }
+
+    /// A failure of this operator that no record caused.
+    fn failed(&self, message: String) -> OperatorError {
+        OperatorError::Failed {
+            operator: self.store.data().operator.clone(),
+            message,
+            on_record: None,
+            index: None,
+        }
+    }
+
     /// Calls the guest's `close`.
     pub fn close(&mut self) -> Result<(), OperatorError> {
         self.begin_call();
@@ -226,11 +354,15 @@ impl OperatorInstance {
                         data: e.data.clone(),
                     })
                     .collect(),
+                timers: g.timers.clone(),
             })
             .collect();
         ctx.backend
             .restore(&groups)
-            .map_err(|e| restore_error(format!("restoring state: {e}")))
+            .map_err(|e| restore_error(format!("restoring state: {e}")))?;
+        // The restored timers may be due at any time.
+        ctx.next_timer = Default::default();
+        Ok(())
     }
 }
 

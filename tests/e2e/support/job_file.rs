@@ -62,6 +62,29 @@ pub struct Source {
     pub event_time_step_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disorder_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<Watermark>,
+}
+
+/// A source's `watermark = { … }` strategy.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Watermark {
+    pub out_of_orderness_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+}
+
+impl Watermark {
+    /// Bounded out-of-orderness of `ms`, sent every `interval_ms` (the default if none).
+    pub fn bounded(ms: u64, interval_ms: Option<u64>) -> Watermark {
+        Watermark {
+            out_of_orderness_ms: ms,
+            interval_ms,
+            ..Watermark::default()
+        }
+    }
 }
 
 impl Source {

@@ -9,8 +9,14 @@
 //!
 //! Back-pressure: `work` rounds of hashing per record make it as slow as a test needs
 //! (guests have no clock to sleep on).
+//!
+//! Timers: with `timer_after_ms`, each record sets an event-time timer of its key at its
+//! time plus that much (one per key and time), and each firing outputs `{key, timer,
+//! watermark}`; with `processing_timer_after_ms`, a processing-time timer that far after
+//! the wall clock, and each firing outputs `{key, processing_timer, late_ms}` (how long
+//! after its time it fired).
 
-use guest_sdk::{Config, Context, Operator, Result, ValueState};
+use guest_sdk::{Config, Context, Operator, Result, TimeDomain, Timer, ValueState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -39,6 +45,10 @@ struct Settings {
     work: u64,
     /// Output each record's event time too, as `time` (null when it has none).
     with_time: bool,
+    /// Set an event-time timer this long after each record's time.
+    timer_after_ms: Option<i64>,
+    /// Set a processing-time timer this long after the wall clock, for each record.
+    processing_timer_after_ms: Option<i64>,
 }
 
 /// The operator.
@@ -49,6 +59,8 @@ pub struct SequenceCheck {
     fail_at: Option<u64>,
     work: u64,
     with_time: bool,
+    timer_after_ms: Option<i64>,
+    processing_timer_after_ms: Option<i64>,
 }
 
 impl Operator for SequenceCheck {
@@ -61,6 +73,8 @@ impl Operator for SequenceCheck {
         self.at_least_once = settings.at_least_once;
         self.work = settings.work;
         self.with_time = settings.with_time;
+        self.timer_after_ms = settings.timer_after_ms;
+        self.processing_timer_after_ms = settings.processing_timer_after_ms;
         if settings.fail_open_attempt == Some(task.attempt) {
             panic!("injected failure in open, attempt {}", task.attempt);
         }
@@ -93,11 +107,32 @@ impl Operator for SequenceCheck {
             return ctx.emit(json!({"duplicate": input.key, "seq": input.seq}));
         }
         LAST.set(&last.map_or(input.seq, |l| l.max(input.seq)))?;
+        if let (Some(after), Some(time)) = (self.timer_after_ms, ctx.timestamp()) {
+            ctx.register_event_time_timer(time + after)?;
+        }
+        if let Some(after) = self.processing_timer_after_ms {
+            let at = ctx.current_processing_time() + after;
+            ctx.register_processing_time_timer(at)?;
+        }
         if self.with_time {
             let time = ctx.timestamp();
             return ctx.emit(json!({"key": input.key, "seq": input.seq, "time": time}));
         }
         ctx.emit(json!({"key": input.key, "seq": input.seq}))
+    }
+
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<Value>) -> Result<()> {
+        let key = ctx.key().to_string();
+        match timer.domain {
+            TimeDomain::Event => {
+                let watermark = ctx.current_watermark();
+                ctx.emit(json!({"key": key, "timer": timer.timestamp, "watermark": watermark}))
+            }
+            TimeDomain::Processing => {
+                let late = ctx.current_processing_time() - timer.timestamp;
+                ctx.emit(json!({"key": key, "processing_timer": timer.timestamp, "late_ms": late}))
+            }
+        }
     }
 }
 
@@ -129,6 +164,46 @@ mod tests {
         assert_eq!(
             out[0]["got"], 2,
             "a repeat is an alert in exactly-once mode"
+        );
+    }
+
+    #[test]
+    fn each_record_sets_a_timer_that_fires_once_the_watermark_passes_it() {
+        let config = json!({"timer_after_ms": 10});
+        let mut h = Harness::<SequenceCheck>::with_config(config).unwrap();
+        h.push_at("a", 100, json!({"key": "a", "seq": 0})).unwrap();
+        h.push_at("a", 95, json!({"key": "a", "seq": 1})).unwrap();
+        h.push_at("b", 100, json!({"key": "b", "seq": 0})).unwrap();
+        assert!(h.advance_watermark(104).unwrap().is_empty(), "none early");
+        let fired = h.advance_watermark(110).unwrap();
+        assert_eq!(
+            fired,
+            [
+                json!({"key": "a", "timer": 105, "watermark": 110}),
+                json!({"key": "a", "timer": 110, "watermark": 110}),
+                json!({"key": "b", "timer": 110, "watermark": 110}),
+            ]
+        );
+        h.push_at("a", 200, json!({"key": "a", "seq": 2})).unwrap();
+        let restored = Harness::<SequenceCheck>::restore(&h.snapshot());
+        let ended = restored.unwrap().close().unwrap();
+        assert_eq!(
+            ended,
+            [json!({"key": "a", "timer": 210, "watermark": i64::MAX})],
+            "the end of input fires the rest, after a restore too"
+        );
+    }
+
+    #[test]
+    fn processing_time_timers_follow_the_clock_they_are_given() {
+        let config = json!({"processing_timer_after_ms": 50});
+        let mut h = Harness::<SequenceCheck>::with_config(config).unwrap();
+        h.advance_processing_time(1_000).unwrap();
+        h.push("a", json!({"key": "a", "seq": 0})).unwrap();
+        assert!(h.advance_processing_time(1_049).unwrap().is_empty());
+        assert_eq!(
+            h.advance_processing_time(1_060).unwrap(),
+            [json!({"key": "a", "processing_timer": 1_050, "late_ms": 10})]
         );
     }
 
