@@ -9,6 +9,7 @@ mod faults;
 mod operator_state;
 mod savepoints;
 mod sources;
+mod timers;
 mod unaligned;
 
 use crate::support::job_file::{Checkpoint, JobFile, Mode, Operator, Restart, Sink, Source, State};
