@@ -234,6 +234,34 @@ fn a_guest_panic_fails_the_job_with_the_operator_and_the_guests_message() {
 }
 
 #[test]
+fn a_timer_without_a_key_or_at_an_absurd_time_traps_with_what_is_wrong() {
+    let job = Job::new();
+    let out = misbehave(&job, "{\"do\":\"timer\",\"at\":1000}\n", "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("operator `op` trapped")
+            && out
+                .stderr
+                .contains("a timer needs a key: give the operator `key_by`"),
+        "{}",
+        out.stderr
+    );
+    let job = Job::new();
+    let out = misbehave(
+        &job,
+        "{\"k\":\"a\",\"do\":\"timer\",\"at\":1000000000000000000}\n",
+        "key_by = \"/k\"",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("timer timestamp 1000000000000000000 is outside the years 0000 to 9999"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_guest_error_names_the_record_that_failed() {
     let job = Job::new();
     let out = misbehave(

@@ -291,3 +291,58 @@ fn the_config_reaches_open() {
         not_an_object.stderr
     );
 }
+
+#[test]
+fn host_test_moves_event_time_with_watermark_lines_and_restores_pending_timers() {
+    let job = Job::new();
+    let input = job.write(
+        "in.jsonl",
+        r##"{"address":"A","type":"a","ts":1000}
+{"address":"B","type":"c","ts":2000}
+#watermark 31000
+{"address":"B","type":"b","ts":20000}
+#watermark 40000
+{"address":"B","type":"e","ts":45000}
+#processing-time 5000
+"##,
+    );
+    let expected = job.write(
+        "expected.jsonl",
+        r#"{"alert":"idle","address":"A","state":"W","last_event":1000}
+{"alert":"idle","address":"B","state":"Z","last_event":45000}
+"#,
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "test",
+            test_artifacts::IDLE_ALERT,
+            "--input",
+            input.to_str().expect("UTF-8 path"),
+            "--expect",
+            expected.to_str().expect("UTF-8 path"),
+            "--key-by",
+            "/address",
+        ];
+        args.extend_from_slice(extra);
+        host(&args, "")
+    };
+    for restores in [
+        &[][..],
+        &["--restore-every", "1"],
+        &["--restore-every", "1", "--restore-parallelism", "3"],
+    ] {
+        let mut extra = vec!["--event-time", "/ts"];
+        extra.extend_from_slice(restores);
+        let out = run(&extra);
+        assert_eq!(out.code, 0, "{restores:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("4 records, 2 outputs as expected"),
+            "{}",
+            out.stdout
+        );
+    }
+    // Without event time the records have none, which the operator refuses.
+    let out = run(&[]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("has no event time"), "{}", out.stderr);
+}

@@ -80,7 +80,7 @@ impl GuestCtx {
                  are milliseconds since the Unix epoch)"
             );
         }
-        let (key_group, key) = self.current.key(rec, "timers")?;
+        let (key_group, key) = self.current.key(rec, "a timer")?;
         Ok((key_group, key))
     }
 }

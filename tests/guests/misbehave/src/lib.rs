@@ -6,7 +6,8 @@
 //! `bad-removal-length` and `bad-list-changes` (send the host batch changes that do not
 //! add up, as only a broken SDK would), and `raw-broadcast-put`, `raw-keyed` and
 //! `raw-select-keys` (call the host past the SDK's checks: change broadcast state, read
-//! keyed state of record 0, select keys).
+//! keyed state of record 0, select keys), and `timer` (sets an event-time timer at
+//! `at`).
 
 use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
 use serde::Deserialize;
@@ -24,6 +25,8 @@ struct Command {
     path: String,
     #[serde(default)]
     connect: String,
+    #[serde(default)]
+    at: i64,
 }
 
 /// Counts records per key when `count` is set in the config; otherwise stateless.
@@ -55,6 +58,7 @@ impl Operator for Misbehave {
             "bad-removal-length" => bad_changes(vec![2], vec![0]),
             "bad-list-changes" => bad_list_changes(),
             "raw-broadcast-put" | "raw-keyed" | "raw-select-keys" => raw(&command.action),
+            "timer" => ctx.register_event_time_timer(command.at)?,
             _ => {}
         }
         if self.count {
