@@ -1,4 +1,4 @@
-//! `host bench`: the benchmark suite (W1–W6). Each workload runs as the Wasm operator of
+//! `host bench`: the benchmark suite (W1–W6, BP). Each workload runs as the Wasm operator of
 //! `bench/guest` and as its native twin (`native`), in the same host, dataflow, records
 //! and backend; a line per workload gives both rates and the ratio of their times.
 //!
@@ -23,7 +23,7 @@ use crate::wasm::Runtime;
 /// What `host bench` runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Workload ids (`W1`…`W6`); empty for all.
+    /// Workload ids (`W1`…`W6`, `BP`); empty for all.
     pub workloads: Vec<String>,
     /// Records per run instead of each workload's default.
     pub records: Option<u64>,
@@ -44,6 +44,8 @@ struct Workload {
     keys: u64,
     records: u64,
     backends: &'static [&'static str],
+    /// Whether its records carry event time (`time_field`) and a watermark.
+    timed: bool,
 }
 
 const SUITE: &[Workload] = &[
@@ -55,6 +57,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
+        timed: false,
     },
     Workload {
         alias: None,
@@ -64,6 +67,7 @@ const SUITE: &[Workload] = &[
         keys: 10_000,
         records: 10_000_000,
         backends: &["memory"],
+        timed: false,
     },
     Workload {
         alias: None,
@@ -73,6 +77,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
+        timed: false,
     },
     Workload {
         alias: None,
@@ -82,6 +87,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
+        timed: false,
     },
     Workload {
         alias: None,
@@ -91,15 +97,27 @@ const SUITE: &[Workload] = &[
         keys: 10_000_000,
         records: 10_000_000,
         backends: &["memory", "rocksdb"],
+        timed: false,
+    },
+    Workload {
+        alias: Some("timers"),
+        id: "W6",
+        title: "W1 and an event-time timer per record, 1 s after it (registered, fired)",
+        config: "timer",
+        keys: 100_000,
+        records: 10_000_000,
+        backends: &["memory"],
+        timed: true,
     },
     Workload {
         alias: Some("checkpoint-backpressure"),
-        id: "W6",
+        id: "BP",
         title: "W1 behind ~300 µs of work per record (an operator slower than its source)",
         config: "slow",
         keys: 100_000,
         records: 120_000,
         backends: &[],
+        timed: false,
     },
 ];
 
@@ -147,7 +165,8 @@ pub fn run(options: &Options) -> Result<(), String> {
         .find(|id| !SUITE.iter().any(|w| w.is_called(id)))
     {
         return Err(format!(
-            "unknown workload `{unknown}`: the suite has W1 to W6 (W6: checkpoint-backpressure)"
+            "unknown workload `{unknown}`: the suite has W1 to W6 (W6: timers) and BP \
+             (checkpoint-backpressure)"
         ));
     }
     if !options.component.is_file() {
@@ -175,6 +194,9 @@ pub fn run(options: &Options) -> Result<(), String> {
             bench.checkpoint_cost(workload)?;
         }
         if workload.id == "W6" {
+            bench.timer_cost(workload)?;
+        }
+        if workload.id == "BP" {
             bench.checkpoints_under_back_pressure(workload)?;
         }
     }
@@ -287,6 +309,39 @@ impl Bench<'_> {
             wasm.records_per_second,
             native.records_per_second,
             wasm.seconds / native.seconds
+        );
+        Ok(())
+    }
+
+    /// What a timer per record adds to W1's cost per record, Wasm, on the same timed
+    /// input (so that only the timers differ).
+    fn timer_cost(&self, timers: &Workload) -> Result<(), String> {
+        let (keys, records) = self.size(timers);
+        let count = Workload {
+            config: "count",
+            ..*SUITE.iter().find(|w| w.id == "W1").expect("W1 is in the suite")
+        };
+        let count = Workload {
+            timed: true,
+            ..count
+        };
+        let run = |workload| Run {
+            workload,
+            keys,
+            records,
+            backend: "memory",
+            parallelism: 1,
+            checkpoint_ms: None,
+            unaligned: false,
+            native: false,
+        };
+        let without = self.measure(&run(&count))?;
+        let with = self.measure(&run(timers))?;
+        println!(
+            "W6 timer cost, wasm, {keys} keys, {records} timed records: W1 {:.0}/s, W1 with a timer per record {:.0}/s: +{:.1}% per record",
+            without.records_per_second,
+            with.records_per_second,
+            (with.seconds / without.seconds - 1.0) * 100.0
         );
         Ok(())
     }
@@ -441,6 +496,10 @@ impl Bench<'_> {
             };
             format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n{unaligned}")
         });
+        let time = match run.workload.timed {
+            true => "time_field = \"ts\"\nwatermark = { out_of_orderness_ms = 0 }\n",
+            false => "",
+        };
         format!(
             r#"[job]
 name = "bench"
@@ -451,7 +510,7 @@ type = "generator"
 count = {records}
 keys = {keys}
 parallelism = {p}
-
+{time}
 [[operator]]
 name = "op"
 component = {component:?}

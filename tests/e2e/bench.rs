@@ -34,11 +34,13 @@ fn the_benchmark_suite_runs_every_workload_in_smoke_mode() {
     assert!(out.stdout.contains("W5 W1 with 10M keys") && out.stdout.contains("rocksdb"));
     assert!(out.stdout.contains("W1 scaling"), "{}", out.stdout);
     assert!(out.stdout.contains("W1 checkpoints"), "{}", out.stdout);
+    assert!(out.stdout.contains("W6 W1 and an event-time timer"), "{}", out.stdout);
+    assert!(out.stdout.contains("W6 timer cost"), "{}", out.stdout);
     let back_pressure = out
         .stdout
         .lines()
-        .find(|l| l.starts_with("W6 checkpoints"))
-        .unwrap_or_else(|| panic!("no W6 checkpoint line: {}", out.stdout));
+        .find(|l| l.starts_with("BP checkpoints"))
+        .unwrap_or_else(|| panic!("no BP checkpoint line: {}", out.stdout));
     assert!(
         back_pressure.contains("aligned") && back_pressure.contains("; unaligned "),
         "{back_pressure}"

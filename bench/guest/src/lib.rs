@@ -1,9 +1,14 @@
 //! `host bench`'s workloads as one Wasm operator: `[operator.config] workload` picks
-//! `count` (W1, W5), `dedup` (W2), `state-machine` (W3) or `last-ten` (W4). The host's
+//! `count` (W1, W5), `dedup` (W2), `state-machine` (W3), `last-ten` (W4), `timer` (W6)
+//! or `slow` (BP). The host's
 //! native baselines (`host/src/bench/native.rs`) do the same through the state backend.
 
-use bench_workloads::{LAST, TERMINAL, Workload, event, item, spin, transition};
-use guest_sdk::{Config, Context, Error, ListState, MapState, Operator, Result, ValueState};
+use bench_workloads::{
+    LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition,
+};
+use guest_sdk::{
+    Config, Context, Error, ListState, MapState, Operator, Result, Timer, ValueState,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,6 +48,11 @@ impl Operator for Bench {
     fn process(&mut self, input: Event, ctx: &mut Context<Value>) -> Result<()> {
         match self.workload {
             Workload::Count => COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1)),
+            Workload::Timer => {
+                COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1))?;
+                let time = ctx.timestamp().unwrap_or_default();
+                ctx.register_event_time_timer(time + TIMER_AFTER_MS)
+            }
             Workload::Slow => {
                 core::hint::black_box(spin(input.seq));
                 COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1))
@@ -75,6 +85,11 @@ impl Operator for Bench {
                 Ok(())
             }
         }
+    }
+
+    /// W6: a timer fires and does nothing more, as its native twin's does.
+    fn on_timer(&mut self, _timer: Timer, _ctx: &mut Context<Value>) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -20,12 +20,18 @@ pub enum Workload {
     StateMachine,
     /// W4: the last ten sequence numbers per key (a list state); emits nothing.
     LastTen,
-    /// W6: W1's count after [`spin`]: an operator slower than its source, so every
+    /// W6: W1's count, and an event-time timer per record [`TIMER_AFTER_MS`] after its
+    /// time (registered, then fired as the watermark passes it); emits nothing.
+    Timer,
+    /// BP: W1's count after [`spin`]: an operator slower than its source, so every
     /// channel into it stays full (checkpoints under back-pressure).
     Slow,
 }
 
-/// W6's work per record: rounds of SplitMix64 over its sequence number.
+/// W6: how far after its record's event time each timer fires.
+pub const TIMER_AFTER_MS: i64 = 1000;
+
+/// BP's work per record: rounds of SplitMix64 over its sequence number.
 pub fn spin(seq: u64) -> u64 {
     let mut z = seq;
     for _ in 0..SPIN_ROUNDS {
@@ -49,6 +55,7 @@ impl Workload {
             "state-machine" => Some(Workload::StateMachine),
             "last-ten" => Some(Workload::LastTen),
             "slow" => Some(Workload::Slow),
+            "timer" => Some(Workload::Timer),
             _ => None,
         }
     }

@@ -3,14 +3,16 @@
 //! the Rust SDK stores them), so that the Wasm / native ratio measures what running in
 //! Wasm costs and nothing else.
 
-use bench_workloads::{LAST, TERMINAL, Workload, event, item, spin, transition};
+use bench_workloads::{
+    LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition,
+};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::dataflow::Logic;
 use crate::record::{KeyedRecord, Record};
 use crate::state::snapshot::StateInfo;
-use crate::state::{BackendSnapshot, Scope, StateBackend, StateId, StateKind};
+use crate::state::{BackendSnapshot, Scope, StateBackend, StateId, StateKind, TimeDomain};
 use crate::wasm::{Batch, OperatorError, Output};
 
 /// A workload running natively.
@@ -41,7 +43,7 @@ pub fn factory(
     let workload = Workload::from_name(&config.workload)
         .ok_or_else(|| format!("unknown workload `{}`", config.workload))?;
     let (name, kind) = match workload {
-        Workload::Count | Workload::Slow => ("count", StateKind::Value),
+        Workload::Count | Workload::Slow | Workload::Timer => ("count", StateKind::Value),
         Workload::Dedup => ("items", StateKind::Map),
         Workload::StateMachine => ("machine", StateKind::Value),
         Workload::LastTen => ("recent", StateKind::List),
@@ -69,6 +71,12 @@ impl Native {
             Workload::Count => {
                 let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
                 put_json(backend.as_mut(), scope, &(count + 1))
+            }
+            Workload::Timer => {
+                let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
+                put_json(backend.as_mut(), scope, &(count + 1))?;
+                let at = record.timestamp.unwrap_or_default() + TIMER_AFTER_MS;
+                Ok(backend.timer_set(record.key_group, TimeDomain::Event, at, &record.key)?)
             }
             Workload::Slow => {
                 std::hint::black_box(spin(input.seq));
@@ -187,6 +195,22 @@ impl Logic for Native {
 
     fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
         (vec![self.state.clone()], self.backend.snapshot())
+    }
+
+    fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {
+        // W6: fire what is due, a batch at a time as the host does; a timer does nothing.
+        loop {
+            let due = (self.backend.timers_due(TimeDomain::Event, watermark, 512))
+                .map_err(|e| OperatorError::Failed {
+                    operator: "native".into(),
+                    message: e.to_string(),
+                    on_record: None,
+                    index: None,
+                })?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
     }
 
     fn close(&mut self) -> Result<(), OperatorError> {
