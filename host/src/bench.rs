@@ -319,7 +319,10 @@ impl Bench<'_> {
         let (keys, records) = self.size(timers);
         let count = Workload {
             config: "count",
-            ..*SUITE.iter().find(|w| w.id == "W1").expect("W1 is in the suite")
+            ..*SUITE
+                .iter()
+                .find(|w| w.id == "W1")
+                .expect("W1 is in the suite")
         };
         let count = Workload {
             timed: true,

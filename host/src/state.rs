@@ -229,41 +229,47 @@ pub trait StateBackend: Send {
 }
 
 /// The first `limit` timers due at `up_to` among the key groups' own, each group's
-/// given in firing order: the backends' `timers_due`, before they remove what it chose.
-pub(crate) fn first_due<'a, I>(
+/// given in firing order (and read lazily: a k-way merge takes only what it returns):
+/// the backends' `timers_due`, before they remove what it chose.
+pub(crate) fn first_due<K, I>(
     domain: TimeDomain,
     groups: impl IntoIterator<Item = (KeyGroup, I)>,
     up_to: i64,
     limit: usize,
-) -> Vec<DueTimer>
+) -> Result<Vec<DueTimer>>
 where
-    I: IntoIterator<Item = (i64, &'a [u8])>,
+    K: AsRef<[u8]>,
+    I: Iterator<Item = Result<(i64, K)>>,
 {
-    let mut due: Vec<(i64, KeyGroup, &[u8])> = Vec::new();
-    for (group, timers) in groups {
-        due.extend(
-            timers
-                .into_iter()
-                .take_while(|&(timestamp, _)| timestamp <= up_to)
-                .take(limit)
-                .map(|(timestamp, key)| (timestamp, group, key)),
-        );
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut groups: Vec<(KeyGroup, I)> = groups.into_iter().collect();
+    // The next due timer of each group: (time, group, key), the group's index.
+    let mut heads = BinaryHeap::new();
+    for (index, (group, timers)) in groups.iter_mut().enumerate() {
+        if let Some((timestamp, key)) = timers.next().transpose()? {
+            heads.push(Reverse((timestamp, *group, key.as_ref().to_vec(), index)));
+        }
     }
-    due.sort_unstable();
-    due.truncate(limit);
-    due.into_iter()
-        .map(|(timestamp, group, key)| {
-            let key = key.to_vec();
-            (
-                group,
-                Timer {
-                    domain,
-                    timestamp,
-                    key,
-                },
-            )
-        })
-        .collect()
+    let mut due = Vec::new();
+    while due.len() < limit {
+        let Some(Reverse((timestamp, group, key, index))) = heads.pop() else {
+            break;
+        };
+        if timestamp > up_to {
+            break;
+        }
+        if let Some((next, key)) = groups[index].1.next().transpose()? {
+            heads.push(Reverse((next, group, key.as_ref().to_vec(), index)));
+        }
+        let timer = Timer {
+            domain,
+            timestamp,
+            key,
+        };
+        due.push((group, timer));
+    }
+    Ok(due)
 }
 
 /// A fresh backend of kind `backend` holding `range`; RocksDB keeps its database in

@@ -34,7 +34,11 @@ fn the_benchmark_suite_runs_every_workload_in_smoke_mode() {
     assert!(out.stdout.contains("W5 W1 with 10M keys") && out.stdout.contains("rocksdb"));
     assert!(out.stdout.contains("W1 scaling"), "{}", out.stdout);
     assert!(out.stdout.contains("W1 checkpoints"), "{}", out.stdout);
-    assert!(out.stdout.contains("W6 W1 and an event-time timer"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("W6 W1 and an event-time timer"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("W6 timer cost"), "{}", out.stdout);
     let back_pressure = out
         .stdout

@@ -40,6 +40,16 @@ fn idle_alert_in_python() {
     assert_example("idle-alert", test_artifacts::IDLE_ALERT_PYTHON);
 }
 
+#[test]
+fn idle_alert_in_javascript() {
+    assert_example("idle-alert", test_artifacts::IDLE_ALERT_JS);
+}
+
+#[test]
+fn idle_alert_in_c() {
+    assert_example("idle-alert", test_artifacts::IDLE_ALERT_C);
+}
+
 /// A record an operator cannot handle fails the job with the operator's own message and
 /// the record, in every language.
 #[test]

@@ -3,12 +3,8 @@
 //! or `slow` (BP). The host's
 //! native baselines (`host/src/bench/native.rs`) do the same through the state backend.
 
-use bench_workloads::{
-    LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition,
-};
-use guest_sdk::{
-    Config, Context, Error, ListState, MapState, Operator, Result, Timer, ValueState,
-};
+use bench_workloads::{LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition};
+use guest_sdk::{Config, Context, Error, ListState, MapState, Operator, Result, Timer, ValueState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

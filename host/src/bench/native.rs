@@ -3,9 +3,7 @@
 //! the Rust SDK stores them), so that the Wasm / native ratio measures what running in
 //! Wasm costs and nothing else.
 
-use bench_workloads::{
-    LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition,
-};
+use bench_workloads::{LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -200,12 +198,14 @@ impl Logic for Native {
     fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {
         // W6: fire what is due, a batch at a time as the host does; a timer does nothing.
         loop {
-            let due = (self.backend.timers_due(TimeDomain::Event, watermark, 512))
-                .map_err(|e| OperatorError::Failed {
-                    operator: "native".into(),
-                    message: e.to_string(),
-                    on_record: None,
-                    index: None,
+            let due =
+                (self.backend.timers_due(TimeDomain::Event, watermark, 512)).map_err(|e| {
+                    OperatorError::Failed {
+                        operator: "native".into(),
+                        message: e.to_string(),
+                        on_record: None,
+                        index: None,
+                    }
                 })?;
             if due.is_empty() {
                 return Ok(Vec::new());

@@ -319,13 +319,18 @@ impl StateBackend for MemoryBackend {
     ) -> Result<Vec<DueTimer>> {
         let due = super::first_due(
             domain,
-            self.range.iter().zip(&self.groups).map(|(group, slots)| {
-                let timers = slots.timers[domain as usize].iter();
-                (group, timers.map(|(timestamp, key)| (*timestamp, &**key)))
-            }),
+            (self.range.iter().zip(&self.groups))
+                .filter(|(_, slots)| !slots.timers[domain as usize].is_empty())
+                .map(|(group, slots)| {
+                    let timers = slots.timers[domain as usize].iter();
+                    (
+                        group,
+                        timers.map(|(timestamp, key)| Ok((*timestamp, &**key))),
+                    )
+                }),
             up_to,
             limit,
-        );
+        )?;
         for (group, timer) in &due {
             let key = SmallBytes::from(timer.key.as_slice());
             self.timers_mut(*group, domain)?

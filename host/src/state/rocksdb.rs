@@ -92,14 +92,13 @@ impl RocksDbBackend {
         }
     }
 
-    /// A group's timers of `domain` in firing order, as `(timestamp, key)`, while `keep`
-    /// says so.
+    /// A group's timers of `domain` in firing order, as `(timestamp, key)`, read as the
+    /// iterator is.
     fn group_timers(
         &self,
         group: KeyGroup,
         domain: TimeDomain,
-        mut keep: impl FnMut(i64) -> bool,
-    ) -> Result<Vec<(i64, Vec<u8>)>> {
+    ) -> impl Iterator<Item = Result<(i64, Vec<u8>)>> + '_ {
         let prefix = timers_prefix(group, domain);
         let from = timer_key(group, domain, self.timers_from[domain as usize], b"");
         // Bounded, so that a seek in an empty group stops at its end instead of stepping
@@ -108,23 +107,14 @@ impl RocksDbBackend {
         *end.last_mut().expect("a domain byte") += 1;
         let mut read = ReadOptions::default();
         read.set_iterate_upper_bound(end);
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_opt(IteratorMode::From(&from, Direction::Forward), read)
-        {
+        let iterator = (self.db).iterator_opt(IteratorMode::From(&from, Direction::Forward), read);
+        iterator.map(move |item| {
             let (stored, _) = item.map_err(storage)?;
-            if !stored.starts_with(&prefix) {
-                break;
-            }
-            let (timestamp, key) = parse_timer(&stored[prefix.len()..])
+            let timer = stored.get(prefix.len()..).and_then(parse_timer);
+            let (timestamp, key) = timer
                 .ok_or_else(|| StateError::Storage("a malformed timer in the store".into()))?;
-            if !keep(timestamp) {
-                break;
-            }
-            out.push((timestamp, key.to_vec()));
-        }
-        Ok(out)
+            Ok((timestamp, key.to_vec()))
+        })
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -371,25 +361,8 @@ impl StateBackend for RocksDbBackend {
         up_to: i64,
         limit: usize,
     ) -> Result<Vec<DueTimer>> {
-        let mut groups = Vec::new();
-        for group in self.range.iter() {
-            let mut taken = 0;
-            let timers = self.group_timers(group, domain, |timestamp| {
-                taken += 1;
-                timestamp <= up_to && taken <= limit
-            })?;
-            if !timers.is_empty() {
-                groups.push((group, timers));
-            }
-        }
-        let due = super::first_due(
-            domain,
-            groups.iter().map(|(group, timers)| {
-                (*group, timers.iter().map(|(t, key)| (*t, key.as_slice())))
-            }),
-            up_to,
-            limit,
-        );
+        let groups = (self.range.iter()).map(|group| (group, self.group_timers(group, domain)));
+        let due = super::first_due(domain, groups, up_to, limit)?;
         let mut batch = WriteBatch::default();
         for (group, timer) in &due {
             batch.delete(timer_key(*group, domain, timer.timestamp, &timer.key));
@@ -405,9 +378,7 @@ impl StateBackend for RocksDbBackend {
     fn next_timer(&self, domain: TimeDomain) -> Result<Option<i64>> {
         let mut next: Option<i64> = None;
         for group in self.range.iter() {
-            let mut first = true;
-            let timers = self.group_timers(group, domain, |_| std::mem::take(&mut first))?;
-            if let Some(&(timestamp, _)) = timers.first() {
+            if let Some((timestamp, _)) = self.group_timers(group, domain).next().transpose()? {
                 next = Some(next.map_or(timestamp, |n| n.min(timestamp)));
             }
         }
