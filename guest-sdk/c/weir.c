@@ -493,6 +493,23 @@ bool exports_weir_operator_guest_open(operator_string_t *config, exports_weir_op
     return ok;
 }
 
+/* Ends a process or on-timer call: its outputs handed to the host if it succeeded (the
+ * host frees them), else freed; returns `ok`. */
+static bool finish_call(weir_context *ctx, bool ok, exports_weir_operator_guest_outputs_t *ret) {
+    if (ok) {
+        *ret = (exports_weir_operator_guest_outputs_t){
+            .payloads = {(uint8_t *)ctx->payloads.ptr, ctx->payloads.len},
+            .ends = {ctx->ends, ctx->len},
+            .timestamps = {ctx->timestamps, ctx->len},
+            .untimed = {ctx->untimed, ctx->untimed_len},
+        };
+    } else {
+        free_outputs(ctx);
+    }
+    weir_buf_free(&ctx->error);
+    return ok;
+}
+
 bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *batch, exports_weir_operator_guest_outputs_t *ret, exports_weir_operator_guest_process_error_t *err) {
     weir_context ctx = {0};
     bool ok = true;
@@ -530,18 +547,7 @@ bool exports_weir_operator_guest_process(exports_weir_operator_guest_batch_t *ba
         payload_start = payload_end;
     }
     weir_operator_types_batch_free(batch);
-    if (ok) {
-        *ret = (exports_weir_operator_guest_outputs_t){
-            .payloads = {(uint8_t *)ctx.payloads.ptr, ctx.payloads.len},
-            .ends = {ctx.ends, ctx.len},
-            .timestamps = {ctx.timestamps, ctx.len},
-            .untimed = {ctx.untimed, ctx.untimed_len},
-        };
-    } else {
-        free_outputs(&ctx);
-    }
-    weir_buf_free(&ctx.error);
-    return ok;
+    return finish_call(&ctx, ok, ret);
 }
 
 bool exports_weir_operator_guest_on_timer(exports_weir_operator_guest_fired_timers_t *timers, exports_weir_operator_guest_outputs_t *ret, exports_weir_operator_guest_process_error_t *err) {
@@ -568,18 +574,7 @@ bool exports_weir_operator_guest_on_timer(exports_weir_operator_guest_fired_time
         key_start = key_end;
     }
     weir_operator_types_fired_timers_free(timers);
-    if (ok) {
-        *ret = (exports_weir_operator_guest_outputs_t){
-            .payloads = {(uint8_t *)ctx.payloads.ptr, ctx.payloads.len},
-            .ends = {ctx.ends, ctx.len},
-            .timestamps = {ctx.timestamps, ctx.len},
-            .untimed = {ctx.untimed, ctx.untimed_len},
-        };
-    } else {
-        free_outputs(&ctx);
-    }
-    weir_buf_free(&ctx.error);
-    return ok;
+    return finish_call(&ctx, ok, ret);
 }
 
 bool exports_weir_operator_guest_close(operator_string_t *err) {
