@@ -346,3 +346,26 @@ fn host_test_moves_event_time_with_watermark_lines_and_restores_pending_timers()
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stderr.contains("has no event time"), "{}", out.stderr);
 }
+
+#[test]
+fn a_restored_processing_time_timer_that_is_overdue_fires_at_once() {
+    let options = TestOptions {
+        key_by: Some("/key".into()),
+        config_json: r#"{"processing_timer_after_ms": 50}"#.into(),
+        ..TestOptions::default()
+    };
+    let mut op = TestOperator::load(Path::new(test_artifacts::SEQUENCE_CHECK), options).unwrap();
+    assert!(op.advance_processing_time(1_000).unwrap().is_empty());
+    op.push(r#"{"key":"a","seq":0}"#).unwrap();
+    assert!(
+        op.advance_processing_time(1_049).unwrap().is_empty(),
+        "not yet due"
+    );
+    let mut restored = op.restored(&op.snapshot().unwrap()).unwrap();
+    // The job was down past the timer's time: the first clock reading fires it.
+    assert_eq!(
+        restored.advance_processing_time(5_000).unwrap(),
+        [r#"{"key":"a","late_ms":3950,"processing_timer":1050}"#]
+    );
+    assert!(restored.close().unwrap().is_empty(), "it fired once");
+}
