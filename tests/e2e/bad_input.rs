@@ -262,6 +262,24 @@ fn a_timer_without_a_key_or_at_an_absurd_time_traps_with_what_is_wrong() {
 }
 
 #[test]
+fn a_timer_that_sets_itself_again_while_due_traps_instead_of_firing_without_end() {
+    let job = Job::new();
+    let out = misbehave(
+        &job,
+        "{\"k\":\"a\",\"do\":\"rearm\",\"at\":1000}\n",
+        "key_by = \"/k\"",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "on-timer set the key's event-time timer at 1000, not after the timer firing at 1000"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_guest_error_names_the_record_that_failed() {
     let job = Job::new();
     let out = misbehave(

@@ -37,6 +37,8 @@ pub struct GuestCtx {
     pub(super) next_timer: super::timers::Next,
     /// The processing time guests read, when a test sets it (else the wall clock).
     pub(super) clock: Option<i64>,
+    /// In `on-timer`: the domain and each timer's timestamp, by record index.
+    pub(super) firing: Option<(crate::state::TimeDomain, Vec<i64>)>,
     /// The guest's last error-level log message since the last call began: a Rust guest's
     /// panic message arrives this way before the trap.
     pub(super) last_error: Option<String>,
@@ -95,6 +97,7 @@ impl GuestCtx {
             },
             next_timer: Default::default(),
             clock: None,
+            firing: None,
             last_error: None,
             limiter: Limiter::new(sandbox.limits),
             wasi,

@@ -235,12 +235,16 @@ impl OperatorInstance {
             key_groups.push(key_group);
         }
         self.begin_call();
-        self.store.data_mut().current.set(keys, key_groups);
+        let ctx = self.store.data_mut();
+        ctx.current.set(keys, key_groups);
+        ctx.firing = Some((domain, fired.timestamps.clone()));
         let result = self
             .bindings
             .weir_operator_guest()
             .call_on_timer(&mut self.store, &fired);
-        self.store.data_mut().current.clear();
+        let ctx = self.store.data_mut();
+        ctx.current.clear();
+        ctx.firing = None;
         match result {
             Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| {
                 self.failed(format!(

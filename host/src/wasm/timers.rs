@@ -93,6 +93,20 @@ impl timers::Host for GuestCtx {
         timestamp: i64,
     ) -> Result<()> {
         let domain = self::domain(domain);
+        // From `on-timer`, a timer of the same domain at or before the one firing is
+        // due at once: set again each time it fires, it would fire without end.
+        if let Some((firing, times)) = &self.firing
+            && *firing == domain
+            && let Some(&at) = times.get(rec as usize)
+            && timestamp <= at
+        {
+            bail!(
+                "on-timer set the key's {} timer at {timestamp}, not after the timer firing \
+                 at {at}: it is due at once and would fire again without end; set it later \
+                 than the timer that fired",
+                domain.name()
+            );
+        }
         let (key_group, key) = self.timer_key(rec, timestamp)?;
         let key = key.to_vec();
         self.backend.timer_set(key_group, domain, timestamp, &key)?;

@@ -6,14 +6,16 @@
 //! `bad-removal-length` and `bad-list-changes` (send the host batch changes that do not
 //! add up, as only a broken SDK would), and `raw-broadcast-put`, `raw-keyed` and
 //! `raw-select-keys` (call the host past the SDK's checks: change broadcast state, read
-//! keyed state of record 0, select keys), and `timer` (sets an event-time timer at
-//! `at`).
+//! keyed state of record 0, select keys), `timer` (sets an event-time timer at `at`),
+//! and `rearm` (the same, and sets it again each time it fires: a loop without end).
 
-use guest_sdk::{Config, Context, Error, Operator, Result, ValueState};
+use guest_sdk::{Config, Context, Error, Operator, Result, Timer, ValueState};
 use serde::Deserialize;
 use serde_json::Value;
 
 const SEEN: ValueState<u64> = ValueState::new("seen");
+/// Whether the key's timer sets itself again when it fires.
+const REARM: ValueState<bool> = ValueState::new("rearm");
 
 #[derive(Deserialize)]
 struct Command {
@@ -59,6 +61,10 @@ impl Operator for Misbehave {
             "bad-list-changes" => bad_list_changes(),
             "raw-broadcast-put" | "raw-keyed" | "raw-select-keys" => raw(&command.action),
             "timer" => ctx.register_event_time_timer(command.at)?,
+            "rearm" => {
+                REARM.set(&true)?;
+                ctx.register_event_time_timer(command.at)?;
+            }
             _ => {}
         }
         if self.count {
@@ -66,6 +72,13 @@ impl Operator for Misbehave {
             SEEN.set(&seen)?;
         }
         ctx.emit(record)
+    }
+
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<Value>) -> Result<()> {
+        if REARM.get()?.unwrap_or(false) {
+            ctx.register_event_time_timer(timer.timestamp)?;
+        }
+        Ok(())
     }
 }
 
