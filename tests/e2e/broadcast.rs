@@ -152,7 +152,9 @@ fn broadcast_state_survives_kill_9_and_a_new_parallelism_with_the_same_alerts() 
 
     let job = Job::new();
     inputs(&job, transactions, cards, versions);
-    job.save(&fraud_job(&job, test_artifacts::FRAUD_RULES, 8));
+    // Slow enough that rules are still coming after both kills, even when a loaded
+    // machine takes 200 ms per checkpoint.
+    job.save(&fraud_job(&job, test_artifacts::FRAUD_RULES, 4));
     // Killed at 2 while rules trickle in; resumed at 3, killed again; finished at 1.
     for (p, checkpoints) in [(2, 4), (3, 8)] {
         let mut run = Running::start(&job.path("job.toml"), &["-p", &p.to_string()]);

@@ -199,13 +199,14 @@ fn an_unaligned_checkpoint_of_the_memory_backend_resumes_on_rocksdb() {
 
 #[test]
 fn with_an_aligned_timeout_checkpoints_stay_aligned_until_back_pressure_holds_a_barrier_up() {
-    // No back-pressure: a fast checker; every barrier is through within 200 ms.
+    // No back-pressure: a fast checker; every barrier is through within 2 s (200 ms
+    // is not always enough on a loaded 2-core machine running the whole suite).
     let job = Job::new();
-    job.save(&back_pressured(200_000, 2, 0, Some(200)));
+    job.save(&back_pressured(200_000, 2, 0, Some(2000)));
     let log = run_verbose(&job, &[]);
     let (unaligned, aligned) = completions(&log);
     assert!(aligned >= 2, "{log}");
-    assert_eq!(unaligned, 0, "no barrier waited 200 ms: {log}");
+    assert_eq!(unaligned, 0, "no barrier waited 2 s: {log}");
     assert!(!log.contains("bytes of channel state"), "{log}");
 
     // Back-pressure: barriers wait behind full channels, switch after 200 ms, complete.
