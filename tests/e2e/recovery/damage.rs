@@ -312,7 +312,9 @@ fn a_damaged_checkpoint_that_committed_nothing_falls_back_to_the_one_before() {
 #[test]
 fn every_damage_to_every_file_of_a_savepoint_is_detected() {
     let origin = Job::new();
-    origin.save(&checkpointed(200_000, 2));
+    // Stopped after its first checkpoint and never resumed: enough records (5 s at the
+    // generator's cap) that a loaded machine cannot finish the job before the stop.
+    origin.save(&checkpointed(2_000_000, 2));
     let savepoint = std::path::PathBuf::from(stop_with_savepoint(&origin, &[]));
     let relative = savepoint
         .strip_prefix(origin.path(""))
