@@ -73,8 +73,8 @@ pub(crate) trait Host {
     fn broadcast_remove(&mut self, id: u32, key: &[u8]);
     /// In a broadcast batch: makes this subtask's keys holding state `id` the batch's.
     fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>>;
-    fn timer_register(&mut self, domain: TimeDomain, rec: u32, timestamp: i64);
-    fn timer_delete(&mut self, domain: TimeDomain, rec: u32, timestamp: i64);
+    /// Applies a call's timer changes, in order.
+    fn set_timers(&mut self, changes: &TimerChanges);
     fn current_watermark(&mut self) -> Option<i64>;
     fn current_processing_time(&mut self) -> i64;
     fn log(&mut self, level: Level, message: &str);
@@ -101,6 +101,20 @@ pub struct Timer {
     pub domain: TimeDomain,
 }
 
+/// The timer changes of one `process` or `on_timer` call, sent to the host in one go at
+/// its end (nothing in the call can observe them before).
+pub(crate) use crate::bindings::weir::operator::timers::{TimerChange, TimerChanges};
+
+/// The change that registers (or deletes) a timer of `domain`.
+fn timer_change(domain: TimeDomain, register: bool) -> TimerChange {
+    match (domain, register) {
+        (TimeDomain::Event, true) => TimerChange::RegisterEvent,
+        (TimeDomain::Event, false) => TimerChange::DeleteEvent,
+        (TimeDomain::Processing, true) => TimerChange::RegisterProcessing,
+        (TimeDomain::Processing, false) => TimerChange::DeleteProcessing,
+    }
+}
+
 /// The environment of one operator instance.
 pub(crate) struct Env {
     pub(crate) host: Box<dyn Host>,
@@ -121,6 +135,8 @@ pub(crate) struct Env {
     values: Uses<ValueCache>,
     /// List states, by state id: cached once a batch read them often enough.
     lists: Uses<ListCache>,
+    /// The current call's timer changes.
+    timers: TimerChanges,
 }
 
 /// A batch cache of one state (see `cache`): how it is read and written back.
@@ -261,6 +277,11 @@ impl Env {
             records: 0,
             values: Uses::new(true),
             lists: Uses::new(false),
+            timers: TimerChanges {
+                recs: Vec::new(),
+                timestamps: Vec::new(),
+                changes: Vec::new(),
+            },
         }
     }
 
@@ -293,6 +314,12 @@ impl Env {
         let host = self.host.as_mut();
         self.values.end_batch(host, self.records, succeeded);
         self.lists.end_batch(host, self.records, succeeded);
+        if succeeded && !self.timers.recs.is_empty() {
+            host.set_timers(&self.timers);
+        }
+        self.timers.recs.clear();
+        self.timers.timestamps.clear();
+        self.timers.changes.clear();
     }
 }
 
@@ -472,16 +499,16 @@ fn with_running<R>(name: &str, f: impl FnOnce(&mut Env) -> Result<R>) -> Result<
     })
 }
 
-/// Runs `f` against the host for a timer of the current record's key: inside `process`
-/// or `on_timer`, for an operator with `key_by`.
-fn with_timer_key<R>(what: &str, f: impl FnOnce(&mut dyn Host, u32) -> R) -> Result<R> {
+/// Runs `f` with the call's timer changes and the current record, whose key a timer is
+/// for: inside `process` or `on_timer`, for an operator with `key_by`.
+fn with_timer_key<R>(what: &str, f: impl FnOnce(&mut TimerChanges, u32) -> R) -> Result<R> {
     ENV.with(|slot| {
         let mut slot = slot.borrow_mut();
         let env = slot
             .as_mut()
             .ok_or_else(|| Error::new(format!("{what} outside a running operator")))?;
         match (env.rec, &env.broadcast) {
-            (Some(rec), _) => Ok(f(env.host.as_mut(), rec)),
+            (Some(rec), _) => Ok(f(&mut env.timers, rec)),
             (None, Some(input)) => Err(Error::new(format!(
                 "{what}: a record of broadcast input `{input}` has no key (reach this \
                  subtask's keys with `ctx.for_each_key`)"
@@ -698,9 +725,10 @@ impl<T: Serialize> Context<'_, T> {
     }
 
     fn timer(&mut self, domain: TimeDomain, timestamp: i64, register: bool) -> Result<()> {
-        with_timer_key("a timer", |host, rec| match register {
-            true => host.timer_register(domain, rec, timestamp),
-            false => host.timer_delete(domain, rec, timestamp),
+        with_timer_key("a timer", |timers, rec| {
+            timers.recs.push(rec);
+            timers.timestamps.push(timestamp);
+            timers.changes.push(timer_change(domain, register));
         })
     }
 

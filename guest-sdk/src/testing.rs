@@ -33,7 +33,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked};
-use crate::runtime::{self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, Timer};
+use crate::runtime::{
+    self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, Timer, TimerChanges,
+};
 use crate::state::decode;
 use crate::{
     AggregatingState, BroadcastState, Error, ListState, MapState, Operator, OperatorListState,
@@ -871,15 +873,25 @@ impl Host for MemoryHost {
         shared.keys = keys.clone();
         keys
     }
-    fn timer_register(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
+    fn set_timers(&mut self, changes: &TimerChanges) {
         let mut shared = self.shared.borrow_mut();
-        let key = shared.keys[rec as usize].clone();
-        shared.store.timers.insert((domain, timestamp, key));
-    }
-    fn timer_delete(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
-        let mut shared = self.shared.borrow_mut();
-        let key = shared.keys[rec as usize].clone();
-        shared.store.timers.remove(&(domain, timestamp, key));
+        let all = (changes.recs.iter())
+            .zip(&changes.timestamps)
+            .zip(&changes.changes);
+        for ((&rec, &timestamp), change) in all {
+            use runtime::TimerChange as C;
+            let (domain, register) = match change {
+                C::RegisterEvent => (TimeDomain::Event, true),
+                C::DeleteEvent => (TimeDomain::Event, false),
+                C::RegisterProcessing => (TimeDomain::Processing, true),
+                C::DeleteProcessing => (TimeDomain::Processing, false),
+            };
+            let timer = (domain, timestamp, shared.keys[rec as usize].clone());
+            match register {
+                true => shared.store.timers.insert(timer),
+                false => shared.store.timers.remove(&timer),
+            };
+        }
     }
     fn current_watermark(&mut self) -> Option<i64> {
         self.shared.borrow().store.watermark

@@ -9,7 +9,9 @@ use crate::Operator;
 use crate::bindings::weir::operator::types::{self, StateKind};
 use crate::bindings::weir::operator::{log, operator_state, state, timers};
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked, pieces};
-use crate::runtime::{self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain};
+use crate::runtime::{
+    self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, TimerChanges,
+};
 
 struct Imports;
 
@@ -124,11 +126,8 @@ impl Host for Imports {
     fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>> {
         state::select_keys(id)
     }
-    fn timer_register(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
-        timers::register_timer(wit_domain(domain), rec, timestamp)
-    }
-    fn timer_delete(&mut self, domain: TimeDomain, rec: u32, timestamp: i64) {
-        timers::delete_timer(wit_domain(domain), rec, timestamp)
+    fn set_timers(&mut self, changes: &TimerChanges) {
+        timers::set_timers(changes)
     }
     fn current_watermark(&mut self) -> Option<i64> {
         timers::current_watermark()
@@ -145,13 +144,6 @@ impl Host for Imports {
             Level::Error => log::Level::Error,
         };
         log::log(level, message)
-    }
-}
-
-fn wit_domain(domain: TimeDomain) -> types::TimeDomain {
-    match domain {
-        TimeDomain::Event => types::TimeDomain::Event,
-        TimeDomain::Processing => types::TimeDomain::Processing,
     }
 }
 

@@ -243,29 +243,34 @@ where
 {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let mut groups: Vec<(KeyGroup, I)> = groups.into_iter().collect();
-    // The next due timer of each group: (time, group, key), the group's index.
+    // Each group's next timer; the heap orders groups by (time, group): a group's own
+    // timers come in key order, so no key needs copying to break a tie.
+    let mut merging: Vec<(I, Option<(i64, K)>)> = Vec::new();
     let mut heads = BinaryHeap::new();
-    for (index, (group, timers)) in groups.iter_mut().enumerate() {
-        if let Some((timestamp, key)) = timers.next().transpose()? {
-            heads.push(Reverse((timestamp, *group, key.as_ref().to_vec(), index)));
+    for (group, mut timers) in groups {
+        if let Some(head) = timers.next().transpose()? {
+            heads.push(Reverse((head.0, group, merging.len())));
+            merging.push((timers, Some(head)));
         }
     }
     let mut due = Vec::new();
     while due.len() < limit {
-        let Some(Reverse((timestamp, group, key, index))) = heads.pop() else {
+        let Some(Reverse((timestamp, group, index))) = heads.pop() else {
             break;
         };
         if timestamp > up_to {
             break;
         }
-        if let Some((next, key)) = groups[index].1.next().transpose()? {
-            heads.push(Reverse((next, group, key.as_ref().to_vec(), index)));
+        let (timers, head) = &mut merging[index];
+        let next = timers.next().transpose()?;
+        if let Some((next, _)) = &next {
+            heads.push(Reverse((*next, group, index)));
         }
+        let (_, key) = std::mem::replace(head, next).expect("a group in the heap has a head");
         let timer = Timer {
             domain,
             timestamp,
-            key,
+            key: key.as_ref().to_vec(),
         };
         due.push((group, timer));
     }

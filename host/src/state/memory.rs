@@ -288,10 +288,8 @@ impl StateBackend for MemoryBackend {
         timestamp: i64,
         key: &[u8],
     ) -> Result<()> {
-        let timers = self.timers_mut(key_group, domain)?;
-        if !timers.contains(&(timestamp, SmallBytes::from(key))) {
-            timers.insert((timestamp, key.into()));
-        }
+        self.timers_mut(key_group, domain)?
+            .insert((timestamp, key.into()));
         Ok(())
     }
 
@@ -331,10 +329,9 @@ impl StateBackend for MemoryBackend {
             up_to,
             limit,
         )?;
-        for (group, timer) in &due {
-            let key = SmallBytes::from(timer.key.as_slice());
-            self.timers_mut(*group, domain)?
-                .remove(&(timer.timestamp, key));
+        // What fired is each group's earliest timers, in the group's order.
+        for (group, _) in &due {
+            self.timers_mut(*group, domain)?.pop_first();
         }
         Ok(due)
     }

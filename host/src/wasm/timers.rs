@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::{Result, bail};
 
 use super::bindings::weir::operator::{timers, types};
-use super::imports::GuestCtx;
+use super::imports::{CurrentBatch, GuestCtx};
 use crate::state::TimeDomain;
 
 /// The timestamps a timer may have: the years 0000 to 9999, in milliseconds since the
@@ -71,31 +71,34 @@ pub(super) fn domain(domain: types::TimeDomain) -> TimeDomain {
     }
 }
 
-impl GuestCtx {
-    /// The key group and key of record `rec`, for a timer at `timestamp`.
-    fn timer_key(&self, rec: u32, timestamp: i64) -> Result<(crate::state::KeyGroup, &[u8])> {
-        if !(EARLIEST..=LATEST).contains(&timestamp) {
-            bail!(
-                "timer timestamp {timestamp} is outside the years 0000 to 9999 (timestamps \
-                 are milliseconds since the Unix epoch)"
-            );
-        }
-        let (key_group, key) = self.current.key(rec, "a timer")?;
-        Ok((key_group, key))
+/// The key group and key of record `rec` of `current`, for a timer at `timestamp`.
+fn timer_key(
+    current: &CurrentBatch,
+    rec: u32,
+    timestamp: i64,
+) -> Result<(crate::state::KeyGroup, &[u8])> {
+    if !(EARLIEST..=LATEST).contains(&timestamp) {
+        bail!(
+            "timer timestamp {timestamp} is outside the years 0000 to 9999 (timestamps \
+             are milliseconds since the Unix epoch)"
+        );
     }
+    current.key(rec, "a timer")
 }
 
-impl timers::Host for GuestCtx {
-    fn register_timer(
+impl GuestCtx {
+    /// Registers (or deletes) the timer of `domain` at `timestamp` for record `rec`'s key.
+    fn change_timer(
         &mut self,
-        domain: types::TimeDomain,
+        domain: TimeDomain,
         rec: u32,
         timestamp: i64,
+        register: bool,
     ) -> Result<()> {
-        let domain = self::domain(domain);
         // From `on-timer`, a timer of the same domain at or before the one firing is
         // due at once: set again each time it fires, it would fire without end.
-        if let Some((firing, times)) = &self.firing
+        if register
+            && let Some((firing, times)) = &self.firing
             && *firing == domain
             && let Some(&at) = times.get(rec as usize)
             && timestamp <= at
@@ -107,20 +110,58 @@ impl timers::Host for GuestCtx {
                 domain.name()
             );
         }
-        let (key_group, key) = self.timer_key(rec, timestamp)?;
-        let key = key.to_vec();
-        self.backend.timer_set(key_group, domain, timestamp, &key)?;
-        self.next_timer.registered(domain, timestamp);
+        let (key_group, key) = timer_key(&self.current, rec, timestamp)?;
+        if register {
+            self.backend.timer_set(key_group, domain, timestamp, key)?;
+            self.next_timer.registered(domain, timestamp);
+        } else {
+            self.backend
+                .timer_delete(key_group, domain, timestamp, key)?;
+        }
         Ok(())
+    }
+}
+
+impl timers::Host for GuestCtx {
+    fn register_timer(
+        &mut self,
+        domain: types::TimeDomain,
+        rec: u32,
+        timestamp: i64,
+    ) -> Result<()> {
+        self.change_timer(self::domain(domain), rec, timestamp, true)
     }
 
     fn delete_timer(&mut self, domain: types::TimeDomain, rec: u32, timestamp: i64) -> Result<()> {
-        let domain = self::domain(domain);
-        let (key_group, key) = self.timer_key(rec, timestamp)?;
-        let key = key.to_vec();
-        Ok(self
-            .backend
-            .timer_delete(key_group, domain, timestamp, &key)?)
+        self.change_timer(self::domain(domain), rec, timestamp, false)
+    }
+
+    fn set_timers(&mut self, changes: timers::TimerChanges) -> Result<()> {
+        let timers::TimerChanges {
+            recs,
+            timestamps,
+            changes,
+        } = changes;
+        if recs.len() != timestamps.len() || recs.len() != changes.len() {
+            bail!(
+                "set-timers got {} records, {} timestamps and {} changes: one of each per \
+                 change",
+                recs.len(),
+                timestamps.len(),
+                changes.len()
+            );
+        }
+        for ((rec, timestamp), change) in recs.into_iter().zip(timestamps).zip(changes) {
+            use timers::TimerChange as C;
+            let (domain, register) = match change {
+                C::RegisterEvent => (TimeDomain::Event, true),
+                C::DeleteEvent => (TimeDomain::Event, false),
+                C::RegisterProcessing => (TimeDomain::Processing, true),
+                C::DeleteProcessing => (TimeDomain::Processing, false),
+            };
+            self.change_timer(domain, rec, timestamp, register)?;
+        }
+        Ok(())
     }
 
     fn current_watermark(&mut self) -> Result<Option<i64>> {
