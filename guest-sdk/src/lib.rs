@@ -47,6 +47,7 @@ mod state;
 pub mod testing;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+pub mod window;
 
 pub use error::{Error, Result};
 pub use operator_state::{BroadcastState, OperatorListState, UnionListState};
