@@ -75,6 +75,8 @@ pub(crate) trait Host {
     fn select_keys(&mut self, id: u32) -> Vec<Vec<u8>>;
     /// Applies a call's timer changes, in order.
     fn set_timers(&mut self, changes: &TimerChanges);
+    /// Sends a call's records for side output `name`.
+    fn emit_side(&mut self, name: &str, records: Emitted);
     fn current_watermark(&mut self) -> Option<i64>;
     fn current_processing_time(&mut self) -> i64;
     fn log(&mut self, level: Level, message: &str);
@@ -137,6 +139,8 @@ pub(crate) struct Env {
     lists: Uses<ListCache>,
     /// The current call's timer changes.
     timers: TimerChanges,
+    /// The current call's records for side outputs, by side output.
+    side: Vec<(String, Emitted)>,
 }
 
 /// A batch cache of one state (see `cache`): how it is read and written back.
@@ -282,6 +286,7 @@ impl Env {
                 timestamps: Vec::new(),
                 changes: Vec::new(),
             },
+            side: Vec::new(),
         }
     }
 
@@ -320,6 +325,11 @@ impl Env {
         self.timers.recs.clear();
         self.timers.timestamps.clear();
         self.timers.changes.clear();
+        for (name, records) in self.side.drain(..) {
+            if succeeded {
+                host.emit_side(&name, records);
+            }
+        }
     }
 }
 
@@ -681,6 +691,38 @@ impl<T: Serialize> Context<'_, T> {
     /// Emits `output` with `timestamp`.
     pub fn emit_at(&mut self, output: T, timestamp: Option<i64>) -> Result<()> {
         self.outputs.push(&output, timestamp)
+    }
+
+    /// Emits `output`, with the input record's timestamp, to the side output
+    /// `side_output` (which the job file's `side_outputs` declares and other nodes
+    /// read as `<operator>.<side output>`): late records of a window, say.
+    pub fn emit_to(&mut self, side_output: &str, output: &impl Serialize) -> Result<()> {
+        self.emit_to_at(side_output, output, self.timestamp)
+    }
+
+    /// Emits `output` with `timestamp` to the side output `side_output`.
+    pub fn emit_to_at(
+        &mut self,
+        side_output: &str,
+        output: &impl Serialize,
+        timestamp: Option<i64>,
+    ) -> Result<()> {
+        ENV.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let env = slot.as_mut().ok_or_else(|| {
+                Error::new(format!(
+                    "side output `{side_output}` used outside a running operator"
+                ))
+            })?;
+            let index = match env.side.iter().position(|(name, _)| name == side_output) {
+                Some(index) => index,
+                None => {
+                    env.side.push((side_output.to_string(), Emitted::default()));
+                    env.side.len() - 1
+                }
+            };
+            env.side[index].1.push(output, timestamp)
+        })
     }
 
     /// The key of the record being processed, as text (a string key's value, or another

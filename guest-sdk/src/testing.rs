@@ -175,6 +175,7 @@ impl<O: Operator> Harness<O> {
             store,
             keys: Vec::new(),
             processing_time: 0,
+            side: Vec::new(),
         }));
         let env = Env::new(Box::new(MemoryHost {
             shared: Rc::clone(&shared),
@@ -246,6 +247,16 @@ impl<O: Operator> Harness<O> {
     pub fn advance_processing_time(&mut self, now: i64) -> Result<Vec<Value>> {
         self.shared.borrow_mut().processing_time = now;
         self.fire(TimeDomain::Processing, now)
+    }
+
+    /// What the operator sent to side output `name` since the last time, in order.
+    pub fn side_output(&mut self, name: &str) -> Vec<Value> {
+        let mut shared = self.shared.borrow_mut();
+        let (taken, kept) = std::mem::take(&mut shared.side)
+            .into_iter()
+            .partition(|(side, _)| side == name);
+        shared.side = kept;
+        taken.into_iter().map(|(_, record)| record).collect()
     }
 
     /// The event-time watermark, if one has come.
@@ -584,6 +595,8 @@ struct Shared {
     keys: Vec<Vec<u8>>,
     /// What `current_processing_time` reads.
     processing_time: i64,
+    /// What was sent to side outputs and not yet taken: side output, record.
+    side: Vec<(String, Value)>,
 }
 
 /// The harness's [`Host`].
@@ -872,6 +885,11 @@ impl Host for MemoryHost {
         keys.sort();
         shared.keys = keys.clone();
         keys
+    }
+    fn emit_side(&mut self, name: &str, records: Emitted) {
+        let decoded = decoded(records).expect("the SDK encodes every record as JSON");
+        let mut shared = self.shared.borrow_mut();
+        (shared.side).extend(decoded.into_iter().map(|record| (name.to_string(), record)));
     }
     fn set_timers(&mut self, changes: &TimerChanges) {
         let mut shared = self.shared.borrow_mut();

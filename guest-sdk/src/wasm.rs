@@ -7,7 +7,7 @@ use std::thread::LocalKey;
 use crate::__private::{WitBatch, WitFiredTimers, WitOutputs, WitProcessError, WitTaskInfo};
 use crate::Operator;
 use crate::bindings::weir::operator::types::{self, StateKind};
-use crate::bindings::weir::operator::{log, operator_state, state, timers};
+use crate::bindings::weir::operator::{log, operator_state, side_outputs, state, timers};
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked, pieces};
 use crate::runtime::{
     self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, TimerChanges,
@@ -129,6 +129,9 @@ impl Host for Imports {
     fn set_timers(&mut self, changes: &TimerChanges) {
         timers::set_timers(changes)
     }
+    fn emit_side(&mut self, name: &str, records: Emitted) {
+        side_outputs::emit(name, &wit_outputs(records))
+    }
     fn current_watermark(&mut self) -> Option<i64> {
         timers::current_watermark()
     }
@@ -226,16 +229,20 @@ pub fn on_timer<O: Operator>(
 /// A call's outputs, or which record (or timer) failed, as the WIT has them.
 fn outputs(result: Result<Emitted, (crate::Error, u32)>) -> Result<WitOutputs, WitProcessError> {
     match result {
-        Ok(outputs) => Ok(WitOutputs {
-            payloads: outputs.payloads.data,
-            ends: outputs.payloads.ends,
-            timestamps: outputs.timestamps,
-            untimed: outputs.untimed,
-        }),
+        Ok(outputs) => Ok(wit_outputs(outputs)),
         Err((error, index)) => Err(WitProcessError {
             message: error.to_string(),
             record: Some(index),
         }),
+    }
+}
+
+fn wit_outputs(outputs: Emitted) -> WitOutputs {
+    WitOutputs {
+        payloads: outputs.payloads.data,
+        ends: outputs.payloads.ends,
+        timestamps: outputs.timestamps,
+        untimed: outputs.untimed,
     }
 }
 

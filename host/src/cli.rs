@@ -446,6 +446,9 @@ fn summary(report: &Report) -> String {
             "operator `{}` processed {} and emitted {}",
             o.name, o.records_in, o.records_out
         );
+        if o.records_to_side_outputs > 0 {
+            part += &format!(" (and {} to side outputs)", o.records_to_side_outputs);
+        }
         if o.poison > 0 {
             let plural = if o.poison == 1 { "" } else { "s" };
             part += &format!(" ({} poison record{plural} kept from it)", o.poison);

@@ -224,6 +224,8 @@ pub struct OperatorReport {
     pub records_in: u64,
     /// Records emitted.
     pub records_out: u64,
+    /// Records emitted to side outputs.
+    pub records_to_side_outputs: u64,
     /// Poison records kept from the guest (skipped or dead-lettered).
     pub poison: u64,
 }
@@ -257,6 +259,7 @@ impl Report {
             Some(o) => {
                 o.records_in += r.records_in;
                 o.records_out += r.records_out;
+                o.records_to_side_outputs += r.records_to_side_outputs;
                 o.poison += r.poison;
             }
             None => self.operators.push(r),

@@ -191,8 +191,12 @@ pub struct WatermarkStrategy {
     pub out_of_orderness: Duration,
     /// A split without records for this long does not hold the watermark back.
     pub idle_timeout: Option<Duration>,
-    /// How often the watermark is sent.
+    /// How often the watermark is sent (when the source sends a batch).
     pub interval: Duration,
+    /// Instead, after every record that moves it (`interval_ms = 0`): the same records
+    /// then precede each watermark in every run and replay, so late data is decided the
+    /// same way every time, at the cost of a batch per such record.
+    pub per_record: bool,
 }
 
 /// What a source reads.
@@ -281,6 +285,23 @@ pub struct Operator {
     pub sandbox: Sandbox,
     /// `on_poison` (with `dead_letter`): what to do with a record that fails again.
     pub on_poison: OnPoison,
+    /// `side_outputs`: the names of its side outputs, which other nodes read as
+    /// `<operator>.<side output>` (late records of its windows, for one).
+    pub side_outputs: Vec<String>,
+}
+
+impl Operator {
+    /// Which of this operator's outputs the input name `input` reads: `Some(None)` its
+    /// own records (`input` is its name), `Some(Some(i))` side output `i`
+    /// (`<name>.<side output>`), `None` none of them.
+    pub fn output_named(&self, input: &str) -> Option<Option<usize>> {
+        if input == self.name {
+            return Some(None);
+        }
+        let side = input.strip_prefix(self.name.as_str())?.strip_prefix('.')?;
+        let index = self.side_outputs.iter().position(|name| name == side)?;
+        Some(Some(index))
+    }
 }
 
 /// One input of an operator.

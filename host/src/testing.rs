@@ -420,6 +420,8 @@ fn open(
         "test",
         options.key_by.is_some(),
         &options.inputs,
+        // Not yet in `host test`: a side output's records would have nowhere to go.
+        &[],
         Box::new(backend),
         &options.sandbox,
     )?;

@@ -14,6 +14,7 @@ mod flat;
 mod imports;
 mod instance;
 mod sandbox;
+mod side_outputs;
 pub mod timers;
 
 use std::collections::HashMap;

@@ -8,7 +8,7 @@ use crate::support::{self, Job, example_dir};
 
 /// Runs an example's own job file, with its component replaced by the freshly built one
 /// and its file sinks redirected into a temporary directory; returns the job's folder.
-fn run_example(name: &str, component: &str) -> (Job, support::Outcome) {
+pub fn run_example(name: &str, component: &str) -> (Job, support::Outcome) {
     let dir = example_dir(name);
     let text = fs::read_to_string(dir.join("job.toml")).expect("example job.toml");
     let mut job: toml::Table = toml::from_str(&text).expect("example job parses");

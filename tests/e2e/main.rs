@@ -16,3 +16,4 @@ mod sandbox;
 mod state_kinds;
 mod support;
 mod timers;
+mod windows;

@@ -189,6 +189,7 @@ fn start_tasks(
                 &op.name,
                 op.key_by.is_some(),
                 &op.inputs,
+                &op.side_outputs,
                 backend,
                 &op.sandbox,
             )?;

@@ -66,6 +66,9 @@ pub enum Routing {
 /// One edge to a consumer: a channel and a pending batch per consumer subtask.
 pub struct Edge {
     consumer: String,
+    /// The producer's output it carries: `None` for its records, `Some(i)` for its
+    /// side output `i` (an operator's `side_outputs`).
+    output: Option<usize>,
     selector: Option<KeySelector>,
     routing: Routing,
     next: usize,
@@ -74,16 +77,18 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// An edge into `consumer`, whose subtasks read `channels`; records are keyed when
-    /// `selector` is given (and then routed by key group).
+    /// An edge into `consumer`, whose subtasks read `channels`, carrying `output`;
+    /// records are keyed when `selector` is given (and then routed by key group).
     pub fn new(
         consumer: &str,
+        output: Option<usize>,
         selector: Option<KeySelector>,
         routing: Routing,
         channels: Vec<Sender>,
     ) -> Edge {
         Edge {
             consumer: consumer.to_string(),
+            output,
             selector,
             routing,
             next: 0,
@@ -138,16 +143,32 @@ impl Outputs {
     }
 
     /// Checks and keys `record` (read at `origin`, if a source read it), then buffers it
-    /// on every edge.
+    /// on every edge of the task's own output.
     pub fn push(&mut self, record: Record, origin: Option<&Origin>) -> Result<(), BadRecord> {
+        self.push_to(None, record, origin)
+    }
+
+    /// As [`Outputs::push`], onto the edges of side output `output` (none, and the
+    /// record goes nowhere, when no node reads it).
+    pub fn push_side(&mut self, output: usize, record: Record) -> Result<(), BadRecord> {
+        self.push_to(Some(output), record, None)
+    }
+
+    fn push_to(
+        &mut self,
+        output: Option<usize>,
+        record: Record,
+        origin: Option<&Origin>,
+    ) -> Result<(), BadRecord> {
         if record.payload.contains(&b'\n') {
             return Err(BadRecord::LineBreak);
         }
         // Every edge's key first, so that a bad record goes to no edge.
         self.keys.clear();
-        if self.keyed {
+        let keyed = |e: &Edge| e.output == output && e.selector.is_some();
+        if self.keyed && self.edges.iter().any(keyed) {
             // Taking a key also checks that the whole payload is JSON.
-            for edge in &self.edges {
+            for edge in self.edges.iter().filter(|e| e.output == output) {
                 self.keys.push(match &edge.selector {
                     Some(selector) => selector.key(&record.payload).map_err(|e| match e {
                         KeyError::NotJson(e) => BadRecord::NotJson(e),
@@ -161,14 +182,15 @@ impl Outputs {
             }
         } else {
             serde_json::from_slice::<IgnoredAny>(&record.payload)?;
-            let edges = self.edges.len();
+            let edges = self.edges.iter().filter(|e| e.output == output).count();
             self.keys
                 .resize_with(edges, || (SmallBytes::default(), KeyGroup(0)));
         }
-        let last = self.edges.len().saturating_sub(1);
+        let last = self.keys.len().saturating_sub(1);
         let mut record = Some(record);
         let keys = self.keys.drain(..);
-        for (i, (edge, (key, key_group))) in self.edges.iter_mut().zip(keys).enumerate() {
+        let edges = self.edges.iter_mut().filter(|e| e.output == output);
+        for (i, (edge, (key, key_group))) in edges.zip(keys).enumerate() {
             let Record { payload, timestamp } = if i == last {
                 record.take().expect("taken only by the last edge")
             } else {
@@ -311,7 +333,7 @@ mod tests {
             },
             None => Routing::RoundRobin,
         };
-        (Edge::new(consumer, selector, routing, txs), rxs)
+        (Edge::new(consumer, None, selector, routing, txs), rxs)
     }
 
     fn record(payload: &str) -> Record {

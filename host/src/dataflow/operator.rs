@@ -23,7 +23,7 @@ use super::{BATCH_SIZE, Failure, OperatorReport, Stop};
 use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{Handle, TaskId};
 use crate::checkpoint::writer::{Met, SnapshotWriter, StateCopy};
-use crate::record::KeyedRecord;
+use crate::record::{KeyedRecord, Record};
 use crate::state::BackendSnapshot;
 use crate::state::operator::OperatorState;
 use crate::state::snapshot::StateInfo;
@@ -68,6 +68,11 @@ pub trait Logic: Send {
     }
     /// The end of the input.
     fn close(&mut self) -> Result<(), OperatorError>;
+    /// What the calls since the last time sent to side outputs, each record with its
+    /// side output's index.
+    fn take_side_outputs(&mut self) -> Vec<(usize, Record)> {
+        Vec::new()
+    }
 }
 
 impl Logic for OperatorInstance {
@@ -93,6 +98,10 @@ impl Logic for OperatorInstance {
 
     fn next_processing_timer(&self) -> Option<i64> {
         OperatorInstance::next_processing_timer(self)
+    }
+
+    fn take_side_outputs(&mut self) -> Vec<(usize, Record)> {
+        OperatorInstance::take_side_outputs(self)
     }
 
     fn watermark(&self) -> Option<i64> {
@@ -132,25 +141,33 @@ impl Run<'_> {
             .instance
             .process(batch, self.input)
             .map_err(|e| Stop::Failed(self.guard.failed(ids, alone, e)))?;
-        push(self.task, self.outputs, self.report, emitted)
+        push(self.task, self.instance, self.outputs, self.report, emitted)
     }
 }
 
-/// Pushes what the guest emitted (from `process` or `on-timer`).
+/// Pushes what the guest emitted (from `process` or `on-timer`), and what it sent to
+/// side outputs.
 fn push(
     task: &TaskId,
+    instance: &mut dyn Logic,
     outputs: &mut Outputs,
     report: &mut OperatorReport,
     emitted: Output,
 ) -> Result<(), Stop> {
+    let bad = |error| {
+        Stop::Failed(Failure::BadOutput {
+            operator: task.node.clone(),
+            error,
+        })
+    };
     report.records_out += emitted.len() as u64;
     for record in emitted {
-        outputs.push(record, None).map_err(|error| {
-            Stop::Failed(Failure::BadOutput {
-                operator: task.node.clone(),
-                error,
-            })
-        })?;
+        outputs.push(record, None).map_err(bad)?;
+    }
+    let side = instance.take_side_outputs();
+    report.records_to_side_outputs += side.len() as u64;
+    for (output, record) in side {
+        outputs.push_side(output, record).map_err(bad)?;
     }
     Ok(())
 }
@@ -279,7 +296,7 @@ pub fn run(
                 if let Status::At(watermark) = status {
                     let emitted = (instance.advance_watermark(watermark))
                         .map_err(|e| Stop::Failed(e.into()))?;
-                    push(&task, &mut outputs, &mut report, emitted)?;
+                    push(&task, instance.as_mut(), &mut outputs, &mut report, emitted)?;
                 }
                 // A restored task's watermark may be ahead of its inputs' for a while.
                 held = Some(match (status, instance.watermark()) {
@@ -292,7 +309,7 @@ pub fn run(
                 let now = crate::wasm::timers::processing_time();
                 let emitted =
                     (instance.advance_processing_time(now)).map_err(|e| Stop::Failed(e.into()))?;
-                push(&task, &mut outputs, &mut report, emitted)?;
+                push(&task, instance.as_mut(), &mut outputs, &mut report, emitted)?;
                 flush(&mut outputs, &inputs, &mut held)?;
             }
             Event::Committed(_) => {}
@@ -302,7 +319,7 @@ pub fn run(
     // its inputs carried watermarks; this covers those that did not).
     let emitted =
         (instance.advance_watermark(super::watermark::END)).map_err(|e| Stop::Failed(e.into()))?;
-    push(&task, &mut outputs, &mut report, emitted)?;
+    push(&task, instance.as_mut(), &mut outputs, &mut report, emitted)?;
     instance.close().map_err(|e| Stop::Failed(e.into()))?;
     outputs.end().map_err(|_| Stop::Disconnected)?;
     if let Some(writer) = writer {

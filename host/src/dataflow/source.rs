@@ -178,13 +178,14 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                 }
                 let origin = Origin { at, number: index };
                 let record = generator.record(index);
-                if let (Some(clock), Some(time)) = (&mut clock, record.timestamp) {
-                    clock.watermarks.on_record(0, time, Instant::now());
-                }
+                let time = record.timestamp;
                 outputs
                     .push(record, Some(&origin))
                     .expect("generated records are JSON documents with their key field");
                 report.records += 1;
+                if let (Some(clock), Some(time)) = (&mut clock, time) {
+                    clock.after_record(time, &mut outputs)?;
+                }
                 if outputs.pending() >= BATCH_SIZE {
                     context.flush(&mut outputs)?;
                     if let Some(clock) = &mut clock {
@@ -450,20 +451,20 @@ impl Lines<'_> {
                 None => Ok(None),
                 Some(time) => time.of(&line).map(Some).map_err(BadRecord::from),
             };
-            if let (Ok(Some(time)), Some(clock)) = (&timestamp, clock.as_deref_mut()) {
-                clock
-                    .watermarks
-                    .on_record(clock.split, *time, Instant::now());
-            }
             let pushed = timestamp.and_then(|timestamp| {
                 let record = Record {
                     payload: line,
                     timestamp,
                 };
-                outputs.push(record, Some(&origin))
+                outputs.push(record, Some(&origin)).map(|()| timestamp)
             });
             match pushed {
-                Ok(()) => report.records += 1,
+                Ok(timestamp) => {
+                    report.records += 1;
+                    if let (Some(time), Some(clock)) = (timestamp, clock.as_deref_mut()) {
+                        clock.after_record(time, outputs)?;
+                    }
+                }
                 Err(error) => match self.source.on_bad_record {
                     OnBadRecord::Fail => {
                         return Err(Stop::Failed(Failure::BadRecord {
@@ -497,6 +498,8 @@ impl Lines<'_> {
 struct Clock {
     watermarks: SourceWatermarks,
     interval: Duration,
+    /// Whether a watermark follows every record that moves it.
+    per_record: bool,
     next: Instant,
     /// The split being read.
     split: usize,
@@ -513,6 +516,7 @@ impl Clock {
                 now,
             ),
             interval: strategy.interval,
+            per_record: strategy.per_record,
             next: now + strategy.interval,
             split: 0,
         }
@@ -521,6 +525,20 @@ impl Clock {
     fn start(&mut self, split: usize) {
         self.split = split;
         self.watermarks.on_started(split, Instant::now());
+    }
+
+    /// After a record at `time` of the split being read: sends the watermark behind it
+    /// if it moved and the strategy sends one after every record that moves it.
+    fn after_record(&mut self, time: i64, outputs: &mut Outputs) -> Result<(), Stop> {
+        let now = Instant::now();
+        self.watermarks.on_record(self.split, time, now);
+        if !self.per_record {
+            return Ok(());
+        }
+        match self.watermarks.poll(now) {
+            Some(status) => outputs.watermark(status).map_err(|_| Stop::Disconnected),
+            None => Ok(()),
+        }
     }
 
     /// Sends the watermark if it moved on and is due (`now`: at the end of a split), and
@@ -752,7 +770,7 @@ mod tests {
         kind: SourceKind,
         event_time: Option<&str>,
         disorder: u64,
-        (rate, interval): (Option<u64>, Duration),
+        (rate, interval, per_record): (Option<u64>, Duration, bool),
     ) -> usize {
         use crate::dataflow::Message;
         use crate::dataflow::channel::{Bell, Received, channel};
@@ -771,11 +789,12 @@ mod tests {
                 out_of_orderness: Duration::from_millis(disorder),
                 idle_timeout: None,
                 interval,
+                per_record,
             }),
         };
         let bell = Arc::new(Bell::default());
         let (tx, rx) = channel(1000, Arc::clone(&bell), Arc::clone(&bell));
-        let edge = Edge::new("out", None, Routing::Forward(0), vec![tx]);
+        let edge = Edge::new("out", None, None, Routing::Forward(0), vec![tx]);
         let context = Context {
             splits,
             checkpoints: None,
@@ -819,8 +838,26 @@ mod tests {
             path,
             split_bytes: 1 << 30,
         };
-        let sent = assert_watermarks_trail(kind, Some("/ts"), 100, (None, Duration::ZERO));
+        let sent = assert_watermarks_trail(kind, Some("/ts"), 100, (None, Duration::ZERO, false));
         assert!(sent >= 3, "one per flush of 512 records: {sent}");
+    }
+
+    #[test]
+    fn with_interval_0_a_watermark_follows_every_record_that_moves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        // Times 0, 10, …, with every fourth record 5 ms behind: it moves nothing.
+        let lines: String = (0..200)
+            .map(|i| format!("{{\"ts\":{}}}\n", i * 10 - if i % 4 == 3 { 15 } else { 0 }))
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let kind = SourceKind::File {
+            path,
+            split_bytes: 1 << 30,
+        };
+        let every = (None, Duration::from_secs(3600), true);
+        let sent = assert_watermarks_trail(kind, Some("/ts"), 100, every);
+        assert_eq!(sent, 150 + 1, "one per record that moves it, then the end");
     }
 
     #[test]
@@ -836,7 +873,7 @@ mod tests {
                 disorder_ms: 0,
             }),
         };
-        let sent = assert_watermarks_trail(kind.clone(), None, 5, (None, Duration::ZERO));
+        let sent = assert_watermarks_trail(kind.clone(), None, 5, (None, Duration::ZERO, false));
         assert!(sent >= 3, "one per flush of 512 records: {sent}");
         // Paced to 2000 records/s, 300 records take 150 ms: never a full batch, but a
         // watermark every 10 ms while the source waits for its next record.
@@ -850,7 +887,7 @@ mod tests {
             key_prefix: "key-".into(),
             time,
         };
-        let pacing = (Some(2000), Duration::from_millis(10));
+        let pacing = (Some(2000), Duration::from_millis(10), false);
         let sent = assert_watermarks_trail(paced, None, 5, pacing);
         assert!(sent >= 5, "watermarks while paced: {sent}");
     }

@@ -28,13 +28,19 @@ pub(super) struct Wiring {
 
 impl Wiring {
     pub(super) fn new(job: &Job) -> Wiring {
-        let parallelism = |name: &str| -> usize {
-            job.sources
-                .iter()
-                .map(|s| (&s.name, s.parallelism))
-                .chain(job.operators.iter().map(|o| (&o.name, o.parallelism)))
-                .find(|(n, _)| *n == name)
-                .map_or(1, |(_, p)| usize::from(p))
+        // The node an input reads, which of its outputs, and the node's parallelism.
+        let producer = |input: &str| -> (String, Option<usize>, usize) {
+            let source = (job.sources.iter().find(|s| s.name == input))
+                .map(|s| (s.name.clone(), None, s.parallelism));
+            let operator = || {
+                job.operators.iter().find_map(|o| {
+                    let output = o.output_named(input)?;
+                    Some((o.name.clone(), output, o.parallelism))
+                })
+            };
+            let (name, output, parallelism) = (source.or_else(operator))
+                .expect("a validated job's inputs name nodes and their side outputs");
+            (name, output, usize::from(parallelism))
         };
         let consumers = job
             .operators
@@ -51,11 +57,11 @@ impl Wiring {
         for (name, consumer_parallelism, inputs, key_by) in consumers {
             let selector = key_by.map(|pointer| KeySelector::new(pointer, job.max_parallelism));
             for (index, (input, broadcast)) in inputs.into_iter().enumerate() {
-                let producer_parallelism = parallelism(input);
+                let (input, output, producer_parallelism) = producer(input);
                 for producer in 0..producer_parallelism {
                     let mut senders = Vec::new();
                     for consumer in 0..usize::from(consumer_parallelism) {
-                        let bells = (wiring.bell(input, producer), wiring.bell(name, consumer));
+                        let bells = (wiring.bell(&input, producer), wiring.bell(name, consumer));
                         let (tx, rx) = channel(CHANNEL_BATCHES, bells.0, bells.1);
                         senders.push(tx);
                         wiring
@@ -85,7 +91,7 @@ impl Wiring {
                         .edges
                         .entry((input.clone(), producer))
                         .or_default()
-                        .push(Edge::new(name, selector, routing, senders));
+                        .push(Edge::new(name, output, selector, routing, senders));
                 }
             }
         }

@@ -104,6 +104,7 @@ pub(super) struct OperatorSection {
     pub(super) dead_letter: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) env: std::collections::BTreeMap<String, String>,
+    pub(super) side_outputs: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]

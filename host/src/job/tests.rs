@@ -407,10 +407,15 @@ fn a_watermark_strategy_needs_event_time() {
         "event_time = \"/ts\"\nwatermark = { idle_timeout_ms = 0 }",
     ));
     assert_eq!(key, "source.watermark.idle_timeout_ms");
-    let (_, key, _) = invalid(&with(
+    let every_record = parse_str(&with(
         "event_time = \"/ts\"\nwatermark = { interval_ms = 0 }",
-    ));
-    assert_eq!(key, "source.watermark.interval_ms");
+    ))
+    .unwrap();
+    let strategy = every_record.sources[0].watermark.as_ref();
+    assert!(
+        strategy.is_some_and(|s| s.per_record),
+        "0: after every record"
+    );
     let unknown = parse_str(&with("event_time = \"/ts\"\nwatermark = { lateness = 3 }"));
     let message = format!("{:?}", unknown.unwrap_err());
     assert!(message.contains("unknown field `lateness`"), "{message}");
@@ -445,4 +450,37 @@ fn one_source_job(source: &str) -> String {
     format!(
         "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\n{source}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"in\"\n"
     )
+}
+
+/// A job of one stdin source `in`, operator `op` (with `extra` lines) and a sink `out`
+/// reading `sink_input`.
+fn side_output_job(extra: &str, sink_input: &str) -> String {
+    format!(
+        "[job]\nname = \"j\"\n[[source]]\nname = \"in\"\ntype = \"stdin\"\n\
+         [[operator]]\nname = \"op\"\ncomponent = \"a.wasm\"\ninput = \"in\"\n{extra}\n\
+         [[sink]]\nname = \"out\"\ntype = \"stdout\"\ninput = \"{sink_input}\"\n"
+    )
+}
+
+#[test]
+fn nodes_read_an_operators_side_outputs_as_operator_dot_name() {
+    let job = parse_str(&side_output_job("side_outputs = [\"late\"]", "op.late")).unwrap();
+    let op = &job.operators[0];
+    assert_eq!(op.side_outputs, ["late"]);
+    assert_eq!(op.output_named("op"), Some(None));
+    assert_eq!(op.output_named("op.late"), Some(Some(0)));
+    assert_eq!(op.output_named("op.lat"), None);
+    let (_, key, message) = invalid(&side_output_job("side_outputs = [\"late\"]", "op.lat"));
+    assert_eq!(key, "sink.input");
+    assert!(message.contains("has no side output `lat`"), "{message}");
+    assert!(
+        message.contains("`late`"),
+        "it says which there are: {message}"
+    );
+    let (_, _, message) = invalid(&side_output_job("", "op.late"));
+    assert!(message.contains("it has none"), "{message}");
+    for bad in ["[\"a.b\"]", "[\"\"]", "[\"x\", \"x\"]"] {
+        let (_, key, _) = invalid(&side_output_job(&format!("side_outputs = {bad}"), "op"));
+        assert_eq!(key, "operator.side_outputs", "{bad}");
+    }
 }

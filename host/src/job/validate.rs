@@ -199,11 +199,8 @@ impl Validator<'_> {
 
     fn watermark(&self, w: &WatermarkSection) -> Result<WatermarkStrategy, JobError> {
         let key = |name: &str| format!("source.watermark.{name}");
+        // 0: after every record (see `WatermarkStrategy::per_record`).
         let interval = self.millis(w.interval_ms.as_ref(), &key("interval_ms"), 200)?;
-        if interval.is_zero() {
-            let span = w.interval_ms.as_ref().map_or(0..0, Spanned::span);
-            return Err(self.error(span, &key("interval_ms"), "must be at least 1"));
-        }
         let idle_timeout = match &w.idle_timeout_ms {
             None => None,
             Some(t) => {
@@ -226,6 +223,7 @@ impl Validator<'_> {
             )?,
             idle_timeout,
             interval,
+            per_record: interval.is_zero(),
         })
     }
 
@@ -619,8 +617,33 @@ impl Validator<'_> {
         placed: &[Operator],
     ) -> Option<&'n String> {
         inputs.iter().map(|input| &input.name).find(|input| {
-            !sources.iter().any(|s| &s.name == *input) && !placed.iter().any(|p| &p.name == *input)
+            !sources.iter().any(|s| &s.name == *input)
+                && !placed.iter().any(|p| p.output_named(input).is_some())
         })
+    }
+
+    /// Why `input` names nothing a node can read.
+    fn no_such_input(input: &str, operators: &[Operator]) -> String {
+        let side_of = operators.iter().find_map(|o| {
+            let side = input.strip_prefix(o.name.as_str())?.strip_prefix('.')?;
+            Some((o, side))
+        });
+        match side_of {
+            Some((o, side)) if o.side_outputs.is_empty() => format!(
+                "operator `{}` has no side output `{side}`: it has none (`side_outputs` \
+                 declares them)",
+                o.name
+            ),
+            Some((o, side)) => format!(
+                "operator `{}` has no side output `{side}`: its side_outputs are {}",
+                o.name,
+                (o.side_outputs.iter())
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("no source or operator is named `{input}`"),
+        }
     }
 
     /// Validates operators and orders them so that each comes after its inputs.
@@ -655,7 +678,7 @@ impl Validator<'_> {
                         o.name.get_ref()
                     )
                 } else {
-                    format!("no source or operator is named `{input}`")
+                    Self::no_such_input(input, &placed)
                 };
                 return Err(self.error(o.input.span(), "operator.input", message));
             }
@@ -696,7 +719,30 @@ impl Validator<'_> {
                 grants: self.grants(o)?,
             },
             on_poison: self.on_poison(o)?,
+            side_outputs: self.side_outputs(o)?,
         })
+    }
+
+    /// `side_outputs`: names without a `.` (which separates them from the operator's
+    /// name where a node reads one), each once.
+    fn side_outputs(&self, o: &OperatorSection) -> Result<Vec<String>, JobError> {
+        let Some(names) = &o.side_outputs else {
+            return Ok(Vec::new());
+        };
+        let invalid = |message: String| self.error(names.span(), "operator.side_outputs", message);
+        for (i, name) in names.get_ref().iter().enumerate() {
+            if name.is_empty() || name.contains('.') {
+                return Err(invalid(format!(
+                    "side output `{name}`: a name, not empty and without a `.` (nodes read \
+                     it as `{}.{name}`)",
+                    o.name.get_ref()
+                )));
+            }
+            if names.get_ref()[..i].contains(name) {
+                return Err(invalid(format!("side output `{name}` is listed twice")));
+            }
+        }
+        Ok(names.get_ref().clone())
     }
 
     fn on_poison(&self, o: &OperatorSection) -> Result<OnPoison, JobError> {
@@ -828,7 +874,7 @@ impl Validator<'_> {
             return Err(self.error(
                 s.input.span(),
                 "sink.input",
-                format!("no source or operator is named `{input}`"),
+                Self::no_such_input(input, operators),
             ));
         }
         let inputs = inputs.into_iter().map(|input| input.name).collect();

@@ -19,6 +19,7 @@ use super::flat;
 use super::sandbox::Limiter;
 use crate::job::Input;
 use crate::job::Sandbox;
+use crate::record::Record;
 use crate::small_bytes::SmallBytes;
 use crate::state::operator::{BroadcastState, ListState, OperatorState, Redistribution};
 use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
@@ -39,6 +40,10 @@ pub struct GuestCtx {
     pub(super) clock: Option<i64>,
     /// In `on-timer`: the domain and each timer's timestamp, by record index.
     pub(super) firing: Option<(crate::state::TimeDomain, Vec<i64>)>,
+    /// The operator's side outputs, by index (the job file's `side_outputs`).
+    pub(super) side_outputs: Vec<String>,
+    /// What the current call sent to side outputs: each record with its side output.
+    pub(super) side: Vec<(usize, Record)>,
     /// The guest's last error-level log message since the last call began: a Rust guest's
     /// panic message arrives this way before the trap.
     pub(super) last_error: Option<String>,
@@ -54,6 +59,7 @@ impl GuestCtx {
         operator: &str,
         keyed: bool,
         inputs: &[Input],
+        side_outputs: &[String],
         backend: Box<dyn StateBackend>,
         sandbox: &Sandbox,
     ) -> std::result::Result<GuestCtx, String> {
@@ -98,6 +104,8 @@ impl GuestCtx {
             next_timer: Default::default(),
             clock: None,
             firing: None,
+            side_outputs: side_outputs.to_vec(),
+            side: Vec::new(),
             last_error: None,
             limiter: Limiter::new(sandbox.limits),
             wasi,

@@ -42,24 +42,24 @@ pub struct OperatorInstance {
 }
 
 impl OperatorInstance {
-    /// Instantiates `component` for the operator `name`, reading `inputs`, with its
-    /// keyed state in `backend`, bounded and granted what `sandbox` says. `keyed` says
+    /// Instantiates `component` for the operator `name`, reading `inputs` and sending
+    /// to `side_outputs` besides its own output, with its keyed state in `backend`, bounded and granted what `sandbox` says. `keyed` says
     /// whether the operator has `key_by`.
     pub fn new(
         component: &LoadedComponent,
         name: &str,
         keyed: bool,
         inputs: &[Input],
+        side_outputs: &[String],
         backend: Box<dyn StateBackend>,
         sandbox: &Sandbox,
     ) -> Result<OperatorInstance, OperatorError> {
-        let ctx = GuestCtx::new(name, keyed, inputs, backend, sandbox).map_err(|message| {
-            OperatorError::Failed {
-                operator: name.to_string(),
-                message,
-                on_record: None,
-                index: None,
-            }
+        let ctx = GuestCtx::new(name, keyed, inputs, side_outputs, backend, sandbox);
+        let ctx = ctx.map_err(|message| OperatorError::Failed {
+            operator: name.to_string(),
+            message,
+            on_record: None,
+            index: None,
         })?;
         let mut store = Store::new(&component.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -75,6 +75,11 @@ impl OperatorInstance {
             bindings,
             deadline,
         })
+    }
+
+    /// What the calls since the last time sent to side outputs (see `Logic`).
+    pub fn take_side_outputs(&mut self) -> Vec<(usize, Record)> {
+        std::mem::take(&mut self.store.data_mut().side)
     }
 
     /// Readies the store for one call: no error yet, a fresh CPU deadline.
@@ -128,7 +133,12 @@ impl OperatorInstance {
             .weir_operator_guest()
             .call_process(&mut self.store, &flat);
 
-        self.store.data_mut().current.clear();
+        let ctx = self.store.data_mut();
+        ctx.current.clear();
+        if !matches!(result, Ok(Ok(_))) {
+            // A failed call sends nothing anywhere.
+            ctx.side.clear();
+        }
         match result {
             Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| OperatorError::Failed {
                 operator: self.store.data().operator.clone(),
@@ -245,6 +255,10 @@ impl OperatorInstance {
         let ctx = self.store.data_mut();
         ctx.current.clear();
         ctx.firing = None;
+        if !matches!(result, Ok(Ok(_))) {
+            // A failed call sends nothing anywhere.
+            ctx.side.clear();
+        }
         match result {
             Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| {
                 self.failed(format!(
@@ -459,7 +473,7 @@ fn flatten(batch: Batch) -> (bindings::Batch, Vec<SmallBytes>, Vec<KeyGroup>) {
 }
 
 /// The guest's outputs as records, or what is wrong with them.
-fn unflatten(outputs: bindings::Outputs) -> Result<Output, String> {
+pub(super) fn unflatten(outputs: bindings::Outputs) -> Result<Output, String> {
     let bindings::Outputs {
         payloads,
         ends,
