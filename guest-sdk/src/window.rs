@@ -330,11 +330,14 @@ impl<A: Aggregate> Windows<A> {
             if late(&window) {
                 continue;
             }
-            let mut acc = match merging.is_empty() {
+            let kept = match merging.is_empty() {
                 true => self.state.get(&window.start)?.map(|slot| slot.acc),
                 false => None,
-            }
-            .unwrap_or_else(|| self.aggregate.create());
+            };
+            // A window in state whose end the watermark passed has come out (its timer
+            // fired); one that comes into being there comes out for the first time.
+            let existed = kept.is_some() || !merging.is_empty();
+            let mut acc = kept.unwrap_or_else(|| self.aggregate.create());
             for (session, slot) in merging {
                 self.aggregate.merge(&mut acc, slot.acc);
                 self.state.remove(&session.start)?;
@@ -347,7 +350,7 @@ impl<A: Aggregate> Windows<A> {
                 fired.push(Fired::Result {
                     window,
                     result: self.aggregate.result(&acc),
-                    update: true,
+                    update: existed,
                 });
             }
             let slot = Slot {

@@ -185,3 +185,12 @@ fn out_of_order_records_give_the_counts_a_brute_force_gives() {
     let expected: Vec<(i64, u64)> = (0..40).map(|w| (w * 10, 10)).collect();
     assert_eq!(counts, expected, "each 10 ms window holds its 10 records");
 }
+
+#[test]
+fn a_window_that_comes_into_being_after_its_end_passed_comes_out_once_as_no_update() {
+    let mut h = harness("tumbling");
+    assert!(h.advance_watermark(12).unwrap().is_empty());
+    // [0, 10) has no record yet; the watermark is past its end but within lateness.
+    assert_eq!(at(&mut h, 4), [window(0, 10, 1, false)]);
+    assert_eq!(at(&mut h, 6), [window(0, 10, 2, true)]);
+}

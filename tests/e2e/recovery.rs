@@ -11,6 +11,7 @@ mod savepoints;
 mod sources;
 mod timers;
 mod unaligned;
+mod windows;
 
 use crate::support::job_file::{Checkpoint, JobFile, Mode, Operator, Restart, Sink, Source, State};
 use crate::support::process::Running;

@@ -2,7 +2,7 @@
 //! out-of-order sample log, exactly the counts, updates and late visits a brute force
 //! here works out from the same lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -18,19 +18,26 @@ const OUT_OF_ORDERNESS: i64 = 5_000;
 /// visit: the watermark before each is the highest time before it less the
 /// out-of-orderness and 1 ms; windows fire once it reaches their last millisecond.
 /// Returns the counts and the late visits.
-fn brute_force(visits: &[Value]) -> (Vec<Value>, Vec<Value>) {
-    // Per (url, window start): visits, and whether it came out.
-    let mut windows: BTreeMap<(String, i64), (u64, bool)> = BTreeMap::new();
+pub fn brute_force(visits: &[Value]) -> (Vec<Value>, Vec<Value>) {
+    // Per (url, window start): visits, and whether it came out; the windows still to
+    // come out, by their last millisecond.
+    let mut windows = BTreeMap::new();
+    let mut waiting: BTreeSet<(i64, String, i64)> = BTreeSet::new();
     let (mut counts, mut late) = (Vec::new(), Vec::new());
-    let come_out = |windows: &mut BTreeMap<(String, i64), (u64, bool)>,
+    type Windows = BTreeMap<(String, i64), (u64, bool)>;
+    let come_out = |windows: &mut Windows,
+                    waiting: &mut BTreeSet<(i64, String, i64)>,
                     counts: &mut Vec<Value>,
                     watermark: i64| {
-        for ((url, start), (visits, out)) in windows.iter_mut() {
-            if !*out && start + SIZE - 1 <= watermark {
-                *out = true;
-                counts.push(json!({"url": url, "start": start, "end": start + SIZE,
-                    "visits": visits, "update": false}));
+        while let Some((last, url, start)) = waiting.first().cloned() {
+            if last > watermark {
+                break;
             }
+            waiting.pop_first();
+            let (visits, out) = windows.get_mut(&(url.clone(), start)).expect("a window");
+            *out = true;
+            counts.push(json!({"url": url, "start": start, "end": start + SIZE,
+                "visits": *visits, "update": false}));
         }
     };
     let mut highest: Option<i64> = None;
@@ -39,7 +46,7 @@ fn brute_force(visits: &[Value]) -> (Vec<Value>, Vec<Value>) {
         let url = visit["url"].as_str().expect("url").to_string();
         let watermark = highest.map(|h| h - OUT_OF_ORDERNESS - 1);
         if let Some(w) = watermark {
-            come_out(&mut windows, &mut counts, w);
+            come_out(&mut windows, &mut waiting, &mut counts, w);
         }
         let start = ts.div_euclid(SIZE) * SIZE;
         let last = start + SIZE - 1;
@@ -51,22 +58,29 @@ fn brute_force(visits: &[Value]) -> (Vec<Value>, Vec<Value>) {
             if *out {
                 counts.push(json!({"url": url, "start": start, "end": start + SIZE,
                     "visits": *n, "update": true}));
+            } else if watermark.is_some_and(|w| last <= w) {
+                // Its end passed before its first visit: it comes out at once.
+                *out = true;
+                counts.push(json!({"url": url, "start": start, "end": start + SIZE,
+                    "visits": *n, "update": false}));
+            } else {
+                waiting.insert((last, url, start));
             }
         }
         highest = Some(highest.map_or(ts, |h| h.max(ts)));
     }
-    come_out(&mut windows, &mut counts, i64::MAX);
+    come_out(&mut windows, &mut waiting, &mut counts, i64::MAX);
     (counts, late)
 }
 
 /// JSON lines as sorted canonical text (object keys in order).
-fn canonical<'a>(lines: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+pub fn canonical<'a>(lines: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
     let mut lines: Vec<String> = lines.into_iter().map(Value::to_string).collect();
     lines.sort();
     lines
 }
 
-fn parsed(text: &str) -> Vec<Value> {
+pub fn parsed(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()

@@ -123,6 +123,9 @@ pub struct Operator {
     pub parallelism: Option<u16>,
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     pub config: toml::Table,
+    /// Its side outputs, which others read as `<name>.<side output>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub side_outputs: Vec<String>,
 }
 
 impl Operator {
@@ -135,6 +138,7 @@ impl Operator {
             key_by: Some(key_by.into()),
             parallelism: None,
             config: toml::Table::new(),
+            side_outputs: Vec::new(),
         }
     }
 }
