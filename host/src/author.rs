@@ -110,6 +110,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../guest-sdk/src/wasm.rs"),
     ),
     (
+        "guest-sdk/src/window.rs",
+        include_str!("../../guest-sdk/src/window.rs"),
+    ),
+    (
         "guest-sdk/python/weir/__init__.py",
         include_str!("../../guest-sdk/python/weir/__init__.py"),
     ),
