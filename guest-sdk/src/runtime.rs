@@ -141,6 +141,8 @@ pub(crate) struct Env {
     timers: TimerChanges,
     /// The current call's records for side outputs, by side output.
     side: Vec<(String, Emitted)>,
+    /// The watermark, once read in the current call (it only moves between calls).
+    watermark: Option<Option<i64>>,
 }
 
 /// A batch cache of one state (see `cache`): how it is read and written back.
@@ -287,6 +289,7 @@ impl Env {
                 changes: Vec::new(),
             },
             side: Vec::new(),
+            watermark: None,
         }
     }
 
@@ -325,6 +328,7 @@ impl Env {
         self.timers.recs.clear();
         self.timers.timestamps.clear();
         self.timers.changes.clear();
+        self.watermark = None;
         for (name, records) in self.side.drain(..) {
             if succeeded {
                 host.emit_side(&name, records);
@@ -777,9 +781,12 @@ impl<T: Serialize> Context<'_, T> {
     /// The event-time watermark: records still to come are expected above it (one at
     /// or below it is late). `None` before the first watermark.
     pub fn current_watermark(&self) -> Option<i64> {
-        with_host("the watermark", |host| host.current_watermark())
-            .ok()
-            .flatten()
+        ENV.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let env = slot.as_mut()?;
+            *env.watermark
+                .get_or_insert_with(|| env.host.current_watermark())
+        })
     }
 
     /// The host's wall clock, in milliseconds since the Unix epoch: the one clock an
@@ -911,6 +918,7 @@ pub(crate) fn on_timer<'a, O: Operator>(
     ENV.with(|slot| {
         if let Some(env) = slot.borrow_mut().as_mut() {
             env.records = timers.len();
+            env.watermark = None;
             env.broadcast = None;
             env.values.bypass = false;
             env.lists.bypass = false;
@@ -944,6 +952,7 @@ fn begin_batch(records: usize, input: u32) -> (String, bool) {
             return (String::new(), false);
         };
         env.records = records;
+        env.watermark = None;
         let (name, broadcast) = env.inputs.get(input as usize).cloned().unwrap_or_default();
         env.broadcast = broadcast.then(|| name.clone());
         env.values.bypass = broadcast;

@@ -55,7 +55,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Context, Error, MapState, Result, TimeDomain, Timer};
+use crate::{Context, Error, Result, TimeDomain, Timer, ValueState};
 
 /// A window: the times `start` (inclusive) to `end` (exclusive), in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -227,16 +227,28 @@ pub enum Fired<O> {
     Late,
 }
 
-/// A window's keyed state: its end (sessions grow) and accumulator, by its start.
+/// An open window of a key and its accumulator.
 #[derive(Serialize, Deserialize)]
 struct Slot<A> {
+    start: i64,
     end: i64,
     acc: A,
 }
 
-/// Windowed aggregation for the current key, its windows kept in the map state `name`.
+impl<A> Slot<A> {
+    fn window(&self) -> Window {
+        Window {
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// Windowed aggregation for the current key, its open windows kept together in the value
+/// state `name` (a key has few open at a time; one value is read and written once per
+/// batch, where an entry per window would cost host calls per record).
 pub struct Windows<A: Aggregate> {
-    state: MapState<i64, Slot<A::Acc>>,
+    state: ValueState<Vec<Slot<A::Acc>>>,
     assigner: Assigner,
     domain: TimeDomain,
     allowed_lateness: i64,
@@ -266,7 +278,7 @@ impl<A: Aggregate> Windows<A> {
     /// Event-time windows of `assigner`, kept in the map state `name`.
     pub const fn new(name: &'static str, assigner: Assigner, aggregate: A) -> Self {
         Windows {
-            state: MapState::new(name),
+            state: ValueState::new(name),
             assigner,
             domain: TimeDomain::Event,
             allowed_lateness: 0,
@@ -314,34 +326,42 @@ impl<A: Aggregate> Windows<A> {
             TimeDomain::Processing => (ctx.current_processing_time(), None),
         };
         let late = |window: &Window| watermark.is_some_and(|w| self.cleanup(window) <= w);
+        let mut open = self.state.get()?.unwrap_or_default();
         let mut fired = Vec::new();
         let mut added = false;
         for window in self.assigner.assign(time) {
             // A session takes in the key's sessions it meets (none of which is late:
             // their state goes as the watermark passes their lateness).
-            let merging = match self.assigner {
-                Assigner::Session { .. } => self.sessions_meeting(&window)?,
+            let merging: Vec<Slot<A::Acc>> = match self.assigner {
+                Assigner::Session { .. } => {
+                    let (meeting, rest) = std::mem::take(&mut open)
+                        .into_iter()
+                        .partition(|slot| slot.window().meets(&window));
+                    open = rest;
+                    meeting
+                }
                 _ => Vec::new(),
             };
-            let window = (merging.iter()).fold(window, |w, (session, _)| Window {
+            let window = (merging.iter()).fold(window, |w, session| Window {
                 start: w.start.min(session.start),
                 end: w.end.max(session.end),
             });
             if late(&window) {
+                open.extend(merging);
                 continue;
             }
-            let kept = match merging.is_empty() {
-                true => self.state.get(&window.start)?.map(|slot| slot.acc),
-                false => None,
+            let kept = match open.iter().position(|slot| slot.start == window.start) {
+                Some(at) if merging.is_empty() => Some(open.swap_remove(at).acc),
+                _ => None,
             };
             // A window in state whose end the watermark passed has come out (its timer
             // fired); one that comes into being there comes out for the first time.
-            let existed = kept.is_some() || !merging.is_empty();
+            let was_there = kept.is_some();
+            let existed = was_there || !merging.is_empty();
             let mut acc = kept.unwrap_or_else(|| self.aggregate.create());
-            for (session, slot) in merging {
-                self.aggregate.merge(&mut acc, slot.acc);
-                self.state.remove(&session.start)?;
-                self.delete_timers(&session, ctx)?;
+            for session in merging {
+                self.delete_timers(&session.window(), ctx)?;
+                self.aggregate.merge(&mut acc, session.acc);
             }
             self.aggregate.add(&mut acc, input);
             added = true;
@@ -353,13 +373,17 @@ impl<A: Aggregate> Windows<A> {
                     update: existed,
                 });
             }
-            let slot = Slot {
+            // A window that was there has its timers: a new or merged one needs them.
+            if !was_there {
+                self.set_timers(&window, !fired_already, ctx)?;
+            }
+            open.push(Slot {
+                start: window.start,
                 end: window.end,
                 acc,
-            };
-            self.state.put(&window.start, &slot)?;
-            self.set_timers(&window, !fired_already, ctx)?;
+            });
         }
+        self.keep(open)?;
         if !added {
             fired.push(Fired::Late);
         }
@@ -378,37 +402,40 @@ impl<A: Aggregate> Windows<A> {
         if timer.domain != self.domain {
             return Ok(Vec::new());
         }
+        let mut open = self.state.get()?.unwrap_or_default();
         let mut fired = Vec::new();
-        for (start, slot) in self.state.entries()? {
-            let window = Window {
-                start,
-                end: slot.end,
-            };
-            if window.max_timestamp() == timer.timestamp {
+        for slot in &open {
+            if slot.window().max_timestamp() == timer.timestamp {
                 fired.push(Fired::Result {
-                    window,
+                    window: slot.window(),
                     result: self.aggregate.result(&slot.acc),
                     update: false,
                 });
             }
-            if self.cleanup(&window) == timer.timestamp {
-                self.state.remove(&start)?;
-            }
+        }
+        let before = open.len();
+        open.retain(|slot| self.cleanup(&slot.window()) != timer.timestamp);
+        if open.len() != before {
+            self.keep(open)?;
         }
         Ok(fired)
     }
 
-    /// The windows the current key has open, with their results so far.
+    /// The windows the current key has open, with their results so far, by start.
     pub fn pending(&self) -> Result<Vec<(Window, A::Output)>> {
-        Ok((self.state.entries()?.into_iter())
-            .map(|(start, slot)| {
-                let window = Window {
-                    start,
-                    end: slot.end,
-                };
-                (window, self.aggregate.result(&slot.acc))
-            })
+        let mut open = self.state.get()?.unwrap_or_default();
+        open.sort_by_key(|slot| slot.start);
+        Ok((open.iter())
+            .map(|slot| (slot.window(), self.aggregate.result(&slot.acc)))
             .collect())
+    }
+
+    /// Stores the key's open windows (none: no state).
+    fn keep(&self, open: Vec<Slot<A::Acc>>) -> Result<()> {
+        match open.is_empty() {
+            true => self.state.clear(),
+            false => self.state.set(&open),
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -427,20 +454,6 @@ impl<A: Aggregate> Windows<A> {
         Ok(())
     }
 
-    /// The key's sessions that meet `window`.
-    fn sessions_meeting(&self, window: &Window) -> Result<Vec<(Window, Slot<A::Acc>)>> {
-        Ok((self.state.entries()?.into_iter())
-            .map(|(start, slot)| {
-                let session = Window {
-                    start,
-                    end: slot.end,
-                };
-                (session, slot)
-            })
-            .filter(|(session, _)| session.meets(window))
-            .collect())
-    }
-
     /// Sets the window's timers: when it fires (unless it has, `fires`) and when its
     /// state goes.
     fn set_timers<T: Serialize>(
@@ -451,10 +464,11 @@ impl<A: Aggregate> Windows<A> {
     ) -> Result<()> {
         match self.domain {
             TimeDomain::Event => {
-                if fires {
+                let cleanup = self.cleanup(window);
+                if fires && window.max_timestamp() != cleanup {
                     ctx.register_event_time_timer(window.max_timestamp())?;
                 }
-                ctx.register_event_time_timer(self.cleanup(window))
+                ctx.register_event_time_timer(cleanup)
             }
             TimeDomain::Processing => ctx.register_processing_time_timer(window.max_timestamp()),
         }
@@ -463,8 +477,11 @@ impl<A: Aggregate> Windows<A> {
     fn delete_timers<T: Serialize>(&self, window: &Window, ctx: &mut Context<T>) -> Result<()> {
         match self.domain {
             TimeDomain::Event => {
-                ctx.delete_event_time_timer(window.max_timestamp())?;
-                ctx.delete_event_time_timer(self.cleanup(window))
+                let cleanup = self.cleanup(window);
+                if window.max_timestamp() != cleanup {
+                    ctx.delete_event_time_timer(window.max_timestamp())?;
+                }
+                ctx.delete_event_time_timer(cleanup)
             }
             TimeDomain::Processing => ctx.delete_processing_time_timer(window.max_timestamp()),
         }

@@ -99,17 +99,18 @@ fn a_tumbling_window_fires_at_its_end_again_within_lateness_and_reports_later_re
         [json!({ "t": 2 })],
         "too late: sent aside"
     );
-    assert_eq!(
-        h.state(&TUMBLING_STATE, "k").len(),
-        1,
-        "only [10, 20) is kept"
-    );
+    assert_eq!(open(&h, &TUMBLING_STATE), 1, "only [10, 20) is kept");
     assert_eq!(h.close().unwrap(), [window(10, 20, 1, false)]);
     assert!(h.timers("k").is_empty(), "no timer outlives its window");
 }
 
-/// The map state `TUMBLING` keeps its windows in, for inspection.
-const TUMBLING_STATE: guest_sdk::MapState<i64, Value> = guest_sdk::MapState::new("tumbling");
+/// The value state `TUMBLING` keeps its open windows in, for inspection.
+const TUMBLING_STATE: guest_sdk::ValueState<Vec<Value>> = guest_sdk::ValueState::new("tumbling");
+
+/// How many windows `state` holds open for key `k`.
+fn open(h: &Harness<Counting>, state: &guest_sdk::ValueState<Vec<Value>>) -> usize {
+    h.state(state, "k").map_or(0, |windows| windows.len())
+}
 
 #[test]
 fn a_record_is_in_every_sliding_window_that_covers_it() {
@@ -133,15 +134,11 @@ fn sessions_merge_when_a_record_bridges_them_even_across_a_restore() {
     let mut h = harness("sessions");
     at(&mut h, 0);
     at(&mut h, 15);
-    assert_eq!(
-        h.state(&SESSIONS_STATE, "k").len(),
-        2,
-        "[0, 10) and [15, 25)"
-    );
+    assert_eq!(open(&h, &SESSIONS_STATE), 2, "[0, 10) and [15, 25)");
     let mut h = Harness::<Counting>::restore(&h.snapshot()).unwrap();
     // [8, 18) touches both: one session [0, 25) of three records.
     at(&mut h, 8);
-    assert_eq!(h.state(&SESSIONS_STATE, "k").len(), 1);
+    assert_eq!(open(&h, &SESSIONS_STATE), 1);
     assert!(h.advance_watermark(23).unwrap().is_empty());
     assert_eq!(h.advance_watermark(24).unwrap(), [window(0, 25, 3, false)]);
     // A later burst is a session of its own.
@@ -149,8 +146,8 @@ fn sessions_merge_when_a_record_bridges_them_even_across_a_restore() {
     assert_eq!(h.close().unwrap(), [window(40, 50, 1, false)]);
 }
 
-/// The map state `SESSIONS` keeps its windows in, for inspection.
-const SESSIONS_STATE: guest_sdk::MapState<i64, Value> = guest_sdk::MapState::new("sessions");
+/// The value state `SESSIONS` keeps its open windows in, for inspection.
+const SESSIONS_STATE: guest_sdk::ValueState<Vec<Value>> = guest_sdk::ValueState::new("sessions");
 
 #[test]
 fn out_of_order_records_give_the_counts_a_brute_force_gives() {

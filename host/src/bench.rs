@@ -1,4 +1,4 @@
-//! `host bench`: the benchmark suite (W1–W6, BP). Each workload runs as the Wasm operator of
+//! `host bench`: the benchmark suite (W1–W7, BP). Each workload runs as the Wasm operator of
 //! `bench/guest` and as its native twin (`native`), in the same host, dataflow, records
 //! and backend; a line per workload gives both rates and the ratio of their times.
 //!
@@ -44,8 +44,9 @@ struct Workload {
     keys: u64,
     records: u64,
     backends: &'static [&'static str],
-    /// Whether its records carry event time (`time_field`) and a watermark.
-    timed: bool,
+    /// Whether its records carry event time (`time_field`) and a watermark: record *i*
+    /// at *i* times this many µs.
+    time_step_us: Option<u64>,
 }
 
 const SUITE: &[Workload] = &[
@@ -57,7 +58,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
-        timed: false,
+        time_step_us: None,
     },
     Workload {
         alias: None,
@@ -67,7 +68,7 @@ const SUITE: &[Workload] = &[
         keys: 10_000,
         records: 10_000_000,
         backends: &["memory"],
-        timed: false,
+        time_step_us: None,
     },
     Workload {
         alias: None,
@@ -77,7 +78,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
-        timed: false,
+        time_step_us: None,
     },
     Workload {
         alias: None,
@@ -87,7 +88,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
-        timed: false,
+        time_step_us: None,
     },
     Workload {
         alias: None,
@@ -97,7 +98,7 @@ const SUITE: &[Workload] = &[
         keys: 10_000_000,
         records: 10_000_000,
         backends: &["memory", "rocksdb"],
-        timed: false,
+        time_step_us: None,
     },
     Workload {
         alias: Some("timers"),
@@ -107,7 +108,18 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 10_000_000,
         backends: &["memory"],
-        timed: true,
+        time_step_us: Some(1000),
+    },
+    Workload {
+        alias: Some("windows"),
+        id: "W7",
+        title: "a count per key and tumbling minute of event time (guest_sdk::window)",
+        config: "window",
+        keys: 100_000,
+        records: 10_000_000,
+        backends: &["memory"],
+        // 1 s of event time per 10K records, as the Flink peer's `mode=window`.
+        time_step_us: Some(100),
     },
     Workload {
         alias: Some("checkpoint-backpressure"),
@@ -117,7 +129,7 @@ const SUITE: &[Workload] = &[
         keys: 100_000,
         records: 120_000,
         backends: &[],
-        timed: false,
+        time_step_us: None,
     },
 ];
 
@@ -165,7 +177,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         .find(|id| !SUITE.iter().any(|w| w.is_called(id)))
     {
         return Err(format!(
-            "unknown workload `{unknown}`: the suite has W1 to W6 (W6: timers) and BP \
+            "unknown workload `{unknown}`: the suite has W1 to W7 (W6: timers, W7: windows) and BP \
              (checkpoint-backpressure)"
         ));
     }
@@ -326,7 +338,7 @@ impl Bench<'_> {
                 .expect("W1 is in the suite")
         };
         let count = Workload {
-            timed: true,
+            time_step_us: timers.time_step_us,
             ..count
         };
         let run = |workload| Run {
@@ -512,10 +524,11 @@ impl Bench<'_> {
             };
             format!("[checkpoint]\ninterval_ms = {ms}\ndir = \"checkpoints\"\n{unaligned}")
         });
-        let time = match run.workload.timed {
-            true => "time_field = \"ts\"\nwatermark = { out_of_orderness_ms = 0 }\n",
-            false => "",
-        };
+        let time = run.workload.time_step_us.map_or(String::new(), |step| {
+            format!(
+                "time_field = \"ts\"\nevent_time_step_us = {step}\nwatermark = {{ out_of_orderness_ms = 0 }}\n"
+            )
+        });
         format!(
             r#"[job]
 name = "bench"

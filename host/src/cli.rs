@@ -131,10 +131,10 @@ enum Command {
         #[arg(long, value_name = "POINTER")]
         event_time: Option<String>,
     },
-    /// Runs the benchmark suite (W1–W6, BP): each workload as a Wasm operator and as its
+    /// Runs the benchmark suite (W1–W7, BP): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
     Bench {
-        /// Workloads to run (W1 … W5); all when none is given.
+        /// Workloads to run (W1 … W7, BP); all when none is given.
         workloads: Vec<String>,
         /// Records per run instead of each workload's default.
         #[arg(long)]

@@ -1,9 +1,12 @@
 //! `host bench`'s workloads as one Wasm operator: `[operator.config] workload` picks
-//! `count` (W1, W5), `dedup` (W2), `state-machine` (W3), `last-ten` (W4), `timer` (W6)
-//! or `slow` (BP). The host's
+//! `count` (W1, W5), `dedup` (W2), `state-machine` (W3), `last-ten` (W4), `timer` (W6),
+//! `window` (W7) or `slow` (BP). The host's
 //! native baselines (`host/src/bench/native.rs`) do the same through the state backend.
 
-use bench_workloads::{LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition};
+use bench_workloads::{
+    LAST, TERMINAL, TIMER_AFTER_MS, WINDOW_MS, Workload, event, item, spin, transition,
+};
+use guest_sdk::window::{Count, Fired, Windows};
 use guest_sdk::{Config, Context, Error, ListState, MapState, Operator, Result, Timer, ValueState};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,6 +19,10 @@ pub const ITEMS: MapState<u64, bool> = MapState::new("items");
 pub const MACHINE: ValueState<u8> = ValueState::new("machine");
 /// W4: the key's last sequence numbers.
 pub const RECENT: ListState<u64> = ListState::new("recent");
+
+/// W7: each key's counts per minute of event time.
+pub const PER_MINUTE: Windows<Count<Event>> =
+    Windows::tumbling("per-minute", WINDOW_MS, Count::new());
 
 /// A generator record (its key travels separately).
 #[derive(Deserialize)]
@@ -48,6 +55,10 @@ impl Operator for Bench {
                 COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1))?;
                 let time = ctx.timestamp().unwrap_or_default();
                 ctx.register_event_time_timer(time + TIMER_AFTER_MS)
+            }
+            Workload::Window => {
+                let fired = PER_MINUTE.add(&input, ctx)?;
+                emit_windows(fired, ctx)
             }
             Workload::Slow => {
                 core::hint::black_box(spin(input.seq));
@@ -83,10 +94,27 @@ impl Operator for Bench {
         }
     }
 
-    /// W6: a timer fires and does nothing more, as its native twin's does.
-    fn on_timer(&mut self, _timer: Timer, _ctx: &mut Context<Value>) -> Result<()> {
-        Ok(())
+    /// W6: a timer fires and does nothing more, as its native twin's does; W7: a
+    /// window comes out.
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<Value>) -> Result<()> {
+        match self.workload {
+            Workload::Window => {
+                let fired = PER_MINUTE.on_timer(timer, ctx)?;
+                emit_windows(fired, ctx)
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// W7's outputs: `{key, start, count}` per window that came out.
+fn emit_windows(fired: Vec<Fired<u64>>, ctx: &mut Context<Value>) -> Result<()> {
+    for fired in fired {
+        if let Fired::Result { window, result, .. } = fired {
+            ctx.emit(json!({"key": ctx.key(), "start": window.start, "count": result}))?;
+        }
+    }
+    Ok(())
 }
 
 guest_sdk::export_operator!(Bench);

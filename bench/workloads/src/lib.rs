@@ -23,6 +23,9 @@ pub enum Workload {
     /// W6: W1's count, and an event-time timer per record [`TIMER_AFTER_MS`] after its
     /// time (registered, then fired as the watermark passes it); emits nothing.
     Timer,
+    /// W7: a count per key and tumbling [`WINDOW_MS`] window of event time; emits each
+    /// window's count as the watermark passes its end.
+    Window,
     /// BP: W1's count after [`spin`]: an operator slower than its source, so every
     /// channel into it stays full (checkpoints under back-pressure).
     Slow,
@@ -30,6 +33,9 @@ pub enum Workload {
 
 /// W6: how far after its record's event time each timer fires.
 pub const TIMER_AFTER_MS: i64 = 1000;
+
+/// W7: the windows' length (Flink's `TumblingEventTimeWindows` of the peer's default).
+pub const WINDOW_MS: i64 = 60_000;
 
 /// BP's work per record: rounds of SplitMix64 over its sequence number.
 pub fn spin(seq: u64) -> u64 {
@@ -56,6 +62,7 @@ impl Workload {
             "last-ten" => Some(Workload::LastTen),
             "slow" => Some(Workload::Slow),
             "timer" => Some(Workload::Timer),
+            "window" => Some(Workload::Window),
             _ => None,
         }
     }

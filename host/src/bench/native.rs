@@ -3,7 +3,9 @@
 //! the Rust SDK stores them), so that the Wasm / native ratio measures what running in
 //! Wasm costs and nothing else.
 
-use bench_workloads::{LAST, TERMINAL, TIMER_AFTER_MS, Workload, event, item, spin, transition};
+use bench_workloads::{
+    LAST, TERMINAL, TIMER_AFTER_MS, WINDOW_MS, Workload, event, item, spin, transition,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -43,6 +45,7 @@ pub fn factory(
     let (name, kind) = match workload {
         Workload::Count | Workload::Slow | Workload::Timer => ("count", StateKind::Value),
         Workload::Dedup => ("items", StateKind::Map),
+        Workload::Window => ("per-minute", StateKind::Map),
         Workload::StateMachine => ("machine", StateKind::Value),
         Workload::LastTen => ("recent", StateKind::List),
     };
@@ -75,6 +78,24 @@ impl Native {
                 put_json(backend.as_mut(), scope, &(count + 1))?;
                 let at = record.timestamp.unwrap_or_default() + TIMER_AFTER_MS;
                 Ok(backend.timer_set(record.key_group, TimeDomain::Event, at, &record.key)?)
+            }
+            Workload::Window => {
+                // The window's count, by its start, and a timer at its last millisecond.
+                let time = record.timestamp.unwrap_or_default();
+                let start = time - time.rem_euclid(WINDOW_MS);
+                let user_key = start.to_be_bytes();
+                let count =
+                    (backend.map_get(scope, &user_key)?).map_or(0, |bytes| count_of(&bytes));
+                backend.map_put(
+                    scope,
+                    vec![(user_key.to_vec(), (count + 1).to_le_bytes().to_vec())],
+                )?;
+                // A new window's timer, as the window module sets it.
+                if count == 0 {
+                    let last = start + WINDOW_MS - 1;
+                    backend.timer_set(record.key_group, TimeDomain::Event, last, &record.key)?;
+                }
+                Ok(())
             }
             Workload::Slow => {
                 std::hint::black_box(spin(input.seq));
@@ -123,6 +144,11 @@ impl Native {
             }
         }
     }
+}
+
+/// W7's count as the native twin stores it.
+fn count_of(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(0, u64::from_le_bytes)
 }
 
 fn emit(out: &mut Output, record: &KeyedRecord, value: serde_json::Value) -> Result<(), Failure> {
@@ -197,18 +223,40 @@ impl Logic for Native {
 
     fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {
         // W6: fire what is due, a batch at a time as the host does; a timer does nothing.
+        // W7: a timer is a window's last millisecond: its count comes out and goes.
+        let failed = |e: crate::state::StateError| OperatorError::Failed {
+            operator: "native".into(),
+            message: e.to_string(),
+            on_record: None,
+            index: None,
+        };
+        let mut out = Vec::new();
         loop {
             let due =
-                (self.backend.timers_due(TimeDomain::Event, watermark, 512)).map_err(|e| {
-                    OperatorError::Failed {
-                        operator: "native".into(),
-                        message: e.to_string(),
-                        on_record: None,
-                        index: None,
-                    }
-                })?;
+                (self.backend.timers_due(TimeDomain::Event, watermark, 512)).map_err(failed)?;
             if due.is_empty() {
-                return Ok(Vec::new());
+                return Ok(out);
+            }
+            if self.workload != Workload::Window {
+                continue;
+            }
+            for (key_group, timer) in due {
+                let scope = Scope {
+                    state: StateId(0),
+                    key_group,
+                    key: &timer.key,
+                };
+                let start = (timer.timestamp + 1 - WINDOW_MS).to_be_bytes();
+                let count = (self.backend.map_get(scope, &start).map_err(failed)?)
+                    .map_or(0, |bytes| count_of(&bytes));
+                self.backend.map_remove(scope, &start).map_err(failed)?;
+                let key = String::from_utf8_lossy(&timer.key);
+                let window =
+                    json!({"key": key, "start": timer.timestamp + 1 - WINDOW_MS, "count": count});
+                out.push(Record {
+                    payload: serde_json::to_vec(&window).expect("JSON"),
+                    timestamp: Some(timer.timestamp),
+                });
             }
         }
     }
