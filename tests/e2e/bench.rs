@@ -40,6 +40,11 @@ fn the_benchmark_suite_runs_every_workload_in_smoke_mode() {
         out.stdout
     );
     assert!(out.stdout.contains("W6 timer cost"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("W7 a count per key and tumbling minute"),
+        "{}",
+        out.stdout
+    );
     let back_pressure = out
         .stdout
         .lines()
