@@ -41,7 +41,8 @@ fn the_benchmark_suite_runs_every_workload_in_smoke_mode() {
     );
     assert!(out.stdout.contains("W6 timer cost"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("W7 a count per key and tumbling minute"),
+        out.stdout
+            .contains("W7 a count per key and tumbling minute"),
         "{}",
         out.stdout
     );

@@ -21,10 +21,10 @@ const OUT_OF_ORDERNESS: i64 = 5_000;
 pub fn brute_force(visits: &[Value]) -> (Vec<Value>, Vec<Value>) {
     // Per (url, window start): visits, and whether it came out; the windows still to
     // come out, by their last millisecond.
-    let mut windows = BTreeMap::new();
+    type Windows = BTreeMap<(String, i64), (u64, bool)>;
+    let mut windows = Windows::new();
     let mut waiting: BTreeSet<(i64, String, i64)> = BTreeSet::new();
     let (mut counts, mut late) = (Vec::new(), Vec::new());
-    type Windows = BTreeMap<(String, i64), (u64, bool)>;
     let come_out = |windows: &mut Windows,
                     waiting: &mut BTreeSet<(i64, String, i64)>,
                     counts: &mut Vec<Value>,
