@@ -479,6 +479,11 @@ fn nodes_read_an_operators_side_outputs_as_operator_dot_name() {
     );
     let (_, _, message) = invalid(&side_output_job("", "op.late"));
     assert!(message.contains("it has none"), "{message}");
+    let clash = side_output_job("side_outputs = [\"late\"]", "op")
+        + "[[sink]]\nname = \"op.late\"\ntype = \"stdout\"\ninput = \"op\"\n";
+    let (_, key, message) = invalid(&clash);
+    assert_eq!(key, "operator.side_outputs");
+    assert!(message.contains("also a node's name"), "{message}");
     for bad in ["[\"a.b\"]", "[\"\"]", "[\"x\", \"x\"]"] {
         let (_, key, _) = invalid(&side_output_job(&format!("side_outputs = {bad}"), "op"));
         assert_eq!(key, "operator.side_outputs", "{bad}");

@@ -113,6 +113,25 @@ impl Validator<'_> {
             .map(|s| self.source(s, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
         let operators = self.operators(&file.operator, &sources, max_parallelism)?;
+        // `<operator>.<side output>` must name nothing else.
+        for o in &file.operator {
+            let Some(sides) = &o.side_outputs else {
+                continue;
+            };
+            for side in sides.get_ref() {
+                let read_as = format!("{}.{side}", o.name.get_ref());
+                if names.contains_key(read_as.as_str()) {
+                    return Err(self.error(
+                        sides.span(),
+                        "operator.side_outputs",
+                        format!(
+                            "side output `{side}` is read as `{read_as}`, which is also a \
+                             node's name: rename one of them"
+                        ),
+                    ));
+                }
+            }
+        }
         let sinks = file
             .sink
             .iter()
