@@ -130,6 +130,10 @@ enum Command {
         /// `#watermark MS` and `#processing-time MS` in the input move time.
         #[arg(long, value_name = "POINTER")]
         event_time: Option<String>,
+        /// The side output NAME (the job file's `side_outputs`) and the records it must
+        /// get, one JSON document per line; repeat for each side output.
+        #[arg(long, value_name = "NAME=OUT.jsonl", value_parser = side_output)]
+        expect_side: Vec<(String, PathBuf)>,
     },
     /// Runs the benchmark suite (W1–W7, BP): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
@@ -197,6 +201,18 @@ fn build(dir: &Path) -> ExitCode {
 
 /// Exit code of a job that failed while running.
 const FAILED: u8 = 1;
+/// `--expect-side NAME=FILE`.
+fn side_output(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "`{arg}`: expected NAME=FILE (a side output and its expected records)"
+        )),
+    }
+}
+
 /// Exit code of a usage or configuration error (clap uses it for bad arguments too).
 const CONFIG: u8 = 2;
 /// Exit code of a cancelled job (128 + SIGINT, as shells report an interrupted command).
@@ -229,6 +245,7 @@ pub fn main() -> ExitCode {
             restore_every,
             restore_parallelism,
             event_time,
+            expect_side,
         } => {
             let args = crate::testing::TestArgs {
                 component,
@@ -238,8 +255,10 @@ pub fn main() -> ExitCode {
                     key_by,
                     config_json: config,
                     event_time,
+                    side_outputs: expect_side.iter().map(|(name, _)| name.clone()).collect(),
                     ..Default::default()
                 },
+                expect_side,
                 restore_every,
                 restore_parallelism,
             };

@@ -47,6 +47,8 @@ pub struct TestOptions {
     pub inputs: Vec<Input>,
     /// The `event_time` JSON pointer (e.g. `/ts`): each record's event time.
     pub event_time: Option<String>,
+    /// The operator's side outputs, as its job file's `side_outputs` names them.
+    pub side_outputs: Vec<String>,
 }
 
 impl Default for TestOptions {
@@ -61,6 +63,7 @@ impl Default for TestOptions {
                 broadcast: false,
             }],
             event_time: None,
+            side_outputs: Vec::new(),
         }
     }
 }
@@ -364,10 +367,21 @@ impl TestOperator {
 
     /// The end of the input, as at the end of a job: fires every pending event-time
     /// timer, then calls the operator's `close`; returns the timers' outputs.
-    pub fn close(mut self) -> Result<Vec<String>, TestError> {
+    pub fn close(&mut self) -> Result<Vec<String>, TestError> {
         let outputs = self.advance_watermark(i64::MAX)?;
         self.instance.close()?;
         Ok(outputs)
+    }
+
+    /// What the operator sent to its side outputs since the last time: each record
+    /// (as its JSON text) with its side output's name.
+    pub fn take_side_outputs(&mut self) -> Vec<(String, String)> {
+        (self.instance.take_side_outputs().into_iter())
+            .map(|(output, record)| {
+                let name = self.options.side_outputs[output].clone();
+                (name, String::from_utf8_lossy(&record.payload).into_owned())
+            })
+            .collect()
     }
 
     /// The component's file.
@@ -420,8 +434,7 @@ fn open(
         "test",
         options.key_by.is_some(),
         &options.inputs,
-        // Not yet in `host test`: a side output's records would have nowhere to go.
-        &[],
+        &options.side_outputs,
         Box::new(backend),
         &options.sandbox,
     )?;

@@ -372,3 +372,64 @@ fn a_restored_processing_time_timer_that_is_overdue_fires_at_once() {
     );
     assert!(restored.close().unwrap().is_empty(), "it fired once");
 }
+
+#[test]
+fn host_test_checks_what_goes_to_a_side_output() {
+    let job = Job::new();
+    let input = job.write(
+        "in.jsonl",
+        r##"{"url":"/a","ts":1000}
+{"url":"/a","ts":59000}
+#watermark 59999
+{"url":"/a","ts":30000}
+#watermark 70000
+{"url":"/a","ts":30001}
+"##,
+    );
+    let expected = job.write(
+        "expected.jsonl",
+        r#"{"url":"/a","start":0,"end":60000,"visits":2,"update":false}
+{"url":"/a","start":0,"end":60000,"visits":3,"update":true}
+"#,
+    );
+    let run = |late: &str, extra: &[&str]| {
+        let late = job.write("late.jsonl", late);
+        let side = format!("late={}", late.display());
+        let mut args = vec![
+            "test",
+            test_artifacts::WINDOWED_VISIT_COUNT,
+            "--input",
+            input.to_str().expect("UTF-8 path"),
+            "--expect",
+            expected.to_str().expect("UTF-8 path"),
+            "--key-by",
+            "/url",
+            "--event-time",
+            "/ts",
+            "--expect-side",
+            &side,
+        ];
+        args.extend_from_slice(extra);
+        host(&args, "")
+    };
+    let late = "{\"url\":\"/a\",\"ts\":30001}\n";
+    for restores in [
+        &[][..],
+        &["--restore-every", "1", "--restore-parallelism", "2"],
+    ] {
+        let out = run(late, restores);
+        assert_eq!(out.code, 0, "{restores:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("1 to side output `late` as expected"),
+            "{}",
+            out.stdout
+        );
+    }
+    let out = run("", &[]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("side output `late` differs"),
+        "{}",
+        out.stderr
+    );
+}

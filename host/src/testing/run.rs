@@ -26,6 +26,9 @@ pub struct TestArgs {
     pub input: PathBuf,
     /// The outputs it must produce, one JSON document per line.
     pub expect: PathBuf,
+    /// Side outputs and the records each must get (their names are also in
+    /// `options.side_outputs`).
+    pub expect_side: Vec<(String, PathBuf)>,
     /// How to run it.
     pub options: TestOptions,
     /// Snapshot every N records and go on in a fresh, restored instance.
@@ -40,6 +43,8 @@ const BATCH: usize = 64;
 /// The outputs of one run, and where it was restored.
 struct Run {
     outputs: Vec<String>,
+    /// What went to side outputs: side output, record.
+    side: Vec<(String, String)>,
     /// (outputs emitted before the restore, records processed before it).
     restores: Vec<(usize, usize)>,
 }
@@ -78,6 +83,7 @@ fn drive(args: &TestArgs, lines: &[Line], restore_every: Option<usize>) -> Resul
     let mut ops = vec![TestOperator::load(&args.component, args.options.clone())?];
     let mut run = Run {
         outputs: Vec::new(),
+        side: Vec::new(),
         restores: Vec::new(),
     };
     let records = lines
@@ -91,6 +97,7 @@ fn drive(args: &TestArgs, lines: &[Line], restore_every: Option<usize>) -> Resul
             Line::Watermark(ms) => {
                 for op in &mut ops {
                     run.outputs.extend(op.advance_watermark(*ms)?);
+                    run.side.extend(op.take_side_outputs());
                 }
                 at += 1;
                 continue;
@@ -98,6 +105,7 @@ fn drive(args: &TestArgs, lines: &[Line], restore_every: Option<usize>) -> Resul
             Line::ProcessingTime(ms) => {
                 for op in &mut ops {
                     run.outputs.extend(op.advance_processing_time(*ms)?);
+                    run.side.extend(op.take_side_outputs());
                 }
                 at += 1;
                 continue;
@@ -115,12 +123,14 @@ fn drive(args: &TestArgs, lines: &[Line], restore_every: Option<usize>) -> Resul
             .collect();
         if let [op] = ops.as_mut_slice() {
             run.outputs.extend(op.push_batch(&batch)?);
+            run.side.extend(op.take_side_outputs());
         } else {
             // One record at a time, so the outputs keep the input's order.
             let parallelism = ops.len() as u16;
             for (offset, record) in batch.iter().enumerate() {
                 let subtask = ops[0].subtask_of(record, done + offset + 1, parallelism)?;
                 run.outputs.extend(ops[subtask].push(record)?);
+                run.side.extend(ops[subtask].take_side_outputs());
             }
         }
         at += batch.len();
@@ -138,8 +148,9 @@ fn drive(args: &TestArgs, lines: &[Line], restore_every: Option<usize>) -> Resul
             run.restores.push((run.outputs.len(), done));
         }
     }
-    for op in ops {
+    for mut op in ops {
         run.outputs.extend(op.close()?);
+        run.side.extend(op.take_side_outputs());
     }
     Ok(run)
 }
@@ -173,6 +184,15 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
             "--restore-parallelism must be between 1 and the max parallelism ({most})"
         ));
     }
+    let sides = (args.expect_side.iter())
+        .map(|(name, file)| {
+            Ok((
+                name.as_str(),
+                file.as_path(),
+                lines(file, "expected side output")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let straight = drive(args, &input, None).map_err(|e| e.to_string())?;
     if let Comparison::Different { diff, .. } = compare(&expected, &straight.outputs) {
         return Err(format!(
@@ -180,12 +200,25 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
             args.expect.display()
         ));
     }
+    compare_sides(&sides, &straight)?;
     let mut summary = format!("{records} records, {} outputs as expected", expected.len());
+    for (name, _, expected) in &sides {
+        let _ = write!(
+            summary,
+            ", {} to side output `{name}` as expected",
+            expected.len()
+        );
+    }
     if let Some(n) = args.restore_every {
         let restored = drive(args, &input, Some(n)).map_err(|e| {
             format!(
                 "{e}\nThe operator ran without restores but failed when restored from a \
                  snapshot every {n} records: it behaves differently after a restore"
+            )
+        })?;
+        compare_sides(&sides, &restored).map_err(|e| {
+            format!(
+                "{e}\n(with a restore every {n} records: it behaves differently after a restore)"
             )
         })?;
         if let Comparison::Different { first, diff } = compare(&expected, &restored.outputs) {
@@ -227,6 +260,23 @@ pub fn run(args: &TestArgs) -> Result<String, String> {
         };
     }
     Ok(summary)
+}
+
+/// Checks what `run` sent to each side output against its expected records.
+fn compare_sides(sides: &[(&str, &Path, Vec<String>)], run: &Run) -> Result<(), String> {
+    for (name, file, expected) in sides {
+        let got: Vec<String> = (run.side.iter())
+            .filter(|(side, _)| side == name)
+            .map(|(_, record)| record.clone())
+            .collect();
+        if let Comparison::Different { diff, .. } = compare(expected, &got) {
+            return Err(format!(
+                "side output `{name}` differs from {}: {diff}",
+                file.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
