@@ -25,7 +25,8 @@
 //!                 Fired::Result { window, result, .. } => {
 //!                     ctx.emit(json!({"url": ctx.key(), "start": window.start, "count": result}))?
 //!                 }
-//!                 Fired::Late => ctx.emit(json!({"late": visit}))?,
+//!                 // To the side output `late` (the job file's `side_outputs`).
+//!                 Fired::Late => ctx.emit_to("late", &visit)?,
 //!             }
 //!         }
 //!         Ok(())
@@ -47,6 +48,7 @@
 //! again at once with the updated result (`update: true`). A record whose every window
 //! is past `end - 1 + allowed_lateness` is late: it changes nothing and is reported as
 //! [`Fired::Late`]. Session windows of a key merge when they touch or overlap.
+//! A key's open windows are one value state (`name`), read and written once per batch.
 //! In processing time, records fall in the window of the wall clock when they arrive,
 //! and nothing is late.
 
