@@ -121,6 +121,7 @@ const GIVE_WAY_POLL: Duration = Duration::from_millis(5);
 /// All outgoing edges of one task.
 pub struct Outputs {
     edges: Vec<Edge>,
+    /// Whether an edge of the task's own output is keyed.
     keyed: bool,
     largest: usize,
     /// The keys of the record being pushed, one per edge (kept to reuse its memory).
@@ -132,7 +133,9 @@ pub struct Outputs {
 impl Outputs {
     /// The outputs of a task with these edges; the task waits for room on `bell`.
     pub fn new(edges: Vec<Edge>, bell: Arc<Bell>) -> Outputs {
-        let keyed = edges.iter().any(|e| e.selector.is_some());
+        let keyed = edges
+            .iter()
+            .any(|e| e.output.is_none() && e.selector.is_some());
         Outputs {
             edges,
             keyed,
@@ -165,8 +168,12 @@ impl Outputs {
         }
         // Every edge's key first, so that a bad record goes to no edge.
         self.keys.clear();
-        let keyed = |e: &Edge| e.output == output && e.selector.is_some();
-        if self.keyed && self.edges.iter().any(keyed) {
+        // The task's own output decides once; a side output (rare) when it is used.
+        let keyed = match output {
+            None => self.keyed,
+            Some(_) => (self.edges.iter()).any(|e| e.output == output && e.selector.is_some()),
+        };
+        if keyed {
             // Taking a key also checks that the whole payload is JSON.
             for edge in self.edges.iter().filter(|e| e.output == output) {
                 self.keys.push(match &edge.selector {
@@ -355,6 +362,27 @@ mod tests {
             Message::Batch(b) => b,
             other => panic!("expected a batch, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_side_output_goes_only_to_its_edges_keyed_their_way() {
+        let (main, rx_main) = edge("out", None, 1);
+        let (mut late, rx_late) = edge("late", Some("/url"), 1);
+        late.output = Some(0);
+        let mut outputs = Outputs::new(vec![main, late], bell());
+        outputs.push(record(r#"{"n":1}"#), None).unwrap();
+        outputs.push_side(0, record(r#"{"url":"/x"}"#)).unwrap();
+        // A side record without the side edge's key is refused; one for a side output
+        // nothing reads goes nowhere.
+        assert!(outputs.push_side(0, record(r#"{"n":2}"#)).is_err());
+        outputs.push_side(1, record(r#"{"n":3}"#)).unwrap();
+        outputs.end().unwrap();
+        let main = batch(&rx_main[0]);
+        assert_eq!(main.len(), 1);
+        assert_eq!(main[0].payload, br#"{"n":1}"#);
+        let late = batch(&rx_late[0]);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].key.to_vec(), b"/x".to_vec());
     }
 
     #[test]
