@@ -51,7 +51,7 @@ pub mod window;
 
 pub use error::{Error, Result};
 pub use operator_state::{BroadcastState, OperatorListState, UnionListState};
-pub use runtime::{Config, Context, KeyedState, Level, TaskInfo, TimeDomain, Timer, log};
+pub use runtime::{Config, Context, KeyedState, Level, TaskInfo, TimeDomain, Timer, Ttl, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 
 /// A stream operator.

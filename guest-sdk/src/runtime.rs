@@ -42,6 +42,7 @@ impl Kind {
 /// and the log.
 pub(crate) trait Host {
     fn register(&mut self, name: &str, kind: Kind) -> u32;
+    fn register_with_ttl(&mut self, name: &str, kind: Kind, ttl: Ttl) -> u32;
     fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>>;
     fn value_update(&mut self, id: u32, rec: u32, value: Vec<u8>);
     fn value_clear(&mut self, id: u32, rec: u32);
@@ -293,8 +294,9 @@ impl Env {
         }
     }
 
-    /// The id of state `name`, registered as `kind` at its first use.
-    fn id(&mut self, name: &'static str, kind: Kind) -> Result<u32> {
+    /// The id of `state`, registered at its first use.
+    fn id(&mut self, state: StateRef) -> Result<u32> {
+        let StateRef { name, kind, ttl } = state;
         // A state handle passes the same `&'static str` every time: its address decides
         // at once, the text only when the address differs.
         let same = |registered: &&str| {
@@ -309,7 +311,10 @@ impl Env {
                 registered.name()
             ))),
             None => {
-                let id = self.host.register(name, kind);
+                let id = match ttl {
+                    None => self.host.register(name, kind),
+                    Some(ttl) => self.host.register_with_ttl(name, kind, ttl),
+                };
                 self.ids.push((name, id, kind));
                 Ok(id)
             }
@@ -348,24 +353,20 @@ pub(crate) fn install(env: Option<Env>) -> Option<Env> {
 
 /// Runs `f` against the host for state `name` of `kind` and the current record.
 pub(crate) fn with_state<R>(
-    name: &'static str,
-    kind: Kind,
+    state: StateRef,
     f: impl FnOnce(&mut dyn Host, u32, u32) -> R,
 ) -> Result<R> {
-    with_env(name, |env, rec| {
-        let id = env.id(name, kind)?;
+    with_env(state.name, |env, rec| {
+        let id = env.id(state)?;
         Ok(f(env.host.as_mut(), id, rec))
     })
 }
 
 /// Runs `f` on the value of value-like state `name` for the current record's key.
-pub(crate) fn read_value<R>(
-    name: &'static str,
-    kind: Kind,
-    f: impl FnOnce(Option<&[u8]>) -> R,
-) -> Result<R> {
+pub(crate) fn read_value<R>(state: StateRef, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+    let name = state.name;
     with_env(name, |env, rec| {
-        let id = env.id(name, kind)?;
+        let id = env.id(state)?;
         Ok(
             match env.values.cache(env.host.as_mut(), name, id, rec, true)? {
                 Some(cache) => f(cache.get(rec)),
@@ -377,9 +378,10 @@ pub(crate) fn read_value<R>(
 
 /// Sets (or, with `None`, removes) the value of value-like state `name` for the current
 /// record's key.
-pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<&[u8]>) -> Result<()> {
+pub(crate) fn write_value(state: StateRef, value: Option<&[u8]>) -> Result<()> {
+    let name = state.name;
     with_env(name, |env, rec| {
-        let id = env.id(name, kind)?;
+        let id = env.id(state)?;
         match (
             env.values.cache(env.host.as_mut(), name, id, rec, true)?,
             value,
@@ -394,11 +396,12 @@ pub(crate) fn write_value(name: &'static str, kind: Kind, value: Option<&[u8]>) 
 
 /// Runs `f` on the elements of list state `name` for the current record's key.
 pub(crate) fn read_list<R>(
-    name: &'static str,
+    state: StateRef,
     f: impl FnOnce(&mut dyn ExactSizeIterator<Item = &[u8]>) -> R,
 ) -> Result<R> {
+    let name = state.name;
     with_env(name, |env, rec| {
-        let id = env.id(name, Kind::List)?;
+        let id = env.id(state)?;
         Ok(
             match env.lists.cache(env.host.as_mut(), name, id, rec, true)? {
                 Some(cache) => f(&mut cache.get(rec)),
@@ -409,9 +412,10 @@ pub(crate) fn read_list<R>(
 }
 
 /// Appends `elements` to list state `name` for the current record's key.
-pub(crate) fn add_to_list(name: &'static str, elements: Elements) -> Result<()> {
+pub(crate) fn add_to_list(state: StateRef, elements: Elements) -> Result<()> {
+    let name = state.name;
     with_env(name, |env, rec| {
-        let id = env.id(name, Kind::List)?;
+        let id = env.id(state)?;
         match env.lists.cache(env.host.as_mut(), name, id, rec, false)? {
             Some(cache) => cache.add_all(rec, &elements),
             None => env.host.list_add_all(id, rec, elements.to_vecs()),
@@ -422,9 +426,10 @@ pub(crate) fn add_to_list(name: &'static str, elements: Elements) -> Result<()> 
 
 /// Replaces (with nothing: removes) list state `name`'s list for the current record's
 /// key.
-pub(crate) fn replace_list(name: &'static str, elements: Elements) -> Result<()> {
+pub(crate) fn replace_list(state: StateRef, elements: Elements) -> Result<()> {
+    let name = state.name;
     with_env(name, |env, rec| {
-        let id = env.id(name, Kind::List)?;
+        let id = env.id(state)?;
         match env.lists.cache(env.host.as_mut(), name, id, rec, false)? {
             Some(cache) => cache.update(rec, elements),
             None if elements.is_empty() => env.host.list_clear(id, rec),
@@ -490,14 +495,14 @@ pub(crate) fn with_broadcast<R>(
 
 /// In a broadcast record's `process`: this subtask's keys that hold keyed state `name`
 /// of `kind`, now the keys that record indexes name (see [`for_each_key`]).
-fn select_keys(name: &'static str, kind: Kind) -> Result<Vec<Vec<u8>>> {
-    with_running(name, |env| {
+fn select_keys(state: StateRef) -> Result<Vec<Vec<u8>>> {
+    with_running(state.name, |env| {
         if env.broadcast.is_none() {
             return Err(Error::new(
                 "for_each_key is for records of a broadcast input: any other record names its key",
             ));
         }
-        let id = env.id(name, kind)?;
+        let id = env.id(state)?;
         Ok(env.host.select_keys(id))
     })
 }
@@ -805,8 +810,7 @@ impl<T: Serialize> Context<'_, T> {
         state: &impl KeyedState,
         mut f: impl FnMut(&str, &mut Context<'_, T>) -> Result<()>,
     ) -> Result<()> {
-        let StateRef(name, kind) = state.state_ref();
-        let keys = select_keys(name, kind)?;
+        let keys = select_keys(state.state_ref())?;
         let mut result = Ok(());
         for (rec, key) in keys.iter().enumerate() {
             set_record(Some(rec as u32));
@@ -827,9 +831,57 @@ impl<T: Serialize> Context<'_, T> {
     }
 }
 
-/// Which keyed state a handle names: its name and kind.
+/// Which keyed state a handle names: its name, kind and TTL.
 #[doc(hidden)]
-pub struct StateRef(pub(crate) &'static str, pub(crate) Kind);
+#[derive(Debug, Clone, Copy)]
+pub struct StateRef {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) ttl: Option<Ttl>,
+}
+
+/// A keyed state's time-to-live (Flink's `StateTtlConfig`), given to a handle with
+/// `with_ttl`: each entry (a value, a list element, a map entry) is forgotten `ttl_ms`
+/// after its last renewal, in processing time (the host's wall clock) or event time
+/// (the watermark passing the entry's event time plus `ttl_ms`: deterministic, so a
+/// replay after recovery expires what the first run did). The host keeps the stamps,
+/// leaves expired entries out of checkpoints and cleans them up in both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    pub(crate) ttl_ms: u64,
+    pub(crate) domain: TimeDomain,
+    pub(crate) on_read: bool,
+}
+
+impl Ttl {
+    /// Entries live `ttl_ms` of event time after their last write: writes are stamped
+    /// with the record's event time (in `on_timer`, an event-time timer's), and an
+    /// entry expires once the watermark reaches its stamp plus `ttl_ms`.
+    pub const fn event_time(ttl_ms: u64) -> Ttl {
+        Ttl {
+            ttl_ms,
+            domain: TimeDomain::Event,
+            on_read: false,
+        }
+    }
+
+    /// Entries live `ttl_ms` of the host's wall clock after their last write (not
+    /// replayable: a replay after a failure expires entries at other records).
+    pub const fn processing_time(ttl_ms: u64) -> Ttl {
+        Ttl {
+            ttl_ms,
+            domain: TimeDomain::Processing,
+            on_read: false,
+        }
+    }
+
+    /// Reading an entry renews it too (Flink's `OnReadAndWrite`); by default only
+    /// writing does.
+    pub const fn renewed_on_read(mut self) -> Ttl {
+        self.on_read = true;
+        self
+    }
+}
 
 /// A keyed state handle ([`ValueState`](crate::ValueState), [`ListState`](crate::ListState),
 /// [`MapState`](crate::MapState), [`ReducingState`](crate::ReducingState),

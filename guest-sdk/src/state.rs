@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Elements;
-use crate::runtime::{KeyedState, StateRef};
+use crate::runtime::{KeyedState, StateRef, Ttl};
 use crate::runtime::{
     Kind, add_to_list, read_list, read_value, replace_list, with_state, write_value,
 };
@@ -26,9 +26,9 @@ fn encode_into<T: Serialize + ?Sized>(name: &str, value: &T, out: &mut Vec<u8>) 
 }
 
 /// The current key's value of value-like state `name`, decoded.
-fn get_value<T: DeserializeOwned>(name: &'static str, kind: Kind) -> Result<Option<T>> {
-    read_value(name, kind, |bytes| {
-        bytes.map(|bytes| decode(name, bytes)).transpose()
+fn get_value<T: DeserializeOwned>(state: StateRef) -> Result<Option<T>> {
+    read_value(state, |bytes| {
+        bytes.map(|bytes| decode(state.name, bytes)).transpose()
     })?
 }
 
@@ -39,12 +39,12 @@ thread_local! {
 }
 
 /// Sets the current key's value of value-like state `name`.
-fn set_value<T: Serialize>(name: &'static str, kind: Kind, value: &T) -> Result<()> {
+fn set_value<T: Serialize>(state: StateRef, value: &T) -> Result<()> {
     // Taken out while user code (the value's `Serialize`) runs, so nothing is borrowed.
     let mut encoded = ENCODED.take();
     encoded.clear();
-    let written = encode_into(name, value, &mut encoded)
-        .and_then(|()| write_value(name, kind, Some(&encoded)));
+    let written = encode_into(state.name, value, &mut encoded)
+        .and_then(|()| write_value(state, Some(&encoded)));
     ENCODED.set(encoded);
     written
 }
@@ -61,6 +61,7 @@ pub(crate) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T>
 /// One value per key: Flink's `ValueState`.
 pub struct ValueState<T> {
     pub(crate) name: &'static str,
+    ttl: Option<Ttl>,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -70,29 +71,31 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     pub const fn new(name: &'static str) -> Self {
         ValueState {
             name,
+            ttl: None,
             _value: PhantomData,
         }
     }
 
     /// The current key's value, if it has one.
     pub fn get(&self) -> Result<Option<T>> {
-        get_value(self.name, Kind::Value)
+        get_value(self.state_ref())
     }
 
     /// Sets the current key's value.
     pub fn set(&self, value: &T) -> Result<()> {
-        set_value(self.name, Kind::Value, value)
+        set_value(self.state_ref(), value)
     }
 
     /// Removes the current key's value.
     pub fn clear(&self) -> Result<()> {
-        write_value(self.name, Kind::Value, None)
+        write_value(self.state_ref(), None)
     }
 }
 
 /// A list of elements per key: Flink's `ListState`.
 pub struct ListState<T> {
     pub(crate) name: &'static str,
+    ttl: Option<Ttl>,
     _element: PhantomData<fn() -> T>,
 }
 
@@ -101,13 +104,14 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     pub const fn new(name: &'static str) -> Self {
         ListState {
             name,
+            ttl: None,
             _element: PhantomData,
         }
     }
 
     /// The current key's elements, in insertion order.
     pub fn get(&self) -> Result<Vec<T>> {
-        read_list(self.name, |elements| {
+        read_list(self.state_ref(), |elements| {
             let mut decoded = Vec::with_capacity(elements.len());
             for bytes in elements {
                 decoded.push(decode(self.name, bytes)?);
@@ -123,17 +127,17 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 
     /// Appends elements, in order.
     pub fn add_all(&self, elements: &[T]) -> Result<()> {
-        add_to_list(self.name, self.encode_all(elements)?)
+        add_to_list(self.state_ref(), self.encode_all(elements)?)
     }
 
     /// Replaces all elements.
     pub fn update(&self, elements: &[T]) -> Result<()> {
-        replace_list(self.name, self.encode_all(elements)?)
+        replace_list(self.state_ref(), self.encode_all(elements)?)
     }
 
     /// Removes all elements.
     pub fn clear(&self) -> Result<()> {
-        replace_list(self.name, Elements::default())
+        replace_list(self.state_ref(), Elements::default())
     }
 
     fn encode_all(&self, elements: &[T]) -> Result<Elements> {
@@ -149,6 +153,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 /// A map per key: Flink's `MapState`. Entries are ordered by their keys' JSON bytes.
 pub struct MapState<K, V> {
     pub(crate) name: &'static str,
+    ttl: Option<Ttl>,
     _entries: PhantomData<fn() -> (K, V)>,
 }
 
@@ -157,6 +162,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     pub const fn new(name: &'static str) -> Self {
         MapState {
             name,
+            ttl: None,
             _entries: PhantomData,
         }
     }
@@ -164,11 +170,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// The value under `key` in the current key's map.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let user_key = encode(self.name, key)?;
-        with_state(self.name, Kind::Map, |h, id, rec| {
-            h.map_get(id, rec, &user_key)
-        })?
-        .map(|bytes| decode(self.name, &bytes))
-        .transpose()
+        with_state(self.state_ref(), |h, id, rec| h.map_get(id, rec, &user_key))?
+            .map(|bytes| decode(self.name, &bytes))
+            .transpose()
     }
 
     /// Sets `key` to `value`.
@@ -182,15 +186,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
             .iter()
             .map(|(k, v)| Ok((encode(self.name, k)?, encode(self.name, v)?)))
             .collect::<Result<Vec<_>>>()?;
-        with_state(self.name, Kind::Map, |h, id, rec| {
-            h.map_put_all(id, rec, bytes)
-        })
+        with_state(self.state_ref(), |h, id, rec| h.map_put_all(id, rec, bytes))
     }
 
     /// Removes `key`.
     pub fn remove(&self, key: &K) -> Result<()> {
         let user_key = encode(self.name, key)?;
-        with_state(self.name, Kind::Map, |h, id, rec| {
+        with_state(self.state_ref(), |h, id, rec| {
             h.map_remove(id, rec, &user_key)
         })
     }
@@ -198,14 +200,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// Whether `key` is present.
     pub fn contains(&self, key: &K) -> Result<bool> {
         let user_key = encode(self.name, key)?;
-        with_state(self.name, Kind::Map, |h, id, rec| {
+        with_state(self.state_ref(), |h, id, rec| {
             h.map_contains(id, rec, &user_key)
         })
     }
 
     /// All entries.
     pub fn entries(&self) -> Result<Vec<(K, V)>> {
-        with_state(self.name, Kind::Map, |h, id, rec| h.map_entries(id, rec))?
+        with_state(self.state_ref(), |h, id, rec| h.map_entries(id, rec))?
             .iter()
             .map(|(k, v)| Ok((decode(self.name, k)?, decode(self.name, v)?)))
             .collect()
@@ -213,7 +215,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
 
     /// All keys.
     pub fn keys(&self) -> Result<Vec<K>> {
-        with_state(self.name, Kind::Map, |h, id, rec| h.map_keys(id, rec))?
+        with_state(self.state_ref(), |h, id, rec| h.map_keys(id, rec))?
             .iter()
             .map(|k| decode(self.name, k))
             .collect()
@@ -221,7 +223,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
 
     /// All values, in key order.
     pub fn values(&self) -> Result<Vec<V>> {
-        with_state(self.name, Kind::Map, |h, id, rec| h.map_values(id, rec))?
+        with_state(self.state_ref(), |h, id, rec| h.map_values(id, rec))?
             .iter()
             .map(|v| decode(self.name, v))
             .collect()
@@ -229,30 +231,35 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
 
     /// Whether the current key's map is empty.
     pub fn is_empty(&self) -> Result<bool> {
-        with_state(self.name, Kind::Map, |h, id, rec| h.map_is_empty(id, rec))
+        with_state(self.state_ref(), |h, id, rec| h.map_is_empty(id, rec))
     }
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        with_state(self.name, Kind::Map, |h, id, rec| h.map_clear(id, rec))
+        with_state(self.state_ref(), |h, id, rec| h.map_clear(id, rec))
     }
 }
 
 /// A value per key folded with a reduce function: Flink's `ReducingState`.
 pub struct ReducingState<T> {
     pub(crate) name: &'static str,
+    ttl: Option<Ttl>,
     reduce: fn(T, T) -> T,
 }
 
 impl<T: Serialize + DeserializeOwned> ReducingState<T> {
     /// A handle to the reducing state `name`, folding with `reduce(current, new)`.
     pub const fn new(name: &'static str, reduce: fn(T, T) -> T) -> Self {
-        ReducingState { name, reduce }
+        ReducingState {
+            name,
+            ttl: None,
+            reduce,
+        }
     }
 
     /// The current key's folded value.
     pub fn get(&self) -> Result<Option<T>> {
-        get_value(self.name, Kind::Reducing)
+        get_value(self.state_ref())
     }
 
     /// Folds `value` into the current key's value.
@@ -261,12 +268,12 @@ impl<T: Serialize + DeserializeOwned> ReducingState<T> {
             Some(current) => (self.reduce)(current, value),
             None => value,
         };
-        set_value(self.name, Kind::Reducing, &folded)
+        set_value(self.state_ref(), &folded)
     }
 
     /// Removes the current key's value.
     pub fn clear(&self) -> Result<()> {
-        write_value(self.name, Kind::Reducing, None)
+        write_value(self.state_ref(), None)
     }
 }
 
@@ -274,6 +281,7 @@ impl<T: Serialize + DeserializeOwned> ReducingState<T> {
 /// an accumulator `ACC`, from which a result `OUT` is computed.
 pub struct AggregatingState<IN, ACC, OUT> {
     pub(crate) name: &'static str,
+    ttl: Option<Ttl>,
     create: fn() -> ACC,
     add: fn(ACC, IN) -> ACC,
     result: fn(&ACC) -> OUT,
@@ -290,6 +298,7 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> 
     ) -> Self {
         AggregatingState {
             name,
+            ttl: None,
             create,
             add,
             result,
@@ -297,7 +306,7 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> 
     }
 
     fn accumulator(&self) -> Result<Option<ACC>> {
-        get_value(self.name, Kind::Aggregating)
+        get_value(self.state_ref())
     }
 
     /// The result for the current key, if anything was added.
@@ -308,41 +317,84 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<IN, ACC, OUT> 
     /// Adds `input` to the current key's accumulator.
     pub fn add(&self, input: IN) -> Result<()> {
         let acc = self.accumulator()?.unwrap_or_else(self.create);
-        set_value(self.name, Kind::Aggregating, &(self.add)(acc, input))
+        set_value(self.state_ref(), &(self.add)(acc, input))
     }
 
     /// Removes the current key's accumulator.
     pub fn clear(&self) -> Result<()> {
-        write_value(self.name, Kind::Aggregating, None)
+        write_value(self.state_ref(), None)
     }
 }
 
 impl<T> KeyedState for ValueState<T> {
     fn state_ref(&self) -> StateRef {
-        StateRef(self.name, Kind::Value)
+        StateRef {
+            name: self.name,
+            kind: Kind::Value,
+            ttl: self.ttl,
+        }
     }
 }
 
 impl<T> KeyedState for ListState<T> {
     fn state_ref(&self) -> StateRef {
-        StateRef(self.name, Kind::List)
+        StateRef {
+            name: self.name,
+            kind: Kind::List,
+            ttl: self.ttl,
+        }
     }
 }
 
 impl<K, V> KeyedState for MapState<K, V> {
     fn state_ref(&self) -> StateRef {
-        StateRef(self.name, Kind::Map)
+        StateRef {
+            name: self.name,
+            kind: Kind::Map,
+            ttl: self.ttl,
+        }
     }
 }
 
 impl<T> KeyedState for ReducingState<T> {
     fn state_ref(&self) -> StateRef {
-        StateRef(self.name, Kind::Reducing)
+        StateRef {
+            name: self.name,
+            kind: Kind::Reducing,
+            ttl: self.ttl,
+        }
     }
 }
 
 impl<IN, ACC, OUT> KeyedState for AggregatingState<IN, ACC, OUT> {
     fn state_ref(&self) -> StateRef {
-        StateRef(self.name, Kind::Aggregating)
+        StateRef {
+            name: self.name,
+            kind: Kind::Aggregating,
+            ttl: self.ttl,
+        }
     }
 }
+
+macro_rules! with_ttl {
+    ($($handle:ident<$($param:ident),+>),+) => {$(
+        impl<$($param),+> $handle<$($param),+> {
+            /// The same state with a time-to-live: each entry is forgotten `ttl` after
+            /// its last renewal (see [`Ttl`]), and never returned again. A state's TTL
+            /// is part of its identity in savepoints: its length and update policy may
+            /// change, its presence and clock may not.
+            pub const fn with_ttl(mut self, ttl: Ttl) -> Self {
+                self.ttl = Some(ttl);
+                self
+            }
+        }
+    )+};
+}
+
+with_ttl!(
+    ValueState<T>,
+    ListState<T>,
+    MapState<K, V>,
+    ReducingState<T>,
+    AggregatingState<IN, ACC, OUT>
+);

@@ -10,21 +10,38 @@ use crate::bindings::weir::operator::types::{self, StateKind};
 use crate::bindings::weir::operator::{log, operator_state, side_outputs, state, timers};
 use crate::cache::{BatchLists, BatchValues, ListChanges, ValueChanges, marked, pieces};
 use crate::runtime::{
-    self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, TimerChanges,
+    self, Emitted, Env, Host, Input, Kind, Level, TaskInfo, TimeDomain, TimerChanges, Ttl,
 };
 
 struct Imports;
 
+fn state_kind(kind: Kind) -> StateKind {
+    match kind {
+        Kind::Value => StateKind::Value,
+        Kind::List => StateKind::List,
+        Kind::Map => StateKind::Map,
+        Kind::Reducing => StateKind::Reducing,
+        Kind::Aggregating => StateKind::Aggregating,
+    }
+}
+
 impl Host for Imports {
     fn register(&mut self, name: &str, kind: Kind) -> u32 {
-        let kind = match kind {
-            Kind::Value => StateKind::Value,
-            Kind::List => StateKind::List,
-            Kind::Map => StateKind::Map,
-            Kind::Reducing => StateKind::Reducing,
-            Kind::Aggregating => StateKind::Aggregating,
+        state::register(name, state_kind(kind))
+    }
+    fn register_with_ttl(&mut self, name: &str, kind: Kind, ttl: Ttl) -> u32 {
+        let ttl = state::Ttl {
+            ttl_ms: ttl.ttl_ms,
+            domain: match ttl.domain {
+                TimeDomain::Event => types::TimeDomain::Event,
+                TimeDomain::Processing => types::TimeDomain::Processing,
+            },
+            update: match ttl.on_read {
+                false => state::TtlUpdate::OnCreateAndWrite,
+                true => state::TtlUpdate::OnReadAndWrite,
+            },
         };
-        state::register(name, kind)
+        state::register_with_ttl(name, state_kind(kind), ttl)
     }
     fn value_get(&mut self, id: u32, rec: u32) -> Option<Vec<u8>> {
         state::value_get(id, rec)

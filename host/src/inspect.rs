@@ -15,6 +15,7 @@ use crate::checkpoint::storage::{read_channel_state, read_operator_state, read_s
 use crate::checkpoint::{CheckpointError, Metadata};
 use crate::state::operator::OperatorState;
 use crate::state::snapshot::{SlotData, Snapshot, Timer};
+use crate::state::ttl::{self, Ttl};
 use crate::state::{KeyGroup, TimeDomain};
 
 /// A checkpoint opened for reading.
@@ -127,19 +128,23 @@ impl Checkpoint {
                 "operator `{name}`: {} state files, {bytes} bytes",
                 snapshots.len()
             );
-            // Per state name: kind, keys, bytes of keys and values.
-            let mut states: BTreeMap<&str, (&'static str, u64, u64)> = BTreeMap::new();
+            // Per state name: kind and TTL, keys, bytes of keys and values.
+            let mut states: BTreeMap<&str, (String, u64, u64)> = BTreeMap::new();
+            let described = |state: &crate::state::snapshot::StateInfo| match state.ttl {
+                None => state.kind.name().to_string(),
+                Some(ttl) => format!("{}, {ttl}", state.kind.name()),
+            };
             for snapshot in snapshots {
                 for state in &snapshot.states {
                     states
                         .entry(&state.name)
-                        .or_insert((state.kind.name(), 0, 0));
+                        .or_insert((described(state), 0, 0));
                 }
                 for entry in snapshot.groups.iter().flat_map(|g| &g.entries) {
                     let state = &snapshot.states[entry.state as usize];
                     let totals = states
                         .entry(&state.name)
-                        .or_insert((state.kind.name(), 0, 0));
+                        .or_insert((described(state), 0, 0));
                     totals.1 += 1;
                     totals.2 += (entry.key.len() + data_len(&entry.data)) as u64;
                 }
@@ -263,7 +268,7 @@ impl Checkpoint {
                     "  {} ({}): {}",
                     state.name,
                     state.kind.name(),
-                    render_data(&entry.data)
+                    render_data(&entry.data, state.ttl)
                 );
             }
             let timers = (snapshot.groups.iter())
@@ -314,17 +319,23 @@ fn render(bytes: &[u8]) -> String {
     }
 }
 
-fn render_data(data: &SlotData) -> String {
+/// A slot's contents; with a TTL, each entry without its stamp, followed by when it was
+/// last renewed.
+fn render_data(data: &SlotData, ttl: Option<Ttl>) -> String {
+    let entry = |stored: &[u8]| match (ttl, ttl::split(stored)) {
+        (Some(_), Some((stamp, value))) => format!("{} (renewed at {stamp} ms)", render(value)),
+        _ => render(stored),
+    };
     match data {
-        SlotData::Value(v) => render(v),
+        SlotData::Value(v) => entry(v),
         SlotData::List(l) => format!(
             "[{}]",
-            l.iter().map(|e| render(e)).collect::<Vec<_>>().join(", ")
+            l.iter().map(|e| entry(e)).collect::<Vec<_>>().join(", ")
         ),
         SlotData::Map(m) => format!(
             "{{{}}}",
             m.iter()
-                .map(|(k, v)| format!("{}: {}", render(k), render(v)))
+                .map(|(k, v)| format!("{}: {}", render(k), entry(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -340,10 +351,17 @@ mod tests {
         assert_eq!(render(br#"{"a": 1}"#), r#"{"a":1}"#);
         assert_eq!(render(&[0xff, 0x01]), "0xff01");
         let map = SlotData::Map(vec![(b"\"k\"".to_vec(), b"2".to_vec())]);
-        assert_eq!(render_data(&map), r#"{"k": 2}"#);
+        assert_eq!(render_data(&map, None), r#"{"k": 2}"#);
         assert_eq!(
-            render_data(&SlotData::List(vec![b"1".to_vec(), b"x".to_vec()])),
+            render_data(&SlotData::List(vec![b"1".to_vec(), b"x".to_vec()]), None),
             "[1, 0x78]"
         );
+        let ttl = Ttl {
+            ttl_ms: 10,
+            domain: TimeDomain::Event,
+            update: ttl::TtlUpdate::OnCreateAndWrite,
+        };
+        let stamped = SlotData::Value(ttl::stamped(1_000, b"7"));
+        assert_eq!(render_data(&stamped, Some(ttl)), "7 (renewed at 1000 ms)");
     }
 }

@@ -14,6 +14,7 @@ pub mod operator;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
 pub mod snapshot;
+pub mod ttl;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
 use snapshot::{GroupEntries, Timer};
@@ -219,6 +220,15 @@ pub trait StateBackend: Send {
     /// Timers: the earliest pending timestamp in `domain`.
     fn next_timer(&self, domain: TimeDomain) -> Result<Option<i64>>;
 
+    /// TTL: the registered states that have a TTL, and the moment to judge them at;
+    /// called after the operator's calls. The memory backend removes expired entries,
+    /// checking about `budget` slots a call (incremental cleanup); RocksDB gives them to
+    /// its compaction filter, which drops expired entries as it rewrites files.
+    fn expire(&mut self, ttls: &[(StateId, ttl::Ttl)], now: ttl::Now, budget: usize) -> Result<()> {
+        let _ = (ttls, now, budget);
+        Ok(())
+    }
+
     /// A point-in-time copy of all state. Taking it must be cheap — the task waits for
     /// it — while turning it into entries happens later, on another thread.
     fn snapshot(&self) -> Box<dyn BackendSnapshot>;
@@ -302,19 +312,47 @@ pub const WITHOUT_ROCKSDB: &str = "this host was built without RocksDB (cargo's 
      feature, on by default): use `backend = \"memory\"`, or install the host with \
      `cargo install --path host --locked`";
 
+/// An operator instance's keyed state at one moment, as a checkpoint writes it.
+pub struct KeyedCopy {
+    /// The registered states, by id.
+    pub states: Vec<snapshot::StateInfo>,
+    /// The backend's copy (cheap to take; read it on another thread).
+    pub backend: Box<dyn BackendSnapshot>,
+    /// The clocks at that moment: TTL entries expired then are not written.
+    pub taken_at: ttl::Now,
+}
+
+impl KeyedCopy {
+    /// The copy as a snapshot file.
+    pub fn encode(self) -> Result<Vec<u8>> {
+        self.backend.encode(&self.states, self.taken_at)
+    }
+
+    /// The copy as a canonical [`snapshot::Snapshot`].
+    pub fn into_snapshot(self) -> Result<snapshot::Snapshot> {
+        Ok(snapshot::Snapshot {
+            groups: self.backend.into_groups()?,
+            states: self.states,
+            taken_at: self.taken_at,
+        })
+    }
+}
+
 /// A backend's point-in-time copy of its state.
 pub trait BackendSnapshot: Send {
     /// The non-empty key groups in order, entries sorted by state id, then key; an
     /// error if the copy could not be taken or read (never a partial or empty result).
     fn into_groups(self: Box<Self>) -> Result<Vec<GroupEntries>>;
 
-    /// The copy as a snapshot file naming `states` ([`snapshot::Snapshot::encode`]'s
-    /// bytes). Backends that can list their entries in order override this to encode
-    /// them without copying them into [`GroupEntries`] first.
-    fn encode(self: Box<Self>, states: &[snapshot::StateInfo]) -> Result<Vec<u8>> {
+    /// The copy, taken at `at`, as a snapshot file naming `states`
+    /// ([`snapshot::Snapshot::encode`]'s bytes: TTL entries expired at `at` left out).
+    /// Backends that can list their entries in order override this to encode them
+    /// without copying them into [`GroupEntries`] first.
+    fn encode(self: Box<Self>, states: &[snapshot::StateInfo], at: ttl::Now) -> Result<Vec<u8>> {
         let snapshot = snapshot::Snapshot {
             states: states.to_vec(),
             groups: self.into_groups()?,
+            taken_at: at,
         };
         Ok(snapshot.encode())
     }

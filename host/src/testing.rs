@@ -291,8 +291,7 @@ impl TestOperator {
 
     /// A snapshot of the state, encoded and decoded again as a checkpoint would be.
     pub fn snapshot(&self) -> Result<TestSnapshot, TestError> {
-        let (states, backend) = self.instance.snapshot();
-        let snapshot = crate::wasm::into_snapshot(states, backend)
+        let snapshot = (self.instance.snapshot().into_snapshot())
             .map_err(|e| TestError::Snapshot(e.to_string()))?;
         let error = |e: String| TestError::Snapshot(e);
         Ok(TestSnapshot {

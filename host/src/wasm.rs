@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 pub(crate) use instance::excerpt;
-pub use instance::{Batch, OperatorInstance, Output, TaskInfo, into_snapshot};
+pub use instance::{Batch, OperatorInstance, Output, TaskInfo};
 
 use crate::job::Limits;
 

@@ -16,4 +16,5 @@ mod sandbox;
 mod state_kinds;
 mod support;
 mod timers;
+mod ttl;
 mod windows;

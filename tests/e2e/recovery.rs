@@ -10,6 +10,7 @@ mod operator_state;
 mod savepoints;
 mod sources;
 mod timers;
+mod ttl;
 mod unaligned;
 mod windows;
 

@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::dataflow::Logic;
 use crate::record::{KeyedRecord, Record};
 use crate::state::snapshot::StateInfo;
-use crate::state::{BackendSnapshot, Scope, StateBackend, StateId, StateKind, TimeDomain};
+use crate::state::ttl::Now;
+use crate::state::{KeyedCopy, Scope, StateBackend, StateId, StateKind, TimeDomain};
 use crate::wasm::{Batch, OperatorError, Output};
 
 /// A workload running natively.
@@ -55,6 +56,7 @@ pub fn factory(
         state: StateInfo {
             name: name.into(),
             kind,
+            ttl: None,
         },
     }))
 }
@@ -217,8 +219,12 @@ impl Logic for Native {
         Ok(out)
     }
 
-    fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
-        (vec![self.state.clone()], self.backend.snapshot())
+    fn snapshot(&self) -> KeyedCopy {
+        KeyedCopy {
+            states: vec![self.state.clone()],
+            backend: self.backend.snapshot(),
+            taken_at: Now::NEVER,
+        }
     }
 
     fn advance_watermark(&mut self, watermark: i64) -> Result<Output, OperatorError> {

@@ -151,6 +151,9 @@ pub struct RocksDbFiles {
     /// Bytes this checkpoint copied: its private files and the SST files no retained
     /// checkpoint already held.
     pub copied: u64,
+    /// The clocks when it was taken, if it has TTL states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<TakenAt>,
 }
 
 /// A registered state, by name and kind.
@@ -160,6 +163,30 @@ pub struct NamedState {
     pub name: String,
     /// Its kind (`value`, `list`, `map`, `reducing`, `aggregating`).
     pub kind: String,
+    /// Its time-to-live, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<NamedTtl>,
+}
+
+/// A state's time-to-live (`state::ttl::Ttl`), by names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedTtl {
+    /// How long an entry lives, in milliseconds.
+    pub ms: u64,
+    /// `event-time` or `processing-time`.
+    pub domain: String,
+    /// `create-and-write` or `read-and-write`.
+    pub update: String,
+}
+
+/// The clocks when a RocksDB checkpoint was taken (`state::ttl::Now`): its TTL entries
+/// expired then are left out when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenAt {
+    /// The task's watermark, if it had one.
+    pub watermark: Option<i64>,
+    /// The wall clock, in milliseconds since the Unix epoch.
+    pub processing: i64,
 }
 
 /// A file and what it must contain.
@@ -296,6 +323,7 @@ mod tests {
                         states: vec![NamedState {
                             name: "n".into(),
                             kind: "value".into(),
+                            ttl: None,
                         }],
                         private: vec![FileCheck {
                             name: "CURRENT".into(),
@@ -311,6 +339,7 @@ mod tests {
                             local: "000009.sst".into(),
                         }],
                         copied: 16,
+                        taken_at: None,
                     }),
                 ],
             )]

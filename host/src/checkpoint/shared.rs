@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::files::{CheckpointError, check_recorded, completed, read_metadata, sync_dir};
-use super::metadata::{FileCheck, NamedState, RocksDbFiles, SharedFile, StateFile};
+use super::metadata::{
+    FileCheck, NamedState, NamedTtl, RocksDbFiles, SharedFile, StateFile, TakenAt,
+};
 use crate::folder::Folder;
-use crate::state::StateKind;
 use crate::state::snapshot::{Snapshot, StateInfo};
+use crate::state::ttl::{Now, Ttl, TtlUpdate};
+use crate::state::{StateKind, TimeDomain};
 
 /// The folder of shared files inside a job's checkpoint folder.
 pub const SHARED: &str = "shared";
@@ -174,6 +177,7 @@ impl SharedFiles {
         id: u64,
         name: &str,
         states: &[StateInfo],
+        taken_at: Now,
         native: &Path,
         uploads: &mut Uploads,
     ) -> Result<StateFile, CheckpointError> {
@@ -246,11 +250,20 @@ impl SharedFiles {
                 .map(|s| NamedState {
                     name: s.name.clone(),
                     kind: s.kind.name().to_string(),
+                    ttl: s.ttl.map(|ttl| NamedTtl {
+                        ms: ttl.ttl_ms,
+                        domain: ttl.domain.name().to_string(),
+                        update: ttl.update.name().to_string(),
+                    }),
                 })
                 .collect(),
             private: checks,
             shared,
             copied,
+            taken_at: states.iter().any(|s| s.ttl.is_some()).then_some(TakenAt {
+                watermark: taken_at.watermark,
+                processing: taken_at.processing,
+            }),
         }))
     }
 }
@@ -372,12 +385,28 @@ pub fn read(dir: &Path, files: &RocksDbFiles) -> Result<Snapshot, CheckpointErro
         .states
         .iter()
         .map(|s| {
+            let unknown = |what: &str, value: &str| CheckpointError::State {
+                path: private.clone(),
+                reason: format!("state `{}` has an unknown {what} `{value}`", s.name),
+            };
+            let ttl = match &s.ttl {
+                None => None,
+                Some(t) => Some(Ttl {
+                    ttl_ms: t.ms,
+                    domain: [TimeDomain::Event, TimeDomain::Processing]
+                        .into_iter()
+                        .find(|d| d.name() == t.domain)
+                        .ok_or_else(|| unknown("TTL time domain", &t.domain))?,
+                    update: [TtlUpdate::OnCreateAndWrite, TtlUpdate::OnReadAndWrite]
+                        .into_iter()
+                        .find(|u| u.name() == t.update)
+                        .ok_or_else(|| unknown("TTL update policy", &t.update))?,
+                }),
+            };
             Ok(StateInfo {
                 name: s.name.clone(),
-                kind: StateKind::from_name(&s.kind).ok_or_else(|| CheckpointError::State {
-                    path: private.clone(),
-                    reason: format!("state `{}` has an unknown kind `{}`", s.name, s.kind),
-                })?,
+                kind: StateKind::from_name(&s.kind).ok_or_else(|| unknown("kind", &s.kind))?,
+                ttl,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -400,7 +429,17 @@ pub fn read(dir: &Path, files: &RocksDbFiles) -> Result<Snapshot, CheckpointErro
             reason: format!("an entry names state {} of {}", bad.state, states.len()),
         });
     }
-    Ok(Snapshot { states, groups })
+    let taken_at = files.taken_at.map_or(Now::NEVER, |at| Now {
+        watermark: at.watermark,
+        processing: at.processing,
+    });
+    let mut snapshot = Snapshot {
+        states,
+        groups,
+        taken_at,
+    };
+    snapshot.drop_expired();
+    Ok(snapshot)
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<(), CheckpointError> {
@@ -458,6 +497,7 @@ mod tests {
         vec![StateInfo {
             name: "count".into(),
             kind: StateKind::Value,
+            ttl: None,
         }]
     }
 
@@ -471,7 +511,14 @@ mod tests {
     ) -> (StateFile, Snapshot) {
         let copy = backend.snapshot();
         let file = store
-            .write_incremental(id, "op-0", &states(), copy.native_files().unwrap(), uploads)
+            .write_incremental(
+                id,
+                "op-0",
+                &states(),
+                Now::NEVER,
+                copy.native_files().unwrap(),
+                uploads,
+            )
             .unwrap();
         store
             .complete(&Metadata {
@@ -488,6 +535,7 @@ mod tests {
         let expected = Snapshot {
             states: states(),
             groups: backend.snapshot().into_groups().unwrap(),
+            ..Snapshot::default()
         };
         (file, expected)
     }
@@ -550,6 +598,7 @@ mod tests {
                 3,
                 "op-0",
                 &states(),
+                Now::NEVER,
                 copy.native_files().unwrap(),
                 &mut uploads,
             )

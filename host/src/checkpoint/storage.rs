@@ -14,6 +14,7 @@ use super::metadata::{CanonicalFile, Metadata, StateFile};
 use super::shared::{SHARED, SharedFiles, Uploads};
 use crate::state::operator::OperatorState;
 use crate::state::snapshot::{Snapshot, StateInfo};
+use crate::state::ttl::Now;
 
 /// The checkpoints of one job: `<dir>/<job>/`. Clones share one registry of the
 /// job's shared files.
@@ -72,11 +73,12 @@ impl Store {
         id: u64,
         name: &str,
         states: &[StateInfo],
+        taken_at: Now,
         native: &Path,
         uploads: &mut Uploads,
     ) -> Result<StateFile, CheckpointError> {
-        self.shared
-            .write(&self.checkpoint_dir(id), id, name, states, native, uploads)
+        let dir = self.checkpoint_dir(id);
+        (self.shared).write(&dir, id, name, states, taken_at, native, uploads)
     }
 
     /// Completes checkpoint `metadata.checkpoint`: its metadata is written last and
@@ -362,6 +364,7 @@ mod tests {
             states: vec![StateInfo {
                 name: "s".into(),
                 kind: StateKind::Value,
+                ttl: None,
             }],
             groups: vec![GroupEntries {
                 group: KeyGroup(1),
@@ -372,6 +375,7 @@ mod tests {
                 }],
                 timers: Vec::new(),
             }],
+            taken_at: Now::NEVER,
         };
         let file = store
             .write_state(1, "op-0.state", &snapshot.encode())

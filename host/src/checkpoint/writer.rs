@@ -24,17 +24,14 @@ use super::coordinator::{AckState, Alignment, Finished, Handle, TaskId};
 use super::metadata::CanonicalFile;
 use super::shared::Uploads;
 use super::{CheckpointId, StateFile, Store};
-use crate::state::BackendSnapshot;
+use crate::state::KeyedCopy;
 use crate::state::operator::OperatorState;
-use crate::state::snapshot::StateInfo;
 
 /// A point-in-time copy of a subtask's state, taken at a barrier (cheap: the keyed
 /// state's copy is copy-on-write or a RocksDB checkpoint).
 pub struct StateCopy {
-    /// The registered keyed states.
-    pub states: Vec<StateInfo>,
-    /// The keyed state backend's copy.
-    pub keyed: Box<dyn BackendSnapshot>,
+    /// The keyed state.
+    pub keyed: KeyedCopy,
     /// The operator state.
     pub operator_state: OperatorState,
 }
@@ -195,16 +192,18 @@ fn write(
             Some(file.map_err(|e| e.to_string())?)
         }
     };
-    let file: StateFile = match (copy.keyed.native_files(), uploads) {
+    let keyed = copy.keyed;
+    let file: StateFile = match (keyed.backend.native_files(), uploads) {
         (Some(native), Some(uploads)) => {
             // Writes of one task take turns: each sees what the previous one copied.
             let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
+            let (states, at) = (&keyed.states, keyed.taken_at);
             store
-                .write_incremental(id.0, name, &copy.states, native, &mut uploads)
+                .write_incremental(id.0, name, states, at, native, &mut uploads)
                 .map_err(|e| e.to_string())?
         }
         _ => {
-            let bytes = copy.keyed.encode(&copy.states).map_err(|e| e.to_string())?;
+            let bytes = keyed.encode().map_err(|e| e.to_string())?;
             store
                 .write_state(id.0, &format!("{name}.state"), &bytes)
                 .map_err(|e| e.to_string())?

@@ -24,9 +24,8 @@ use crate::checkpoint::Store;
 use crate::checkpoint::coordinator::{Handle, TaskId};
 use crate::checkpoint::writer::{Met, SnapshotWriter, StateCopy};
 use crate::record::{KeyedRecord, Record};
-use crate::state::BackendSnapshot;
+use crate::state::KeyedCopy;
 use crate::state::operator::OperatorState;
-use crate::state::snapshot::StateInfo;
 use crate::wasm::{Batch, OperatorError, OperatorInstance, Output};
 
 /// Makes a native operator over a state backend, given the operator's config JSON:
@@ -40,8 +39,8 @@ pub trait Logic: Send {
     /// Processes one batch of the input with index `input`; returns what it emitted, in
     /// order.
     fn process(&mut self, batch: Batch, input: u32) -> Result<Output, OperatorError>;
-    /// The registered states and a point-in-time copy of the state (cheap to take).
-    fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>);
+    /// A point-in-time copy of the keyed state (cheap to take).
+    fn snapshot(&self) -> KeyedCopy;
     /// A copy of the operator (non-keyed) state.
     fn operator_state(&self) -> OperatorState {
         OperatorState::default()
@@ -80,7 +79,7 @@ impl Logic for OperatorInstance {
         OperatorInstance::process(self, batch, input)
     }
 
-    fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
+    fn snapshot(&self) -> KeyedCopy {
         OperatorInstance::snapshot(self)
     }
 
@@ -367,10 +366,8 @@ impl Slicing {
 
 /// A point-in-time copy of the instance's keyed and operator state.
 fn state_copy(instance: &dyn Logic) -> StateCopy {
-    let (states, keyed) = instance.snapshot();
     StateCopy {
-        states,
-        keyed,
+        keyed: instance.snapshot(),
         operator_state: instance.operator_state(),
     }
 }

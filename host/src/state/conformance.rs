@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::memory::MemoryBackend;
 use super::rocksdb::RocksDbBackend;
-use super::snapshot::{GroupEntries, Snapshot, StateInfo};
+use super::snapshot::{GroupEntries, SlotData, Snapshot, StateInfo};
+use super::ttl::{self, Now, Ttl, TtlUpdate};
 use super::{
     KeyGroup, KeyGroupRange, Scope, StateBackend, StateError, StateId, StateKind, TimeDomain,
 };
@@ -364,6 +365,7 @@ fn every_backend_takes_the_same_snapshot_and_restores_any_other_backends() {
     .map(|(name, kind)| StateInfo {
         name: name.into(),
         kind,
+        ttl: None,
     })
     .collect();
     let mut snapshots = Vec::new();
@@ -381,9 +383,10 @@ fn every_backend_takes_the_same_snapshot_and_restores_any_other_backends() {
         let canonical = Snapshot {
             states: states.clone(),
             groups: groups.clone(),
+            ..Snapshot::default()
         };
         assert_eq!(
-            Snapshot::decode(&file.encode(&states).unwrap()),
+            Snapshot::decode(&file.encode(&states, Now::NEVER).unwrap()),
             Ok(canonical),
             "{name}"
         );
@@ -462,4 +465,65 @@ fn keys_of_a_state_are_listed_once_in_the_same_order_everywhere() {
             "{name}: an unused state"
         );
     }
+}
+
+#[test]
+fn ttl_entries_are_stamped_alike_and_snapshots_leave_out_those_expired_when_taken() {
+    let ttl = Ttl {
+        ttl_ms: 1_000,
+        domain: TimeDomain::Event,
+        update: TtlUpdate::OnCreateAndWrite,
+    };
+    let states: Vec<StateInfo> = [("value", StateKind::Value), ("list", StateKind::List)]
+        .into_iter()
+        .chain([("map", StateKind::Map)])
+        .map(|(name, kind)| StateInfo {
+            name: name.into(),
+            kind,
+            ttl: Some(ttl),
+        })
+        .collect();
+    let at = |watermark| Now {
+        watermark: Some(watermark),
+        processing: 0,
+    };
+    let mut files = Vec::new();
+    for (name, make) in BACKENDS {
+        let mut b = make(all());
+        // Keys written at event time 0 (expired at 1000) and 500 (live until 1500).
+        for (stamp, key) in [(0, &b"old"[..]), (500, b"new")] {
+            for state in 0..3 {
+                let mut slot = ttl::Slot {
+                    backend: b.as_mut(),
+                    scope: scope(state, key),
+                    ttl: Some((ttl, at(stamp), stamp)),
+                };
+                match state {
+                    0 => slot.value_put(b"v").unwrap(),
+                    1 => slot.list_append(vec![b"e".to_vec()]).unwrap(),
+                    _ => slot.map_put(vec![(b"k".to_vec(), b"v".to_vec())]).unwrap(),
+                }
+            }
+        }
+        let file = b.snapshot().encode(&states, at(1_200)).unwrap();
+        let snapshot = Snapshot::decode(&file).unwrap();
+        assert_eq!(snapshot.states, states, "{name}: the TTLs are recorded");
+        let entries: Vec<_> = snapshot.groups.iter().flat_map(|g| &g.entries).collect();
+        assert_eq!(entries.len(), 3, "{name}: {entries:?}");
+        for entry in entries {
+            assert_eq!(entry.key, b"new", "{name}");
+            let stored = match &entry.data {
+                SlotData::Value(v) => v.clone(),
+                SlotData::List(l) => l[0].clone(),
+                SlotData::Map(m) => m[0].1.clone(),
+            };
+            assert_eq!(
+                ttl::split(&stored).map(|(stamp, _)| stamp),
+                Some(500),
+                "{name}"
+            );
+        }
+        files.push(file);
+    }
+    assert_eq!(files[0], files[1], "memory and rocksdb write the same file");
 }

@@ -15,6 +15,7 @@ use hashbrown::hash_map::EntryRef;
 use std::sync::Arc;
 
 use super::snapshot::{Encoder, Entry, GroupEntries, SlotData, StateInfo, Timer};
+use super::ttl::{Now, Ttl};
 use super::{
     BackendSnapshot, DueTimer, KeyGroup, KeyGroupRange, Layout, Result, Scope, StateBackend,
     StateError, StateId, TimeDomain,
@@ -74,6 +75,8 @@ impl Group {
 pub struct MemoryBackend {
     range: KeyGroupRange,
     groups: Vec<Arc<Group>>,
+    /// The group TTL cleanup looks at next.
+    sweep: usize,
 }
 
 impl MemoryBackend {
@@ -82,6 +85,7 @@ impl MemoryBackend {
         MemoryBackend {
             range,
             groups: (0..range.len()).map(|_| Arc::default()).collect(),
+            sweep: 0,
         }
     }
 
@@ -344,6 +348,31 @@ impl StateBackend for MemoryBackend {
             .min())
     }
 
+    fn expire(&mut self, ttls: &[(StateId, Ttl)], now: Now, budget: usize) -> Result<()> {
+        // Whole groups in turn, until `budget` slots were looked at or every group was.
+        let (mut looked_at, groups) = (0, self.groups.len());
+        for _ in 0..groups {
+            if ttls.is_empty() || looked_at >= budget {
+                break;
+            }
+            let index = self.sweep % groups;
+            self.sweep = index + 1;
+            for &(state, ttl) in ttls {
+                let Some(slots) = self.groups[index].states.get(state.0 as usize) else {
+                    continue;
+                };
+                looked_at += slots.len();
+                // Only a group with something expired is written (and so copied, if a
+                // snapshot shares it).
+                if slots.values().any(|slot| holds_expired(slot, ttl, &now)) {
+                    let slots = &mut Arc::make_mut(&mut self.groups[index]).states;
+                    slots[state.0 as usize].retain(|_, slot| keep_live(slot, ttl, &now));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {
         Box::new(MemorySnapshot {
             range: self.range,
@@ -380,6 +409,30 @@ impl StateBackend for MemoryBackend {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a slot of a state with `ttl` holds an entry expired at `now`.
+fn holds_expired(slot: &Slot, ttl: Ttl, now: &Now) -> bool {
+    match slot {
+        Slot::Value(v) => ttl.expired(v, now),
+        Slot::List(l) => l.iter().any(|e| ttl.expired(e, now)),
+        Slot::Map(m) => m.values().any(|v| ttl.expired(v, now)),
+    }
+}
+
+/// Removes a slot's entries expired at `now`; whether anything is left.
+fn keep_live(slot: &mut Slot, ttl: Ttl, now: &Now) -> bool {
+    match slot {
+        Slot::Value(v) => !ttl.expired(v, now),
+        Slot::List(l) => {
+            l.retain(|e| !ttl.expired(e, now));
+            !l.is_empty()
+        }
+        Slot::Map(m) => {
+            m.retain(|_, v| !ttl.expired(v, now));
+            !m.is_empty()
+        }
     }
 }
 
@@ -432,8 +485,8 @@ impl BackendSnapshot for MemorySnapshot {
             .collect())
     }
 
-    fn encode(self: Box<Self>, states: &[StateInfo]) -> Result<Vec<u8>> {
-        let mut encoder = Encoder::new(states);
+    fn encode(self: Box<Self>, states: &[StateInfo], at: Now) -> Result<Vec<u8>> {
+        let mut encoder = Encoder::new(states, at);
         let mut sorted: Vec<(u64, &[u8], &Slot)> = Vec::new();
         for (group, slots) in self.range.iter().zip(&self.groups) {
             if slots.is_empty() {
@@ -634,5 +687,55 @@ mod tests {
             b.value_put(outside, &[]),
             Err(StateError::KeyGroupOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn ttl_cleanup_removes_expired_entries_a_budget_at_a_time() {
+        let mut b = backend();
+        let ttl = Ttl {
+            ttl_ms: 1_000,
+            domain: crate::state::TimeDomain::Processing,
+            update: crate::state::ttl::TtlUpdate::OnCreateAndWrite,
+        };
+        let stamped = |stamp| crate::state::ttl::stamped(stamp, b"v");
+        for i in 0..1_000 {
+            let key = format!("user-{i}");
+            // State 0 has the TTL, state 1 none; odd keys of state 0 are still live.
+            let stamp = if i % 2 == 0 { 0 } else { 5_000 };
+            b.value_put(scope(0, key.as_bytes()), &stamped(stamp))
+                .unwrap();
+            b.value_put(scope(1, key.as_bytes()), &stamped(0)).unwrap();
+        }
+        let now = Now {
+            watermark: None,
+            processing: 2_000,
+        };
+        let taken = b.snapshot();
+        b.expire(&[(StateId(0), ttl)], now, 100).unwrap();
+        let left = b.keys(StateId(0)).unwrap().len();
+        assert!(
+            (500..1_000).contains(&left),
+            "one call does a budget's worth: {left}"
+        );
+        assert!(
+            left <= 1_000 - 50,
+            "at least the budget's expired half: {left}"
+        );
+        for _ in 0..20 {
+            b.expire(&[(StateId(0), ttl)], now, 100).unwrap();
+        }
+        assert_eq!(
+            b.keys(StateId(0)).unwrap().len(),
+            500,
+            "only the live ones stay"
+        );
+        assert_eq!(
+            b.keys(StateId(1)).unwrap().len(),
+            1_000,
+            "no TTL, no cleanup"
+        );
+        let copy = taken.into_groups().unwrap();
+        let entries: usize = copy.iter().map(|g| g.entries.len()).sum();
+        assert_eq!(entries, 2_000, "a snapshot taken before is untouched");
     }
 }

@@ -7,6 +7,10 @@
 //! Timers are `[key group][u32::MAX][domain][timestamp][key]`, the timestamp big-endian
 //! with its sign bit flipped, so a group's timers of a domain are in firing order and
 //! the due ones are a range scan.
+//! Entries of TTL states carry their stamps (`state::ttl`); a compaction filter drops
+//! those expired at the moment the task last gave it ([`StateBackend::expire`]), so
+//! they disappear as RocksDB rewrites its files, without being read. (A list is one
+//! RocksDB value: it goes once all its elements expired; reads leave out the others.)
 //! The write-ahead log is off: durability comes from checkpoints, and a subtask's
 //! database is rebuilt from the latest checkpoint after any failure.
 //!
@@ -16,12 +20,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use ::rocksdb::{
     DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::snapshot::{Entry, GroupEntries, SlotData, Timer};
+use super::ttl::{Now, Ttl};
 use super::{
     BackendSnapshot, DueTimer, KeyGroup, KeyGroupRange, Result, Scope, StateBackend, StateError,
     StateId, TimeDomain,
@@ -44,6 +50,8 @@ pub struct RocksDbBackend {
     /// here, past the deleted keys of the timers already fired (a scan from the start
     /// of the range would step over every one of them until a compaction).
     timers_from: [i64; 2],
+    /// What the compaction filter drops.
+    expiring: Arc<RwLock<Expiring>>,
     /// The database's folder: working state, rebuilt from checkpoints, never kept.
     folder: Folder,
 }
@@ -64,7 +72,17 @@ impl RocksDbBackend {
     pub fn create(dir: &Path, range: KeyGroupRange) -> Result<RocksDbBackend> {
         let folder = Folder::create(dir.to_path_buf())
             .map_err(|e| StateError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        let db = DB::open(&options(), dir).map_err(storage)?;
+        let expiring = Arc::new(RwLock::new(Expiring::default()));
+        let mut options = options();
+        let rules = Arc::clone(&expiring);
+        options.set_compaction_filter("weir-ttl", move |_level: u32, key: &[u8], value: &[u8]| {
+            let rules = rules.read().unwrap_or_else(|e| e.into_inner());
+            match rules.drops(key, value) {
+                true => ::rocksdb::compaction_filter::Decision::Remove,
+                false => ::rocksdb::compaction_filter::Decision::Keep,
+            }
+        });
+        let db = DB::open(&options, dir).map_err(storage)?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         Ok(RocksDbBackend {
@@ -73,6 +91,7 @@ impl RocksDbBackend {
             write,
             snapshots: AtomicU64::new(0),
             timers_from: [i64::MIN; 2],
+            expiring,
             folder,
         })
     }
@@ -139,6 +158,37 @@ impl RocksDbBackend {
             out.push((key.into_vec(), value.into_vec()));
         }
         Ok(out)
+    }
+}
+
+/// The TTL states, by state id, and the moment the compaction filter judges them at.
+#[derive(Debug, Default)]
+struct Expiring {
+    ttls: Vec<Option<Ttl>>,
+    now: Option<Now>,
+}
+
+impl Expiring {
+    /// Whether the compaction filter drops the stored pair `key`, `value`: an entry of
+    /// a TTL state expired at `now` (a list once all its elements are).
+    fn drops(&self, key: &[u8], value: &[u8]) -> bool {
+        let Some(now) = &self.now else {
+            return false;
+        };
+        let Some(StoreKey { state, tag, .. }) = parse_key(key) else {
+            return false;
+        };
+        let Some(Some(ttl)) = (state != TIMERS)
+            .then(|| self.ttls.get(state as usize))
+            .flatten()
+        else {
+            return false;
+        };
+        match tag {
+            b'l' => decode_list(value)
+                .is_ok_and(|l| !l.is_empty() && l.iter().all(|e| ttl.expired(e, now))),
+            _ => ttl.expired(value, now),
+        }
     }
 }
 
@@ -385,6 +435,22 @@ impl StateBackend for RocksDbBackend {
         Ok(next)
     }
 
+    fn expire(&mut self, ttls: &[(StateId, Ttl)], now: Now, _budget: usize) -> Result<()> {
+        let mut rules = self.expiring.write().unwrap_or_else(|e| e.into_inner());
+        let states = ttls
+            .iter()
+            .map(|(id, _)| id.0 as usize + 1)
+            .max()
+            .unwrap_or(0);
+        rules.ttls.clear();
+        rules.ttls.resize(states, None);
+        for &(id, ttl) in ttls {
+            rules.ttls[id.0 as usize] = Some(ttl);
+        }
+        rules.now = Some(now);
+        Ok(())
+    }
+
     fn snapshot(&self) -> Box<dyn BackendSnapshot> {
         let dir = self.folder.path().with_extension(format!(
             "snapshot-{}",
@@ -558,4 +624,65 @@ fn parse_key(bytes: &[u8]) -> Option<StoreKey<'_>> {
         tag,
         rest: tail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ttl::{self, TtlUpdate};
+
+    #[test]
+    fn a_compaction_drops_expired_ttl_entries_without_reading_them() {
+        let dir = std::env::temp_dir().join(format!("weir-ttl-compaction-{}", std::process::id()));
+        let mut b = RocksDbBackend::create(&dir, KeyGroupRange::all(128)).unwrap();
+        let ttl = Ttl {
+            ttl_ms: 1_000,
+            domain: TimeDomain::Event,
+            update: TtlUpdate::OnCreateAndWrite,
+        };
+        let (value, map, list, plain) = (StateId(0), StateId(1), StateId(2), StateId(3));
+        // Even keys written at event time 0 (expired at 1000), odd ones at 5000.
+        for i in 0..1_000u32 {
+            let key = format!("user-{i}");
+            let stamp = if i % 2 == 0 { 0 } else { 5_000 };
+            let scope = |state| Scope {
+                state,
+                key_group: KeyGroup::of(key.as_bytes(), 128),
+                key: key.as_bytes(),
+            };
+            let entry = ttl::stamped(stamp, b"v");
+            b.value_put(scope(value), &entry).unwrap();
+            b.map_put(scope(map), vec![(b"a".to_vec(), entry.clone())])
+                .unwrap();
+            // A list goes once all its elements expired.
+            let elements = vec![ttl::stamped(0, b"e"), entry.clone()];
+            b.list_replace(scope(list), elements).unwrap();
+            b.value_put(scope(plain), &entry).unwrap();
+            b.timer_set(scope(value).key_group, TimeDomain::Event, 0, key.as_bytes())
+                .unwrap();
+        }
+        b.db.flush().unwrap();
+        let live = |b: &RocksDbBackend| b.db.iterator(IteratorMode::Start).count();
+        assert_eq!(live(&b), 5_000);
+        // Nothing has a TTL until the task says so.
+        b.db.compact_range(None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(live(&b), 5_000);
+        let now = Now {
+            watermark: Some(2_000),
+            processing: 0,
+        };
+        let ttls = [(value, ttl), (map, ttl), (list, ttl)];
+        b.expire(&ttls, now, 0).unwrap();
+        b.db.compact_range(None::<&[u8]>, None::<&[u8]>);
+        // Gone: 500 values and 500 map entries and 500 lists; kept: the live half,
+        // the state without TTL and every timer.
+        assert_eq!(live(&b), 5_000 - 3 * 500);
+        let key = b"user-0";
+        let scope = Scope {
+            state: plain,
+            key_group: KeyGroup::of(key, 128),
+            key,
+        };
+        assert!(b.value_get(scope).unwrap().is_some());
+    }
 }

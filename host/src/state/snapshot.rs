@@ -5,16 +5,18 @@
 //! depend on the backend that took it or on registration order.
 //!
 //! File layout (little-endian): `WEIRSNAP`, format version (u16), the states (count,
-//! then name and kind each), the key groups (count, then group, entry count and entries,
-//! timer count and timers each), and a CRC-32C of everything before it. Version 1, which
-//! had no timers, is still read. Decoding checks the magic, the version,
+//! then name, kind and TTL each), the key groups (count, then group, entry count and
+//! entries, timer count and timers each), and a CRC-32C of everything before it.
+//! Versions 1 (no timers) and 2 (no TTL) are still read. Entries of a TTL state keep
+//! their stamps (`state::ttl`); those expired when the snapshot was taken are left out. Decoding checks the magic, the version,
 //! the checksum and every length, so a torn or corrupted file is refused, never read.
 
+use super::ttl::{Now, Ttl, TtlUpdate};
 use super::{KeyGroup, StateKind, TimeDomain};
 
 pub(crate) const MAGIC: &[u8; 8] = b"WEIRSNAP";
 /// The format version this host writes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format version this host reads (version 1: no timers).
 pub const OLDEST_READ: u16 = 1;
 
@@ -25,6 +27,8 @@ pub struct StateInfo {
     pub name: String,
     /// Its kind.
     pub kind: StateKind,
+    /// Its time-to-live, if it has one.
+    pub ttl: Option<Ttl>,
 }
 
 /// One key's slot in one state.
@@ -72,12 +76,25 @@ pub struct GroupEntries {
 }
 
 /// One subtask's keyed state.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// The states, indexed by [`Entry::state`].
     pub states: Vec<StateInfo>,
     /// The non-empty key groups, in order.
     pub groups: Vec<GroupEntries>,
+    /// The moment the state was copied: entries of TTL states expired then are left
+    /// out when it is encoded ([`Now::NEVER`] for a decoded file, which has none).
+    pub taken_at: Now,
+}
+
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        Snapshot {
+            states: Vec::new(),
+            groups: Vec::new(),
+            taken_at: Now::NEVER,
+        }
+    }
 }
 
 /// Why a snapshot file cannot be read.
@@ -109,7 +126,7 @@ pub enum SnapshotError {
 impl Snapshot {
     /// Encodes the snapshot as a file.
     pub fn encode(&self) -> Vec<u8> {
-        let mut encoder = Encoder::new(&self.states);
+        let mut encoder = Encoder::new(&self.states, self.taken_at);
         for group in &self.groups {
             encoder.group(group.group);
             for Entry { state, key, data } in &group.entries {
@@ -128,6 +145,36 @@ impl Snapshot {
             }
         }
         encoder.finish()
+    }
+
+    /// Leaves out the entries of TTL states expired at `taken_at` (what encoding does),
+    /// and the key groups left empty.
+    pub fn drop_expired(&mut self) {
+        let (ttls, at): (Vec<Option<Ttl>>, Now) =
+            (self.states.iter().map(|s| s.ttl).collect(), self.taken_at);
+        if ttls.iter().all(Option::is_none) {
+            return;
+        }
+        let expired = |state: u32, stored: &[u8]| {
+            let ttl = ttls.get(state as usize).copied().flatten();
+            ttl.is_some_and(|ttl| ttl.expired(stored, &at))
+        };
+        for group in &mut self.groups {
+            group.entries.retain_mut(|entry| match &mut entry.data {
+                _ if ttls.get(entry.state as usize).copied().flatten().is_none() => true,
+                SlotData::Value(v) => !expired(entry.state, v),
+                SlotData::List(l) => {
+                    l.retain(|e| !expired(entry.state, e));
+                    !l.is_empty()
+                }
+                SlotData::Map(m) => {
+                    m.retain(|(_, v)| !expired(entry.state, v));
+                    !m.is_empty()
+                }
+            });
+        }
+        self.groups
+            .retain(|g| !g.entries.is_empty() || !g.timers.is_empty());
     }
 
     /// Decodes a snapshot file, checking its magic, version, checksum and lengths.
@@ -156,7 +203,20 @@ impl Snapshot {
             let name = String::from_utf8(r.bytes()?.to_vec())
                 .map_err(|_| SnapshotError::Malformed("state name is not UTF-8"))?;
             let kind = kind_from_code(r.u8()?)?;
-            snapshot.states.push(StateInfo { name, kind });
+            let ttl = match version >= 3 && r.u8()? == 1 {
+                false => None,
+                true => Some(Ttl {
+                    ttl_ms: u64::try_from(r.i64()?)
+                        .map_err(|_| SnapshotError::Malformed("a negative TTL"))?,
+                    domain: domain_from_code(r.u8()?)?,
+                    update: match r.u8()? {
+                        0 => TtlUpdate::OnCreateAndWrite,
+                        1 => TtlUpdate::OnReadAndWrite,
+                        _ => return Err(SnapshotError::Malformed("unknown TTL update policy")),
+                    },
+                }),
+            };
+            snapshot.states.push(StateInfo { name, kind, ttl });
         }
         for _ in 0..r.count()? {
             let group = KeyGroup(r.u16()?);
@@ -186,11 +246,7 @@ impl Snapshot {
             let mut timers = Vec::new();
             if version >= 2 {
                 for _ in 0..r.count()? {
-                    let domain = match r.u8()? {
-                        0 => TimeDomain::Event,
-                        1 => TimeDomain::Processing,
-                        _ => return Err(SnapshotError::Malformed("unknown time domain")),
-                    };
+                    let domain = domain_from_code(r.u8()?)?;
                     let timestamp = r.i64()?;
                     let key = r.bytes()?.to_vec();
                     timers.push(Timer {
@@ -218,9 +274,13 @@ impl Snapshot {
 /// Writes a snapshot file entry by entry, so that a backend can encode its state without
 /// building a [`Snapshot`] (a copy of every key and value) first. The caller gives key
 /// groups in order, each group's entries sorted by state, then key, then its timers
-/// sorted by domain, timestamp, then key.
+/// sorted by domain, timestamp, then key. Entries of TTL states expired at the
+/// encoder's moment are left out.
 pub struct Encoder {
     out: Vec<u8>,
+    /// Each state's TTL, by index, and the moment entries are judged at.
+    ttls: Vec<Option<Ttl>>,
+    at: Now,
     /// Where the key group count is, and the count so far.
     groups_at: usize,
     groups: u32,
@@ -233,8 +293,9 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Starts a file with `states` (indexed by the entries' `state`).
-    pub fn new(states: &[StateInfo]) -> Encoder {
+    /// Starts a file with `states` (indexed by the entries' `state`) as they were at
+    /// `at`.
+    pub fn new(states: &[StateInfo], at: Now) -> Encoder {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -242,11 +303,26 @@ impl Encoder {
         for state in states {
             put_bytes(&mut out, state.name.as_bytes());
             out.push(kind_code(state.kind));
+            match state.ttl {
+                None => out.push(0),
+                Some(ttl) => {
+                    out.push(1);
+                    let ms = i64::try_from(ttl.ttl_ms).unwrap_or(i64::MAX);
+                    out.extend_from_slice(&ms.to_le_bytes());
+                    out.push(domain_code(ttl.domain));
+                    out.push(match ttl.update {
+                        TtlUpdate::OnCreateAndWrite => 0,
+                        TtlUpdate::OnReadAndWrite => 1,
+                    });
+                }
+            }
         }
         let groups_at = out.len();
         put_u32(&mut out, 0);
         Encoder {
             out,
+            ttls: states.iter().map(|s| s.ttl).collect(),
+            at,
             groups_at,
             groups: 0,
             entries_at: 0,
@@ -287,17 +363,33 @@ impl Encoder {
         self.out.push(layout);
     }
 
+    /// Whether an entry of `state` stored as `stored` had expired at the encoder's
+    /// moment.
+    fn expired(&self, state: u32, stored: &[u8]) -> bool {
+        let ttl = self.ttls.get(state as usize).copied().flatten();
+        ttl.is_some_and(|ttl| ttl.expired(stored, &self.at))
+    }
+
     /// A value-layout entry of the current key group.
     pub fn value(&mut self, state: u32, key: &[u8], value: &[u8]) {
+        if self.expired(state, value) {
+            return;
+        }
         self.entry(state, key, 0);
         put_bytes(&mut self.out, value);
     }
 
     /// A list-layout entry of the current key group.
     pub fn list(&mut self, state: u32, key: &[u8], elements: &[Vec<u8>]) {
+        let live = || elements.iter().filter(|e| !self.expired(state, e));
+        let count = live().count();
+        if count == 0 && !elements.is_empty() {
+            return;
+        }
+        let live: Vec<&Vec<u8>> = live().collect();
         self.entry(state, key, 1);
-        put_u32(&mut self.out, elements.len() as u32);
-        for element in elements {
+        put_u32(&mut self.out, count as u32);
+        for element in live {
             put_bytes(&mut self.out, element);
         }
     }
@@ -309,9 +401,14 @@ impl Encoder {
         key: &[u8],
         entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
     ) {
+        let any = entries.len() > 0;
+        let live: Vec<_> = entries.filter(|(_, v)| !self.expired(state, v)).collect();
+        if live.is_empty() && any {
+            return;
+        }
         self.entry(state, key, 2);
-        put_u32(&mut self.out, entries.len() as u32);
-        for (k, v) in entries {
+        put_u32(&mut self.out, live.len() as u32);
+        for (k, v) in live {
             put_bytes(&mut self.out, k);
             put_bytes(&mut self.out, v);
         }
@@ -325,10 +422,7 @@ impl Encoder {
             put_u32(&mut self.out, 0);
         }
         self.timers += 1;
-        self.out.push(match domain {
-            TimeDomain::Event => 0,
-            TimeDomain::Processing => 1,
-        });
+        self.out.push(domain_code(domain));
         self.out.extend_from_slice(&timestamp.to_le_bytes());
         put_bytes(&mut self.out, key);
     }
@@ -341,6 +435,21 @@ impl Encoder {
         let crc = crc32c::crc32c(&self.out);
         self.out.extend_from_slice(&crc.to_le_bytes());
         self.out
+    }
+}
+
+fn domain_code(domain: TimeDomain) -> u8 {
+    match domain {
+        TimeDomain::Event => 0,
+        TimeDomain::Processing => 1,
+    }
+}
+
+fn domain_from_code(code: u8) -> Result<TimeDomain, SnapshotError> {
+    match code {
+        0 => Ok(TimeDomain::Event),
+        1 => Ok(TimeDomain::Processing),
+        _ => Err(SnapshotError::Malformed("unknown time domain")),
     }
 }
 
@@ -432,14 +541,17 @@ mod tests {
                 StateInfo {
                     name: "visits".into(),
                     kind: StateKind::Value,
+                    ttl: None,
                 },
                 StateInfo {
                     name: "seen".into(),
                     kind: StateKind::Map,
+                    ttl: None,
                 },
                 StateInfo {
                     name: "last".into(),
                     kind: StateKind::List,
+                    ttl: None,
                 },
             ],
             groups: vec![
@@ -487,6 +599,7 @@ mod tests {
                     timers: Vec::new(),
                 },
             ],
+            taken_at: Now::NEVER,
         }
     }
 

@@ -22,7 +22,9 @@ use crate::job::Sandbox;
 use crate::record::Record;
 use crate::small_bytes::SmallBytes;
 use crate::state::operator::{BroadcastState, ListState, OperatorState, Redistribution};
-use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind};
+use crate::state::snapshot::StateInfo;
+use crate::state::ttl::{self, Now, Ttl, TtlUpdate};
+use crate::state::{KeyGroup, Layout, Scope, StateBackend, StateId, StateKind, TimeDomain};
 
 /// Everything a guest instance's calls can reach: its store data.
 pub struct GuestCtx {
@@ -98,6 +100,7 @@ impl GuestCtx {
                 keyed,
                 keys: Vec::new(),
                 key_groups: Vec::new(),
+                times: Vec::new(),
                 distinct: None,
                 broadcast: None,
             },
@@ -153,41 +156,80 @@ pub(super) fn add_to_linker(linker: &mut Linker<GuestCtx>) -> Result<()> {
 /// The states an instance registered, by id.
 #[derive(Default)]
 pub(super) struct Registry {
-    states: Vec<(String, StateKind)>,
+    states: Vec<StateInfo>,
+    /// The states with a TTL, for the backend's cleanup.
+    ttls: Vec<(StateId, Ttl)>,
 }
 
 impl Registry {
     /// The registered states, indexed by id.
-    pub(super) fn states(&self) -> &[(String, StateKind)] {
+    pub(super) fn states(&self) -> &[StateInfo] {
         &self.states
     }
 
-    pub(super) fn register(&mut self, name: String, kind: StateKind) -> Result<StateId> {
-        if let Some(id) = self.states.iter().position(|(n, _)| *n == name) {
-            let registered = self.states[id].1;
-            if registered != kind {
-                bail!(
-                    "state `{name}` is registered as {} state and cannot be registered again as {} state",
-                    registered.name(),
-                    kind.name()
-                );
-            }
-            return Ok(StateId(id as u32));
+    /// The states with a TTL.
+    pub(super) fn ttls(&self) -> &[(StateId, Ttl)] {
+        &self.ttls
+    }
+
+    /// Registers `name` (or finds it, registered by the guest or by a restore). Its kind
+    /// must not change; its TTL may change length and update policy only, since the
+    /// stored entries carry stamps of its clock or none.
+    pub(super) fn register(
+        &mut self,
+        name: String,
+        kind: StateKind,
+        ttl: Option<Ttl>,
+    ) -> Result<StateId> {
+        let Some(id) = self.states.iter().position(|s| s.name == name) else {
+            self.states.push(StateInfo { name, kind, ttl });
+            let id = StateId((self.states.len() - 1) as u32);
+            self.ttls.extend(ttl.map(|ttl| (id, ttl)));
+            return Ok(id);
+        };
+        let registered = &mut self.states[id];
+        if registered.kind != kind {
+            bail!(
+                "state `{name}` is registered as {} state and cannot be registered again as {} state",
+                registered.kind.name(),
+                kind.name()
+            );
         }
-        self.states.push((name, kind));
-        Ok(StateId((self.states.len() - 1) as u32))
+        let said =
+            |ttl: Option<Ttl>| ttl.map_or("without TTL".to_string(), |t| format!("with {t}"));
+        if registered.ttl.map(|t| t.domain) != ttl.map(|t| t.domain) {
+            bail!(
+                "state `{name}` was registered {} and is now registered {}: a state's TTL can \
+                 change its length and update policy, but not be added, removed or moved to \
+                 another clock, because its stored entries carry that clock's stamps (or \
+                 none); register the state under a new name instead",
+                said(registered.ttl),
+                said(ttl)
+            );
+        }
+        registered.ttl = ttl;
+        let id = StateId(id as u32);
+        for entry in self.ttls.iter_mut().filter(|(i, _)| *i == id) {
+            entry.1 = ttl.expect("a TTL of the same domain");
+        }
+        Ok(id)
     }
 
     fn check(&self, id: u32, layout: Layout) -> Result<StateId> {
         match self.states.get(id as usize) {
             None => bail!("state id {id} was never registered"),
-            Some((name, kind)) if kind.layout() != layout => bail!(
-                "state `{name}` is {} state, not {} state",
-                kind.name(),
+            Some(s) if s.kind.layout() != layout => bail!(
+                "state `{}` is {} state, not {} state",
+                s.name,
+                s.kind.name(),
                 layout_name(layout)
             ),
             Some(_) => Ok(StateId(id)),
         }
+    }
+
+    fn ttl(&self, id: StateId) -> Option<Ttl> {
+        self.states[id.0 as usize].ttl
     }
 }
 
@@ -205,6 +247,9 @@ pub(super) struct CurrentBatch {
     /// Each record's key and key group.
     keys: Vec<SmallBytes>,
     key_groups: Vec<KeyGroup>,
+    /// Each record's event time (a fired timer's, for event-time timers): what stamps
+    /// writes to event-time TTL state.
+    times: Vec<Option<i64>>,
     /// The batch's distinct keys, once a batch call asked for them.
     distinct: Option<Distinct>,
     /// In a batch of a broadcast input: its name, and whether `select-keys` has given
@@ -248,8 +293,14 @@ impl CurrentBatch {
     pub(super) fn set(&mut self, keys: Vec<SmallBytes>, key_groups: Vec<KeyGroup>) {
         self.keys = keys;
         self.key_groups = key_groups;
+        self.times.clear();
         self.distinct = None;
         self.broadcast = None;
+    }
+
+    /// Gives the batch's records (or fired timers) their event times.
+    pub(super) fn set_times(&mut self, times: Vec<Option<i64>>) {
+        self.times = times;
     }
 
     /// A batch of the broadcast input `input`: its records have no key, so no keyed
@@ -264,41 +315,22 @@ impl CurrentBatch {
         self.set(Vec::new(), Vec::new());
     }
 
-    fn scope<'a>(
-        &'a self,
-        registry: &Registry,
-        state: u32,
-        rec: u32,
-        layout: Layout,
-    ) -> Result<Scope<'a>> {
-        self.record_scope(registry.check(state, layout)?, rec)
-    }
-
-    /// The batch's distinct keys in `state`: for each record, the index of its key, and
-    /// each key's scope.
-    fn distinct(&mut self, state: StateId) -> Result<(Vec<u32>, Vec<Scope<'_>>)> {
+    /// The batch's distinct keys: for each record, the index of its key, and each
+    /// key's first record.
+    fn distinct(&mut self, state: StateId) -> Result<(Vec<u32>, Vec<u32>)> {
         // Checks keyed state may be used now, and that the batch has a record.
         self.record_scope(state, 0)?;
         let distinct = Distinct::of(&mut self.distinct, &self.keys);
-        let scopes = distinct
-            .firsts
-            .iter()
-            .map(|&first| Scope {
-                state,
-                key_group: self.key_groups[first as usize],
-                key: &self.keys[first as usize],
-            })
-            .collect();
-        Ok((distinct.keys.clone(), scopes))
+        Ok((distinct.keys.clone(), distinct.firsts.clone()))
     }
 
-    /// The scopes of `records` in `state`, every one checked before a call that changes
+    /// Checks that `records` all have a scope in `state`, before a call that changes
     /// state for them changes anything.
-    fn scopes(&self, state: StateId, records: &[u32]) -> Result<Vec<Scope<'_>>> {
-        records
-            .iter()
-            .map(|&rec| self.record_scope(state, rec))
-            .collect()
+    fn check_records(&self, state: StateId, records: &[u32]) -> Result<()> {
+        for &rec in records {
+            self.record_scope(state, rec)?;
+        }
+        Ok(())
     }
 
     fn record_scope(&self, state: StateId, rec: u32) -> Result<Scope<'_>> {
@@ -337,6 +369,52 @@ impl CurrentBatch {
 }
 
 impl bindings::weir::operator::types::Host for GuestCtx {}
+
+impl GuestCtx {
+    /// The clocks TTL follows, now.
+    pub(super) fn now(&self) -> Now {
+        Now {
+            watermark: self.operator_state.watermark,
+            processing: (self.clock).unwrap_or_else(super::timers::processing_time),
+        }
+    }
+
+    /// Record `rec`'s slot in the state with id `state` (checked to have `layout`),
+    /// read and written through the state's TTL.
+    fn slot(&mut self, state: u32, rec: u32, layout: Layout) -> Result<ttl::Slot<'_>> {
+        let id = self.registry.check(state, layout)?;
+        let ttl = match self.registry.ttl(id) {
+            None => None,
+            Some(ttl) => {
+                let now = self.now();
+                Some((ttl, now, self.stamp(id, ttl, rec, &now)?))
+            }
+        };
+        Ok(ttl::Slot {
+            scope: self.current.record_scope(id, rec)?,
+            backend: &mut *self.backend,
+            ttl,
+        })
+    }
+
+    /// The time that renews record `rec`'s entries of the TTL state `id`: the wall
+    /// clock, or the record's event time (else the watermark).
+    fn stamp(&self, id: StateId, ttl: Ttl, rec: u32, now: &Now) -> Result<i64> {
+        if ttl.domain == TimeDomain::Processing {
+            return Ok(now.processing);
+        }
+        let time = self.current.times.get(rec as usize).copied().flatten();
+        match time.or(now.watermark) {
+            Some(time) => Ok(time),
+            None => bail!(
+                "state `{}` has an event-time TTL, but record {rec} has no event time and no \
+                 watermark has come to stamp its entries with: give the source `event_time`, \
+                 or the state a processing-time TTL",
+                self.registry.states[id.0 as usize].name
+            ),
+        }
+    }
+}
 
 impl GuestCtx {
     fn operator_list(&mut self, state: u32) -> Result<&mut Vec<Vec<u8>>> {
@@ -484,46 +562,56 @@ impl state::Host for GuestCtx {
     }
 
     fn register(&mut self, name: String, kind: bindings::StateKind) -> Result<u32> {
-        let kind = match kind {
-            bindings::StateKind::Value => StateKind::Value,
-            bindings::StateKind::List => StateKind::List,
-            bindings::StateKind::Map => StateKind::Map,
-            bindings::StateKind::Reducing => StateKind::Reducing,
-            bindings::StateKind::Aggregating => StateKind::Aggregating,
+        Ok(self.registry.register(name, kind_of(kind), None)?.0)
+    }
+
+    fn register_with_ttl(
+        &mut self,
+        name: String,
+        kind: bindings::StateKind,
+        ttl: state::Ttl,
+    ) -> Result<u32> {
+        if ttl.ttl_ms == 0 {
+            bail!("state `{name}`: a TTL of 0 ms would forget every entry as it is written");
+        }
+        let ttl = Ttl {
+            ttl_ms: ttl.ttl_ms,
+            domain: match ttl.domain {
+                bindings::TimeDomain::Event => TimeDomain::Event,
+                bindings::TimeDomain::Processing => TimeDomain::Processing,
+            },
+            update: match ttl.update {
+                state::TtlUpdate::OnCreateAndWrite => TtlUpdate::OnCreateAndWrite,
+                state::TtlUpdate::OnReadAndWrite => TtlUpdate::OnReadAndWrite,
+            },
         };
-        Ok(self.registry.register(name, kind)?.0)
+        Ok(self.registry.register(name, kind_of(kind), Some(ttl))?.0)
     }
 
     fn value_get(&mut self, state: u32, rec: u32) -> Result<Option<Vec<u8>>> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Value)?;
-        Ok(self.backend.value_get(scope)?)
+        Ok(self.slot(state, rec, Layout::Value)?.value_get()?)
     }
 
     fn value_update(&mut self, state: u32, rec: u32, value: Vec<u8>) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Value)?;
-        Ok(self.backend.value_put(scope, &value)?)
+        Ok(self.slot(state, rec, Layout::Value)?.value_put(&value)?)
     }
 
     fn value_clear(&mut self, state: u32, rec: u32) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Value)?;
-        Ok(self.backend.clear(scope)?)
+        Ok(self.slot(state, rec, Layout::Value)?.clear()?)
     }
 
-    fn value_get_batch(&mut self, state: u32) -> Result<state::BatchValues> {
-        let state = self.registry.check(state, Layout::Value)?;
-        let (keys, scopes) = self.current.distinct(state)?;
-        let mut lengths = Vec::with_capacity(scopes.len());
+    fn value_get_batch(&mut self, id: u32) -> Result<state::BatchValues> {
+        let state = self.registry.check(id, Layout::Value)?;
+        let (keys, firsts) = self.current.distinct(state)?;
+        let mut lengths = Vec::with_capacity(firsts.len());
         let mut absent = Vec::new();
         let mut data = Vec::new();
-        for (i, scope) in scopes.into_iter().enumerate() {
+        for (i, first) in firsts.into_iter().enumerate() {
             let before = data.len();
-            if !self.backend.value_get_into(scope, &mut data)? {
+            if !self
+                .slot(id, first, Layout::Value)?
+                .value_get_into(&mut data)?
+            {
                 absent.push(i as u32);
             }
             lengths.push((data.len() - before) as u32);
@@ -536,8 +624,8 @@ impl state::Host for GuestCtx {
         })
     }
 
-    fn value_set_many(&mut self, state: u32, changes: state::ValueChanges) -> Result<()> {
-        let state = self.registry.check(state, Layout::Value)?;
+    fn value_set_many(&mut self, id: u32, changes: state::ValueChanges) -> Result<()> {
+        let state = self.registry.check(id, Layout::Value)?;
         if changes.records.len() != changes.lengths.len() {
             bail!(
                 "value-set-many: {} records but {} lengths",
@@ -555,31 +643,33 @@ impl state::Host for GuestCtx {
                 changes.lengths[r as usize]
             );
         }
-        let scopes = self.current.scopes(state, &changes.records)?;
+        self.current.check_records(state, &changes.records)?;
         let mut rest = changes.data.as_slice();
         let removes = flat::marked(&changes.removals, count);
-        for ((scope, &length), remove) in scopes.into_iter().zip(&changes.lengths).zip(removes) {
+        let each = changes.records.iter().zip(&changes.lengths).zip(removes);
+        for ((&rec, &length), remove) in each {
             let (value, after) = rest.split_at(length as usize);
             rest = after;
+            let mut slot = self.slot(id, rec, Layout::Value)?;
             match remove {
-                false => self.backend.value_put(scope, value)?,
-                true => self.backend.clear(scope)?,
+                false => slot.value_put(value)?,
+                true => slot.clear()?,
             }
         }
         Ok(())
     }
 
-    fn list_get_batch(&mut self, state: u32) -> Result<state::BatchLists> {
-        let state = self.registry.check(state, Layout::List)?;
-        let (keys, scopes) = self.current.distinct(state)?;
+    fn list_get_batch(&mut self, id: u32) -> Result<state::BatchLists> {
+        let state = self.registry.check(id, Layout::List)?;
+        let (keys, firsts) = self.current.distinct(state)?;
         let mut lists = state::BatchLists {
             keys,
-            counts: Vec::with_capacity(scopes.len()),
+            counts: Vec::with_capacity(firsts.len()),
             lengths: Vec::new(),
             data: Vec::new(),
         };
-        for scope in scopes {
-            let elements = self.backend.list_get(scope)?;
+        for first in firsts {
+            let elements = self.slot(id, first, Layout::List)?.list_get()?;
             lists.counts.push(elements.len() as u32);
             for element in elements {
                 lists.lengths.push(element.len() as u32);
@@ -589,8 +679,8 @@ impl state::Host for GuestCtx {
         Ok(lists)
     }
 
-    fn list_set_many(&mut self, state: u32, changes: state::ListChanges) -> Result<()> {
-        let state = self.registry.check(state, Layout::List)?;
+    fn list_set_many(&mut self, id: u32, changes: state::ListChanges) -> Result<()> {
+        let state = self.registry.check(id, Layout::List)?;
         if changes.records.len() != changes.counts.len() {
             bail!(
                 "list-set-many: {} records but {} counts",
@@ -607,10 +697,10 @@ impl state::Host for GuestCtx {
         }
         flat::check_lengths(&changes.lengths, &changes.data)
             .map_err(|problem| wasmtime::Error::msg(format!("list-set-many: {problem}")))?;
-        let scopes = self.current.scopes(state, &changes.records)?;
+        self.current.check_records(state, &changes.records)?;
         let mut lengths = changes.lengths.iter();
         let mut rest = changes.data.as_slice();
-        for (scope, &count) in scopes.into_iter().zip(&changes.counts) {
+        for (&rec, &count) in changes.records.iter().zip(&changes.counts) {
             let elements = lengths
                 .by_ref()
                 .take(count as usize)
@@ -620,58 +710,43 @@ impl state::Host for GuestCtx {
                     element.to_vec()
                 })
                 .collect();
-            self.backend.list_replace(scope, elements)?;
+            self.slot(id, rec, Layout::List)?.list_replace(elements)?;
         }
         Ok(())
     }
 
     fn list_get(&mut self, state: u32, rec: u32) -> Result<Vec<Vec<u8>>> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::List)?;
-        Ok(self.backend.list_get(scope)?)
+        Ok(self.slot(state, rec, Layout::List)?.list_get()?)
     }
 
     fn list_add(&mut self, state: u32, rec: u32, element: Vec<u8>) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::List)?;
-        Ok(self.backend.list_append(scope, vec![element])?)
+        Ok(self
+            .slot(state, rec, Layout::List)?
+            .list_append(vec![element])?)
     }
 
     fn list_add_all(&mut self, state: u32, rec: u32, elements: Vec<Vec<u8>>) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::List)?;
-        Ok(self.backend.list_append(scope, elements)?)
+        Ok(self.slot(state, rec, Layout::List)?.list_append(elements)?)
     }
 
     fn list_update(&mut self, state: u32, rec: u32, elements: Vec<Vec<u8>>) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::List)?;
-        Ok(self.backend.list_replace(scope, elements)?)
+        Ok(self
+            .slot(state, rec, Layout::List)?
+            .list_replace(elements)?)
     }
 
     fn list_clear(&mut self, state: u32, rec: u32) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::List)?;
-        Ok(self.backend.clear(scope)?)
+        Ok(self.slot(state, rec, Layout::List)?.clear()?)
     }
 
     fn map_get(&mut self, state: u32, rec: u32, user_key: Vec<u8>) -> Result<Option<Vec<u8>>> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_get(scope, &user_key)?)
+        Ok(self.slot(state, rec, Layout::Map)?.map_get(&user_key)?)
     }
 
     fn map_put(&mut self, state: u32, rec: u32, user_key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_put(scope, vec![(user_key, value)])?)
+        Ok(self
+            .slot(state, rec, Layout::Map)?
+            .map_put(vec![(user_key, value)])?)
     }
 
     fn map_put_all(
@@ -680,31 +755,22 @@ impl state::Host for GuestCtx {
         rec: u32,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_put(scope, entries)?)
+        Ok(self.slot(state, rec, Layout::Map)?.map_put(entries)?)
     }
 
     fn map_remove(&mut self, state: u32, rec: u32, user_key: Vec<u8>) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_remove(scope, &user_key)?)
+        Ok(self.slot(state, rec, Layout::Map)?.map_remove(&user_key)?)
     }
 
     fn map_contains(&mut self, state: u32, rec: u32, user_key: Vec<u8>) -> Result<bool> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_get(scope, &user_key)?.is_some())
+        Ok(self
+            .slot(state, rec, Layout::Map)?
+            .map_get(&user_key)?
+            .is_some())
     }
 
     fn map_entries(&mut self, state: u32, rec: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_entries(scope)?)
+        Ok(self.slot(state, rec, Layout::Map)?.map_entries(true)?)
     }
 
     fn map_keys(&mut self, state: u32, rec: u32) -> Result<Vec<Vec<u8>>> {
@@ -724,17 +790,21 @@ impl state::Host for GuestCtx {
     }
 
     fn map_is_empty(&mut self, state: u32, rec: u32) -> Result<bool> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.map_is_empty(scope)?)
+        Ok(self.slot(state, rec, Layout::Map)?.map_is_empty()?)
     }
 
     fn map_clear(&mut self, state: u32, rec: u32) -> Result<()> {
-        let scope = self
-            .current
-            .scope(&self.registry, state, rec, Layout::Map)?;
-        Ok(self.backend.clear(scope)?)
+        Ok(self.slot(state, rec, Layout::Map)?.clear()?)
+    }
+}
+
+fn kind_of(kind: bindings::StateKind) -> StateKind {
+    match kind {
+        bindings::StateKind::Value => StateKind::Value,
+        bindings::StateKind::List => StateKind::List,
+        bindings::StateKind::Map => StateKind::Map,
+        bindings::StateKind::Reducing => StateKind::Reducing,
+        bindings::StateKind::Aggregating => StateKind::Aggregating,
     }
 }
 

@@ -13,8 +13,8 @@ use crate::record::{KeyedRecord, Record};
 use crate::small_bytes::SmallBytes;
 use crate::state::KeyGroup;
 use crate::state::operator::OperatorState;
-use crate::state::snapshot::{Entry, GroupEntries, Snapshot, StateInfo};
-use crate::state::{BackendSnapshot, DueTimer, StateBackend, TimeDomain};
+use crate::state::snapshot::{Entry, GroupEntries, Snapshot};
+use crate::state::{DueTimer, KeyedCopy, StateBackend, TimeDomain};
 
 /// Which instance of an operator this is, as the guest's `open` sees it.
 #[derive(Debug, Clone, Copy)]
@@ -119,13 +119,18 @@ impl OperatorInstance {
     /// Processes one batch of the input with index `input` and returns what the guest
     /// emitted, in order.
     pub fn process(&mut self, batch: Batch, input: u32) -> Result<Output, OperatorError> {
+        let records = batch.len();
+        let times: Vec<Option<i64>> = batch.iter().map(|r| r.timestamp).collect();
         let (mut flat, keys, key_groups) = flatten(batch);
         flat.input = input;
         self.begin_call();
         let ctx = self.store.data_mut();
         match ctx.inputs.get(input as usize) {
             Some(broadcast) if broadcast.broadcast => ctx.current.set_broadcast(&broadcast.name),
-            _ => ctx.current.set(keys, key_groups),
+            _ => {
+                ctx.current.set(keys, key_groups);
+                ctx.current.set_times(times);
+            }
         }
 
         let result = self
@@ -139,6 +144,7 @@ impl OperatorInstance {
             // A failed call sends nothing anywhere.
             ctx.side.clear();
         }
+        self.expire(records)?;
         match result {
             Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| OperatorError::Failed {
                 operator: self.store.data().operator.clone(),
@@ -244,9 +250,14 @@ impl OperatorInstance {
             keys.push(SmallBytes::from(timer.key));
             key_groups.push(key_group);
         }
+        let times = match domain {
+            TimeDomain::Event => fired.timestamps.iter().map(|&t| Some(t)).collect(),
+            TimeDomain::Processing => vec![None; fired.timestamps.len()],
+        };
         self.begin_call();
         let ctx = self.store.data_mut();
         ctx.current.set(keys, key_groups);
+        ctx.current.set_times(times);
         ctx.firing = Some((domain, fired.timestamps.clone()));
         let result = self
             .bindings
@@ -259,6 +270,7 @@ impl OperatorInstance {
             // A failed call sends nothing anywhere.
             ctx.side.clear();
         }
+        self.expire(fired.timestamps.len())?;
         match result {
             Ok(Ok(outputs)) => unflatten(outputs).map_err(|problem| {
                 self.failed(format!(
@@ -283,6 +295,19 @@ impl OperatorInstance {
             }
             Err(e) => Err(trap(&mut self.store, e)),
         }
+    }
+
+    /// Lets the backend clean up TTL state after a call of `records` records or timers
+    /// (as many slots as those, at least a few hundred: see [`StateBackend::expire`]).
+    fn expire(&mut self, records: usize) -> Result<(), OperatorError> {
+        let ctx = self.store.data_mut();
+        if ctx.registry.ttls().is_empty() {
+            return Ok(());
+        }
+        let now = ctx.now();
+        let budget = records.max(256);
+        let result = ctx.backend.expire(ctx.registry.ttls(), now, budget);
+        result.map_err(|e| self.failed(format!("cleaning up expired state: {e}")))
     }
 
     /// A failure of this operator that no record caused.
@@ -311,21 +336,15 @@ impl OperatorInstance {
         }
     }
 
-    /// A point-in-time copy of the instance's state: its registered states, and the
-    /// backend's copy (cheap to take; encode it with [`BackendSnapshot::encode`], or
-    /// turn it into a [`Snapshot`] with [`into_snapshot`], on another thread).
-    pub fn snapshot(&self) -> (Vec<StateInfo>, Box<dyn BackendSnapshot>) {
+    /// A point-in-time copy of the instance's keyed state (cheap to take; encode it, or
+    /// turn it into a [`Snapshot`], on another thread).
+    pub fn snapshot(&self) -> KeyedCopy {
         let ctx = self.store.data();
-        let states = ctx
-            .registry
-            .states()
-            .iter()
-            .map(|(name, kind)| StateInfo {
-                name: name.clone(),
-                kind: *kind,
-            })
-            .collect();
-        (states, ctx.backend.snapshot())
+        KeyedCopy {
+            states: ctx.registry.states().to_vec(),
+            backend: ctx.backend.snapshot(),
+            taken_at: ctx.now(),
+        }
     }
 
     /// A copy of the instance's operator state.
@@ -352,7 +371,7 @@ impl OperatorInstance {
         for state in &snapshot.states {
             let id = ctx
                 .registry
-                .register(state.name.clone(), state.kind)
+                .register(state.name.clone(), state.kind, state.ttl)
                 .map_err(|e| restore_error(format!("restoring state: {e}")))?;
             ids.push(id.0);
         }
@@ -519,17 +538,6 @@ pub(crate) fn excerpt(payload: &[u8]) -> String {
     } else {
         text.into_owned()
     }
-}
-
-/// Turns an instance's [`OperatorInstance::snapshot`] into a canonical [`Snapshot`].
-pub fn into_snapshot(
-    states: Vec<StateInfo>,
-    backend: Box<dyn BackendSnapshot>,
-) -> Result<Snapshot, crate::state::StateError> {
-    Ok(Snapshot {
-        states,
-        groups: backend.into_groups()?,
-    })
 }
 
 #[cfg(test)]
