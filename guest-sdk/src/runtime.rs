@@ -203,6 +203,9 @@ struct Use<C> {
     /// Accesses in the current batch that count towards caching it in the next one.
     accesses: usize,
     batch: Option<C>,
+    /// Never cached: a TTL state, whose every write the host stamps with the time of
+    /// the record that made it (a batch's write-back would stamp them all with one).
+    never: bool,
 }
 
 impl<C: Cached> Uses<C> {
@@ -225,17 +228,10 @@ impl<C: Cached> Uses<C> {
         rec: u32,
         counts: bool,
     ) -> Result<Option<&mut C>> {
-        let index = id as usize;
-        if self.states.len() <= index {
-            self.states.resize_with(index + 1, || Use {
-                cached: self.first,
-                accesses: 0,
-                batch: None,
-            });
-        }
-        let using = &mut self.states[index];
+        let bypass = self.bypass;
+        let using = self.state(id);
         using.accesses += usize::from(counts);
-        if !using.cached || self.bypass {
+        if using.never || !using.cached || bypass {
             return Ok(None);
         }
         if using.batch.is_none() {
@@ -249,6 +245,24 @@ impl<C: Cached> Uses<C> {
             using.batch = Some(cache);
         }
         Ok(using.batch.as_mut())
+    }
+
+    fn state(&mut self, id: u32) -> &mut Use<C> {
+        let index = id as usize;
+        if self.states.len() <= index {
+            self.states.resize_with(index + 1, || Use {
+                cached: self.first,
+                accesses: 0,
+                batch: None,
+                never: false,
+            });
+        }
+        &mut self.states[index]
+    }
+
+    /// Makes every access to state `id` a host call.
+    fn never_cache(&mut self, id: u32) {
+        self.state(id).never = true;
     }
 
     /// Ends a batch of `records`: writes back what it changed (if it succeeded) and
@@ -313,7 +327,12 @@ impl Env {
             None => {
                 let id = match ttl {
                     None => self.host.register(name, kind),
-                    Some(ttl) => self.host.register_with_ttl(name, kind, ttl),
+                    Some(ttl) => {
+                        let id = self.host.register_with_ttl(name, kind, ttl);
+                        self.values.never_cache(id);
+                        self.lists.never_cache(id);
+                        id
+                    }
                 };
                 self.ids.push((name, id, kind));
                 Ok(id)

@@ -193,10 +193,21 @@ impl Slot<'_> {
         self.backend.list_append(self.scope, elements)
     }
 
-    /// List layout: replaces all elements.
+    /// List layout: replaces all elements. With a TTL, the new list's first elements
+    /// that are the live list's first elements, unchanged, keep their stamps (SDKs
+    /// write back a whole list after appending to it); the others are stamped now.
     pub fn list_replace(&mut self, elements: Vec<Vec<u8>>) -> Result<()> {
-        let elements = self.stamp_all(elements);
-        self.backend.list_replace(self.scope, elements)
+        let Some((ttl, now, stamp)) = self.ttl else {
+            return self.backend.list_replace(self.scope, elements);
+        };
+        let mut stored = self.backend.list_get(self.scope)?;
+        stored.retain(|element| !ttl.expired(element, &now));
+        let kept = (stored.iter().zip(&elements))
+            .take_while(|(stored, new)| unstamped(stored) == new.as_slice())
+            .count();
+        stored.truncate(kept);
+        stored.extend(elements[kept..].iter().map(|e| stamped(stamp, e)));
+        self.backend.list_replace(self.scope, stored)
     }
 
     fn stamp_all(&self, elements: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -366,6 +377,13 @@ mod tests {
             .unwrap();
         let list = slot(&mut backend, EVENT, at(120), 120, b"k").list_get();
         assert_eq!(list.unwrap(), vec![b"new".to_vec()]);
+        // Written back whole with one more element (as SDKs do), `new` keeps its stamp.
+        let whole = vec![b"new".to_vec(), b"newer".to_vec()];
+        slot(&mut backend, EVENT, at(120), 120, b"k")
+            .list_replace(whole)
+            .unwrap();
+        let list = slot(&mut backend, EVENT, at(150), 150, b"k").list_get();
+        assert_eq!(list.unwrap(), vec![b"newer".to_vec()]);
 
         let mut backend = MemoryBackend::new(KeyGroupRange::all(1));
         let put = |backend: &mut MemoryBackend, stamp, key: &[u8]| {
