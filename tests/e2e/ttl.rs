@@ -30,9 +30,15 @@ fn counts_with_processing_ttl(ttl_ms: i64) -> Vec<u64> {
     let lines: Vec<Value> = (job.committed("out").lines())
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
-    let totals: Vec<u64> = lines.iter().map(|l| l["total"].as_u64().unwrap()).collect();
+    let totals: Vec<u64> = lines
+        .iter()
+        .map(|l| l["total"].as_u64().expect("a total"))
+        .collect();
     assert_eq!(totals, [1, 2, 3, 4, 5], "state without TTL keeps counting");
-    lines.iter().map(|l| l["count"].as_u64().unwrap()).collect()
+    lines
+        .iter()
+        .map(|l| l["count"].as_u64().expect("a count"))
+        .collect()
 }
 
 #[test]

@@ -28,7 +28,7 @@ use super::metadata::{
 use crate::folder::Folder;
 use crate::state::snapshot::{Snapshot, StateInfo};
 use crate::state::ttl::{Now, Ttl, TtlUpdate};
-use crate::state::{StateKind, TimeDomain};
+use crate::state::{KeyedCopy, StateKind, TimeDomain};
 
 /// The folder of shared files inside a job's checkpoint folder.
 pub const SHARED: &str = "shared";
@@ -176,11 +176,11 @@ impl SharedFiles {
         checkpoint_dir: &Path,
         id: u64,
         name: &str,
-        states: &[StateInfo],
-        taken_at: Now,
+        copy: &KeyedCopy,
         native: &Path,
         uploads: &mut Uploads,
     ) -> Result<StateFile, CheckpointError> {
+        let (states, taken_at) = (&copy.states, copy.taken_at);
         let io = |what: String| move |error| CheckpointError::Io { what, error };
         let mut files: Vec<String> = fs::read_dir(native)
             .map_err(io(format!("cannot list {}", native.display())))?
@@ -501,6 +501,14 @@ mod tests {
         }]
     }
 
+    fn copy_of(backend: &RocksDbBackend) -> KeyedCopy {
+        KeyedCopy {
+            states: states(),
+            backend: backend.snapshot(),
+            taken_at: Now::NEVER,
+        }
+    }
+
     /// Takes and completes checkpoint `id`; returns its state file and the state it
     /// must restore.
     fn checkpoint(
@@ -509,14 +517,13 @@ mod tests {
         id: u64,
         uploads: &mut Uploads,
     ) -> (StateFile, Snapshot) {
-        let copy = backend.snapshot();
+        let copy = copy_of(backend);
         let file = store
             .write_incremental(
                 id,
                 "op-0",
-                &states(),
-                Now::NEVER,
-                copy.native_files().unwrap(),
+                &copy,
+                copy.backend.native_files().unwrap(),
                 uploads,
             )
             .unwrap();
@@ -592,14 +599,13 @@ mod tests {
         for key in 10..20 {
             put(&mut backend, key, 1);
         }
-        let copy = backend.snapshot();
+        let copy = copy_of(&backend);
         store
             .write_incremental(
                 3,
                 "op-0",
-                &states(),
-                Now::NEVER,
-                copy.native_files().unwrap(),
+                &copy,
+                copy.backend.native_files().unwrap(),
                 &mut uploads,
             )
             .unwrap();

@@ -12,9 +12,9 @@ use super::files::{
 };
 use super::metadata::{CanonicalFile, Metadata, StateFile};
 use super::shared::{SHARED, SharedFiles, Uploads};
+use crate::state::KeyedCopy;
 use crate::state::operator::OperatorState;
-use crate::state::snapshot::{Snapshot, StateInfo};
-use crate::state::ttl::Now;
+use crate::state::snapshot::Snapshot;
 
 /// The checkpoints of one job: `<dir>/<job>/`. Clones share one registry of the
 /// job's shared files.
@@ -72,13 +72,12 @@ impl Store {
         &self,
         id: u64,
         name: &str,
-        states: &[StateInfo],
-        taken_at: Now,
+        copy: &KeyedCopy,
         native: &Path,
         uploads: &mut Uploads,
     ) -> Result<StateFile, CheckpointError> {
         let dir = self.checkpoint_dir(id);
-        (self.shared).write(&dir, id, name, states, taken_at, native, uploads)
+        (self.shared).write(&dir, id, name, copy, native, uploads)
     }
 
     /// Completes checkpoint `metadata.checkpoint`: its metadata is written last and
@@ -375,7 +374,7 @@ mod tests {
                 }],
                 timers: Vec::new(),
             }],
-            taken_at: Now::NEVER,
+            taken_at: crate::state::ttl::Now::NEVER,
         };
         let file = store
             .write_state(1, "op-0.state", &snapshot.encode())

@@ -197,9 +197,8 @@ fn write(
         (Some(native), Some(uploads)) => {
             // Writes of one task take turns: each sees what the previous one copied.
             let mut uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
-            let (states, at) = (&keyed.states, keyed.taken_at);
             store
-                .write_incremental(id.0, name, states, at, native, &mut uploads)
+                .write_incremental(id.0, name, &keyed, native, &mut uploads)
                 .map_err(|e| e.to_string())?
         }
         _ => {
