@@ -355,11 +355,21 @@ static uint32_t target(weir_state *state, weir_state_kind kind) {
     return register_state(state);
 }
 
+static weir_operator_types_time_domain_t wit_domain(weir_time_domain domain);
+
 static uint32_t register_state(weir_state *state) {
     if (!state->registered) {
         operator_string_t name = {(uint8_t *)state->name, strlen(state->name)};
-        state->id =
-            weir_operator_state_register(&name, (weir_operator_state_state_kind_t)state->kind);
+        weir_operator_state_state_kind_t kind = (weir_operator_state_state_kind_t)state->kind;
+        if (state->ttl_ms == 0) {
+            state->id = weir_operator_state_register(&name, kind);
+        } else {
+            weir_operator_state_ttl_t ttl = {
+                state->ttl_ms, wit_domain(state->ttl_domain),
+                state->ttl_on_read ? WEIR_OPERATOR_STATE_TTL_UPDATE_ON_READ_AND_WRITE
+                                   : WEIR_OPERATOR_STATE_TTL_UPDATE_ON_CREATE_AND_WRITE};
+            state->id = weir_operator_state_register_with_ttl(&name, kind, &ttl);
+        }
         state->registered = true;
     }
     return state->id;

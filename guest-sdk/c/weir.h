@@ -163,11 +163,24 @@ typedef struct {
     weir_state_kind kind;
     bool registered;
     uint32_t id;
+    /* Time-to-live in milliseconds (0: none), its clock, and whether reads renew. */
+    uint64_t ttl_ms;
+    weir_time_domain ttl_domain;
+    bool ttl_on_read;
 } weir_state;
 
-#define WEIR_VALUE_STATE(name) {(name), WEIR_VALUE, false, 0}
-#define WEIR_LIST_STATE(name) {(name), WEIR_LIST, false, 0}
-#define WEIR_MAP_STATE(name) {(name), WEIR_MAP, false, 0}
+#define WEIR_VALUE_STATE(name) {(name), WEIR_VALUE, false, 0, 0, WEIR_EVENT_TIME, false}
+#define WEIR_LIST_STATE(name) {(name), WEIR_LIST, false, 0, 0, WEIR_EVENT_TIME, false}
+#define WEIR_MAP_STATE(name) {(name), WEIR_MAP, false, 0, 0, WEIR_EVENT_TIME, false}
+
+/* The same with a time-to-live: each entry (a value, a list element, a map entry) is
+ * forgotten `ms` milliseconds after its last write. WEIR_EVENT_TIME: stamped with the
+ * record's event time, expired once the watermark reaches stamp + `ms` (replayable);
+ * WEIR_PROCESSING_TIME: the host's wall clock (not replayable). Set `ttl_on_read` to
+ * renew entries on reads too. */
+#define WEIR_VALUE_STATE_TTL(name, domain, ms) {(name), WEIR_VALUE, false, 0, (ms), (domain), false}
+#define WEIR_LIST_STATE_TTL(name, domain, ms) {(name), WEIR_LIST, false, 0, (ms), (domain), false}
+#define WEIR_MAP_STATE_TTL(name, domain, ms) {(name), WEIR_MAP, false, 0, (ms), (domain), false}
 
 /* Value state: true and the value's JSON in `out` if the key has one. */
 bool weir_value_get(weir_state *state, weir_buf *out);

@@ -58,10 +58,39 @@ function decode(name, bytes) {
   }
 }
 
+/**
+ * A keyed state's time-to-live, given to a handle with `withTtl`: each entry (a value, a
+ * list element, a map entry) is forgotten `ms` milliseconds after its last renewal.
+ * `Ttl.eventTime(ms)`: stamped with the record's event time, expired once the watermark
+ * reaches stamp + `ms` (replayable); `Ttl.processingTime(ms)`: the host's wall clock (not
+ * replayable). `.renewedOnRead()`: reads renew an entry too, not only writes.
+ */
+export class Ttl {
+  constructor(ms, domain, onRead = false) {
+    Object.assign(this, { ms, domain, onRead });
+  }
+  static eventTime(ms) {
+    return new Ttl(ms, "event");
+  }
+  static processingTime(ms) {
+    return new Ttl(ms, "processing");
+  }
+  renewedOnRead() {
+    return new Ttl(this.ms, this.domain, true);
+  }
+}
+
 class State {
   constructor(name, kind) {
     this.name = name;
     this.kind = kind;
+    this.ttl = undefined;
+  }
+
+  /** This state with a time-to-live (see `Ttl`); returns the handle. */
+  withTtl(ttl) {
+    this.ttl = ttl;
+    return this;
   }
 
   // [state id, record index] for a host call on the current record's key.
@@ -80,7 +109,15 @@ class State {
   id() {
     let known = ids.get(this.name);
     if (known === undefined) {
-      known = { id: host.register(this.name, this.kind), kind: this.kind };
+      const id =
+        this.ttl === undefined
+          ? host.register(this.name, this.kind)
+          : host.registerWithTtl(this.name, this.kind, {
+              ttlMs: BigInt(this.ttl.ms),
+              domain: this.ttl.domain,
+              update: this.ttl.onRead ? "on-read-and-write" : "on-create-and-write",
+            });
+      known = { id, kind: this.kind };
       ids.set(this.name, known);
     } else if (known.kind !== this.kind) {
       throw new OperatorError(

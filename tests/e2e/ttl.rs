@@ -9,14 +9,14 @@ use crate::support::job_file::{JobFile, Operator, Sink, Source};
 
 /// Five records of one key, 250 ms apart on the wall clock, counted with a
 /// processing-time TTL of `ttl_ms`: each record's `count`.
-fn counts_with_processing_ttl(ttl_ms: i64) -> Vec<u64> {
+fn counts_with_processing_ttl(component: &str, ttl_ms: i64) -> Vec<u64> {
     let job = Job::new();
     let mut file = JobFile::named("ttl");
     file.sources.push(Source {
         records_per_second: Some(4),
         ..Source::generator("gen", 5, 1)
     });
-    let mut count = Operator::keyed("count", Path::new(test_artifacts::TTL_COUNT), "gen", "/key");
+    let mut count = Operator::keyed("count", Path::new(component), "gen", "/key");
     count
         .config
         .insert("ttl_ms".into(), toml::Value::Integer(ttl_ms));
@@ -43,8 +43,20 @@ fn counts_with_processing_ttl(ttl_ms: i64) -> Vec<u64> {
 
 #[test]
 fn processing_time_ttl_forgets_what_the_wall_clock_left_behind() {
-    // 100 ms: each record comes after the previous one's entry expired.
-    assert_eq!(counts_with_processing_ttl(100), [1, 1, 1, 1, 1]);
-    // A minute: none does.
-    assert_eq!(counts_with_processing_ttl(60_000), [1, 2, 3, 4, 5]);
+    for component in [
+        test_artifacts::TTL_COUNT,
+        test_artifacts::TTL_COUNT_PYTHON,
+        test_artifacts::TTL_COUNT_JS,
+        test_artifacts::TTL_COUNT_C,
+    ] {
+        // 100 ms: each record comes after the previous one's entry expired.
+        assert_eq!(
+            counts_with_processing_ttl(component, 100),
+            [1, 1, 1, 1, 1],
+            "{component}"
+        );
+        // A minute: none does.
+        let counts = counts_with_processing_ttl(component, 60_000);
+        assert_eq!(counts, [1, 2, 3, 4, 5], "{component}");
+    }
 }

@@ -44,6 +44,7 @@ __all__ = [
     "Context",
     "Timer",
     "TaskInfo",
+    "Ttl",
     "OperatorError",
     "ValueState",
     "ListState",
@@ -83,6 +84,27 @@ class Timer:
 
 
 _DOMAINS = {"event": _types.TimeDomain.EVENT, "processing": _types.TimeDomain.PROCESSING}
+
+
+@dataclass(frozen=True)
+class Ttl:
+    """A keyed state's time-to-live, given to a handle with `with_ttl`: each entry (a
+    value, a list element, a map entry) is forgotten `ms` milliseconds after its last
+    renewal. `domain` "event": stamped with the record's event time, expired once the
+    watermark reaches stamp + `ms` (replayable); "processing": the host's wall clock
+    (not replayable). `renewed_on_read`: reads renew an entry too, not only writes."""
+
+    ms: int
+    domain: str = "event"
+    renewed_on_read: bool = False
+
+    @staticmethod
+    def event_time(ms: int) -> "Ttl":
+        return Ttl(ms, "event")
+
+    @staticmethod
+    def processing_time(ms: int) -> "Ttl":
+        return Ttl(ms, "processing")
 
 
 class Context:
@@ -220,6 +242,14 @@ class _State:
 
     def __init__(self, name: str):
         self.name = name
+        self._ttl: Optional[Ttl] = None
+
+    def with_ttl(self, ttl: Ttl) -> "_State":
+        """This state with a time-to-live (see `Ttl`); returns the handle."""
+        if ttl.domain not in _DOMAINS:
+            raise OperatorError(f"state `{self.name}`: a TTL's domain is \"event\" or \"processing\"")
+        self._ttl = ttl
+        return self
 
     def _target(self) -> Tuple[int, int]:
         if _current is None and _broadcast is not None:
@@ -235,7 +265,17 @@ class _State:
     def _id(self) -> int:
         known = _ids.get(self.name)
         if known is None:
-            known = (_state.register(self.name, self._kind), self._kind)
+            if self._ttl is None:
+                id = _state.register(self.name, self._kind)
+            else:
+                update = (
+                    _state.TtlUpdate.ON_READ_AND_WRITE
+                    if self._ttl.renewed_on_read
+                    else _state.TtlUpdate.ON_CREATE_AND_WRITE
+                )
+                ttl = _state.Ttl(ttl_ms=self._ttl.ms, domain=_DOMAINS[self._ttl.domain], update=update)
+                id = _state.register_with_ttl(self.name, self._kind, ttl)
+            known = (id, self._kind)
             _ids[self.name] = known
         elif known[1] != self._kind:
             raise OperatorError(

@@ -8,6 +8,7 @@ use super::*;
 use crate::support::job_file::Watermark;
 
 const TTL_MS: i64 = 1_000;
+const RUST: &str = test_artifacts::TTL_COUNT;
 const OUT_OF_ORDERNESS_MS: i64 = 500;
 
 /// `count` events over 50 keys picked at random, one every 10 ms of event time, up to
@@ -55,13 +56,25 @@ fn model(events: &[(String, i64)]) -> Vec<String> {
         ));
         max = Some(max.map_or(*time, |m| m.max(*time)));
     }
+    canonical(&lines.join("\n"))
+}
+
+/// JSON lines, each with its members in one order, sorted.
+fn canonical(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = (text.lines())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .expect("JSON")
+                .to_string()
+        })
+        .collect();
     lines.sort();
     lines
 }
 
-/// The TTL count over `events.jsonl` (one split, a watermark after every record),
-/// paced to `rate` events/s, checkpointing every 20 ms with its state in `state`.
-fn ttl_job(rate: u64, state: State) -> JobFile {
+/// The TTL count (`component`) over `events.jsonl` (one split, a watermark after every
+/// record), paced to `rate` events/s, checkpointing every 20 ms with its state in `state`.
+fn ttl_job(component: &str, rate: u64, state: State) -> JobFile {
     let mut file = JobFile::named("ttl");
     file.sources.push(Source {
         event_time: Some("/ts".into()),
@@ -72,12 +85,7 @@ fn ttl_job(rate: u64, state: State) -> JobFile {
     });
     let mut count = Operator {
         parallelism: Some(2),
-        ..Operator::keyed(
-            "count",
-            std::path::Path::new(test_artifacts::TTL_COUNT),
-            "events",
-            "/key",
-        )
+        ..Operator::keyed("count", std::path::Path::new(component), "events", "/key")
     };
     count
         .config
@@ -112,15 +120,15 @@ fn event_time_ttl_expires_as_the_watermark_passes_the_same_in_every_replay() {
         // A failure-free run.
         let job = Job::new();
         write_events(&job, &events);
-        let out = job.run(&ttl_job(1_000_000, state.clone()).toml(), "");
+        let out = job.run(&ttl_job(RUST, 1_000_000, state.clone()).toml(), "");
         assert_eq!(out.code, 0, "{state:?}: {}", out.stderr);
-        assert_eq!(sorted(&job.committed("out")), expected, "{state:?}");
+        assert_eq!(canonical(&job.committed("out")), expected, "{state:?}");
 
         // Killed twice mid-run, then resumed at another parallelism: replays expire
         // what the first run expired.
         let job = Job::new();
         write_events(&job, &events);
-        job.save(&ttl_job(6_000, state.clone()));
+        job.save(&ttl_job(RUST, 6_000, state.clone()));
         for _ in 0..2 {
             run_and_kill(&job, 3);
         }
@@ -128,11 +136,28 @@ fn event_time_ttl_expires_as_the_watermark_passes_the_same_in_every_replay() {
         let out = host(&["run", path.to_str().expect("UTF-8"), "-p", "3"], "");
         assert_eq!(out.code, 0, "{state:?}: {}", out.stderr);
         assert!(out.stderr.contains("resuming"), "{}", out.stderr);
-        assert_eq!(
-            sorted(&job.committed("out")),
-            expected,
-            "{state:?}: replayed"
+        let replayed = canonical(&job.committed("out"));
+        assert_eq!(replayed, expected, "{state:?}: replayed");
+    }
+}
+
+#[test]
+fn python_javascript_and_c_state_expires_as_rust_state_does() {
+    let events = events(6_000);
+    let expected = model(&events);
+    for component in [
+        test_artifacts::TTL_COUNT_PYTHON,
+        test_artifacts::TTL_COUNT_JS,
+        test_artifacts::TTL_COUNT_C,
+    ] {
+        let job = Job::new();
+        write_events(&job, &events);
+        let out = job.run(
+            &ttl_job(component, 1_000_000, State::default_backend()).toml(),
+            "",
         );
+        assert_eq!(out.code, 0, "{component}: {}", out.stderr);
+        assert_eq!(canonical(&job.committed("out")), expected, "{component}");
     }
 }
 
@@ -149,7 +174,7 @@ fn a_savepoint_holds_no_entry_expired_when_it_was_taken() {
     for state in [State::default_backend(), State::rocksdb()] {
         let job = Job::new();
         write_events(&job, &events);
-        job.save(&ttl_job(4_000, state.clone()));
+        job.save(&ttl_job(RUST, 4_000, state.clone()));
         // Stopped well into the input: every key seen, some quiet for long.
         let mut run = Running::start(&job.path("job.toml"), &[]);
         run.wait_for_checkpoints(50);
