@@ -30,6 +30,7 @@
 import * as host from "weir:operator/state@0.3.0";
 import * as operatorHost from "weir:operator/operator-state@0.3.0";
 import * as timers from "weir:operator/timers@0.3.0";
+import { emit as emitToSide } from "weir:operator/side-outputs@0.3.0";
 import { log as hostLog } from "weir:operator/log@0.3.0";
 
 const encoder = new TextEncoder();
@@ -412,6 +413,18 @@ class Context {
     });
   }
   /**
+   * Emits `value` to the side output `sideOutput` (the job file's `side_outputs`; a name
+   * it does not declare fails the call), at `timestamp` or else the input record's time.
+   * A failed call sends nothing anywhere.
+   */
+  emitTo(sideOutput, value, timestamp = this.timestamp) {
+    const output = {
+      payload: encode(value),
+      timestamp: timestamp === undefined ? undefined : BigInt(timestamp),
+    };
+    emitToSide(sideOutput, flatten([output]));
+  }
+  /**
    * While processing a record of a broadcast input (which has no key): calls `fn(key, ctx)`
    * for every key of this subtask that holds `state`, in order, with every keyed state
    * handle acting on that key's state (Flink's applyToKeyedState).
@@ -444,6 +457,187 @@ function timerKey() {
     );
   }
   return current;
+}
+
+/** A window's reports: its `result` (`update`: it came out before), or `late` (no window). */
+class Fired {
+  constructor(window, result, update) {
+    Object.assign(this, { window, result, update, late: window === undefined });
+  }
+}
+
+/** Counts a window's records: an aggregate (`create`, `add`, `merge`, `result`). */
+export const Count = {
+  create: () => 0,
+  add: (acc) => acc + 1,
+  merge: (acc, other) => acc + other,
+  result: (acc) => acc,
+};
+
+/** Keeps a window's records, for a function that needs them all. */
+export const Collect = {
+  create: () => [],
+  add: (acc, record) => [...acc, record],
+  merge: (acc, other) => acc.concat(other),
+  result: (acc) => acc,
+};
+
+const maxTimestamp = (window) => window.end - 1;
+
+/**
+ * Windowed aggregation for the current key over keyed state and timers, as the Rust SDK's
+ * `guest_sdk::window` has it (the same state, outputs and semantics): tumbling, sliding or
+ * session windows in event time (or processing time), each keeping an aggregate's
+ * accumulator (`Count` by default, or any `{ create, add, merge, result }`). A window
+ * `[start, end)` fires once the watermark reaches `end - 1`; it is kept `allowedLateness`
+ * ms more, and a record for it in that time fires it again, updated; a record past every
+ * window's lateness is reported `late`. Give it every record from `process` and every
+ * timer from `onTimer`, and emit what it reports.
+ */
+export class Windows {
+  constructor(name, { size, slide, gap, aggregate = Count, allowedLateness = 0, processingTime = false }) {
+    const sizes = gap !== undefined ? [gap] : slide !== undefined ? [size, slide] : [size];
+    if (sizes.some((n) => !(n > 0)) || allowedLateness < 0) {
+      throw new OperatorError(
+        `windows \`${name}\`: sizes, slides and gaps must be positive and the lateness not negative`,
+      );
+    }
+    Object.assign(this, { size, slide, gap, aggregate, allowedLateness, processingTime });
+    this.state = new ValueState(name);
+  }
+  static tumbling(name, sizeMs, options = {}) {
+    return new Windows(name, { ...options, size: sizeMs });
+  }
+  static sliding(name, sizeMs, slideMs, options = {}) {
+    return new Windows(name, { ...options, size: sizeMs, slide: slideMs });
+  }
+  static sessions(name, gapMs, options = {}) {
+    return new Windows(name, { ...options, gap: gapMs });
+  }
+
+  assign(time) {
+    const mod = (a, n) => ((a % n) + n) % n;
+    if (this.gap !== undefined) return [{ start: time, end: time + this.gap }];
+    if (this.slide === undefined) {
+      const start = time - mod(time, this.size);
+      return [{ start, end: start + this.size }];
+    }
+    const windows = [];
+    for (let start = time - mod(time, this.slide); start > time - this.size; start -= this.slide) {
+      windows.push({ start, end: start + this.size });
+    }
+    return windows;
+  }
+
+  cleanup(window) {
+    return maxTimestamp(window) + (this.processingTime ? 0 : this.allowedLateness);
+  }
+
+  /** Adds `record`, the one being processed; returns the windows it fired again, or `late`. */
+  add(record, ctx) {
+    let time;
+    let watermark;
+    if (this.processingTime) {
+      time = ctx.currentProcessingTime();
+    } else {
+      if (ctx.timestamp === undefined) {
+        throw new OperatorError(
+          "an event-time window needs the record's event time: set `event_time` on the source",
+        );
+      }
+      time = ctx.timestamp;
+      watermark = ctx.currentWatermark();
+    }
+    const agg = this.aggregate;
+    let slots = this.state.get([]);
+    const fired = [];
+    let added = false;
+    for (let window of this.assign(time)) {
+      let merging = [];
+      if (this.gap !== undefined) {
+        const meets = (s) => s.start <= window.end && window.start <= s.end;
+        merging = slots.filter(meets);
+        slots = slots.filter((s) => !meets(s));
+      }
+      window = {
+        start: Math.min(window.start, ...merging.map((s) => s.start)),
+        end: Math.max(window.end, ...merging.map((s) => s.end)),
+      };
+      if (watermark !== undefined && this.cleanup(window) <= watermark) {
+        slots.push(...merging);
+        continue;
+      }
+      const at = merging.length > 0 ? -1 : slots.findIndex((s) => s.start === window.start);
+      const wasThere = at >= 0;
+      let acc;
+      if (wasThere) {
+        // Where the last slot goes, as the Rust SDK keeps them.
+        acc = slots[at].acc;
+        slots[at] = slots[slots.length - 1];
+        slots.pop();
+      } else {
+        acc = agg.create();
+      }
+      for (const session of merging) {
+        this.deleteTimers(session, ctx);
+        acc = agg.merge(acc, session.acc);
+      }
+      acc = agg.add(acc, record);
+      added = true;
+      const firedAlready = watermark !== undefined && maxTimestamp(window) <= watermark;
+      if (firedAlready) fired.push(new Fired(window, agg.result(acc), wasThere || merging.length > 0));
+      if (!wasThere) this.setTimers(window, !firedAlready, ctx);
+      slots.push({ start: window.start, end: window.end, acc });
+    }
+    this.keep(slots);
+    if (!added) fired.push(new Fired(undefined, undefined, false));
+    return fired;
+  }
+
+  /** The windows of the current key that `timer` fires; forgets those it ends. */
+  onTimer(timer, ctx) {
+    if (timer.domain !== (this.processingTime ? "processing" : "event")) return [];
+    const slots = this.state.get([]);
+    const fired = slots
+      .filter((s) => s.end - 1 === timer.timestamp)
+      .map((s) => new Fired({ start: s.start, end: s.end }, this.aggregate.result(s.acc), false));
+    const kept = slots.filter((s) => this.cleanup(s) !== timer.timestamp);
+    if (kept.length !== slots.length) this.keep(kept);
+    return fired;
+  }
+
+  /** The current key's open windows and their results so far, by start. */
+  pending() {
+    return this.state
+      .get([])
+      .sort((a, b) => a.start - b.start)
+      .map((s) => [{ start: s.start, end: s.end }, this.aggregate.result(s.acc)]);
+  }
+
+  keep(slots) {
+    if (slots.length > 0) this.state.set(slots);
+    else this.state.clear();
+  }
+
+  setTimers(window, fires, ctx) {
+    if (this.processingTime) {
+      ctx.registerProcessingTimeTimer(maxTimestamp(window));
+      return;
+    }
+    const cleanup = this.cleanup(window);
+    if (fires && maxTimestamp(window) !== cleanup) ctx.registerEventTimeTimer(maxTimestamp(window));
+    ctx.registerEventTimeTimer(cleanup);
+  }
+
+  deleteTimers(window, ctx) {
+    if (this.processingTime) {
+      ctx.deleteProcessingTimeTimer(maxTimestamp(window));
+      return;
+    }
+    const cleanup = this.cleanup(window);
+    if (maxTimestamp(window) !== cleanup) ctx.deleteEventTimeTimer(maxTimestamp(window));
+    ctx.deleteEventTimeTimer(cleanup);
+  }
 }
 
 /**

@@ -117,3 +117,26 @@ fn the_windowed_visit_count_gives_the_counts_updates_and_late_visits_of_a_brute_
     assert_eq!(out, expected, "the committed sample output");
     assert_eq!(outcome.stdout, expected, "the stdout sink");
 }
+
+#[test]
+fn the_windowed_visit_count_in_python_and_javascript_gives_the_rust_outputs_exactly() {
+    let name = "windowed-visit-count";
+    let input = std::fs::read_to_string(example_dir(name).join("data/access.jsonl"))
+        .expect("the sample log");
+    let (_, late) = brute_force(&parsed(&input));
+    let expected = std::fs::read_to_string(example_dir(name).join("data/expected.jsonl"))
+        .expect("expected.jsonl");
+    for component in [
+        test_artifacts::WINDOWED_VISIT_COUNT_PYTHON,
+        test_artifacts::WINDOWED_VISIT_COUNT_JS,
+    ] {
+        let (job, outcome) = run_example(name, component);
+        assert_eq!(outcome.code, 0, "{component}: {}", outcome.stderr);
+        assert_eq!(job.committed("out"), expected, "{component}: the counts");
+        assert_eq!(
+            canonical(&parsed(&job.committed("late"))),
+            canonical(&late),
+            "{component}: the late visits"
+        );
+    }
+}

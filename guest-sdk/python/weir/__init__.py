@@ -35,6 +35,7 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import log as _log
 from wit_world.imports import operator_state as _operator_state
+from wit_world.imports import side_outputs as _side_outputs
 from wit_world.imports import state as _state
 from wit_world.imports import timers as _timers
 from wit_world.imports import types as _types
@@ -54,6 +55,11 @@ __all__ = [
     "OperatorListState",
     "UnionListState",
     "BroadcastState",
+    "Window",
+    "Windows",
+    "Fired",
+    "Count",
+    "Collect",
     "log",
     "export",
 ]
@@ -177,6 +183,15 @@ class Context:
         payload = _encode(value)
         time = self.timestamp if timestamp is None else timestamp
         self._outputs.append((payload, time))
+
+    def emit_to(self, side_output: str, value: Any, timestamp: Optional[int] = None) -> None:
+        """Emits `value` to the side output `side_output` (the job file's
+        `side_outputs`; a name it does not declare fails the call), at `timestamp` or
+        else the input record's time. A failed call sends nothing anywhere."""
+        time = self.timestamp if timestamp is None else timestamp
+        payloads, ends, times, untimed = bytearray(), [], [], []
+        _flatten([(_encode(value), time)], payloads, ends, times, untimed)
+        _side_outputs.emit(side_output, _types.Outputs(bytes(payloads), ends, times, untimed))
 
 
 class Operator:
@@ -530,6 +545,218 @@ class AggregatingState(_State):
 
     def clear(self) -> None:
         _state.value_clear(*self._target())
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window: the times `start` (inclusive) to `end` (exclusive), in milliseconds."""
+
+    start: int
+    end: int
+
+    @property
+    def max_timestamp(self) -> int:
+        """The last millisecond in the window: when it fires."""
+        return self.end - 1
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What a window reports: a `window`'s `result` (`update`: it came out before, and a
+    record within the allowed lateness changed it), or, with no window, that the record
+    was too late for every window it falls in (`late`: nothing changed)."""
+
+    window: Optional[Window]
+    result: Any = None
+    update: bool = False
+
+    @property
+    def late(self) -> bool:
+        return self.window is None
+
+
+class Count:
+    """Counts a window's records: an aggregate (`create`, `add`, `merge`, `result`)."""
+
+    def create(self) -> Any:
+        return 0
+
+    def add(self, acc: Any, record: Any) -> Any:
+        return acc + 1
+
+    def merge(self, acc: Any, other: Any) -> Any:
+        return acc + other
+
+    def result(self, acc: Any) -> Any:
+        return acc
+
+
+class Collect(Count):
+    """Keeps a window's records, for a function that needs them all."""
+
+    def create(self) -> Any:
+        return []
+
+    def add(self, acc: Any, record: Any) -> Any:
+        return acc + [record]
+
+
+class Windows:
+    """Windowed aggregation for the current key over keyed state and timers, as the
+    Rust SDK's `guest_sdk::window` has it (the same state, outputs and semantics):
+    tumbling, sliding or session windows, in event time (or processing time), each
+    keeping an aggregate's accumulator (`Count()` by default, or any object with
+    `create()`, `add(acc, record)`, `merge(acc, other)`, `result(acc)`). A window
+    `[start, end)` fires once the watermark reaches `end - 1`; it is kept
+    `allowed_lateness` ms more, and a record for it in that time fires it again,
+    updated; a record past every window's lateness is reported late. Give it every
+    record from `process` and every timer from `on_timer`, and emit what it reports."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int = 0,
+        slide: Optional[int] = None,
+        gap: Optional[int] = None,
+        aggregate: Any = None,
+        allowed_lateness: int = 0,
+        processing_time: bool = False,
+    ):
+        self._state = ValueState(name)
+        self._size, self._slide, self._gap = size, slide, gap
+        self._aggregate = aggregate if aggregate is not None else Count()
+        self._lateness = allowed_lateness
+        self._processing = processing_time
+        sizes = [gap] if gap is not None else [size] + ([slide] if slide is not None else [])
+        if any(n is None or n <= 0 for n in sizes) or allowed_lateness < 0:
+            raise OperatorError(
+                f"windows `{name}`: sizes, slides and gaps must be positive and the lateness not negative"
+            )
+
+    @staticmethod
+    def tumbling(name: str, size_ms: int, aggregate: Any = None, **options: Any) -> "Windows":
+        return Windows(name, size=size_ms, aggregate=aggregate, **options)
+
+    @staticmethod
+    def sliding(name: str, size_ms: int, slide_ms: int, aggregate: Any = None, **options: Any) -> "Windows":
+        return Windows(name, size=size_ms, slide=slide_ms, aggregate=aggregate, **options)
+
+    @staticmethod
+    def sessions(name: str, gap_ms: int, aggregate: Any = None, **options: Any) -> "Windows":
+        return Windows(name, gap=gap_ms, aggregate=aggregate, **options)
+
+    def _assign(self, time: int) -> List[Window]:
+        if self._gap is not None:
+            return [Window(time, time + self._gap)]
+        if self._slide is None:
+            start = time - time % self._size
+            return [Window(start, start + self._size)]
+        windows, start = [], time - time % self._slide
+        while start > time - self._size:
+            windows.append(Window(start, start + self._size))
+            start -= self._slide
+        return windows
+
+    def _cleanup(self, window: Window) -> int:
+        return window.max_timestamp + (0 if self._processing else self._lateness)
+
+    def add(self, record: Any, ctx: "Context") -> List[Fired]:
+        """Adds `record`, the one being processed, to its windows; returns the windows it
+        fired again (within their lateness), or a late `Fired` when it was too late."""
+        if self._processing:
+            time, watermark = ctx.current_processing_time(), None
+        elif ctx.timestamp is None:
+            raise OperatorError(
+                "an event-time window needs the record's event time: set `event_time` on the source"
+            )
+        else:
+            time, watermark = ctx.timestamp, ctx.current_watermark()
+        agg = self._aggregate
+        slots = self._state.get([])
+        fired: List[Fired] = []
+        added = False
+        for window in self._assign(time):
+            merging = []
+            if self._gap is not None:
+                meets = lambda s: s["start"] <= window.end and window.start <= s["end"]
+                merging = [s for s in slots if meets(s)]
+                slots = [s for s in slots if not meets(s)]
+            window = Window(
+                min([window.start] + [s["start"] for s in merging]),
+                max([window.end] + [s["end"] for s in merging]),
+            )
+            if watermark is not None and self._cleanup(window) <= watermark:
+                slots.extend(merging)
+                continue
+            at = None if merging else next((i for i, s in enumerate(slots) if s["start"] == window.start), None)
+            was_there = at is not None
+            if was_there:
+                # Where the last slot goes, as the Rust SDK keeps them.
+                acc = slots[at]["acc"]
+                slots[at] = slots[-1]
+                slots.pop()
+            else:
+                acc = agg.create()
+            for session in merging:
+                self._delete_timers(Window(session["start"], session["end"]), ctx)
+                acc = agg.merge(acc, session["acc"])
+            acc = agg.add(acc, record)
+            added = True
+            fired_already = watermark is not None and window.max_timestamp <= watermark
+            if fired_already:
+                fired.append(Fired(window, agg.result(acc), was_there or bool(merging)))
+            if not was_there:
+                self._set_timers(window, not fired_already, ctx)
+            slots.append({"start": window.start, "end": window.end, "acc": acc})
+        self._keep(slots)
+        if not added:
+            fired.append(Fired(None))
+        return fired
+
+    def on_timer(self, timer: Timer, ctx: "Context") -> List[Fired]:
+        """The windows of the current key that `timer` fires; forgets those whose
+        lateness it ends. Timers that are not the windows' report nothing."""
+        if timer.domain != ("processing" if self._processing else "event"):
+            return []
+        slots = self._state.get([])
+        fired = [
+            Fired(Window(s["start"], s["end"]), self._aggregate.result(s["acc"]))
+            for s in slots
+            if s["end"] - 1 == timer.timestamp
+        ]
+        kept = [s for s in slots if self._cleanup(Window(s["start"], s["end"])) != timer.timestamp]
+        if len(kept) != len(slots):
+            self._keep(kept)
+        return fired
+
+    def pending(self) -> List[Tuple[Window, Any]]:
+        """The current key's open windows and their results so far, by start."""
+        slots = sorted(self._state.get([]), key=lambda s: s["start"])
+        return [(Window(s["start"], s["end"]), self._aggregate.result(s["acc"])) for s in slots]
+
+    def _keep(self, slots: list) -> None:
+        if slots:
+            self._state.set(slots)
+        else:
+            self._state.clear()
+
+    def _set_timers(self, window: Window, fires: bool, ctx: "Context") -> None:
+        if self._processing:
+            ctx.register_processing_time_timer(window.max_timestamp)
+            return
+        cleanup = self._cleanup(window)
+        if fires and window.max_timestamp != cleanup:
+            ctx.register_event_time_timer(window.max_timestamp)
+        ctx.register_event_time_timer(cleanup)
+
+    def _delete_timers(self, window: Window, ctx: "Context") -> None:
+        if self._processing:
+            ctx.delete_processing_time_timer(window.max_timestamp)
+            return
+        cleanup = self._cleanup(window)
+        if window.max_timestamp != cleanup:
+            ctx.delete_event_time_timer(window.max_timestamp)
+        ctx.delete_event_time_timer(cleanup)
 
 
 def export(operator: Type[Operator]) -> type:
