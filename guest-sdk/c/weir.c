@@ -272,14 +272,39 @@ bool weir_json_is(weir_str value, const char *s) {
 
 /* ---- Outputs, errors and the log -------------------------------------------------- */
 
+static void emit_output(weir_context *ctx, weir_str json, bool has_timestamp, int64_t timestamp);
+
 void weir_emit(weir_context *ctx, weir_str json) {
+    emit_output(ctx, json, ctx->has_timestamp, ctx->timestamp);
+}
+
+void weir_emit_at(weir_context *ctx, weir_str json, int64_t timestamp) {
+    emit_output(ctx, json, true, timestamp);
+}
+
+void weir_emit_to(weir_context *ctx, const char *side_output, weir_str json) {
+    uint32_t end = (uint32_t)json.len;
+    int64_t timestamp = ctx->has_timestamp ? ctx->timestamp : 0;
+    uint32_t untimed = 0;
+    weir_operator_side_outputs_outputs_t records = {
+        {(uint8_t *)json.ptr, json.len},
+        {&end, 1},
+        {&timestamp, 1},
+        {&untimed, ctx->has_timestamp ? 0 : 1},
+    };
+    operator_string_t name = {(uint8_t *)side_output, strlen(side_output)};
+    weir_operator_side_outputs_emit(&name, &records);
+}
+
+static void emit_output(weir_context *ctx, weir_str json, bool has_timestamp,
+                        int64_t timestamp) {
     if (ctx->len == ctx->cap) {
         ctx->cap = ctx->cap ? ctx->cap * 2 : 16;
         ctx->ends = realloc(ctx->ends, ctx->cap * sizeof *ctx->ends);
         ctx->timestamps = realloc(ctx->timestamps, ctx->cap * sizeof *ctx->timestamps);
         if (!ctx->ends || !ctx->timestamps) abort();
     }
-    if (!ctx->has_timestamp) {
+    if (!has_timestamp) {
         if (ctx->untimed_len == ctx->untimed_cap) {
             ctx->untimed_cap = ctx->untimed_cap ? ctx->untimed_cap * 2 : 16;
             ctx->untimed = realloc(ctx->untimed, ctx->untimed_cap * sizeof *ctx->untimed);
@@ -289,7 +314,7 @@ void weir_emit(weir_context *ctx, weir_str json) {
     }
     weir_buf_bytes(&ctx->payloads, json);
     ctx->ends[ctx->len] = (uint32_t)ctx->payloads.len;
-    ctx->timestamps[ctx->len++] = ctx->has_timestamp ? ctx->timestamp : 0;
+    ctx->timestamps[ctx->len++] = has_timestamp ? timestamp : 0;
 }
 
 static void free_outputs(weir_context *ctx) {
@@ -712,4 +737,140 @@ bool weir_for_each_key(weir_state *state, weir_context *ctx,
     current = -1;
     operator_list_list_u8_free(&keys);
     return ok;
+}
+
+/* ---- Windows -------------------------------------------------------------------- */
+
+/* A signed JSON integer. */
+static bool json_i64(weir_str value, int64_t *out) {
+    bool negative = value.len > 0 && value.ptr[0] == '-';
+    uint64_t magnitude;
+    weir_str digits = {value.ptr + negative, value.len - negative};
+    if (!weir_json_u64(digits, &magnitude) || magnitude > (uint64_t)INT64_MAX) return false;
+    *out = negative ? -(int64_t)magnitude : (int64_t)magnitude;
+    return true;
+}
+
+/* One open window and its accumulator, as the Rust SDK stores them. */
+typedef struct {
+    int64_t start, end, acc;
+} slot;
+
+typedef struct {
+    slot *slots;
+    size_t len;
+} slots;
+
+/* The key's open windows (traps on state that is not the windows' own). */
+static slots read_slots(weir_tumbling *w) {
+    slots open = {NULL, 0};
+    weir_buf stored = {0};
+    if (weir_value_get(&w->state, &stored)) {
+        weir_str rest = weir_buf_view(&stored), item, field;
+        while (weir_json_next(&rest, &item)) {
+            slot s;
+            bool ok = weir_json_field(item, "start", &field) && json_i64(field, &s.start) &&
+                      weir_json_field(item, "end", &field) && json_i64(field, &s.end) &&
+                      weir_json_field(item, "acc", &field) && json_i64(field, &s.acc);
+            if (!ok) {
+                weir_log(WEIR_ERROR, "windows `%s`: the state holds no windows", w->state.name);
+                __builtin_trap();
+            }
+            open.slots = realloc(open.slots, (open.len + 1) * sizeof *open.slots);
+            if (!open.slots) abort();
+            open.slots[open.len++] = s;
+        }
+    }
+    weir_buf_free(&stored);
+    return open;
+}
+
+/* Stores the key's open windows (none: no state) and frees them. */
+static void keep_slots(weir_tumbling *w, slots open) {
+    if (open.len == 0) {
+        weir_value_clear(&w->state);
+    } else {
+        weir_buf json = {0};
+        weir_buf_raw(&json, "[");
+        for (size_t i = 0; i < open.len; i++) {
+            weir_buf_raw(&json, i ? ",{\"start\":" : "{\"start\":");
+            weir_buf_i64(&json, open.slots[i].start);
+            weir_buf_raw(&json, ",\"end\":");
+            weir_buf_i64(&json, open.slots[i].end);
+            weir_buf_raw(&json, ",\"acc\":");
+            weir_buf_i64(&json, open.slots[i].acc);
+            weir_buf_raw(&json, "}");
+        }
+        weir_buf_raw(&json, "]");
+        weir_value_set(&w->state, weir_buf_view(&json));
+        weir_buf_free(&json);
+    }
+    free(open.slots);
+}
+
+weir_window_status weir_tumbling_add(weir_tumbling *w, const weir_record *record,
+                                     weir_window_result *out) {
+    if (w->size_ms <= 0 || w->allowed_lateness_ms < 0) {
+        weir_log(WEIR_ERROR, "windows `%s`: the size must be positive and the lateness not negative",
+                 w->state.name);
+        __builtin_trap();
+    }
+    if (!record->has_timestamp) {
+        weir_log(WEIR_ERROR, "an event-time window needs the record's event time: set `event_time` on the source");
+        __builtin_trap();
+    }
+    int64_t time = record->timestamp, watermark;
+    int64_t rem = time % w->size_ms;
+    int64_t start = time - (rem < 0 ? rem + w->size_ms : rem);
+    weir_window window = {start, start + w->size_ms};
+    int64_t max_timestamp = window.end - 1, cleanup = max_timestamp + w->allowed_lateness_ms;
+    bool has_watermark = weir_current_watermark(&watermark);
+    if (has_watermark && cleanup <= watermark) return WEIR_WINDOW_LATE;
+
+    slots open = read_slots(w);
+    size_t at = open.len;
+    for (size_t i = 0; i < open.len; i++)
+        if (open.slots[i].start == window.start) at = i;
+    bool was_there = at < open.len;
+    int64_t acc = w->initial;
+    if (was_there) {
+        /* Where the last slot goes, as the Rust SDK keeps them. */
+        acc = open.slots[at].acc;
+        open.slots[at] = open.slots[--open.len];
+    }
+    acc = w->add ? w->add(acc, record) : acc + 1;
+    bool fired_already = has_watermark && max_timestamp <= watermark;
+    if (!was_there) {
+        if (!fired_already && max_timestamp != cleanup) weir_timer_register(WEIR_EVENT_TIME, max_timestamp);
+        weir_timer_register(WEIR_EVENT_TIME, cleanup);
+    }
+    open.slots = realloc(open.slots, (open.len + 1) * sizeof *open.slots);
+    if (!open.slots) abort();
+    open.slots[open.len++] = (slot){window.start, window.end, acc};
+    keep_slots(w, open);
+    if (!fired_already) return WEIR_WINDOW_PENDING;
+    *out = (weir_window_result){window, acc, was_there};
+    return WEIR_WINDOW_RESULT;
+}
+
+bool weir_tumbling_on_timer(weir_tumbling *w, const weir_timer *timer, weir_window_result *out) {
+    if (timer->domain != WEIR_EVENT_TIME) return false;
+    slots open = read_slots(w);
+    bool fired = false;
+    size_t kept = 0;
+    for (size_t i = 0; i < open.len; i++) {
+        slot s = open.slots[i];
+        if (s.end - 1 == timer->timestamp) {
+            *out = (weir_window_result){{s.start, s.end}, s.acc, false};
+            fired = true;
+        }
+        if (s.end - 1 + w->allowed_lateness_ms != timer->timestamp) open.slots[kept++] = s;
+    }
+    if (kept != open.len) {
+        open.len = kept;
+        keep_slots(w, open);
+    } else {
+        free(open.slots);
+    }
+    return fired;
 }

@@ -114,6 +114,11 @@ int64_t weir_current_processing_time(void);
 
 /* Emits `json` (one JSON document) as an output record at the input record's time. */
 void weir_emit(weir_context *ctx, weir_str json);
+/* Emits `json` as an output record at `timestamp` (ms since the Unix epoch). */
+void weir_emit_at(weir_context *ctx, weir_str json, int64_t timestamp);
+/* Emits `json` to the side output `side_output` (the job file's `side_outputs`; a name it
+ * does not declare fails the call) at the input record's time. */
+void weir_emit_to(weir_context *ctx, const char *side_output, weir_str json);
 /* Records a printf-style message for the failing call; returns false. */
 bool weir_fail(weir_context *ctx, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
@@ -191,6 +196,55 @@ void weir_value_clear(weir_state *state);
 void weir_list_get(weir_state *state, weir_buf *out);
 void weir_list_add(weir_state *state, weir_str json);
 void weir_list_clear(weir_state *state);
+
+/* ---- Windows -------------------------------------------------------------------- */
+
+/* Tumbling event-time windows of one key with an integer aggregate, as the Rust SDK's
+ * `Windows::tumbling` has them (the same state, so savepoints move between the two): a
+ * window [start, end) comes out once the watermark reaches end - 1, is kept
+ * `allowed_lateness_ms` more for records that update it, and a record later than that
+ * changes nothing and is reported late. `add` folds a record into a window's
+ * accumulator (NULL: counts records); `initial` is an empty window's. Declare it static
+ * with WEIR_TUMBLING and hand it every record (weir_tumbling_add) and every timer
+ * (weir_tumbling_on_timer). */
+typedef struct {
+    weir_state state;
+    int64_t size_ms;
+    int64_t allowed_lateness_ms;
+    int64_t initial;
+    int64_t (*add)(int64_t acc, const weir_record *record);
+} weir_tumbling;
+
+#define WEIR_TUMBLING(name, size_ms, allowed_lateness_ms) \
+    {WEIR_VALUE_STATE(name), (size_ms), (allowed_lateness_ms), 0, NULL}
+
+typedef struct {
+    int64_t start; /* the window's first millisecond */
+    int64_t end;   /* the first millisecond after it */
+} weir_window;
+
+typedef enum {
+    WEIR_WINDOW_PENDING, /* added: nothing comes out yet */
+    WEIR_WINDOW_RESULT,  /* added, and the window's result comes out now */
+    WEIR_WINDOW_LATE     /* too late for its window: nothing changed */
+} weir_window_status;
+
+/* A window's result: `update` when it came out before. */
+typedef struct {
+    weir_window window;
+    int64_t result;
+    bool update;
+} weir_window_result;
+
+/* Adds the record being processed to its window; on WEIR_WINDOW_RESULT, `out` holds
+ * what to emit (a record within the lateness updated a window that came out). Traps
+ * for a record without event time. */
+weir_window_status weir_tumbling_add(weir_tumbling *windows, const weir_record *record,
+                                     weir_window_result *out);
+/* In weir_on_timer: true and the window's result in `out` when `timer` fires one of
+ * the key's windows; forgets the windows whose lateness it ends. */
+bool weir_tumbling_on_timer(weir_tumbling *windows, const weir_timer *timer,
+                            weir_window_result *out);
 
 /* Map state: keys and values are JSON text. */
 bool weir_map_get(weir_state *state, weir_str key, weir_buf *out);

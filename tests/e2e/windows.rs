@@ -119,7 +119,7 @@ fn the_windowed_visit_count_gives_the_counts_updates_and_late_visits_of_a_brute_
 }
 
 #[test]
-fn the_windowed_visit_count_in_python_and_javascript_gives_the_rust_outputs_exactly() {
+fn the_windowed_visit_count_in_python_javascript_and_c_gives_the_rust_outputs_exactly() {
     let name = "windowed-visit-count";
     let input = std::fs::read_to_string(example_dir(name).join("data/access.jsonl"))
         .expect("the sample log");
@@ -129,6 +129,7 @@ fn the_windowed_visit_count_in_python_and_javascript_gives_the_rust_outputs_exac
     for component in [
         test_artifacts::WINDOWED_VISIT_COUNT_PYTHON,
         test_artifacts::WINDOWED_VISIT_COUNT_JS,
+        test_artifacts::WINDOWED_VISIT_COUNT_C,
     ] {
         let (job, outcome) = run_example(name, component);
         assert_eq!(outcome.code, 0, "{component}: {}", outcome.stderr);
@@ -138,5 +139,57 @@ fn the_windowed_visit_count_in_python_and_javascript_gives_the_rust_outputs_exac
             canonical(&late),
             "{component}: the late visits"
         );
+    }
+}
+
+/// What the sessions example emits for `clicks`, worked out without windows: each
+/// user's clicks in time order, cut where two are more than the gap apart (no click in
+/// the sample comes after its session ended).
+pub fn sessions_of(clicks: &[Value]) -> Vec<Value> {
+    const GAP_MS: i64 = 30 * 60_000;
+    let mut times: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for click in clicks {
+        let user = click["user"].as_str().expect("a user");
+        times
+            .entry(user)
+            .or_default()
+            .push(click["ts"].as_i64().expect("a time"));
+    }
+    let mut sessions = Vec::new();
+    for (user, mut times) in times {
+        times.sort_unstable();
+        let mut first = 0;
+        for i in 1..=times.len() {
+            if i == times.len() || times[i] - times[i - 1] > GAP_MS {
+                let (start, last) = (times[first], times[i - 1]);
+                sessions.push(json!({
+                    "user": user, "start": start, "end": last + GAP_MS,
+                    "length_ms": last - start, "pages": i - first,
+                }));
+                first = i;
+            }
+        }
+    }
+    sessions
+}
+
+#[test]
+fn the_sessions_example_cuts_each_users_clicks_at_the_gap_in_every_language() {
+    let name = "sessions";
+    let input = std::fs::read_to_string(example_dir(name).join("data/clicks.jsonl"))
+        .expect("the sample clicks");
+    let sessions = sessions_of(&parsed(&input));
+    let expected = std::fs::read_to_string(example_dir(name).join("data/expected.jsonl"))
+        .expect("expected.jsonl");
+    assert_eq!(canonical(&parsed(&expected)), canonical(&sessions));
+    for component in [
+        test_artifacts::SESSIONS,
+        test_artifacts::SESSIONS_PYTHON,
+        test_artifacts::SESSIONS_JS,
+    ] {
+        let (job, outcome) = run_example(name, component);
+        assert_eq!(outcome.code, 0, "{component}: {}", outcome.stderr);
+        assert_eq!(job.committed("out"), expected, "{component}: the sessions");
+        assert_eq!(job.committed("late"), "", "{component}: no click is late");
     }
 }

@@ -88,3 +88,49 @@ fn windows_killed_mid_window_and_rescaled_2_to_3_commit_exactly_a_failure_free_r
         );
     }
 }
+
+#[test]
+fn sessions_merged_across_restores_and_a_rescale_are_exactly_a_failure_free_runs() {
+    let input =
+        std::fs::read_to_string(crate::support::example_dir("sessions").join("data/clicks.jsonl"))
+            .expect("the sample clicks");
+    let sessions = crate::windows::sessions_of(&parsed(&input));
+    for state in [State::default_backend(), State::rocksdb()] {
+        let job = Job::new();
+        std::fs::write(job.path("clicks.jsonl"), &input).expect("the clicks");
+        let mut file = JobFile::named("sessions");
+        file.sources.push(Source {
+            event_time: Some("/ts".into()),
+            watermark: Some(Watermark::bounded(60_000, Some(0))),
+            // About 1.5 s of clicks: each kill lands mid-session for some users.
+            records_per_second: Some(150),
+            ..Source::file("clicks", "clicks.jsonl")
+        });
+        file.operators.push(Operator {
+            parallelism: Some(2),
+            side_outputs: vec!["late".into()],
+            ..Operator::keyed(
+                "sessions",
+                std::path::Path::new(test_artifacts::SESSIONS),
+                "clicks",
+                "/user",
+            )
+        });
+        file.sinks.push(Sink::file("out", "sessions", "out"));
+        file.checkpoint = Some(Checkpoint::every(20));
+        file.state = Some(state.clone());
+        job.save(&file);
+        for completions in [10, 20] {
+            run_and_kill(&job, completions);
+        }
+        let path = job.path("job.toml");
+        let out = host(&["run", path.to_str().expect("UTF-8"), "-p", "3"], "");
+        assert_eq!(out.code, 0, "{state:?}: {}", out.stderr);
+        assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+        assert_eq!(
+            canonical(&parsed(&job.committed("out"))),
+            canonical(&sessions),
+            "{state:?}: the sessions"
+        );
+    }
+}
