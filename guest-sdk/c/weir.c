@@ -751,7 +751,8 @@ static bool json_i64(weir_str value, int64_t *out) {
     return true;
 }
 
-/* One open window and its accumulator, as the Rust SDK stores them. */
+/* One open window and its accumulator, stored as the Rust SDK stores them: a JSON
+ * array [start, end, acc] per window. */
 typedef struct {
     int64_t start, end, acc;
 } slot;
@@ -769,9 +770,10 @@ static slots read_slots(weir_tumbling *w) {
         weir_str rest = weir_buf_view(&stored), item, field;
         while (weir_json_next(&rest, &item)) {
             slot s;
-            bool ok = weir_json_field(item, "start", &field) && json_i64(field, &s.start) &&
-                      weir_json_field(item, "end", &field) && json_i64(field, &s.end) &&
-                      weir_json_field(item, "acc", &field) && json_i64(field, &s.acc);
+            weir_str parts = item;
+            bool ok = weir_json_next(&parts, &field) && json_i64(field, &s.start) &&
+                      weir_json_next(&parts, &field) && json_i64(field, &s.end) &&
+                      weir_json_next(&parts, &field) && json_i64(field, &s.acc);
             if (!ok) {
                 weir_log(WEIR_ERROR, "windows `%s`: the state holds no windows", w->state.name);
                 __builtin_trap();
@@ -793,13 +795,13 @@ static void keep_slots(weir_tumbling *w, slots open) {
         weir_buf json = {0};
         weir_buf_raw(&json, "[");
         for (size_t i = 0; i < open.len; i++) {
-            weir_buf_raw(&json, i ? ",{\"start\":" : "{\"start\":");
+            weir_buf_raw(&json, i ? ",[" : "[");
             weir_buf_i64(&json, open.slots[i].start);
-            weir_buf_raw(&json, ",\"end\":");
+            weir_buf_raw(&json, ",");
             weir_buf_i64(&json, open.slots[i].end);
-            weir_buf_raw(&json, ",\"acc\":");
+            weir_buf_raw(&json, ",");
             weir_buf_i64(&json, open.slots[i].acc);
-            weir_buf_raw(&json, "}");
+            weir_buf_raw(&json, "]");
         }
         weir_buf_raw(&json, "]");
         weir_value_set(&w->state, weir_buf_view(&json));

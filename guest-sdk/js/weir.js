@@ -486,7 +486,8 @@ const maxTimestamp = (window) => window.end - 1;
 
 /**
  * Windowed aggregation for the current key over keyed state and timers, as the Rust SDK's
- * `guest_sdk::window` has it (the same state, outputs and semantics): tumbling, sliding or
+ * `guest_sdk::window` has it (the same state, a value state `name` holding
+ * `[start, end, acc]` per open window, and the same outputs and semantics): tumbling, sliding or
  * session windows in event time (or processing time), each keeping an aggregate's
  * accumulator (`Count` by default, or any `{ create, add, merge, result }`). A window
  * `[start, end)` fires once the watermark reaches `end - 1`; it is kept `allowedLateness`
@@ -555,39 +556,39 @@ export class Windows {
     for (let window of this.assign(time)) {
       let merging = [];
       if (this.gap !== undefined) {
-        const meets = (s) => s.start <= window.end && window.start <= s.end;
+        const meets = (s) => s[0] <= window.end && window.start <= s[1];
         merging = slots.filter(meets);
         slots = slots.filter((s) => !meets(s));
       }
       window = {
-        start: Math.min(window.start, ...merging.map((s) => s.start)),
-        end: Math.max(window.end, ...merging.map((s) => s.end)),
+        start: Math.min(window.start, ...merging.map((s) => s[0])),
+        end: Math.max(window.end, ...merging.map((s) => s[1])),
       };
       if (watermark !== undefined && this.cleanup(window) <= watermark) {
         slots.push(...merging);
         continue;
       }
-      const at = merging.length > 0 ? -1 : slots.findIndex((s) => s.start === window.start);
+      const at = merging.length > 0 ? -1 : slots.findIndex((s) => s[0] === window.start);
       const wasThere = at >= 0;
       let acc;
       if (wasThere) {
         // Where the last slot goes, as the Rust SDK keeps them.
-        acc = slots[at].acc;
+        acc = slots[at][2];
         slots[at] = slots[slots.length - 1];
         slots.pop();
       } else {
         acc = agg.create();
       }
-      for (const session of merging) {
-        this.deleteTimers(session, ctx);
-        acc = agg.merge(acc, session.acc);
+      for (const [start, end, merged] of merging) {
+        this.deleteTimers({ start, end }, ctx);
+        acc = agg.merge(acc, merged);
       }
       acc = agg.add(acc, record);
       added = true;
       const firedAlready = watermark !== undefined && maxTimestamp(window) <= watermark;
       if (firedAlready) fired.push(new Fired(window, agg.result(acc), wasThere || merging.length > 0));
       if (!wasThere) this.setTimers(window, !firedAlready, ctx);
-      slots.push({ start: window.start, end: window.end, acc });
+      slots.push([window.start, window.end, acc]);
     }
     this.keep(slots);
     if (!added) fired.push(new Fired(undefined, undefined, false));
@@ -599,9 +600,9 @@ export class Windows {
     if (timer.domain !== (this.processingTime ? "processing" : "event")) return [];
     const slots = this.state.get([]);
     const fired = slots
-      .filter((s) => s.end - 1 === timer.timestamp)
-      .map((s) => new Fired({ start: s.start, end: s.end }, this.aggregate.result(s.acc), false));
-    const kept = slots.filter((s) => this.cleanup(s) !== timer.timestamp);
+      .filter(([, end]) => end - 1 === timer.timestamp)
+      .map(([start, end, acc]) => new Fired({ start, end }, this.aggregate.result(acc), false));
+    const kept = slots.filter(([start, end]) => this.cleanup({ start, end }) !== timer.timestamp);
     if (kept.length !== slots.length) this.keep(kept);
     return fired;
   }
@@ -610,8 +611,8 @@ export class Windows {
   pending() {
     return this.state
       .get([])
-      .sort((a, b) => a.start - b.start)
-      .map((s) => [{ start: s.start, end: s.end }, this.aggregate.result(s.acc)]);
+      .sort((a, b) => a[0] - b[0])
+      .map(([start, end, acc]) => [{ start, end }, this.aggregate.result(acc)]);
   }
 
   keep(slots) {

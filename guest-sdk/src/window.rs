@@ -229,19 +229,17 @@ pub enum Fired<O> {
     Late,
 }
 
-/// An open window of a key and its accumulator.
+/// An open window of a key and its accumulator, stored as the JSON array
+/// `[start, end, acc]` (an object would spell out its three names for every window of
+/// every key, and cost their parsing on every record).
 #[derive(Serialize, Deserialize)]
-struct Slot<A> {
-    start: i64,
-    end: i64,
-    acc: A,
-}
+struct Slot<A>(i64, i64, A);
 
 impl<A> Slot<A> {
     fn window(&self) -> Window {
         Window {
-            start: self.start,
-            end: self.end,
+            start: self.0,
+            end: self.1,
         }
     }
 }
@@ -345,15 +343,15 @@ impl<A: Aggregate> Windows<A> {
                 _ => Vec::new(),
             };
             let window = (merging.iter()).fold(window, |w, session| Window {
-                start: w.start.min(session.start),
-                end: w.end.max(session.end),
+                start: w.start.min(session.0),
+                end: w.end.max(session.1),
             });
             if late(&window) {
                 open.extend(merging);
                 continue;
             }
-            let kept = match open.iter().position(|slot| slot.start == window.start) {
-                Some(at) if merging.is_empty() => Some(open.swap_remove(at).acc),
+            let kept = match open.iter().position(|slot| slot.0 == window.start) {
+                Some(at) if merging.is_empty() => Some(open.swap_remove(at).2),
                 _ => None,
             };
             // A window in state whose end the watermark passed has come out (its timer
@@ -363,7 +361,7 @@ impl<A: Aggregate> Windows<A> {
             let mut acc = kept.unwrap_or_else(|| self.aggregate.create());
             for session in merging {
                 self.delete_timers(&session.window(), ctx)?;
-                self.aggregate.merge(&mut acc, session.acc);
+                self.aggregate.merge(&mut acc, session.2);
             }
             self.aggregate.add(&mut acc, input);
             added = true;
@@ -379,11 +377,7 @@ impl<A: Aggregate> Windows<A> {
             if !was_there {
                 self.set_timers(&window, !fired_already, ctx)?;
             }
-            open.push(Slot {
-                start: window.start,
-                end: window.end,
-                acc,
-            });
+            open.push(Slot(window.start, window.end, acc));
         }
         self.keep(open)?;
         if !added {
@@ -410,7 +404,7 @@ impl<A: Aggregate> Windows<A> {
             if slot.window().max_timestamp() == timer.timestamp {
                 fired.push(Fired::Result {
                     window: slot.window(),
-                    result: self.aggregate.result(&slot.acc),
+                    result: self.aggregate.result(&slot.2),
                     update: false,
                 });
             }
@@ -426,9 +420,9 @@ impl<A: Aggregate> Windows<A> {
     /// The windows the current key has open, with their results so far, by start.
     pub fn pending(&self) -> Result<Vec<(Window, A::Output)>> {
         let mut open = self.state.get()?.unwrap_or_default();
-        open.sort_by_key(|slot| slot.start);
+        open.sort_by_key(|slot| slot.0);
         Ok((open.iter())
-            .map(|slot| (slot.window(), self.aggregate.result(&slot.acc)))
+            .map(|slot| (slot.window(), self.aggregate.result(&slot.2)))
             .collect())
     }
 

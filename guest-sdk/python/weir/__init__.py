@@ -603,7 +603,8 @@ class Collect(Count):
 
 class Windows:
     """Windowed aggregation for the current key over keyed state and timers, as the
-    Rust SDK's `guest_sdk::window` has it (the same state, outputs and semantics):
+    Rust SDK's `guest_sdk::window` has it (the same state, a value state `name` holding
+    `[start, end, acc]` per open window, and the same outputs and semantics):
     tumbling, sliding or session windows, in event time (or processing time), each
     keeping an aggregate's accumulator (`Count()` by default, or any object with
     `create()`, `add(acc, record)`, `merge(acc, other)`, `result(acc)`). A window
@@ -678,28 +679,28 @@ class Windows:
         for window in self._assign(time):
             merging = []
             if self._gap is not None:
-                meets = lambda s: s["start"] <= window.end and window.start <= s["end"]
+                meets = lambda s: s[0] <= window.end and window.start <= s[1]
                 merging = [s for s in slots if meets(s)]
                 slots = [s for s in slots if not meets(s)]
             window = Window(
-                min([window.start] + [s["start"] for s in merging]),
-                max([window.end] + [s["end"] for s in merging]),
+                min([window.start] + [s[0] for s in merging]),
+                max([window.end] + [s[1] for s in merging]),
             )
             if watermark is not None and self._cleanup(window) <= watermark:
                 slots.extend(merging)
                 continue
-            at = None if merging else next((i for i, s in enumerate(slots) if s["start"] == window.start), None)
+            at = None if merging else next((i for i, s in enumerate(slots) if s[0] == window.start), None)
             was_there = at is not None
             if was_there:
                 # Where the last slot goes, as the Rust SDK keeps them.
-                acc = slots[at]["acc"]
+                acc = slots[at][2]
                 slots[at] = slots[-1]
                 slots.pop()
             else:
                 acc = agg.create()
             for session in merging:
-                self._delete_timers(Window(session["start"], session["end"]), ctx)
-                acc = agg.merge(acc, session["acc"])
+                self._delete_timers(Window(session[0], session[1]), ctx)
+                acc = agg.merge(acc, session[2])
             acc = agg.add(acc, record)
             added = True
             fired_already = watermark is not None and window.max_timestamp <= watermark
@@ -707,7 +708,7 @@ class Windows:
                 fired.append(Fired(window, agg.result(acc), was_there or bool(merging)))
             if not was_there:
                 self._set_timers(window, not fired_already, ctx)
-            slots.append({"start": window.start, "end": window.end, "acc": acc})
+            slots.append([window.start, window.end, acc])
         self._keep(slots)
         if not added:
             fired.append(Fired(None))
@@ -720,19 +721,19 @@ class Windows:
             return []
         slots = self._state.get([])
         fired = [
-            Fired(Window(s["start"], s["end"]), self._aggregate.result(s["acc"]))
+            Fired(Window(s[0], s[1]), self._aggregate.result(s[2]))
             for s in slots
-            if s["end"] - 1 == timer.timestamp
+            if s[1] - 1 == timer.timestamp
         ]
-        kept = [s for s in slots if self._cleanup(Window(s["start"], s["end"])) != timer.timestamp]
+        kept = [s for s in slots if self._cleanup(Window(s[0], s[1])) != timer.timestamp]
         if len(kept) != len(slots):
             self._keep(kept)
         return fired
 
     def pending(self) -> List[Tuple[Window, Any]]:
         """The current key's open windows and their results so far, by start."""
-        slots = sorted(self._state.get([]), key=lambda s: s["start"])
-        return [(Window(s["start"], s["end"]), self._aggregate.result(s["acc"])) for s in slots]
+        slots = sorted(self._state.get([]), key=lambda s: s[0])
+        return [(Window(s[0], s[1]), self._aggregate.result(s[2])) for s in slots]
 
     def _keep(self, slots: list) -> None:
         if slots:

@@ -89,37 +89,47 @@ fn windows_killed_mid_window_and_rescaled_2_to_3_commit_exactly_a_failure_free_r
     }
 }
 
+/// The sessions example's clicks.
+fn clicks() -> String {
+    let dir = crate::support::example_dir("sessions");
+    std::fs::read_to_string(dir.join("data/clicks.jsonl")).expect("the sample clicks")
+}
+
+/// The sessions example (`component`) on `clicks.jsonl`, paced to 150 clicks/s (about
+/// 1.5 s in all: a kill or a stop lands mid-session for some users), checkpointing
+/// every 20 ms with its state in `state`.
+fn sessions_job(component: &str, state: State) -> JobFile {
+    let mut file = JobFile::named("sessions");
+    file.sources.push(Source {
+        event_time: Some("/ts".into()),
+        watermark: Some(Watermark::bounded(60_000, Some(0))),
+        records_per_second: Some(150),
+        ..Source::file("clicks", "clicks.jsonl")
+    });
+    file.operators.push(Operator {
+        parallelism: Some(2),
+        side_outputs: vec!["late".into()],
+        ..Operator::keyed(
+            "sessions",
+            std::path::Path::new(component),
+            "clicks",
+            "/user",
+        )
+    });
+    file.sinks.push(Sink::file("out", "sessions", "out"));
+    file.checkpoint = Some(Checkpoint::every(20));
+    file.state = Some(state);
+    file
+}
+
 #[test]
 fn sessions_merged_across_restores_and_a_rescale_are_exactly_a_failure_free_runs() {
-    let input =
-        std::fs::read_to_string(crate::support::example_dir("sessions").join("data/clicks.jsonl"))
-            .expect("the sample clicks");
+    let input = clicks();
     let sessions = crate::windows::sessions_of(&parsed(&input));
     for state in [State::default_backend(), State::rocksdb()] {
         let job = Job::new();
         std::fs::write(job.path("clicks.jsonl"), &input).expect("the clicks");
-        let mut file = JobFile::named("sessions");
-        file.sources.push(Source {
-            event_time: Some("/ts".into()),
-            watermark: Some(Watermark::bounded(60_000, Some(0))),
-            // About 1.5 s of clicks: each kill lands mid-session for some users.
-            records_per_second: Some(150),
-            ..Source::file("clicks", "clicks.jsonl")
-        });
-        file.operators.push(Operator {
-            parallelism: Some(2),
-            side_outputs: vec!["late".into()],
-            ..Operator::keyed(
-                "sessions",
-                std::path::Path::new(test_artifacts::SESSIONS),
-                "clicks",
-                "/user",
-            )
-        });
-        file.sinks.push(Sink::file("out", "sessions", "out"));
-        file.checkpoint = Some(Checkpoint::every(20));
-        file.state = Some(state.clone());
-        job.save(&file);
+        job.save(&sessions_job(test_artifacts::SESSIONS, state.clone()));
         for completions in [10, 20] {
             run_and_kill(&job, completions);
         }
@@ -131,6 +141,50 @@ fn sessions_merged_across_restores_and_a_rescale_are_exactly_a_failure_free_runs
             canonical(&parsed(&job.committed("out"))),
             canonical(&sessions),
             "{state:?}: the sessions"
+        );
+    }
+}
+
+#[test]
+fn open_sessions_saved_by_the_rust_operator_are_resumed_by_the_python_and_javascript_ones() {
+    let input = clicks();
+    let sessions = crate::windows::sessions_of(&parsed(&input));
+    for component in [test_artifacts::SESSIONS_PYTHON, test_artifacts::SESSIONS_JS] {
+        let job = Job::new();
+        std::fs::write(job.path("clicks.jsonl"), &input).expect("the clicks");
+        job.save(&sessions_job(
+            test_artifacts::SESSIONS,
+            State::default_backend(),
+        ));
+        let mut run = Running::start(&job.path("job.toml"), &[]);
+        run.wait_for_checkpoints(25);
+        let stopped = host(&["stop", "--savepoint", &run.address()], "");
+        assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+        let (code, rest) = run.wait();
+        assert_eq!(code, Some(0), "{rest}");
+        let savepoint = stopped.stdout.trim().to_string();
+        let shown = host(&["state", &savepoint], "");
+        assert!(
+            shown.stdout.contains("state `sessions` (value)"),
+            "{}",
+            shown.stdout
+        );
+        // Only the savepoint is left to resume from.
+        for entry in (std::fs::read_dir(job.path("checkpoints/sessions")).expect("checkpoints"))
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+        {
+            std::fs::remove_dir_all(entry.path()).expect("drop a checkpoint");
+        }
+        job.save(&sessions_job(component, State::default_backend()));
+        let path = job.path("job.toml");
+        let path = path.to_str().expect("UTF-8");
+        let out = host(&["run", path, "--from-savepoint", &savepoint], "");
+        assert_eq!(out.code, 0, "{component}: {}", out.stderr);
+        assert_eq!(
+            canonical(&parsed(&job.committed("out"))),
+            canonical(&sessions),
+            "{component}: the sessions"
         );
     }
 }
