@@ -30,6 +30,10 @@ tasks:
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
                      the host, then runs `host bench --component <bench-guest> ARGS...`
                      (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
+  bench --peer flink [--rounds N]
+                     each like-for-like workload next to its Apache Flink peer
+                     (../shared/peers/flink/run.sh, or $WEIR_FLINK_PEER), N rounds
+                     (default 3) run in turn; prints the table of medians and ratios
   fuzz [TARGET [SECONDS]]
                      runs the cargo-fuzz targets (checkpoint_metadata, state_snapshot,
                      savepoint, job_file, key_extraction; default all, 600 s each) with
@@ -87,6 +91,11 @@ fn main() -> ExitCode {
             })
             .collect::<Result<Vec<u64>>>()
             .and_then(|keys| setup().and_then(|()| bench_state(&keys))),
+        ["bench", "--peer", "flink"] => setup().and_then(|()| bench_peer(3)),
+        ["bench", "--peer", "flink", "--rounds", rounds] => rounds
+            .parse()
+            .map_err(|_| format!("ROUNDS must be a number, not `{rounds}`"))
+            .and_then(|n| setup().and_then(|()| bench_peer(n))),
         ["bench", args @ ..] => setup().and_then(|()| bench_suite(args)),
         _ => {
             eprintln!("{USAGE}");
@@ -434,6 +443,225 @@ fn bench_suite(args: &[&str]) -> Result {
     let mut all = vec!["bench", "--component", component];
     all.extend_from_slice(args);
     run(host.to_str().ok_or("non-UTF-8 target path")?, &all)
+}
+
+/// One row of the peer table: a Weir bench-guest job and the Flink peer's arguments.
+struct PeerRow {
+    label: &'static str,
+    /// The bench guest's `workload`.
+    workload: &'static str,
+    keys: u64,
+    parallelism: u16,
+    backend: &'static str,
+    /// Event time per record, in µs (W7), if any.
+    time_step_us: Option<u64>,
+    flink: &'static [&'static str],
+}
+
+const RECORDS: u64 = 10_000_000;
+
+const PEER_ROWS: &[PeerRow] = &[
+    PeerRow {
+        label: "W1 keyed count, JSON records, p=1 (Flink mode=json)",
+        workload: "count",
+        keys: 100_000,
+        parallelism: 1,
+        backend: "memory",
+        time_step_us: None,
+        flink: &["mode=json", "keys=100000"],
+    },
+    PeerRow {
+        label: "W1 keyed count, p=1 (Flink mode=count: binary Tuple2<Long,Long>)",
+        workload: "count",
+        keys: 100_000,
+        parallelism: 1,
+        backend: "memory",
+        time_step_us: None,
+        flink: &["mode=count", "keys=100000"],
+    },
+    PeerRow {
+        label: "W1 keyed count, JSON records, p=2 (Flink mode=json p=2)",
+        workload: "count",
+        keys: 100_000,
+        parallelism: 2,
+        backend: "memory",
+        time_step_us: None,
+        flink: &["mode=json", "keys=100000", "p=2"],
+    },
+    PeerRow {
+        label: "W2 dedup, 10K users, MapState (Flink mode=dedup items=1000)",
+        workload: "dedup",
+        keys: 10_000,
+        parallelism: 1,
+        backend: "memory",
+        time_step_us: None,
+        flink: &["mode=dedup", "keys=10000", "items=1000"],
+    },
+    PeerRow {
+        label: "W5 keyed count, 10M keys, RocksDB (Flink backend=rocksdb)",
+        workload: "count",
+        keys: 10_000_000,
+        parallelism: 1,
+        backend: "rocksdb",
+        time_step_us: None,
+        flink: &["backend=rocksdb", "keys=10000000"],
+    },
+    PeerRow {
+        label: "W7 tumbling 1-minute count, 100K keys (Flink mode=window)",
+        workload: "window",
+        keys: 100_000,
+        parallelism: 1,
+        backend: "memory",
+        time_step_us: Some(100),
+        flink: &["mode=window", "keys=100000"],
+    },
+];
+
+impl PeerRow {
+    /// The Weir side as a job file over `component` (the bench guest).
+    fn toml(&self, component: &Path) -> String {
+        let time = self.time_step_us.map_or(String::new(), |step| {
+            format!(
+                "time_field = \"ts\"\nevent_time_step_us = {step}\nwatermark = {{ out_of_orderness_ms = 0 }}\n"
+            )
+        });
+        let (keys, p, backend, workload) =
+            (self.keys, self.parallelism, self.backend, self.workload);
+        format!(
+            "[job]\nname = \"peer\"\n\n[[source]]\nname = \"gen\"\ntype = \"generator\"\ncount = {RECORDS}\n\
+             keys = {keys}\nparallelism = {p}\n{time}\n[[operator]]\nname = \"op\"\ncomponent = {component:?}\n\
+             input = \"gen\"\nkey_by = \"/key\"\nparallelism = {p}\n[operator.config]\nworkload = \"{workload}\"\n\n\
+             [[sink]]\nname = \"out\"\ntype = \"file\"\ninput = \"op\"\npath = \"out\"\nparallelism = {p}\n\n\
+             [state]\nbackend = \"{backend}\"\ndir = \"local\"\n"
+        )
+    }
+}
+
+/// The Flink peer's script: `$WEIR_FLINK_PEER`, else `../shared/peers/flink/run.sh`
+/// beside the checkout.
+fn flink_peer() -> Result<PathBuf> {
+    let script = env::var_os("WEIR_FLINK_PEER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/peers/flink/run.sh"));
+    match script.is_file() {
+        true => Ok(script),
+        false => Err(format!(
+            "no Flink peer at {}: set WEIR_FLINK_PEER to its run.sh",
+            script.display()
+        )),
+    }
+}
+
+/// Every row of [`PEER_ROWS`], Weir then Flink, `rounds` times in turn; then the table:
+/// each side's median records/s (with every run's), and Weir / Flink.
+fn bench_peer(rounds: usize) -> Result {
+    let peer = flink_peer()?;
+    let component = build_component("bench-guest")?;
+    cargo(&["build", "-p", "host"])?;
+    let host = target_dir().join("debug/host");
+    let work = env::temp_dir().join(format!("weir-peer-{}", std::process::id()));
+    let weir = |row: &PeerRow| -> Result<f64> {
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let job = work.join("job.toml");
+        std::fs::write(&job, row.toml(&component))
+            .map_err(|e| format!("cannot write {}: {e}", job.display()))?;
+        let output = Command::new(&host)
+            .arg("bench")
+            .arg("--component")
+            .arg(&component)
+            .arg("--run-job")
+            .arg(&job)
+            .output()
+            .map_err(|e| format!("cannot run the host: {e}"))?;
+        let _ = std::fs::remove_dir_all(&work);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let seconds = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("measured "))
+            .and_then(|l| l.split(' ').next()?.parse::<f64>().ok());
+        match (output.status.success(), seconds) {
+            (true, Some(seconds)) => Ok(RECORDS as f64 / seconds),
+            _ => Err(format!(
+                "{}: the Weir job failed: {}",
+                row.label,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
+    };
+    let flink = |row: &PeerRow| -> Result<f64> {
+        let output = Command::new(&peer)
+            .args(row.flink)
+            .arg(format!("records={RECORDS}"))
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", peer.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let rate = stdout.lines().find_map(|l| {
+            l.split("-> ")
+                .nth(1)?
+                .strip_suffix(" rec/s")?
+                .trim()
+                .parse()
+                .ok()
+        });
+        match (output.status.success(), rate) {
+            (true, Some(rate)) => Ok(rate),
+            _ => Err(format!(
+                "{}: the Flink peer failed: {}{}",
+                row.label,
+                stdout.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
+    };
+    let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); PEER_ROWS.len()];
+    for round in 1..=rounds {
+        for (row, (weirs, flinks)) in PEER_ROWS.iter().zip(&mut runs) {
+            weirs.push(weir(row)?);
+            flinks.push(flink(row)?);
+            eprintln!(
+                "xtask: round {round}/{rounds}, {}: Weir {:.0}, Flink {:.0} records/s",
+                row.label,
+                weirs.last().copied().unwrap_or_default(),
+                flinks.last().copied().unwrap_or_default()
+            );
+        }
+    }
+    let median = |runs: &[f64]| {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    let each = |runs: &[f64]| {
+        runs.iter()
+            .map(|r| format!("{:.2}M", r / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{RECORDS} records per run, {rounds} rounds in turn, Weir's dev build (Wasm operator, the bench guest), Flink 1.20.3\n"
+    );
+    println!("| workload | Weir Wasm, records/s | Flink, records/s | Weir / Flink |");
+    println!("|---|---|---|---|");
+    for (row, (weirs, flinks)) in PEER_ROWS.iter().zip(&runs) {
+        let ratios: Vec<f64> = weirs.iter().zip(flinks).map(|(w, f)| w / f).collect();
+        println!(
+            "| {} | {:.2}M ({}) | {:.2}M ({}) | **{:.2}×** ({}) |",
+            row.label,
+            median(weirs) / 1e6,
+            each(weirs),
+            median(flinks) / 1e6,
+            each(flinks),
+            median(&ratios),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Issue 4's figures, per number of keys: memory vs RocksDB records/s; RocksDB
