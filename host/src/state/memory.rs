@@ -8,7 +8,7 @@
 //! group's table, without an allocation per key; the checkpoint writer encodes the
 //! snapshot straight into a file, without copying its entries first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
@@ -29,7 +29,10 @@ use crate::small_bytes::SmallBytes;
 enum Slot {
     Value(SmallBytes),
     List(Vec<Vec<u8>>),
-    Map(BTreeMap<Vec<u8>, Vec<u8>>),
+    /// Unordered (a lookup is a probe or two, not a walk of comparisons); sorted where
+    /// order shows: entries, snapshots.
+    /// Boxed, so that value slots (most of all, in most jobs) stay small.
+    Map(Box<HashMap<SmallBytes, SmallBytes>>),
 }
 
 impl Slot {
@@ -142,7 +145,7 @@ impl MemoryBackend {
                 let empty = match expected {
                     Layout::Value => Slot::Value(SmallBytes::default()),
                     Layout::List => Slot::List(Vec::new()),
-                    Layout::Map => Slot::Map(BTreeMap::new()),
+                    Layout::Map => Slot::Map(Box::default()),
                 };
                 vacant.insert_with_key(scope.key.into(), empty)
             }
@@ -221,7 +224,7 @@ impl StateBackend for MemoryBackend {
 
     fn map_get(&self, scope: Scope<'_>, user_key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(match self.slot(scope, Layout::Map)? {
-            Some(Slot::Map(map)) => map.get(user_key).cloned(),
+            Some(Slot::Map(map)) => map.get(user_key).map(|v| v.to_vec()),
             _ => None,
         })
     }
@@ -231,7 +234,11 @@ impl StateBackend for MemoryBackend {
             return self.slot(scope, Layout::Map).map(|_| ());
         }
         if let Slot::Map(map) = self.slot_mut(scope, Layout::Map)? {
-            map.extend(entries);
+            map.extend(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_slice().into(), v.as_slice().into())),
+            );
         }
         Ok(())
     }
@@ -255,7 +262,7 @@ impl StateBackend for MemoryBackend {
 
     fn map_entries(&self, scope: Scope<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Ok(match self.slot(scope, Layout::Map)? {
-            Some(Slot::Map(map)) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Some(Slot::Map(map)) => sorted(map),
             _ => Vec::new(),
         })
     }
@@ -403,13 +410,25 @@ impl StateBackend for MemoryBackend {
                 let slot = match &entry.data {
                     SlotData::Value(v) => Slot::Value(v.as_slice().into()),
                     SlotData::List(l) => Slot::List(l.clone()),
-                    SlotData::Map(m) => Slot::Map(m.iter().cloned().collect()),
+                    SlotData::Map(m) => Slot::Map(Box::new(
+                        (m.iter())
+                            .map(|(k, v)| (k.as_slice().into(), v.as_slice().into()))
+                            .collect(),
+                    )),
                 };
                 states[state].insert(entry.key.as_slice().into(), slot);
             }
         }
         Ok(())
     }
+}
+
+/// A map slot's entries, sorted by user key.
+fn sorted(map: &HashMap<SmallBytes, SmallBytes>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> =
+        map.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries
 }
 
 /// Whether a slot of a state with `ttl` holds an entry expired at `now`.
@@ -460,9 +479,7 @@ impl BackendSnapshot for MemorySnapshot {
                             data: match slot {
                                 Slot::Value(v) => SlotData::Value(v.to_vec()),
                                 Slot::List(l) => SlotData::List(l.clone()),
-                                Slot::Map(m) => SlotData::Map(
-                                    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                                ),
+                                Slot::Map(m) => SlotData::Map(sorted(m)),
                             },
                         })
                     })
@@ -504,11 +521,12 @@ impl BackendSnapshot for MemorySnapshot {
                     match slot {
                         Slot::Value(v) => encoder.value(state, key, v),
                         Slot::List(l) => encoder.list(state, key, l),
-                        Slot::Map(m) => encoder.map(
-                            state,
-                            key,
-                            m.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-                        ),
+                        Slot::Map(m) => {
+                            let mut entries: Vec<(&[u8], &[u8])> =
+                                m.iter().map(|(k, v)| (&**k, &**v)).collect();
+                            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                            encoder.map(state, key, entries.into_iter())
+                        }
                     }
                 }
             }
