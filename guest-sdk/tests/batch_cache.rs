@@ -1,5 +1,6 @@
 //! Value and list state are read and written once per batch (or, used sparsely, once
-//! per call): either way every record sees what the records before it left.
+//! per call), map state per access: either way every record sees what the records
+//! before it left.
 
 use std::collections::HashMap;
 
@@ -139,4 +140,53 @@ fn records_of_one_key_in_a_batch_see_each_others_list_changes() {
         assert_eq!(harness.state(&RECENT, key), model[key], "{key}");
         assert_eq!(harness.state(&LOG, key), log[key], "{key}");
     }
+}
+
+const SEEN: guest_sdk::MapState<u64, u64> = guest_sdk::MapState::new("seen");
+
+/// Dedup with a count: emits an item the first time its key sees it (and how many items
+/// the key has seen then), forgets item 0 whenever it comes.
+#[derive(Default)]
+struct Dedup;
+
+impl Operator for Dedup {
+    type Input = Value;
+    type Output = Value;
+
+    fn process(&mut self, record: Value, ctx: &mut Context<Value>) -> Result<()> {
+        let item = record["item"].as_u64().unwrap_or(0);
+        if item == 0 {
+            return SEEN.remove(&1);
+        }
+        if SEEN.contains(&item)? {
+            return Ok(());
+        }
+        let seen = SEEN.get(&item)?.unwrap_or(0);
+        SEEN.put(&item, &(seen + 1))?;
+        ctx.emit(json!({"item": item, "items": SEEN.keys()?.len()}))
+    }
+}
+
+#[test]
+fn records_of_one_key_in_a_batch_see_each_others_map_writes() {
+    let mut harness = Harness::<Dedup>::new().unwrap();
+    let batch = |items: &[u64]| -> Vec<(&str, Value)> {
+        items
+            .iter()
+            .map(|&item| ("k", json!({"item": item})))
+            .collect()
+    };
+    // Item 1 twice in one batch comes out once; 0 forgets it; the next batch sees that.
+    let outputs = harness.push_batch(&batch(&[1, 2, 1, 0, 3])).unwrap();
+    let items: Vec<u64> = outputs
+        .iter()
+        .map(|o| o["item"].as_u64().unwrap())
+        .collect();
+    assert_eq!(items, [1, 2, 3]);
+    assert_eq!(
+        outputs[2]["items"], 2,
+        "keys() sees the batch's writes: 2 and 3"
+    );
+    let outputs = harness.push_batch(&batch(&[1, 2])).unwrap();
+    assert_eq!(outputs, [json!({"item": 1, "items": 3})]);
 }
