@@ -129,11 +129,31 @@ fn run_and_kill(job: &Job, completions: usize) -> bool {
     resumed
 }
 
+/// Kills the job with SIGKILL after each of `completions` checkpoints in turn (every
+/// run resuming from the one before), then runs it to its end at parallelism 3; checks
+/// that the last run resumed and finished, and returns its committed `out`.
+fn killed_then_rescaled(job: &Job, completions: &[usize], what: &str) -> String {
+    for &n in completions {
+        run_and_kill(job, n);
+    }
+    let path = job.path("job.toml");
+    let out = host(&["run", path.to_str().expect("UTF-8"), "-p", "3"], "");
+    assert_eq!(out.code, 0, "{what}: {}", out.stderr);
+    assert!(out.stderr.contains("resuming"), "{what}: {}", out.stderr);
+    job.committed("out")
+}
+
 /// Runs the job until a checkpoint has completed, then stops it with `host stop
 /// --savepoint`; returns the savepoint's folder.
 fn stop_with_savepoint(job: &Job, args: &[&str]) -> String {
+    stop_with_savepoint_after(job, args, 1)
+}
+
+/// Runs the job until `completions` checkpoints have completed, then stops it with `host
+/// stop --savepoint`; returns the savepoint's folder.
+fn stop_with_savepoint_after(job: &Job, args: &[&str], completions: usize) -> String {
     let mut run = Running::start(&job.path("job.toml"), args);
-    run.wait_for_checkpoints(1);
+    run.wait_for_checkpoints(completions);
     let stopped = host(&["stop", "--savepoint", &run.address()], "");
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
     let (code, rest) = run.wait();

@@ -129,14 +129,8 @@ fn event_time_ttl_expires_as_the_watermark_passes_the_same_in_every_replay() {
         let job = Job::new();
         write_events(&job, &events);
         job.save(&ttl_job(RUST, 6_000, state.clone()));
-        for _ in 0..2 {
-            run_and_kill(&job, 3);
-        }
-        let path = job.path("job.toml");
-        let out = host(&["run", path.to_str().expect("UTF-8"), "-p", "3"], "");
-        assert_eq!(out.code, 0, "{state:?}: {}", out.stderr);
-        assert!(out.stderr.contains("resuming"), "{}", out.stderr);
-        let replayed = canonical(&job.committed("out"));
+        let out = killed_then_rescaled(&job, &[3, 3], &format!("{state:?}"));
+        let replayed = canonical(&out);
         assert_eq!(replayed, expected, "{state:?}: replayed");
     }
 }
@@ -176,13 +170,7 @@ fn a_savepoint_holds_no_entry_expired_when_it_was_taken() {
         write_events(&job, &events);
         job.save(&ttl_job(RUST, 4_000, state.clone()));
         // Stopped well into the input: every key seen, some quiet for long.
-        let mut run = Running::start(&job.path("job.toml"), &[]);
-        run.wait_for_checkpoints(50);
-        let stopped = host(&["stop", "--savepoint", &run.address()], "");
-        assert_eq!(stopped.code, 0, "{}", stopped.stderr);
-        let (code, rest) = run.wait();
-        assert_eq!(code, Some(0), "{rest}");
-        let savepoint = stopped.stdout.trim().to_string();
+        let savepoint = stop_with_savepoint_after(&job, &[], 50);
         let checkpoint = host::inspect::Checkpoint::open(std::path::Path::new(&savepoint))
             .expect("a readable savepoint");
         let snapshots = &checkpoint.operators["count"];

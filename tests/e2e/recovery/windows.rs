@@ -69,15 +69,9 @@ fn windows_killed_mid_window_and_rescaled_2_to_3_commit_exactly_a_failure_free_r
         let job = Job::new();
         std::fs::write(job.path("logs.jsonl"), &input).expect("the log");
         job.save(&windowed(8_000, state.clone()));
-        for _ in 0..2 {
-            run_and_kill(&job, 3);
-        }
-        let path = job.path("job.toml");
-        let out = host(&["run", path.to_str().expect("UTF-8"), "-p", "3"], "");
-        assert_eq!(out.code, 0, "{state:?}: {}", out.stderr);
-        assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+        let out = killed_then_rescaled(&job, &[3, 3], &format!("{state:?}"));
         assert_eq!(
-            canonical(&parsed(&job.committed("out"))),
+            canonical(&parsed(&out)),
             canonical(&counts),
             "{state:?}: the counts"
         );
@@ -130,15 +124,9 @@ fn sessions_merged_across_restores_and_a_rescale_are_exactly_a_failure_free_runs
         let job = Job::new();
         std::fs::write(job.path("clicks.jsonl"), &input).expect("the clicks");
         job.save(&sessions_job(test_artifacts::SESSIONS, state.clone()));
-        for completions in [10, 20] {
-            run_and_kill(&job, completions);
-        }
-        let path = job.path("job.toml");
-        let out = host(&["run", path.to_str().expect("UTF-8"), "-p", "3"], "");
-        assert_eq!(out.code, 0, "{state:?}: {}", out.stderr);
-        assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+        let out = killed_then_rescaled(&job, &[10, 20], &format!("{state:?}"));
         assert_eq!(
-            canonical(&parsed(&job.committed("out"))),
+            canonical(&parsed(&out)),
             canonical(&sessions),
             "{state:?}: the sessions"
         );
@@ -156,13 +144,7 @@ fn open_sessions_saved_by_the_rust_operator_are_resumed_by_the_python_and_javasc
             test_artifacts::SESSIONS,
             State::default_backend(),
         ));
-        let mut run = Running::start(&job.path("job.toml"), &[]);
-        run.wait_for_checkpoints(25);
-        let stopped = host(&["stop", "--savepoint", &run.address()], "");
-        assert_eq!(stopped.code, 0, "{}", stopped.stderr);
-        let (code, rest) = run.wait();
-        assert_eq!(code, Some(0), "{rest}");
-        let savepoint = stopped.stdout.trim().to_string();
+        let savepoint = stop_with_savepoint_after(&job, &[], 25);
         let shown = host(&["state", &savepoint], "");
         assert!(
             shown.stdout.contains("state `sessions` (value)"),
