@@ -68,9 +68,14 @@ impl Workload {
     }
 }
 
-/// W2: the item a user's record `seq` is about (1000 distinct items).
+/// W2: how many distinct items there are.
+pub const ITEMS: u64 = 1000;
+
+/// W2: the item a user's record `seq` (its `seq`-th record) is about: the items in
+/// turn, as the Flink peer's `mode=dedup` has them (record `i` of user `i % K` is about
+/// item `(i / K) % items`), so that both do the same work.
 pub fn item(seq: u64) -> u64 {
-    seq.wrapping_mul(2_654_435_761) % 1000
+    seq % ITEMS
 }
 
 /// W3's states; an address without state is `INITIAL`.
