@@ -145,7 +145,7 @@ impl Slot<'_> {
             self.backend.clear(self.scope)?;
             return Ok(false);
         }
-        let value = split(&stored).map_or(&stored[..], |(_, value)| value);
+        let value = unstamped(&stored);
         out.extend_from_slice(value);
         if ttl.update == TtlUpdate::OnReadAndWrite {
             self.backend.value_put(self.scope, &stamped(stamp, value))?;

@@ -299,8 +299,8 @@ impl CurrentBatch {
     }
 
     /// Gives the batch's records (or fired timers) their event times.
-    pub(super) fn set_times(&mut self, times: Vec<Option<i64>>) {
-        self.times = times;
+    pub(super) fn set_times(&mut self, times: impl Iterator<Item = Option<i64>>) {
+        self.times.extend(times);
     }
 
     /// A batch of the broadcast input `input`: its records have no key, so no keyed
@@ -331,6 +331,15 @@ impl CurrentBatch {
             self.record_scope(state, rec)?;
         }
         Ok(())
+    }
+
+    /// Record `rec`'s scope in `state`, for a record `record_scope` has checked.
+    fn checked_scope(&self, state: StateId, rec: u32) -> Scope<'_> {
+        Scope {
+            state,
+            key_group: self.key_groups[rec as usize],
+            key: &self.keys[rec as usize],
+        }
     }
 
     fn record_scope(&self, state: StateId, rec: u32) -> Result<Scope<'_>> {
@@ -383,6 +392,13 @@ impl GuestCtx {
     /// read and written through the state's TTL.
     fn slot(&mut self, state: u32, rec: u32, layout: Layout) -> Result<ttl::Slot<'_>> {
         let id = self.registry.check(state, layout)?;
+        self.current.record_scope(id, rec)?;
+        self.checked_slot(id, rec)
+    }
+
+    /// Record `rec`'s slot in state `id`, both already checked (by `slot`, or for a
+    /// whole batch by `CurrentBatch::distinct` or `check_records`).
+    fn checked_slot(&mut self, id: StateId, rec: u32) -> Result<ttl::Slot<'_>> {
         let ttl = match self.registry.ttl(id) {
             None => None,
             Some(ttl) => {
@@ -391,7 +407,7 @@ impl GuestCtx {
             }
         };
         Ok(ttl::Slot {
-            scope: self.current.record_scope(id, rec)?,
+            scope: self.current.checked_scope(id, rec),
             backend: &mut *self.backend,
             ttl,
         })
@@ -600,18 +616,15 @@ impl state::Host for GuestCtx {
         Ok(self.slot(state, rec, Layout::Value)?.clear()?)
     }
 
-    fn value_get_batch(&mut self, id: u32) -> Result<state::BatchValues> {
-        let state = self.registry.check(id, Layout::Value)?;
+    fn value_get_batch(&mut self, state: u32) -> Result<state::BatchValues> {
+        let state = self.registry.check(state, Layout::Value)?;
         let (keys, firsts) = self.current.distinct(state)?;
         let mut lengths = Vec::with_capacity(firsts.len());
         let mut absent = Vec::new();
         let mut data = Vec::new();
         for (i, first) in firsts.into_iter().enumerate() {
             let before = data.len();
-            if !self
-                .slot(id, first, Layout::Value)?
-                .value_get_into(&mut data)?
-            {
+            if !self.checked_slot(state, first)?.value_get_into(&mut data)? {
                 absent.push(i as u32);
             }
             lengths.push((data.len() - before) as u32);
@@ -624,8 +637,8 @@ impl state::Host for GuestCtx {
         })
     }
 
-    fn value_set_many(&mut self, id: u32, changes: state::ValueChanges) -> Result<()> {
-        let state = self.registry.check(id, Layout::Value)?;
+    fn value_set_many(&mut self, state: u32, changes: state::ValueChanges) -> Result<()> {
+        let state = self.registry.check(state, Layout::Value)?;
         if changes.records.len() != changes.lengths.len() {
             bail!(
                 "value-set-many: {} records but {} lengths",
@@ -650,7 +663,7 @@ impl state::Host for GuestCtx {
         for ((&rec, &length), remove) in each {
             let (value, after) = rest.split_at(length as usize);
             rest = after;
-            let mut slot = self.slot(id, rec, Layout::Value)?;
+            let mut slot = self.checked_slot(state, rec)?;
             match remove {
                 false => slot.value_put(value)?,
                 true => slot.clear()?,
@@ -659,8 +672,8 @@ impl state::Host for GuestCtx {
         Ok(())
     }
 
-    fn list_get_batch(&mut self, id: u32) -> Result<state::BatchLists> {
-        let state = self.registry.check(id, Layout::List)?;
+    fn list_get_batch(&mut self, state: u32) -> Result<state::BatchLists> {
+        let state = self.registry.check(state, Layout::List)?;
         let (keys, firsts) = self.current.distinct(state)?;
         let mut lists = state::BatchLists {
             keys,
@@ -669,7 +682,7 @@ impl state::Host for GuestCtx {
             data: Vec::new(),
         };
         for first in firsts {
-            let elements = self.slot(id, first, Layout::List)?.list_get()?;
+            let elements = self.checked_slot(state, first)?.list_get()?;
             lists.counts.push(elements.len() as u32);
             for element in elements {
                 lists.lengths.push(element.len() as u32);
@@ -679,8 +692,8 @@ impl state::Host for GuestCtx {
         Ok(lists)
     }
 
-    fn list_set_many(&mut self, id: u32, changes: state::ListChanges) -> Result<()> {
-        let state = self.registry.check(id, Layout::List)?;
+    fn list_set_many(&mut self, state: u32, changes: state::ListChanges) -> Result<()> {
+        let state = self.registry.check(state, Layout::List)?;
         if changes.records.len() != changes.counts.len() {
             bail!(
                 "list-set-many: {} records but {} counts",
@@ -710,7 +723,7 @@ impl state::Host for GuestCtx {
                     element.to_vec()
                 })
                 .collect();
-            self.slot(id, rec, Layout::List)?.list_replace(elements)?;
+            self.checked_slot(state, rec)?.list_replace(elements)?;
         }
         Ok(())
     }

@@ -120,7 +120,6 @@ impl OperatorInstance {
     /// emitted, in order.
     pub fn process(&mut self, batch: Batch, input: u32) -> Result<Output, OperatorError> {
         let records = batch.len();
-        let times: Vec<Option<i64>> = batch.iter().map(|r| r.timestamp).collect();
         let (mut flat, keys, key_groups) = flatten(batch);
         flat.input = input;
         self.begin_call();
@@ -129,7 +128,10 @@ impl OperatorInstance {
             Some(broadcast) if broadcast.broadcast => ctx.current.set_broadcast(&broadcast.name),
             _ => {
                 ctx.current.set(keys, key_groups);
-                ctx.current.set_times(times);
+                let untimed = flat::marked(&flat.untimed, records);
+                let times = untimed.zip(&flat.timestamps);
+                ctx.current
+                    .set_times(times.map(|(untimed, &time)| (!untimed).then_some(time)));
             }
         }
 
@@ -250,14 +252,12 @@ impl OperatorInstance {
             keys.push(SmallBytes::from(timer.key));
             key_groups.push(key_group);
         }
-        let times = match domain {
-            TimeDomain::Event => fired.timestamps.iter().map(|&t| Some(t)).collect(),
-            TimeDomain::Processing => vec![None; fired.timestamps.len()],
-        };
         self.begin_call();
         let ctx = self.store.data_mut();
         ctx.current.set(keys, key_groups);
-        ctx.current.set_times(times);
+        let event = domain == TimeDomain::Event;
+        ctx.current
+            .set_times(fired.timestamps.iter().map(|&t| event.then_some(t)));
         ctx.firing = Some((domain, fired.timestamps.clone()));
         let result = self
             .bindings
