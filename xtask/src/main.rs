@@ -22,9 +22,10 @@ tasks:
   example NAME [LANGUAGE]
                      build the example NAME's component and the host, then run its job
                      (examples: visit-count, consumer-lag, state-machine, dedup,
-                     fraud-rules; LANGUAGE: rust (default), or python, js, c for
-                     visit-count, state-machine and fraud-rules); installs only what that
-                     needs, and builds the host without RocksDB unless the job uses it
+                     fraud-rules, idle-alert, windowed-visit-count, sessions; LANGUAGE:
+                     rust (default), or python, js, c where the example has that folder);
+                     installs only what that needs, and builds the host without RocksDB
+                     unless the job uses it
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
