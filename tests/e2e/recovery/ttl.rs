@@ -159,7 +159,7 @@ fn python_javascript_and_c_state_expires_as_rust_state_does() {
 fn a_savepoint_holds_no_entry_expired_when_it_was_taken() {
     // Keys k40 to k49 go quiet after the first 10 s of event time: long expired when the
     // savepoint is taken, well after that.
-    let events: Vec<(String, i64)> = (events(12_000).into_iter().enumerate())
+    let events: Vec<(String, i64)> = (events(24_000).into_iter().enumerate())
         .map(|(i, (key, ts))| match key[1..].parse::<u32>() {
             Ok(n) if i >= 1_000 && n >= 40 => (format!("k{}", n - 10), ts),
             _ => (key, ts),
@@ -168,8 +168,10 @@ fn a_savepoint_holds_no_entry_expired_when_it_was_taken() {
     for state in [State::default_backend(), State::rocksdb()] {
         let job = Job::new();
         write_events(&job, &events);
-        job.save(&ttl_job(RUST, 4_000, state.clone()));
-        // Stopped well into the input: every key seen, some quiet for long.
+        job.save(&ttl_job(RUST, 2_000, state.clone()));
+        // Stopped well into the input (50 checkpoints 20 ms apart: at least 2,000 of the
+        // 12 s of events, however fast they are) and before its end (however slow):
+        // every key seen, some quiet for long.
         let savepoint = stop_with_savepoint_after(&job, &[], 50);
         let checkpoint = host::inspect::Checkpoint::open(std::path::Path::new(&savepoint))
             .expect("a readable savepoint");
