@@ -150,6 +150,15 @@ pub enum Failure {
         /// Why, and what to do.
         reason: String,
     },
+    /// A Kafka cluster did not do what a source or sink asked (the restart strategy
+    /// tries again).
+    #[error("{task}: {error}")]
+    Kafka {
+        /// The task, e.g. "source `visits`".
+        task: String,
+        /// What failed, naming the brokers.
+        error: String,
+    },
     /// Reading or writing a file or stream failed.
     #[error("{task}: {what}: {error}")]
     Io {
@@ -168,7 +177,10 @@ impl Failure {
     fn is_recoverable(&self) -> bool {
         match self {
             Failure::Operator(OperatorError::Trap { .. } | OperatorError::Failed { .. }) => true,
-            Failure::Panic { .. } | Failure::Io { .. } | Failure::StateStore { .. } => true,
+            Failure::Panic { .. }
+            | Failure::Io { .. }
+            | Failure::Kafka { .. }
+            | Failure::StateStore { .. } => true,
             Failure::Operator(_)
             | Failure::BadRecord { .. }
             | Failure::BadOutput { .. }
@@ -237,8 +249,8 @@ pub struct SinkReport {
     pub name: String,
     /// Records written.
     pub records: u64,
-    /// Part files to commit once the whole job has finished: (pending, committed).
-    pub final_parts: Vec<(PathBuf, PathBuf)>,
+    /// Parts to commit once the whole job has finished.
+    pub final_parts: Vec<sink::FinalPart>,
 }
 
 impl Report {

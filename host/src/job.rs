@@ -174,8 +174,8 @@ pub struct Source {
     pub kind: SourceKind,
     /// What to do with a line that is not JSON.
     pub on_bad_record: OnBadRecord,
-    /// At most this many records per second over all subtasks (file and generator
-    /// sources); none: as fast as the job takes them.
+    /// At most this many records per second over all subtasks (not on stdin); none:
+    /// as fast as the job takes them.
     pub records_per_second: Option<u64>,
     /// Where each record's event time is (file and stdin sources): a record without one
     /// is a bad record.
@@ -226,6 +226,48 @@ pub enum SourceKind {
         /// An event-time field in every record, if wanted.
         time: Option<GeneratedTime>,
     },
+    /// The messages of Kafka topics, one JSON document each. Its splits are the topics'
+    /// partitions, each with the offset of its next message.
+    Kafka(KafkaSource),
+}
+
+/// A Kafka cluster, and client properties passed through to librdkafka as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaClient {
+    /// `host:port,host:port`: the bootstrap brokers.
+    pub brokers: String,
+    /// More client properties (`[source.properties]`, `[sink.properties]`).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// A Kafka source's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSource {
+    /// The cluster.
+    pub client: KafkaClient,
+    /// The topics read.
+    pub topics: Vec<String>,
+    /// The consumer group that completed checkpoints' offsets are committed to, for lag
+    /// tools (and `start = "committed"`); recovery never reads it.
+    pub group_id: String,
+    /// Where partitions without a checkpointed offset start.
+    pub start: KafkaStart,
+    /// Stop at the end each partition had when the job first started (`stop =
+    /// "latest"`), so that the source ends; otherwise it reads until cancelled.
+    pub bounded: bool,
+}
+
+/// Where a partition is first read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaStart {
+    /// Its oldest message.
+    Earliest,
+    /// After its newest message.
+    Latest,
+    /// The group's committed offset (else the oldest message).
+    Committed,
+    /// The first message at or after this time (epoch milliseconds).
+    Timestamp(i64),
 }
 
 /// The event times a generator writes into its records: record `i` has time
@@ -335,6 +377,38 @@ pub enum SinkKind {
     File {
         /// The directory.
         path: PathBuf,
+    },
+    /// Messages of a Kafka topic.
+    Kafka(KafkaSink),
+}
+
+/// A Kafka sink's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSink {
+    /// The cluster.
+    pub client: KafkaClient,
+    /// The topic written.
+    pub topic: String,
+    /// Each message's key: the output's value at this pointer (a string as its text,
+    /// anything else as JSON); none: no key.
+    pub key: Option<JsonPointer>,
+    /// What a failure may do to the topic's messages.
+    pub delivery: KafkaDelivery,
+}
+
+/// A Kafka sink's delivery guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaDelivery {
+    /// Messages are sent as they come and flushed at every checkpoint: none is lost, a
+    /// replay after a failure sends some again.
+    AtLeastOnce,
+    /// A checkpoint's messages are written to a transaction when it completes, under
+    /// transactional ids `<prefix>-<job>-<sink>-<subtask>`: `read_committed` readers see
+    /// each exactly once.
+    ExactlyOnce {
+        /// Subtask `i`'s transactional id is this and `-<i>`: `<transactional_id_prefix>
+        /// -<job>-<sink>`, so a restart, at any parallelism, takes over its ids.
+        transactional_ids: String,
     },
 }
 

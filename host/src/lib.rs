@@ -11,11 +11,14 @@ pub mod checkpoint;
 pub mod cli;
 pub mod control;
 pub mod dataflow;
+#[doc(hidden)]
+pub mod fault;
 pub mod folder;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod inspect;
 pub mod job;
+pub mod kafka;
 pub mod record;
 pub mod small_bytes;
 pub mod state;

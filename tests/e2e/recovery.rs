@@ -6,6 +6,7 @@
 
 mod damage;
 mod faults;
+mod kafka;
 mod operator_state;
 mod savepoints;
 mod sources;

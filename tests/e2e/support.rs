@@ -1,6 +1,7 @@
 //! Running the host binary on job files in temporary directories.
 
 pub mod job_file;
+pub mod kafka;
 pub mod process;
 
 use std::fs;

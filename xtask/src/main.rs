@@ -2,6 +2,7 @@
 //! installed here, idempotently, so README's commands and CI work from a fresh clone.
 
 use std::env;
+use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -163,7 +164,50 @@ fn cargo(args: &[&str]) -> Result {
 fn setup() -> Result {
     setup_rocksdb()?;
     setup_wasm_target()?;
-    languages::install(&languages::tools_dir())
+    languages::install(&languages::tools_dir())?;
+    setup_kafka_broker(&languages::tools_dir())
+}
+
+/// The Kafka-protocol broker the Kafka tests and examples start, from PyPI.
+const KAFKA_BROKER: &str = "noida-db==0.2.3";
+
+/// Installs the tests' Kafka broker into `<tools>/kafka` (a virtualenv), and links its
+/// binary as `<tools>/kafka/broker`: started directly, the PID a test stops is the
+/// broker's, not a Python wrapper's.
+fn setup_kafka_broker(tools: &Path) -> Result {
+    let dir = tools.join("kafka");
+    let link = dir.join("broker");
+    let version = KAFKA_BROKER.split("==").nth(1).unwrap_or_default();
+    let installed = fs::read_to_string(dir.join("installed")).is_ok_and(|v| v == version);
+    if installed && link.exists() {
+        return Ok(());
+    }
+    run(
+        "python3",
+        &["-m", "venv", dir.to_str().ok_or("non-UTF-8 path")?],
+    )?;
+    let pip = dir.join("bin/pip");
+    run(
+        pip.to_str().ok_or("non-UTF-8 path")?,
+        &["install", "-q", KAFKA_BROKER],
+    )?;
+    let binary = fs::read_dir(dir.join("lib"))
+        .map_err(|e| format!("cannot list {}: {e}", dir.join("lib").display()))?
+        .flatten()
+        .map(|python| python.path().join("site-packages/noida_db/noida-db"))
+        .find(|b| b.is_file())
+        .ok_or_else(|| {
+            format!(
+                "{KAFKA_BROKER} installed no broker binary under {}",
+                dir.display()
+            )
+        })?;
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&binary, &link)
+        .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+    fs::write(dir.join("installed"), version)
+        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    Ok(())
 }
 
 /// Debian's libclang-dev, which RocksDB's build needs.

@@ -587,6 +587,7 @@ impl Run<'_> {
         self.summary.last_bytes = files().map(StateFile::bytes).sum();
         self.summary.last_copied = files().map(StateFile::copied).sum();
         coordinator.store.complete(&metadata)?;
+        crate::fault::crash_if(crate::fault::Point::AfterMetadata, id.0, None);
         self.summary.completed += 1;
         self.summary.unaligned += u64::from(unaligned);
         self.summary.durations.push(done.started.elapsed());

@@ -77,6 +77,19 @@ pub enum SourceSplit {
         /// The next record index of this split to generate: every index below it is done.
         next: u64,
     },
+    /// A partition of a Kafka topic.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset of the next message to read: every message before it is done.
+        next: i64,
+        /// For a bounded source (`stop = "latest"`), the offset it stops at: the
+        /// partition's end when the split was made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<i64>,
+    },
 }
 
 /// One operator subtask's state in a checkpoint.

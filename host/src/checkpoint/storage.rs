@@ -16,6 +16,8 @@ use crate::state::KeyedCopy;
 use crate::state::operator::OperatorState;
 use crate::state::snapshot::Snapshot;
 
+const SINK_OUTPUT: &str = "sink-output";
+
 /// The checkpoints of one job: `<dir>/<job>/`. Clones share one registry of the
 /// job's shared files.
 #[derive(Debug, Clone)]
@@ -37,6 +39,12 @@ impl Store {
     /// The job's checkpoint folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where sink `sink` keeps output that checkpoints commit elsewhere (an exactly-once
+    /// Kafka sink's pending parts): `<job>/sink-output/<sink>/`.
+    pub fn sink_output(&self, sink: &str) -> PathBuf {
+        self.root.join(SINK_OUTPUT).join(sink)
     }
 
     /// The folder of checkpoint `id`.
@@ -223,13 +231,16 @@ impl Store {
         for id in self.ids()? {
             self.discard(id)?;
         }
-        let shared = self.root.join(SHARED);
-        match fs::remove_dir_all(&shared) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(io_error(format!("cannot delete {}", shared.display()))(e))
+        for folder in [SHARED, SINK_OUTPUT] {
+            let path = self.root.join(folder);
+            match fs::remove_dir_all(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error(format!("cannot delete {}", path.display()))(e));
+                }
+                _ => {}
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 

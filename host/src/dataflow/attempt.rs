@@ -301,6 +301,16 @@ fn start_tasks(
                     }
                 })?
             }
+            SinkKind::Kafka(_) => match coordinator.as_deref() {
+                Some(c) => sink::prepare_kafka(
+                    sink,
+                    c.store(),
+                    restore
+                        .and_then(|r| r.metadata.sinks.get(&sink.name))
+                        .map(Vec::as_slice),
+                )?,
+                None => vec![0; usize::from(sink.parallelism)],
+            },
             SinkKind::Stdout => vec![0; usize::from(sink.parallelism)],
         };
         for (subtask, first_part) in first_parts.into_iter().enumerate() {

@@ -29,6 +29,9 @@ pub enum BadRecord {
     /// The payload spans several lines (a pretty-printed document, say).
     #[error("a record must be one line, and this one has a line break")]
     LineBreak,
+    /// A Kafka message without a value (a tombstone).
+    #[error("a Kafka message without a value (a tombstone)")]
+    NoValue,
     /// The source's `event_time` found no time in it.
     #[error(transparent)]
     EventTime(#[from] EventTimeError),

@@ -12,7 +12,8 @@ use crossbeam_channel::Receiver;
 
 use super::attempt::{Attempt, run_attempt};
 use super::restore::{Restore, latest, open_restore};
-use super::{Failure, Report, SinkReport, poison, sink};
+use super::sink::{self, FinalPart};
+use super::{Failure, Report, SinkReport, poison};
 use crate::checkpoint::coordinator;
 use crate::checkpoint::restart::Restarts;
 use crate::checkpoint::{CheckpointError, Store};
@@ -47,7 +48,7 @@ fn run_attempts(
         .as_ref()
         .map(|c| Store::new(&c.dir, &job.name));
     if let Some(store) = &store
-        && finish_previous(store)?
+        && finish_previous(job, store)?
     {
         return Ok(Report {
             already_finished: true,
@@ -121,7 +122,7 @@ fn run_attempts(
         }
         match result {
             Ok(mut report) => {
-                finish(store.as_ref(), &report)?;
+                finish(job, store.as_ref(), &report)?;
                 report.resumed_from = resumed_from;
                 report.restarts = restarts.failures();
                 report.checkpoints = checkpoints;
@@ -227,8 +228,8 @@ const FINISHED: &str = "_finished";
 /// After every task finished: commits the sinks' final part files and deletes the
 /// job's checkpoints. A marker listing the files is written first, so that a crash in
 /// between is completed by the next `host run` instead of replaying committed output.
-fn finish(store: Option<&Store>, report: &Report) -> Result<(), Failure> {
-    let parts: Vec<(PathBuf, PathBuf)> = report
+fn finish(job: &Job, store: Option<&Store>, report: &Report) -> Result<(), Failure> {
+    let parts: Vec<FinalPart> = report
         .sinks
         .iter()
         .flat_map(|s| s.final_parts.clone())
@@ -242,7 +243,8 @@ fn finish(store: Option<&Store>, report: &Report) -> Result<(), Failure> {
         }
     };
     let Some(store) = store else {
-        return sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"));
+        return sink::commit_final(&parts, Some(job))
+            .map_err(io_failure("cannot commit the sinks' output"));
     };
     let marker = store.root().join(FINISHED);
     std::fs::create_dir_all(store.root())
@@ -250,23 +252,34 @@ fn finish(store: Option<&Store>, report: &Report) -> Result<(), Failure> {
     let listing = serde_json::to_vec(&parts).expect("paths serialize");
     crate::checkpoint::files::write_synced(&marker, &listing)
         .map_err(io_failure("cannot write the finish marker"))?;
-    sink::commit_final(&parts).map_err(io_failure("cannot commit the sinks' output"))?;
+    sink::commit_final(&parts, Some(job)).map_err(io_failure("cannot commit the sinks' output"))?;
     store.discard_all()?;
     std::fs::remove_file(&marker).map_err(io_failure("cannot remove the finish marker"))
 }
 
 /// Completes a finish that a crash interrupted; returns whether there was one.
-fn finish_previous(store: &Store) -> Result<bool, Failure> {
+fn finish_previous(job: &Job, store: &Store) -> Result<bool, Failure> {
     let marker = store.root().join(FINISHED);
     let Ok(listing) = std::fs::read(&marker) else {
         return Ok(false);
     };
-    let parts: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(&listing).map_err(|e| {
-        Failure::Checkpoint(CheckpointError::State {
-            path: marker.clone(),
-            reason: format!("malformed finish marker: {e}"),
-        })
-    })?;
+    // Markers before Kafka sinks listed (pending, committed) paths.
+    let old = |listing: &[u8]| {
+        let paths: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(listing)?;
+        Ok::<_, serde_json::Error>(
+            (paths.into_iter())
+                .map(|(pending, committed)| FinalPart::File { pending, committed })
+                .collect(),
+        )
+    };
+    let parts: Vec<FinalPart> = serde_json::from_slice(&listing)
+        .or_else(|_| old(&listing))
+        .map_err(|e| {
+            Failure::Checkpoint(CheckpointError::State {
+                path: marker.clone(),
+                reason: format!("malformed finish marker: {e}"),
+            })
+        })?;
     let report = Report {
         sinks: vec![SinkReport {
             final_parts: parts,
@@ -274,6 +287,6 @@ fn finish_previous(store: &Store) -> Result<bool, Failure> {
         }],
         ..Report::default()
     };
-    finish(Some(store), &report)?;
+    finish(job, Some(store), &report)?;
     Ok(true)
 }

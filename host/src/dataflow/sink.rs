@@ -8,10 +8,16 @@
 //! completes it renames it `part-<i>-<n>.jsonl` (phase two). Hidden files are never
 //! committed output: a job resuming from checkpoint *k* commits the pending files *k*
 //! lists and deletes every other hidden file, whose records it replays.
+//!
+//! The Kafka sink ([`kafka`]) is at-least-once (sent as they come, flushed at every
+//! barrier) or exactly-once: the same part files, kept with the checkpoints, whose phase
+//! two is a transaction writing them to the topic.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use super::inputs::{Event, Inputs, Snapshot};
 use super::{Failure, SinkReport, Stop};
@@ -23,6 +29,10 @@ use crate::checkpoint::writer::write_channel_state;
 use crate::checkpoint::{CheckpointId, SinkState, Store};
 use crate::job::{Sink, SinkKind};
 use crate::record::KeyedRecord;
+
+mod kafka;
+
+pub use kafka::prepare_kafka;
 
 /// Where a sink subtask's checkpoints go.
 pub struct Checkpoints {
@@ -129,42 +139,90 @@ pub fn run(
             }
             acks.finished(Box::new(FinalAck(AckState::Sink(SinkState::default()))));
         }
+        SinkKind::Kafka(settings) => {
+            let Some(committer) = kafka::committer(sink, settings, task.subtask)? else {
+                kafka::at_least_once(sink, settings, inputs, acks, &mut report)?;
+                return Ok(report);
+            };
+            let store = &acks.checkpoints.as_ref();
+            let dir = store
+                .map(|c| kafka::staging(&c.store, &sink.name))
+                .expect("validation: an exactly-once Kafka sink checkpoints");
+            let parts = PartFiles {
+                dir,
+                subtask: task.subtask,
+                next: first_part,
+                current: None,
+                pending: Vec::new(),
+                publish: Publish::Kafka(committer),
+            };
+            write_parts(
+                sink,
+                parts,
+                inputs,
+                acks,
+                &mut report,
+                "commit its output to Kafka",
+            )?;
+        }
         SinkKind::File { path } => {
-            let mut parts = PartFiles {
+            let parts = PartFiles {
                 dir: path.clone(),
                 subtask: task.subtask,
                 next: first_part,
                 current: None,
                 pending: Vec::new(),
+                publish: Publish::Rename,
             };
-            let failure = |what: &str| io_failure(format!("cannot {what} in {}", path.display()));
-            while let Some(event) = inputs.next()? {
-                match event {
-                    Event::Batch(batch, _) => {
-                        parts.write(&batch).map_err(failure("write a part file"))?;
-                        report.records += batch.len() as u64;
-                    }
-                    Event::Checkpoint(snapshot) => {
-                        let id = snapshot.barrier.id;
-                        let state = parts.prepare(id).map_err(failure("close a part file"))?;
-                        acks.snapshot(snapshot, state);
-                    }
-                    Event::ChannelState(id, state) => acks.channel_state(id, &state),
-                    Event::Committed(id) => {
-                        parts.commit(id).map_err(failure("commit part files"))?
-                    }
-                    Event::Watermark(_) | Event::Alarm => {}
-                }
-            }
-            let next_part = parts.next;
-            report.final_parts = parts.finish().map_err(failure("close a part file"))?;
-            acks.finished(Box::new(FinalParts {
-                pending: report.final_parts.clone(),
-                next_part,
-            }));
+            write_parts(sink, parts, inputs, acks, &mut report, "commit part files")?;
         }
     }
     Ok(report)
+}
+
+/// Writes a sink subtask's input to `parts`: part files made pending at each barrier and
+/// published (`committing` says how) when their checkpoint completes.
+fn write_parts(
+    sink: &Sink,
+    mut parts: PartFiles,
+    mut inputs: Inputs,
+    acks: Acks,
+    report: &mut SinkReport,
+    committing: &str,
+) -> Result<(), Stop> {
+    let dir = parts.dir.clone();
+    let failure = |what: &str| {
+        let task = format!("sink `{}`", sink.name);
+        let what = format!("cannot {what} ({})", dir.display());
+        move |error: io::Error| Stop::Failed(Failure::Io { task, what, error })
+    };
+    let mut acks = acks;
+    while let Some(event) = inputs.next()? {
+        match event {
+            Event::Batch(batch, _) => {
+                parts.write(&batch).map_err(failure("write a part file"))?;
+                report.records += batch.len() as u64;
+            }
+            Event::Checkpoint(snapshot) => {
+                let id = snapshot.barrier.id;
+                let state = parts.prepare(id).map_err(failure("close a part file"))?;
+                acks.snapshot(snapshot, state);
+            }
+            Event::ChannelState(id, state) => acks.channel_state(id, &state),
+            Event::Committed(id) => parts.commit(id).map_err(failure(committing))?,
+            Event::Watermark(_) | Event::Alarm => {}
+        }
+    }
+    let next_part = parts.next;
+    let (final_parts, publish) =
+        (parts.finish(&sink.name)).map_err(failure("close a part file"))?;
+    report.final_parts = final_parts.clone();
+    acks.finished(Box::new(FinalParts {
+        pending: final_parts,
+        next_part,
+        publish,
+    }));
+    Ok(())
 }
 
 fn write_batch(out: &mut impl Write, batch: &[KeyedRecord]) -> io::Result<()> {
@@ -175,7 +233,7 @@ fn write_batch(out: &mut impl Write, batch: &[KeyedRecord]) -> io::Result<()> {
     Ok(())
 }
 
-/// One file sink subtask's part files.
+/// One sink subtask's part files.
 struct PartFiles {
     dir: PathBuf,
     subtask: usize,
@@ -183,6 +241,50 @@ struct PartFiles {
     current: Option<(BufWriter<File>, u64)>,
     /// Pending part numbers, with the checkpoint that commits them.
     pending: Vec<(CheckpointId, u64)>,
+    /// What committing a part does.
+    publish: Publish,
+}
+
+/// Where a pending part goes when its checkpoint completes.
+enum Publish {
+    /// Renamed `part-<i>-<n>.jsonl`, in the sink's directory.
+    Rename,
+    /// Written to a Kafka topic in a transaction, then deleted.
+    Kafka(crate::kafka::Committer),
+}
+
+impl Publish {
+    fn part(&mut self, dir: &Path, pending: &str, n: u64) -> io::Result<()> {
+        match self {
+            Publish::Rename => commit_part(dir, pending),
+            Publish::Kafka(committer) => kafka::publish(committer, &dir.join(pending), n),
+        }
+    }
+}
+
+/// A part left pending when a sink subtask finished, to commit once the job has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "kebab-case")]
+pub enum FinalPart {
+    /// A file sink's part: renamed from `pending` to `committed`.
+    File {
+        /// Its hidden name.
+        pending: PathBuf,
+        /// Its committed name.
+        committed: PathBuf,
+    },
+    /// An exactly-once Kafka sink's part, written to its topic by subtask `subtask`'s
+    /// transactional id.
+    Kafka {
+        /// The sink.
+        sink: String,
+        /// The subtask that wrote it.
+        subtask: usize,
+        /// Its number.
+        part: u64,
+        /// The file.
+        pending: PathBuf,
+    },
 }
 
 impl PartFiles {
@@ -229,7 +331,7 @@ impl PartFiles {
         let (done, rest): (Vec<_>, Vec<_>) =
             self.pending.iter().partition(|(c, _)| *c <= completed);
         for (_, n) in &done {
-            commit_part(&self.dir, &self.pending_name(*n))?;
+            self.publish.part(&self.dir, &self.pending_name(*n), *n)?;
         }
         if !done.is_empty() {
             sync_dir(&self.dir)?;
@@ -238,35 +340,48 @@ impl PartFiles {
         Ok(())
     }
 
-    /// At the end of input: everything still open or pending, as (pending, committed)
-    /// paths for the job to commit once every task has finished.
-    fn finish(mut self) -> io::Result<Vec<(PathBuf, PathBuf)>> {
+    /// At the end of input: everything still open or pending, for the job to commit
+    /// once every task has finished (or a later checkpoint, with `Publish`).
+    fn finish(mut self, sink: &str) -> io::Result<(Vec<FinalPart>, Publish)> {
         self.prepare(CheckpointId(u64::MAX))?;
-        Ok(self
-            .pending
-            .iter()
+        let parts = (self.pending.iter())
             .map(|(_, n)| {
                 let name = self.pending_name(*n);
-                (self.dir.join(&name), self.dir.join(committed_name(&name)))
+                match self.publish {
+                    Publish::Rename => FinalPart::File {
+                        pending: self.dir.join(&name),
+                        committed: self.dir.join(committed_name(&name)),
+                    },
+                    Publish::Kafka(_) => FinalPart::Kafka {
+                        sink: sink.to_string(),
+                        subtask: self.subtask,
+                        part: *n,
+                        pending: self.dir.join(&name),
+                    },
+                }
             })
-            .collect())
+            .collect();
+        Ok((parts, self.publish))
     }
 }
 
-/// A finished file sink subtask's output: pending in every checkpoint after its end until
+/// A finished sink subtask's output: pending in every checkpoint after its end until
 /// one completes, which commits it.
 struct FinalParts {
-    /// (pending, committed) paths; empty once committed.
-    pending: Vec<(PathBuf, PathBuf)>,
+    /// Empty once committed.
+    pending: Vec<FinalPart>,
     next_part: u64,
+    publish: Publish,
 }
 
 impl Finished for FinalParts {
     fn state(&mut self, _: CheckpointId) -> Result<AckState, String> {
-        let pending = self
-            .pending
-            .iter()
-            .filter_map(|(p, _)| Some(p.file_name()?.to_string_lossy().into_owned()))
+        let pending = (self.pending.iter())
+            .filter_map(|p| match p {
+                FinalPart::File { pending, .. } | FinalPart::Kafka { pending, .. } => {
+                    Some(pending.file_name()?.to_string_lossy().into_owned())
+                }
+            })
             .collect();
         Ok(AckState::Sink(SinkState {
             pending,
@@ -278,7 +393,15 @@ impl Finished for FinalParts {
         if self.pending.is_empty() {
             return Ok(());
         }
-        commit_final(&self.pending).map_err(|e| format!("cannot commit its part files: {e}"))?;
+        for part in &self.pending {
+            match (part, &mut self.publish) {
+                (FinalPart::Kafka { part, pending, .. }, Publish::Kafka(committer)) => {
+                    kafka::publish(committer, pending, *part)
+                }
+                (part, _) => commit_final(std::slice::from_ref(part), None),
+            }
+            .map_err(|e| format!("cannot commit its output: {e}"))?;
+        }
         self.pending.clear();
         Ok(())
     }
@@ -358,15 +481,21 @@ fn part_number(name: &str) -> Option<(usize, u64)> {
     Some((subtask.parse().ok()?, n.parse().ok()?))
 }
 
-/// Commits final part files: `(pending, committed)` paths.
-pub fn commit_final(parts: &[(PathBuf, PathBuf)]) -> io::Result<()> {
-    for (pending, committed) in parts {
-        match fs::rename(pending, committed) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            other => other?,
-        }
-        if let Some(dir) = committed.parent() {
-            sync_dir(dir)?;
+/// Commits the parts sinks left pending when they finished; committing one twice is
+/// harmless. Kafka parts need the `job` (for their sink's settings).
+pub fn commit_final(parts: &[FinalPart], job: Option<&crate::job::Job>) -> io::Result<()> {
+    for part in parts {
+        match part {
+            FinalPart::File { pending, committed } => {
+                match fs::rename(pending, committed) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
+                if let Some(dir) = committed.parent() {
+                    sync_dir(dir)?;
+                }
+            }
+            FinalPart::Kafka { .. } => kafka::commit_final(part, job)?,
         }
     }
     Ok(())
@@ -430,6 +559,7 @@ mod tests {
             next: 0,
             current: None,
             pending: Vec::new(),
+            publish: Publish::Rename,
         };
         parts.write(&records(2)).unwrap();
         let state = parts.prepare(CheckpointId(1)).unwrap();
@@ -464,6 +594,7 @@ mod tests {
             next: 0,
             current: None,
             pending: Vec::new(),
+            publish: Publish::Rename,
         };
         parts.write(&records(1)).unwrap();
         let at_checkpoint = parts.prepare(CheckpointId(1)).unwrap();

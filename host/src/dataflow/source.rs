@@ -7,6 +7,7 @@
 //! so restoring a checkpoint and seeking every split to its position replays exactly the
 //! records that followed the barrier, whichever subtask now holds the split.
 
+mod kafka;
 pub mod split;
 
 use std::fs::File;
@@ -147,6 +148,9 @@ pub fn run(source: &Source, context: Context, mut outputs: Outputs) -> Result<So
                 &mut |_| Vec::new(),
             )?;
             Vec::new()
+        }
+        SourceKind::Kafka(kafka) => {
+            kafka::read(source, kafka, &context, &mut outputs, &mut report)?
         }
         SourceKind::Generator {
             count,
@@ -465,21 +469,7 @@ impl Lines<'_> {
                         clock.after_record(time, outputs)?;
                     }
                 }
-                Err(error) => match self.source.on_bad_record {
-                    OnBadRecord::Fail => {
-                        return Err(Stop::Failed(Failure::BadRecord {
-                            source_name: self.source.name.clone(),
-                            location: self.location(number),
-                            error,
-                        }));
-                    }
-                    OnBadRecord::Skip => {
-                        report.skipped += 1;
-                        if report.first_skipped.is_none() {
-                            report.first_skipped = Some(self.location(number));
-                        }
-                    }
-                },
+                Err(error) => bad_record(self.source, report, self.location(number), error)?,
             }
             if outputs.pending() >= BATCH_SIZE
                 || (reader.buffer().is_empty() && outputs.pending() > 0)
@@ -489,6 +479,28 @@ impl Lines<'_> {
                     clock.tick(outputs, false)?;
                 }
             }
+        }
+    }
+}
+
+/// A record of `source` at `location` that cannot go downstream: fails the source, or
+/// is counted and skipped, as its `on_bad_record` says.
+fn bad_record(
+    source: &Source,
+    report: &mut SourceReport,
+    location: String,
+    error: BadRecord,
+) -> Result<(), Stop> {
+    match source.on_bad_record {
+        OnBadRecord::Fail => Err(Stop::Failed(Failure::BadRecord {
+            source_name: source.name.clone(),
+            location,
+            error,
+        })),
+        OnBadRecord::Skip => {
+            report.skipped += 1;
+            report.first_skipped.get_or_insert(location);
+            Ok(())
         }
     }
 }
@@ -744,7 +756,7 @@ mod tests {
                     .iter()
                     .filter_map(|s| match s {
                         SourceSplit::Generator { split, .. } => Some(*split),
-                        SourceSplit::File { .. } => None,
+                        _ => None,
                     })
                     .collect();
                 while let Some(index) = owned.next_index(5000) {

@@ -77,6 +77,15 @@ pub(super) struct SourceSection {
     pub(super) event_time_step_us: Option<Spanned<i64>>,
     pub(super) disorder_ms: Option<Spanned<i64>>,
     pub(super) watermark: Option<Spanned<WatermarkSection>>,
+    // Kafka sources only.
+    pub(super) brokers: Option<Spanned<String>>,
+    /// A topic's name, or a list of them.
+    pub(super) topic: Option<Spanned<toml::Value>>,
+    pub(super) group_id: Option<Spanned<String>>,
+    /// `"earliest"`, `"latest"`, `"committed"` or `{ timestamp_ms = … }`.
+    pub(super) start: Option<Spanned<toml::Value>>,
+    pub(super) stop: Option<Spanned<String>>,
+    pub(super) properties: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +143,13 @@ pub(super) struct SinkSection {
     pub(super) input: Spanned<toml::Value>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) parallelism: Option<Spanned<i64>>,
+    // Kafka sinks only.
+    pub(super) brokers: Option<Spanned<String>>,
+    pub(super) topic: Option<Spanned<String>>,
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) delivery: Option<Spanned<String>>,
+    pub(super) transactional_id_prefix: Option<Spanned<String>>,
+    pub(super) properties: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize)]

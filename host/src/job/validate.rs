@@ -110,7 +110,7 @@ impl Validator<'_> {
         let sources = file
             .source
             .iter()
-            .map(|s| self.source(s, max_parallelism))
+            .map(|s| self.source(s, &file.job.name, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
         let operators = self.operators(&file.operator, &sources, max_parallelism)?;
         // `<operator>.<side output>` must name nothing else.
@@ -135,7 +135,7 @@ impl Validator<'_> {
         let sinks = file
             .sink
             .iter()
-            .map(|s| self.sink(s, &sources, &operators, max_parallelism))
+            .map(|s| self.sink(s, &file.job.name, &sources, &operators, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
         let checkpoint = file
             .checkpoint
@@ -149,6 +149,25 @@ impl Validator<'_> {
                 stdin.kind.span(),
                 "source.type",
                 "a `stdin` source cannot be replayed after a failure, so a job that checkpoints cannot read one: use a file source",
+            ));
+        }
+        if checkpoint.is_none()
+            && let Some(sink) = file.sink.iter().find(|s| {
+                s.kind.get_ref() == "kafka"
+                    && s.delivery
+                        .as_ref()
+                        .is_some_and(|d| d.get_ref() == "exactly-once")
+            })
+        {
+            let span = sink
+                .delivery
+                .as_ref()
+                .map_or(sink.kind.span(), Spanned::span);
+            return Err(self.error(
+                span,
+                "sink.delivery",
+                "an exactly-once Kafka sink commits its output when a checkpoint completes: \
+                 add a [checkpoint] section, or use delivery = \"at-least-once\"",
             ));
         }
         let restart = match &file.restart {
@@ -357,8 +376,14 @@ impl Validator<'_> {
         }
     }
 
-    fn source(&self, s: &SourceSection, max_parallelism: u16) -> Result<Source, JobError> {
+    fn source(
+        &self,
+        s: &SourceSection,
+        job: &str,
+        max_parallelism: u16,
+    ) -> Result<Source, JobError> {
         let kind = match s.kind.get_ref().as_str() {
+            "kafka" => SourceKind::Kafka(self.kafka_source(s, job)?),
             "file" => {
                 let path = s.path.as_ref().ok_or_else(|| {
                     self.error(s.kind.span(), "source.path", "a file source needs `path`")
@@ -418,7 +443,7 @@ impl Validator<'_> {
                     s.kind.span(),
                     "source.type",
                     format!(
-                        "unknown source type `{other}`: expected `file`, `stdin` or `generator`"
+                        "unknown source type `{other}`: expected `file`, `stdin`, `generator` or `kafka`"
                     ),
                 ));
             }
@@ -480,6 +505,18 @@ impl Validator<'_> {
                 matches!(kind, SourceKind::Generator { time: Some(_), .. }),
             ),
         ];
+        let kafka = matches!(kind, SourceKind::Kafka(_));
+        let kafka_keys = [
+            ("brokers", s.brokers.as_ref().map(Spanned::span)),
+            ("topic", s.topic.as_ref().map(Spanned::span)),
+            ("group_id", s.group_id.as_ref().map(Spanned::span)),
+            ("start", s.start.as_ref().map(Spanned::span)),
+            ("stop", s.stop.as_ref().map(Spanned::span)),
+            ("properties", s.properties.as_ref().map(Spanned::span)),
+        ];
+        let misplaced = misplaced
+            .into_iter()
+            .chain(kafka_keys.map(|(key, span)| (key, span, kafka)));
         for (key, span, allowed) in misplaced {
             if let (Some(span), false) = (span, allowed) {
                 return Err(self.error(
@@ -525,7 +562,8 @@ impl Validator<'_> {
                 .transpose()?,
             watermark: match &s.watermark {
                 None => None,
-                Some(w) if s.event_time.is_none() && s.time_field.is_none() => {
+                // A Kafka message has a timestamp of its own.
+                Some(w) if s.event_time.is_none() && s.time_field.is_none() && !kafka => {
                     return Err(self.error(
                         w.span(),
                         "source.watermark",
@@ -536,6 +574,194 @@ impl Validator<'_> {
                 }
                 Some(w) => Some(self.watermark(w.get_ref())?),
             },
+        })
+    }
+
+    /// `brokers` and `properties`, which a Kafka source or sink of `kind` needs.
+    fn kafka_client(
+        &self,
+        brokers: Option<&Spanned<String>>,
+        properties: Option<&Spanned<toml::Table>>,
+        kind: &Spanned<String>,
+        node: &str,
+    ) -> Result<KafkaClient, JobError> {
+        let brokers = match brokers {
+            Some(b) if !b.get_ref().trim().is_empty() => b.get_ref().trim().to_string(),
+            Some(b) => {
+                return Err(self.error(b.span(), &format!("{node}.brokers"), "no broker named"));
+            }
+            None => {
+                return Err(self.error(
+                    kind.span(),
+                    &format!("{node}.brokers"),
+                    format!(
+                        "a kafka {node} needs `brokers`, the cluster's bootstrap servers \
+                         (\"host:port,host:port\")"
+                    ),
+                ));
+            }
+        };
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(table) = properties {
+            for (name, value) in table.get_ref() {
+                let value = match value {
+                    toml::Value::String(v) => v.clone(),
+                    toml::Value::Integer(v) => v.to_string(),
+                    toml::Value::Boolean(v) => v.to_string(),
+                    toml::Value::Float(v) => v.to_string(),
+                    _ => {
+                        return Err(self.error(
+                            table.span(),
+                            &format!("{node}.properties.{name}"),
+                            "a client property is a string, number or boolean",
+                        ));
+                    }
+                };
+                if name == "bootstrap.servers" {
+                    return Err(self.error(
+                        table.span(),
+                        &format!("{node}.properties.{name}"),
+                        "set the brokers with `brokers`",
+                    ));
+                }
+                out.insert(name.clone(), value);
+            }
+        }
+        Ok(KafkaClient {
+            brokers,
+            properties: out,
+        })
+    }
+
+    fn kafka_source(&self, s: &SourceSection, job: &str) -> Result<KafkaSource, JobError> {
+        let client =
+            self.kafka_client(s.brokers.as_ref(), s.properties.as_ref(), &s.kind, "source")?;
+        let no_topic = || {
+            self.error(
+                s.topic.as_ref().map_or(s.kind.span(), Spanned::span),
+                "source.topic",
+                "a kafka source needs `topic`: a topic's name, or a list of them",
+            )
+        };
+        let topics: Vec<String> = match s.topic.as_ref().map(Spanned::get_ref) {
+            Some(toml::Value::String(t)) => vec![t.clone()],
+            Some(toml::Value::Array(list)) => list
+                .iter()
+                .map(|t| t.as_str().map(str::to_string).ok_or_else(no_topic))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(no_topic()),
+        };
+        if topics.is_empty() || topics.iter().any(String::is_empty) {
+            return Err(no_topic());
+        }
+        let start = match &s.start {
+            None => KafkaStart::Earliest,
+            Some(start) => match start.get_ref() {
+                toml::Value::String(v) if v == "earliest" => KafkaStart::Earliest,
+                toml::Value::String(v) if v == "latest" => KafkaStart::Latest,
+                toml::Value::String(v) if v == "committed" => KafkaStart::Committed,
+                toml::Value::Table(t) if t.len() == 1 && t.contains_key("timestamp_ms") => {
+                    match t["timestamp_ms"].as_integer() {
+                        Some(ms) if ms >= 0 => KafkaStart::Timestamp(ms),
+                        _ => {
+                            return Err(self.error(
+                                start.span(),
+                                "source.start.timestamp_ms",
+                                "milliseconds since the Unix epoch, 0 or more",
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(self.error(
+                        start.span(),
+                        "source.start",
+                        "expected \"earliest\", \"latest\", \"committed\" or \
+                         { timestamp_ms = <epoch milliseconds> }",
+                    ));
+                }
+            },
+        };
+        let bounded = match &s.stop {
+            None => false,
+            Some(stop) if stop.get_ref() == "latest" => true,
+            Some(stop) => {
+                return Err(self.error(
+                    stop.span(),
+                    "source.stop",
+                    "expected \"latest\" (stop at the end the partitions had when the job \
+                     first started), or no `stop` to read until cancelled",
+                ));
+            }
+        };
+        Ok(KafkaSource {
+            client,
+            topics,
+            group_id: s.group_id.as_ref().map_or_else(
+                || format!("weir-{job}-{}", s.name.get_ref()),
+                |g| g.get_ref().clone(),
+            ),
+            start,
+            bounded,
+        })
+    }
+
+    fn kafka_sink(&self, s: &SinkSection, job: &str) -> Result<KafkaSink, JobError> {
+        let client =
+            self.kafka_client(s.brokers.as_ref(), s.properties.as_ref(), &s.kind, "sink")?;
+        let topic = match &s.topic {
+            Some(t) if !t.get_ref().is_empty() => t.get_ref().clone(),
+            _ => {
+                return Err(self.error(
+                    s.topic.as_ref().map_or(s.kind.span(), Spanned::span),
+                    "sink.topic",
+                    "a kafka sink needs `topic`",
+                ));
+            }
+        };
+        let key = s
+            .key
+            .as_ref()
+            .map(|k| {
+                JsonPointer::parse(k.get_ref()).map_err(|e| self.error(k.span(), "sink.key", e))
+            })
+            .transpose()?;
+        let prefix = s.transactional_id_prefix.as_ref();
+        let delivery = match s.delivery.as_ref().map(|d| (d, d.get_ref().as_str())) {
+            None | Some((_, "at-least-once")) => KafkaDelivery::AtLeastOnce,
+            Some((d, "exactly-once")) => match prefix {
+                Some(p) if !p.get_ref().is_empty() => KafkaDelivery::ExactlyOnce {
+                    transactional_ids: format!("{}-{job}-{}", p.get_ref(), s.name.get_ref()),
+                },
+                _ => {
+                    return Err(self.error(
+                        d.span(),
+                        "sink.transactional_id_prefix",
+                        "exactly-once delivery needs `transactional_id_prefix`: the start of \
+                         this sink's transactional ids, unique among the cluster's producers",
+                    ));
+                }
+            },
+            Some((d, _)) => {
+                return Err(self.error(
+                    d.span(),
+                    "sink.delivery",
+                    "expected \"at-least-once\" or \"exactly-once\"",
+                ));
+            }
+        };
+        if let (KafkaDelivery::AtLeastOnce, Some(p)) = (&delivery, prefix) {
+            return Err(self.error(
+                p.span(),
+                "sink.transactional_id_prefix",
+                "only an exactly-once sink has transactions",
+            ));
+        }
+        Ok(KafkaSink {
+            client,
+            topic,
+            key,
+            delivery,
         })
     }
 
@@ -884,6 +1110,7 @@ impl Validator<'_> {
     fn sink(
         &self,
         s: &SinkSection,
+        job: &str,
         sources: &[Source],
         operators: &[Operator],
         max_parallelism: u16,
@@ -913,16 +1140,41 @@ impl Validator<'_> {
                         .get_ref(),
                 ),
             },
+            "kafka" => SinkKind::Kafka(self.kafka_sink(s, job)?),
             other => {
                 return Err(self.error(
                     s.kind.span(),
                     "sink.type",
-                    format!("unknown sink type `{other}`: expected `file` or `stdout`"),
+                    format!("unknown sink type `{other}`: expected `file`, `stdout` or `kafka`"),
                 ));
             }
         };
-        if let (SinkKind::Stdout, Some(path)) = (&kind, &s.path) {
-            return Err(self.error(path.span(), "sink.path", "a `stdout` sink has no `path`"));
+        if let (SinkKind::Stdout | SinkKind::Kafka(_), Some(path)) = (&kind, &s.path) {
+            return Err(self.error(
+                path.span(),
+                "sink.path",
+                format!("a `{}` sink has no `path`", s.kind.get_ref()),
+            ));
+        }
+        let kafka_keys = [
+            ("brokers", s.brokers.as_ref().map(Spanned::span)),
+            ("topic", s.topic.as_ref().map(Spanned::span)),
+            ("key", s.key.as_ref().map(Spanned::span)),
+            ("delivery", s.delivery.as_ref().map(Spanned::span)),
+            (
+                "transactional_id_prefix",
+                s.transactional_id_prefix.as_ref().map(Spanned::span),
+            ),
+            ("properties", s.properties.as_ref().map(Spanned::span)),
+        ];
+        for (key, span) in kafka_keys {
+            if let (Some(span), false) = (span, matches!(kind, SinkKind::Kafka(_))) {
+                return Err(self.error(
+                    span,
+                    &format!("sink.{key}"),
+                    format!("a `{}` sink has no `{key}`", s.kind.get_ref()),
+                ));
+            }
         }
         Ok(Sink {
             name: s.name.get_ref().clone(),

@@ -64,6 +64,14 @@ pub struct Source {
     pub disorder_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Watermark>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
 }
 
 /// A source's `watermark = { … }` strategy.
@@ -95,6 +103,19 @@ impl Source {
             kind: "generator".into(),
             count: Some(count),
             keys: Some(keys),
+            ..Source::default()
+        }
+    }
+
+    /// A Kafka source reading `topic` at `brokers` to the end it had when the job
+    /// first started (`stop = "latest"`).
+    pub fn kafka_bounded(name: &str, brokers: &str, topic: &str) -> Source {
+        Source {
+            name: name.into(),
+            kind: "kafka".into(),
+            brokers: Some(brokers.into()),
+            topic: Some(topic.into()),
+            stop: Some("latest".into()),
             ..Source::default()
         }
     }
@@ -168,7 +189,7 @@ impl From<&str> for Input {
 }
 
 /// A `[[sink]]`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Sink {
     pub name: String,
     #[serde(rename = "type")]
@@ -178,9 +199,43 @@ pub struct Sink {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactional_id_prefix: Option<String>,
+}
+
+/// A Kafka sink's delivery guarantee, as the job file spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    AtLeastOnce,
+    ExactlyOnce,
 }
 
 impl Sink {
+    /// A Kafka sink writing to `topic` at `brokers` with `delivery` (exactly-once under
+    /// the transactional id prefix `weir-test`).
+    pub fn kafka(name: &str, input: &str, brokers: &str, topic: &str, delivery: Delivery) -> Sink {
+        Sink {
+            name: name.into(),
+            kind: "kafka".into(),
+            input: input.into(),
+            brokers: Some(brokers.into()),
+            topic: Some(topic.into()),
+            delivery: Some(delivery),
+            transactional_id_prefix: (delivery == Delivery::ExactlyOnce)
+                .then(|| "weir-test".into()),
+            ..Sink::default()
+        }
+    }
+
     /// A file sink writing into the folder `path`.
     pub fn file(name: &str, input: &str, path: &str) -> Sink {
         Sink {
@@ -188,7 +243,7 @@ impl Sink {
             kind: "file".into(),
             input: input.into(),
             path: Some(path.into()),
-            parallelism: None,
+            ..Sink::default()
         }
     }
 }

@@ -16,9 +16,15 @@ pub struct Running {
 impl Running {
     /// Starts `host run --verbose job args`; its stdout is dropped.
     pub fn start(job: &Path, args: &[&str]) -> Running {
+        Running::start_with(job, args, &[])
+    }
+
+    /// Starts `host run --verbose job args` with more environment variables.
+    pub fn start_with(job: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
             .args(["run", "--verbose", job.to_str().expect("UTF-8 path")])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

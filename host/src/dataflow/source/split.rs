@@ -56,6 +56,7 @@ pub fn initial(kind: &SourceKind) -> io::Result<Vec<SourceSplit>> {
             splits
         }
         SourceKind::Stdin => Vec::new(),
+        SourceKind::Kafka(kafka) => crate::kafka::initial_splits(kafka)?,
         SourceKind::Generator { keys, .. } => {
             let splits = generator_splits(*keys);
             (0..splits)
@@ -91,10 +92,24 @@ pub fn resume(kind: &SourceKind, restored: Vec<SourceSplit>) -> Result<Vec<Sourc
                 }
                 continue;
             }
+            (SourceSplit::Kafka { .. }, SourceKind::Kafka(_)) => continue,
             (SourceSplit::File { .. }, _) => "file",
             (SourceSplit::Generator { .. }, _) => "generator",
+            (SourceSplit::Kafka { .. }, _) => "kafka",
         };
         return Err(Resume::Split(SplitError::OtherKind { found }));
+    }
+    if let SourceKind::Kafka(kafka) = kind {
+        // Partitions of topics the source no longer reads are left behind; partitions
+        // added since the checkpoint are read from their start.
+        let mut splits: Vec<SourceSplit> = (restored.into_iter())
+            .filter(
+                |s| matches!(s, SourceSplit::Kafka { topic, .. } if kafka.topics.contains(topic)),
+            )
+            .collect();
+        let new = crate::kafka::new_splits(kafka, &splits).map_err(Resume::Io)?;
+        splits.extend(new);
+        return Ok(splits);
     }
     let SourceKind::File { path, split_bytes } = kind else {
         return Ok(restored);
@@ -104,7 +119,7 @@ pub fn resume(kind: &SourceKind, restored: Vec<SourceSplit>) -> Result<Vec<Sourc
         .iter()
         .filter_map(|s| match s {
             SourceSplit::File { file, .. } => Some(file.clone()),
-            SourceSplit::Generator { .. } => None,
+            SourceSplit::Generator { .. } | SourceSplit::Kafka { .. } => None,
         })
         .collect();
     for (name, size) in files(path).map_err(Resume::Io)? {
@@ -150,6 +165,7 @@ pub fn finished(split: &SourceSplit, kind: &SourceKind) -> bool {
         (SourceSplit::File { end, offset, .. }, _) => end.is_some_and(|end| *offset >= end),
         (SourceSplit::Generator { next, .. }, SourceKind::Generator { count, .. }) => next >= count,
         (SourceSplit::Generator { .. }, _) => true,
+        (SourceSplit::Kafka { next, end, .. }, _) => end.is_some_and(|end| *next >= end),
     }
 }
 
@@ -166,6 +182,9 @@ fn order(split: &SourceSplit) -> (&str, u64) {
     match split {
         SourceSplit::File { file, start, .. } => (file, *start),
         SourceSplit::Generator { split, .. } => ("", *split),
+        SourceSplit::Kafka {
+            topic, partition, ..
+        } => (topic, *partition as u64),
     }
 }
 
@@ -293,7 +312,7 @@ mod tests {
                 SourceSplit::File {
                     file, start, end, ..
                 } => (file.as_str(), *start, *end),
-                SourceSplit::Generator { .. } => unreachable!(),
+                _ => unreachable!(),
             })
             .collect();
         assert_eq!(

@@ -1,0 +1,199 @@
+//! A Kafka source subtask: reads the partitions it was dealt from their offsets, one
+//! JSON document per message, until cancelled or, bounded, until every partition reached
+//! the end it had when the job first started.
+//!
+//! Each partition is a split whose position is the offset of its next message; a barrier
+//! goes out between two messages with every split's position, so a restore seeks each
+//! partition there, whichever subtask now reads it.
+
+use std::time::Duration;
+
+use super::{BATCH_SIZE, Clock, Context, Failure, Pace, SourceReport, Stop, bad_record};
+use crate::checkpoint::SourceSplit;
+use crate::dataflow::edge::{BadRecord, Outputs};
+use crate::job::{KafkaSource, Source};
+use crate::kafka::{Polled, Reader};
+use crate::record::event_time::EventTime;
+use crate::record::{Origin, Record};
+
+/// How long a poll waits when nothing is buffered downstream (barriers and cancellation
+/// are looked at between polls).
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+struct Partition {
+    topic: String,
+    partition: i32,
+    next: i64,
+    end: Option<i64>,
+    at: &'static str,
+}
+
+impl Partition {
+    fn done(&self) -> bool {
+        self.end.is_some_and(|end| self.next >= end)
+    }
+
+    fn split(&self) -> SourceSplit {
+        SourceSplit::Kafka {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next: self.next,
+            end: self.end,
+        }
+    }
+}
+
+/// Reads the subtask's partitions; returns their splits where reading stopped.
+pub(super) fn read(
+    source: &Source,
+    kafka: &KafkaSource,
+    context: &Context,
+    outputs: &mut Outputs,
+    report: &mut SourceReport,
+) -> Result<Vec<SourceSplit>, Stop> {
+    let failed = |error: String| {
+        Stop::Failed(Failure::Kafka {
+            task: format!("source `{}`", source.name),
+            error,
+        })
+    };
+    let mut parts: Vec<Partition> = (context.splits.iter())
+        .filter_map(|split| match split {
+            SourceSplit::Kafka {
+                topic,
+                partition,
+                next,
+                end,
+            } => Some(Partition {
+                topic: topic.clone(),
+                partition: *partition,
+                next: *next,
+                end: *end,
+                at: Origin::label(format!(
+                    "source `{}`, topic `{topic}` partition {partition} offset",
+                    source.name
+                )),
+            }),
+            _ => None,
+        })
+        .collect();
+    let splits = |parts: &[Partition]| parts.iter().map(Partition::split).collect::<Vec<_>>();
+    let mut clock = source.watermark.map(|w| Clock::new(w, parts.len()));
+    if let Some(clock) = &mut clock {
+        for (i, part) in parts.iter().enumerate() {
+            match part.done() {
+                true => clock.watermarks.on_finished(i),
+                false => clock.start(i),
+            }
+        }
+    }
+    let open: Vec<(&str, i32, i64)> = (parts.iter())
+        .filter(|p| !p.done())
+        .map(|p| (p.topic.as_str(), p.partition, p.next))
+        .collect();
+    let reader = match open.is_empty() {
+        true => None,
+        false => Some(Reader::new(&kafka.client, &kafka.group_id, &open).map_err(failed)?),
+    };
+    // The reader numbers its partitions in `open`'s order: map them back.
+    let index: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].done()).collect();
+    let event_time = source.event_time.clone().map(EventTime::new);
+    let per_subtask = |r: u64| r as f64 / f64::from(source.parallelism);
+    let mut pace = source.records_per_second.map(|r| Pace::new(per_subtask(r)));
+    while let Some(reader) = &reader {
+        if let Some(pace) = &mut pace {
+            // Before the message is read: a barrier while waiting is before it.
+            pace.wait(context, outputs, clock.as_mut(), || splits(&parts))?;
+        }
+        context.poll_trigger(outputs, || splits(&parts))?;
+        if kafka.bounded && parts.iter().all(Partition::done) {
+            break;
+        }
+        let wait = match outputs.pending() {
+            0 => IDLE_POLL,
+            _ => Duration::ZERO,
+        };
+        match reader.poll(wait).transpose().map_err(failed)? {
+            None => {
+                context.flush(outputs)?;
+                if let Some(clock) = &mut clock {
+                    clock.tick(outputs, false)?;
+                }
+            }
+            Some(Polled::Caught) => {
+                for (split, position) in reader.positions().map_err(failed)? {
+                    let i = index[split];
+                    let part = &mut parts[i];
+                    part.next = part.next.max(position);
+                    if part.done() {
+                        reader.pause(split);
+                        if let Some(clock) = &mut clock {
+                            clock.watermarks.on_finished(i);
+                        }
+                    }
+                }
+            }
+            Some(Polled::Message {
+                split,
+                offset,
+                value,
+                timestamp,
+            }) => {
+                let i = index[split];
+                let part = &mut parts[i];
+                if part.end.is_some_and(|end| offset >= end) {
+                    // Past a bounded source's end: not this job's to read.
+                    part.next = part.next.max(part.end.unwrap_or(offset));
+                    reader.pause(split);
+                    continue;
+                }
+                part.next = offset + 1;
+                let origin = Origin {
+                    at: part.at,
+                    number: offset as u64,
+                };
+                let pushed = value.ok_or(BadRecord::NoValue).and_then(|payload| {
+                    let timestamp = match &event_time {
+                        None => timestamp,
+                        Some(time) => Some(time.of(&payload)?),
+                    };
+                    let record = Record { payload, timestamp };
+                    outputs.push(record, Some(&origin)).map(|()| timestamp)
+                });
+                match pushed {
+                    Ok(time) => {
+                        report.records += 1;
+                        if let (Some(time), Some(clock)) = (time, &mut clock) {
+                            clock.split = i;
+                            clock.after_record(time, outputs)?;
+                        }
+                    }
+                    Err(error) => {
+                        let location = format!(
+                            "topic `{}` partition {} offset {offset}",
+                            part.topic, part.partition
+                        );
+                        bad_record(source, report, location, error)?;
+                    }
+                }
+                if part.done() {
+                    reader.pause(split);
+                    if let Some(clock) = &mut clock {
+                        clock.watermarks.on_finished(i);
+                    }
+                }
+                if outputs.pending() >= BATCH_SIZE {
+                    context.flush(outputs)?;
+                    if let Some(clock) = &mut clock {
+                        clock.tick(outputs, false)?;
+                    }
+                }
+            }
+        }
+    }
+    context.flush(outputs)?;
+    if let Some(clock) = &mut clock {
+        clock.tick(outputs, true)?;
+    }
+    Ok(splits(&parts))
+}

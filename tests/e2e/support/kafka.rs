@@ -1,0 +1,161 @@
+//! A real Kafka-protocol broker per test (noida-db, installed by `cargo xtask setup`
+//! into the tools folder), on a free loopback port with its own data folder, stopped by
+//! PID when dropped; and a plain Kafka client to fill and read its topics.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tempfile::TempDir;
+
+/// A running broker.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    _data: TempDir,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it takes connections.
+    pub fn start() -> Broker {
+        let binary = host::author::languages::tools_dir().join("kafka/broker");
+        assert!(
+            binary.exists(),
+            "no Kafka broker at {}: run `cargo xtask setup`",
+            binary.display()
+        );
+        let data = tempfile::tempdir().expect("a data folder");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&binary)
+            .args(["start", "--data-dir"])
+            .arg(data.path())
+            .args(["--host", "127.0.0.1", "--only", "kafka", "--kafka-port"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the broker");
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Broker {
+            child,
+            address,
+            _data: data,
+        }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        config
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("an admin client");
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = futures_executor::block_on(admin.create_topics(&[new], &AdminOptions::new()))
+            .expect("create the topic");
+        for result in results {
+            result.expect("the topic is created");
+        }
+    }
+
+    /// Sends `messages` (key, value) to `topic` and waits until all are written.
+    pub fn produce<'a>(&self, topic: &str, messages: impl IntoIterator<Item = (&'a str, String)>) {
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .config()
+            .set("linger.ms", "5")
+            .create()
+            .expect("a producer");
+        for (key, value) in messages {
+            let mut record = BaseRecord::to(topic).key(key).payload(&value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(_), back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => panic!("cannot send to {topic}: {e}"),
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("every message written");
+    }
+
+    /// Every committed message of `topic`, partition by partition, as a `read_committed`
+    /// consumer sees it once it has caught up with every partition.
+    pub fn read_committed(&self, topic: &str) -> Vec<String> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "weir-test-reader")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("the topic's metadata");
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut list = TopicPartitionList::new();
+        for p in &partitions {
+            list.add_partition_offset(topic, *p, Offset::Beginning)
+                .expect("a partition");
+        }
+        consumer.assign(&list).expect("assign");
+        let mut caught_up = std::collections::BTreeSet::new();
+        let mut values = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while caught_up.len() < partitions.len() {
+            assert!(Instant::now() < deadline, "{topic} was not read to its end");
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => values.push(
+                    String::from_utf8(message.payload().unwrap_or_default().to_vec())
+                        .expect("UTF-8"),
+                ),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    caught_up.insert(p);
+                }
+                Some(Err(e)) => panic!("cannot read {topic}: {e}"),
+                None => {}
+            }
+        }
+        values
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
