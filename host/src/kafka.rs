@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{
@@ -26,6 +26,7 @@ use rdkafka::producer::{
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::checkpoint::SourceSplit;
+use crate::checkpoint::metadata::Metadata;
 use crate::job::{JsonPointer, KafkaClient, KafkaSource, KafkaStart};
 
 /// How long a request to the cluster may take before the task fails (and the restart
@@ -317,21 +318,41 @@ impl Reader {
     }
 }
 
-/// Commits `offsets` (topic, partition, next offset) to the consumer group `group`, for
-/// lag tools: nothing reads them back for recovery.
-pub fn commit_offsets(
-    client: &KafkaClient,
-    group: &str,
-    offsets: &[(String, i32, i64)],
-) -> Result<(), String> {
-    let consumer = consumer(client, group)?;
-    let list: TopicPartitionList = offsets
-        .iter()
-        .map(|(t, p, o)| ((t.clone(), *p), Offset::Offset(*o)))
-        .collect();
-    consumer
-        .commit(&list, rdkafka::consumer::CommitMode::Sync)
-        .map_err(|e| failed(client, "cannot commit offsets", &e))
+/// What commits a Kafka source's offsets to its consumer group as each checkpoint
+/// completes (asynchronously), so that lag tools see the job's progress; recovery never
+/// reads them back.
+pub fn offset_committer(
+    source: &str,
+    kafka: &KafkaSource,
+) -> Result<impl FnMut(&Metadata) -> Result<(), String> + Send + use<>, String> {
+    let consumer = consumer(&kafka.client, &kafka.group_id)?;
+    let (client, source) = (kafka.client.clone(), source.to_string());
+    Ok(move |metadata: &Metadata| {
+        let Some(subtasks) = metadata.sources.get(&source) else {
+            return Ok(());
+        };
+        let list: TopicPartitionList = (subtasks.iter().flatten())
+            .filter_map(|split| match split {
+                SourceSplit::Kafka {
+                    topic,
+                    partition,
+                    next,
+                    ..
+                } => Some(((topic.clone(), *partition), Offset::Offset(*next))),
+                _ => None,
+            })
+            .collect();
+        if list.count() == 0 {
+            return Ok(());
+        }
+        consumer.commit(&list, CommitMode::Async).map_err(|e| {
+            failed(
+                &client,
+                &format!("source `{source}` cannot commit its offsets"),
+                &e,
+            )
+        })
+    })
 }
 
 /// The key of output `payload` at `pointer`: a string as its text, any other value as

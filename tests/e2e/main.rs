@@ -8,6 +8,7 @@ mod broadcast;
 mod event_time;
 mod examples;
 mod host_test;
+mod kafka;
 mod languages;
 mod parallel;
 mod poison;

@@ -101,6 +101,9 @@ impl Finished for FinalAck {
     }
 }
 
+/// What [`Coordinator::on_completed`] calls.
+pub type OnCompleted = Box<dyn FnMut(&Metadata) -> Result<(), String> + Send>;
+
 /// Messages from tasks to the coordinator.
 enum Report {
     Ack {
@@ -231,6 +234,9 @@ pub struct Coordinator {
     triggers: Vec<(TaskId, Sender<Barrier>)>,
     /// Sink subtasks' channels for "checkpoint n completed: commit".
     commits: Vec<Sender<CheckpointId>>,
+    /// Called with each completed checkpoint's metadata (a Kafka source's offsets are
+    /// committed to its group for lag tools).
+    on_completed: std::sync::Mutex<Vec<OnCompleted>>,
     first_id: u64,
     commands: Receiver<Command>,
     /// Set to stop the job (after a stop-with-savepoint).
@@ -258,6 +264,7 @@ impl Coordinator {
             tasks: Vec::new(),
             triggers: Vec::new(),
             commits: Vec::new(),
+            on_completed: Default::default(),
             commands,
             cancel,
             reports: unbounded(),
@@ -287,6 +294,13 @@ impl Coordinator {
     /// Registers an operator subtask.
     pub fn register_operator(&mut self, task: TaskId) -> Handle {
         self.register(task)
+    }
+
+    /// Has `hook` called with the metadata of every checkpoint that completes (after it
+    /// is durable; a hook's failure is reported, and fails nothing).
+    pub fn on_completed(&mut self, hook: OnCompleted) {
+        let hooks = self.on_completed.get_mut();
+        hooks.unwrap_or_else(|e| e.into_inner()).push(hook);
     }
 
     /// Registers a sink subtask: its handle, and the channel that says which checkpoint
@@ -615,6 +629,12 @@ impl Run<'_> {
         self.last_completion = Some(Instant::now());
         for commit in &coordinator.commits {
             let _ = commit.send(id);
+        }
+        let mut hooks = (coordinator.on_completed.lock()).unwrap_or_else(|e| e.into_inner());
+        for hook in hooks.iter_mut() {
+            if let Err(reason) = hook(&metadata) {
+                eprintln!("weir: after checkpoint {}: {reason}", id.0);
+            }
         }
         for (task, last) in &mut self.finished {
             if let Err(reason) = last.completed(id) {

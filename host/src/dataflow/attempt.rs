@@ -24,7 +24,7 @@ use super::{
 use crate::checkpoint::Store;
 use crate::checkpoint::channel_state::{ChannelState, Routing, redistribute};
 use crate::checkpoint::coordinator::{self, Coordinator, TaskId};
-use crate::job::{Job, Mode, SinkKind};
+use crate::job::{Job, Mode, SinkKind, SourceKind};
 use crate::state::KeyGroupRange;
 use crate::wasm::{OperatorError, OperatorInstance, Runtime, TaskInfo};
 
@@ -338,6 +338,15 @@ fn start_tasks(
     }
     for source in &job.sources {
         let dealt = source_splits(source, restore)?;
+        if let (SourceKind::Kafka(kafka), Some(c)) = (&source.kind, coordinator.as_deref_mut()) {
+            let commit = crate::kafka::offset_committer(&source.name, kafka).map_err(|error| {
+                Failure::Kafka {
+                    task: format!("source `{}`", source.name),
+                    error,
+                }
+            })?;
+            c.on_completed(Box::new(commit));
+        }
         for (subtask, splits) in dealt.into_iter().enumerate() {
             let outputs = wiring.outputs(&source.name, subtask);
             let checkpoints = coordinator.as_deref_mut().map(|c| {

@@ -489,3 +489,122 @@ fn nodes_read_an_operators_side_outputs_as_operator_dot_name() {
         assert_eq!(key, "operator.side_outputs", "{bad}");
     }
 }
+
+const KAFKA: &str = r#"
+[job]
+name = "lag"
+
+[[source]]
+name = "events"
+type = "kafka"
+brokers = "k1:9092, k2:9092"
+topic = ["a", "b"]
+start = { timestamp_ms = 1700000000000 }
+stop = "latest"
+[source.properties]
+"fetch.min.bytes" = 1024
+"client.id" = "weir"
+
+[[sink]]
+name = "out"
+type = "kafka"
+input = "events"
+brokers = "k1:9092"
+topic = "lags"
+key = "/user"
+delivery = "exactly-once"
+transactional_id_prefix = "team-a"
+
+[checkpoint]
+interval_ms = 1000
+"#;
+
+#[test]
+fn a_kafka_source_and_sink_take_their_cluster_topics_and_guarantees() {
+    let job = parse_str(KAFKA).unwrap();
+    let SourceKind::Kafka(source) = &job.sources[0].kind else {
+        panic!("a kafka source: {:?}", job.sources[0].kind);
+    };
+    assert_eq!(source.client.brokers, "k1:9092, k2:9092");
+    assert_eq!(source.client.properties["fetch.min.bytes"], "1024");
+    assert_eq!(source.topics, ["a", "b"]);
+    assert_eq!(source.start, KafkaStart::Timestamp(1_700_000_000_000));
+    assert!(source.bounded);
+    assert_eq!(source.group_id, "weir-lag-events", "the default group");
+    let SinkKind::Kafka(sink) = &job.sinks[0].kind else {
+        panic!("a kafka sink: {:?}", job.sinks[0].kind);
+    };
+    assert_eq!(sink.topic, "lags");
+    assert_eq!(sink.key.as_ref().map(JsonPointer::as_str), Some("/user"));
+    assert_eq!(
+        sink.delivery,
+        KafkaDelivery::ExactlyOnce {
+            transactional_ids: "team-a-lag-out".into()
+        }
+    );
+}
+
+#[test]
+fn kafka_settings_that_cannot_work_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "brokers = \"k1:9092, k2:9092\"\n",
+            "",
+            "source.brokers",
+            "needs `brokers`",
+        ),
+        (
+            "topic = [\"a\", \"b\"]\n",
+            "topic = []\n",
+            "source.topic",
+            "needs `topic`",
+        ),
+        (
+            "stop = \"latest\"\n",
+            "stop = \"never\"\n",
+            "source.stop",
+            "expected \"latest\"",
+        ),
+        (
+            "start = { timestamp_ms = 1700000000000 }\n",
+            "start = \"newest\"\n",
+            "source.start",
+            "expected \"earliest\"",
+        ),
+        (
+            "transactional_id_prefix = \"team-a\"\n",
+            "",
+            "sink.transactional_id_prefix",
+            "needs `transactional_id_prefix`",
+        ),
+        (
+            "delivery = \"exactly-once\"\n",
+            "delivery = \"maybe\"\n",
+            "sink.delivery",
+            "expected \"at-least-once\"",
+        ),
+        (
+            "[checkpoint]\ninterval_ms = 1000\n",
+            "",
+            "sink.delivery",
+            "add a [checkpoint] section",
+        ),
+        (
+            "\"client.id\" = \"weir\"\n",
+            "\"bootstrap.servers\" = \"x:1\"\n",
+            "source.properties.bootstrap.servers",
+            "with `brokers`",
+        ),
+    ];
+    for (from, to, key, message) in cases {
+        assert!(KAFKA.contains(from), "{from}");
+        let (_, found, said) = invalid(&KAFKA.replacen(from, to, 1));
+        assert_eq!(found, key, "{from} → {to}: {said}");
+        assert!(said.contains(message), "{from} → {to}: {said}");
+    }
+    // Kafka keys on other kinds of source.
+    let (_, key, said) =
+        invalid(&GOOD.replace("path = \"access.jsonl\"", "path = \"a\"\nbrokers = \"k:1\""));
+    assert_eq!(key, "source.brokers");
+    assert!(said.contains("a `file` source has no `brokers`"), "{said}");
+}

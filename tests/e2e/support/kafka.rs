@@ -153,6 +153,29 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The offsets consumer group `group` has committed for `topic`'s partitions, summed
+    /// (a partition with none counts 0).
+    pub fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("a consumer");
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .expect("the group's offsets");
+        (committed.elements().iter())
+            .filter_map(|e| e.offset().to_raw())
+            .filter(|o| *o >= 0)
+            .sum()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,143 @@
+//! The Kafka connectors as a user meets them (issue 19), against a real broker: a
+//! source's progress in its consumer group, and clear errors for an unreachable broker,
+//! a missing topic and malformed messages.
+
+use std::time::{Duration, Instant};
+
+use crate::support::Job;
+use crate::support::job_file::{Checkpoint, JobFile, Operator, Sink, Source};
+use crate::support::kafka::Broker;
+use crate::support::process::Running;
+
+/// The visit count from `source` into the file sink `out`.
+fn counting(source: Source) -> JobFile {
+    let mut file = JobFile::named("kafka");
+    let input = source.name.clone();
+    file.sources.push(source);
+    file.operators.push(Operator::keyed(
+        "count",
+        std::path::Path::new(test_artifacts::VISIT_COUNT),
+        &input,
+        "/url",
+    ));
+    file.sinks.push(Sink::file("out", "count", "out"));
+    file
+}
+
+fn visits(n: usize) -> impl Iterator<Item = (&'static str, String)> {
+    (0..n).map(|i| ("k", format!("{{\"url\":\"/page/{}\"}}", i % 10)))
+}
+
+#[test]
+fn a_kafka_source_commits_its_checkpoints_offsets_to_its_group_for_lag_tools() {
+    let broker = Broker::start();
+    broker.create_topic("visits", 2);
+    broker.produce("visits", visits(1_000));
+    let job = Job::new();
+    let mut file = counting(Source {
+        group_id: Some("lag-watch".into()),
+        ..Source::kafka_bounded("visits", &broker.address, "visits")
+    });
+    file.sources[0].stop = None; // reads until cancelled
+    file.checkpoint = Some(Checkpoint::every(50));
+    let path = job.save(&file);
+    let mut run = Running::start(&path, &[]);
+    run.wait_for_checkpoints(1);
+    // Committed asynchronously after each checkpoint: the group follows the job.
+    let reaches = |offsets: i64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while broker.committed_offsets("lag-watch", "visits", 2) < offsets {
+            assert!(
+                Instant::now() < deadline,
+                "the group's offsets never reached {offsets}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(broker.committed_offsets("lag-watch", "visits", 2), offsets);
+    };
+    reaches(1_000);
+    broker.produce("visits", visits(500));
+    reaches(1_500);
+    run.kill();
+}
+
+#[test]
+fn an_unreachable_broker_fails_the_job_naming_it() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let brokers = format!("127.0.0.1:{port}");
+    let job = Job::new();
+    let out = job.run(
+        &counting(Source::kafka_bounded("visits", &brokers, "visits")).toml(),
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("brokers `{brokers}`"))
+            && out.stderr.contains("check that the brokers are up"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_missing_topic_fails_the_job_naming_it() {
+    let broker = Broker::start();
+    let job = Job::new();
+    // Without checkpoints there is no restart strategy: one attempt.
+    let file = counting(Source::kafka_bounded(
+        "visits",
+        &broker.address,
+        "no-such-topic",
+    ));
+    let out = job.run(&file.toml(), "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("topic `no-such-topic` does not exist"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn malformed_messages_are_skipped_and_counted_or_fail_the_job_saying_where_they_are() {
+    let broker = Broker::start();
+    broker.create_topic("visits", 1);
+    let messages = [
+        ("a", "{\"url\":\"/a\"}".to_string()),
+        ("b", "not json".to_string()),
+        ("a", "{\"url\":\"/a\"}".to_string()),
+    ];
+    broker.produce("visits", messages.iter().map(|(k, v)| (*k, v.clone())));
+    let job = Job::new();
+    let source = |on_bad_record: &str| Source {
+        on_bad_record: Some(on_bad_record.into()),
+        ..Source::kafka_bounded("visits", &broker.address, "visits")
+    };
+    let skipped = job.run(&counting(source("skip")).toml(), "");
+    assert_eq!(skipped.code, 0, "{}", skipped.stderr);
+    assert!(
+        skipped.stderr.contains("skipped 1 bad records")
+            && skipped
+                .stderr
+                .contains("topic `visits` partition 0 offset 1"),
+        "{}",
+        skipped.stderr
+    );
+    assert_eq!(
+        job.committed("out"),
+        "{\"url\":\"/a\",\"count\":1}\n{\"url\":\"/a\",\"count\":2}\n"
+    );
+    let failed = job.run(&counting(source("fail")).toml(), "");
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed
+            .stderr
+            .contains("bad record at topic `visits` partition 0 offset 1: not a JSON document"),
+        "{}",
+        failed.stderr
+    );
+}
