@@ -1,4 +1,4 @@
-//! `host bench`: the benchmark suite (W1–W7, BP). Each workload runs as the Wasm operator of
+//! `host bench`: the benchmark suite (W1–W8, BP). Each workload runs as the Wasm operator of
 //! `bench/guest` and as its native twin (`native`), in the same host, dataflow, records
 //! and backend; a line per workload gives both rates and the ratio of their times.
 //!
@@ -8,6 +8,7 @@
 //! A benchmark, not a test: it prints figures and checks only that both variants emitted
 //! the same number of records (the twins must compute the same thing).
 
+mod kafka;
 mod native;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub struct Options {
     pub smoke: bool,
     /// The `bench-guest` component.
     pub component: PathBuf,
+    /// W8's Kafka cluster; none: the tools folder's broker, started for the run.
+    pub brokers: Option<String>,
 }
 
 /// One workload of the suite.
@@ -131,6 +134,16 @@ const SUITE: &[Workload] = &[
         backends: &[],
         time_step_us: None,
     },
+    Workload {
+        alias: Some("kafka"),
+        id: "W8",
+        title: "running count (W1, emitting each count) from a 4-partition Kafka topic to a topic, checkpoints every 1 s",
+        config: "running-count",
+        keys: 100_000,
+        records: 2_000_000,
+        backends: &[],
+        time_step_us: None,
+    },
 ];
 
 impl Workload {
@@ -151,6 +164,8 @@ struct Run<'a> {
     /// With checkpoints: unaligned (`aligned_timeout_ms = 0`).
     unaligned: bool,
     native: bool,
+    /// From a Kafka topic to a topic (W8) instead of a generator to files.
+    kafka: Option<kafka::Topics>,
 }
 
 /// What one run measured.
@@ -177,8 +192,8 @@ pub fn run(options: &Options) -> Result<(), String> {
         .find(|id| !SUITE.iter().any(|w| w.is_called(id)))
     {
         return Err(format!(
-            "unknown workload `{unknown}`: the suite has W1 to W7 (W6: timers, W7: windows) and BP \
-             (checkpoint-backpressure)"
+            "unknown workload `{unknown}`: the suite has W1 to W8 (W6: timers, W7: windows, W8: \
+             Kafka) and BP (checkpoint-backpressure)"
         ));
     }
     if !options.component.is_file() {
@@ -210,6 +225,9 @@ pub fn run(options: &Options) -> Result<(), String> {
         }
         if workload.id == "BP" {
             bench.checkpoints_under_back_pressure(workload)?;
+        }
+        if workload.id == "W8" {
+            bench.kafka(workload)?;
         }
     }
     Ok(())
@@ -299,6 +317,7 @@ impl Bench<'_> {
             checkpoint_ms: None,
             unaligned: false,
             native,
+            kafka: None,
         };
         let wasm = self.measure(&run(false))?;
         let native = self.measure(&run(true))?;
@@ -350,6 +369,7 @@ impl Bench<'_> {
             checkpoint_ms: None,
             unaligned: false,
             native: false,
+            kafka: None,
         };
         // A difference of a few tens of percent drowns in this machine's run-to-run
         // noise: pairs run in turn, and the line gives the median pair.
@@ -386,6 +406,7 @@ impl Bench<'_> {
             checkpoint_ms: None,
             unaligned: false,
             native: false,
+            kafka: None,
         };
         let one = self.measure(&run(1))?;
         let two = self.measure(&run(2))?;
@@ -412,6 +433,7 @@ impl Bench<'_> {
             checkpoint_ms,
             unaligned,
             native: false,
+            kafka: None,
         };
         let off = self.measure(&run(None, false))?;
         let aligned = self.measure(&run(Some(1000), false))?;
@@ -443,6 +465,7 @@ impl Bench<'_> {
             checkpoint_ms: Some(1000),
             unaligned,
             native: false,
+            kafka: None,
         };
         let aligned = self.measure(&run(false))?;
         let unaligned = self.measure(&run(true))?;
@@ -529,17 +552,26 @@ impl Bench<'_> {
                 "time_field = \"ts\"\nevent_time_step_us = {step}\nwatermark = {{ out_of_orderness_ms = 0 }}\n"
             )
         });
+        let (source, sink) = match &run.kafka {
+            Some(topics) => topics.sections(run.parallelism),
+            None => (
+                format!(
+                    "type = \"generator\"\ncount = {}\nkeys = {}\nparallelism = {}\n{time}",
+                    run.records, run.keys, run.parallelism
+                ),
+                format!(
+                    "type = \"file\"\npath = \"out\"\nparallelism = {}\n",
+                    run.parallelism
+                ),
+            ),
+        };
         format!(
             r#"[job]
 name = "bench"
 
 [[source]]
 name = "gen"
-type = "generator"
-count = {records}
-keys = {keys}
-parallelism = {p}
-{time}
+{source}
 [[operator]]
 name = "op"
 component = {component:?}
@@ -551,18 +583,13 @@ workload = "{workload}"
 
 [[sink]]
 name = "out"
-type = "file"
 input = "op"
-path = "out"
-parallelism = {p}
-
+{sink}
 [state]
 backend = "{backend}"
 dir = "local"
 
 {checkpoint}"#,
-            records = run.records,
-            keys = run.keys,
             p = run.parallelism,
             component = self.options.component,
             workload = run.workload.config,

@@ -135,10 +135,10 @@ enum Command {
         #[arg(long, value_name = "NAME=OUT.jsonl", value_parser = side_output)]
         expect_side: Vec<(String, PathBuf)>,
     },
-    /// Runs the benchmark suite (W1–W7, BP): each workload as a Wasm operator and as its
+    /// Runs the benchmark suite (W1–W8, BP): each workload as a Wasm operator and as its
     /// native twin, with records/s and the ratio of their times.
     Bench {
-        /// Workloads to run (W1 … W7, BP); all when none is given.
+        /// Workloads to run (W1 … W8, BP); all when none is given.
         workloads: Vec<String>,
         /// Records per run instead of each workload's default.
         #[arg(long)]
@@ -149,6 +149,10 @@ enum Command {
         /// The bench-guest component (`cargo xtask bench` builds it and passes it).
         #[arg(long, value_name = "PATH")]
         component: PathBuf,
+        /// W8's Kafka cluster (bootstrap servers); none: the broker `cargo xtask setup`
+        /// installs, started for the run.
+        #[arg(long, value_name = "HOST:PORT,…")]
+        brokers: Option<String>,
         /// (Internal) run this one job and print its measurement.
         #[arg(long, hide = true, value_name = "JOB")]
         run_job: Option<PathBuf>,
@@ -283,12 +287,14 @@ pub fn main() -> ExitCode {
             records,
             smoke,
             component,
+            brokers,
             ..
         } => match crate::bench::run(&crate::bench::Options {
             workloads,
             records,
             smoke,
             component,
+            brokers,
         }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(FAILED, e),

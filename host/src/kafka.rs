@@ -10,6 +10,8 @@
 //! commits every part its checkpoint lists) writes only the parts the marker does not
 //! cover. Nothing here depends on one broker's behaviour: plain Kafka transactions.
 
+pub mod broker;
+
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;

@@ -51,6 +51,11 @@ impl Operator for Bench {
     fn process(&mut self, input: Event, ctx: &mut Context<Value>) -> Result<()> {
         match self.workload {
             Workload::Count => COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1)),
+            Workload::RunningCount => {
+                let count = COUNT.get()?.unwrap_or(0) + 1;
+                COUNT.set(&count)?;
+                ctx.emit(json!({"key": ctx.key(), "count": count}))
+            }
             Workload::Timer => {
                 COUNT.set(&(COUNT.get()?.unwrap_or(0) + 1))?;
                 let time = ctx.timestamp().unwrap_or_default();
@@ -135,6 +140,19 @@ mod tests {
             h.push("k", json!({"seq": seq})).unwrap();
         }
         assert_eq!(h.state(&COUNT, "k"), Some(3));
+
+        let mut h = harness("running-count");
+        let outputs: Vec<Value> = (0..2)
+            .flat_map(|seq| h.push("k", json!({"seq": seq})).unwrap())
+            .collect();
+        assert_eq!(h.state(&COUNT, "k"), Some(2));
+        assert_eq!(
+            outputs,
+            [
+                json!({"key": "k", "count": 1}),
+                json!({"key": "k", "count": 2})
+            ]
+        );
 
         let mut h = harness("last-ten");
         for seq in 0..25 {

@@ -29,6 +29,9 @@ pub enum Workload {
     /// BP: W1's count after [`spin`]: an operator slower than its source, so every
     /// channel into it stays full (checkpoints under back-pressure).
     Slow,
+    /// W8: W1's count, emitting `{key, count}` for every record (output for a sink to
+    /// carry).
+    RunningCount,
 }
 
 /// W6: how far after its record's event time each timer fires.
@@ -63,6 +66,7 @@ impl Workload {
             "slow" => Some(Workload::Slow),
             "timer" => Some(Workload::Timer),
             "window" => Some(Workload::Window),
+            "running-count" => Some(Workload::RunningCount),
             _ => None,
         }
     }

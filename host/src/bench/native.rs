@@ -44,7 +44,9 @@ pub fn factory(
     let workload = Workload::from_name(&config.workload)
         .ok_or_else(|| format!("unknown workload `{}`", config.workload))?;
     let (name, kind) = match workload {
-        Workload::Count | Workload::Slow | Workload::Timer => ("count", StateKind::Value),
+        Workload::Count | Workload::Slow | Workload::Timer | Workload::RunningCount => {
+            ("count", StateKind::Value)
+        }
         Workload::Dedup => ("items", StateKind::Map),
         Workload::Window => ("per-minute", StateKind::Map),
         Workload::StateMachine => ("machine", StateKind::Value),
@@ -74,6 +76,12 @@ impl Native {
             Workload::Count => {
                 let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);
                 put_json(backend.as_mut(), scope, &(count + 1))
+            }
+            Workload::RunningCount => {
+                let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0) + 1;
+                put_json(backend.as_mut(), scope, &count)?;
+                let key = String::from_utf8_lossy(&record.key);
+                emit(out, record, json!({"key": key, "count": count}))
             }
             Workload::Timer => {
                 let count: u64 = get_json(backend.as_ref(), scope)?.unwrap_or(0);

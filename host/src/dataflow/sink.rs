@@ -28,6 +28,7 @@ use crate::checkpoint::metadata::CanonicalFile;
 use crate::checkpoint::writer::write_channel_state;
 use crate::checkpoint::{CheckpointId, SinkState, Store};
 use crate::job::{Sink, SinkKind};
+use crate::kafka::Committer;
 use crate::record::KeyedRecord;
 
 mod kafka;
@@ -154,7 +155,7 @@ pub fn run(
                 next: first_part,
                 current: None,
                 pending: Vec::new(),
-                publish: Publish::Kafka(committer),
+                publish: Publish::Kafka(kafka::Background::new(committer)),
             };
             write_parts(
                 sink,
@@ -172,7 +173,7 @@ pub fn run(
                 next: first_part,
                 current: None,
                 pending: Vec::new(),
-                publish: Publish::Rename,
+                publish: Publish::Rename { committed_below: 0 },
             };
             write_parts(sink, parts, inputs, acks, &mut report, "commit part files")?;
         }
@@ -214,13 +215,12 @@ fn write_parts(
         }
     }
     let next_part = parts.next;
-    let (final_parts, publish) =
-        (parts.finish(&sink.name)).map_err(failure("close a part file"))?;
+    let (final_parts, committer) = (parts.finish(&sink.name)).map_err(failure(committing))?;
     report.final_parts = final_parts.clone();
     acks.finished(Box::new(FinalParts {
         pending: final_parts,
         next_part,
-        publish,
+        committer,
     }));
     Ok(())
 }
@@ -247,17 +247,38 @@ struct PartFiles {
 
 /// Where a pending part goes when its checkpoint completes.
 enum Publish {
-    /// Renamed `part-<i>-<n>.jsonl`, in the sink's directory.
-    Rename,
-    /// Written to a Kafka topic in a transaction, then deleted.
-    Kafka(crate::kafka::Committer),
+    /// Renamed `part-<i>-<n>.jsonl`, in the sink's directory (parts below
+    /// `committed_below` are).
+    Rename { committed_below: u64 },
+    /// Written to a Kafka topic in a transaction, then deleted, on a thread of its own.
+    Kafka(kafka::Background),
 }
 
 impl Publish {
     fn part(&mut self, dir: &Path, pending: &str, n: u64) -> io::Result<()> {
         match self {
-            Publish::Rename => commit_part(dir, pending),
-            Publish::Kafka(committer) => kafka::publish(committer, &dir.join(pending), n),
+            Publish::Rename { committed_below } => {
+                commit_part(dir, pending)?;
+                *committed_below = n + 1;
+                Ok(())
+            }
+            Publish::Kafka(background) => background.part(dir.join(pending), n),
+        }
+    }
+
+    /// Every part below this number has been handed over to be committed.
+    fn queued_below(&self) -> u64 {
+        match self {
+            Publish::Rename { committed_below } => *committed_below,
+            Publish::Kafka(background) => background.queued_below(),
+        }
+    }
+
+    /// Every part below this number is committed.
+    fn committed_below(&self) -> u64 {
+        match self {
+            Publish::Rename { committed_below } => *committed_below,
+            Publish::Kafka(background) => background.committed_below(),
         }
     }
 }
@@ -309,6 +330,7 @@ impl PartFiles {
 
     /// Phase one: the current file becomes pending, committed by `checkpoint`.
     fn prepare(&mut self, checkpoint: CheckpointId) -> io::Result<SinkState> {
+        self.prune();
         if let Some((out, n)) = self.current.take() {
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
@@ -327,32 +349,52 @@ impl PartFiles {
     }
 
     /// Phase two: checkpoint `completed` is durable; commit what it covers.
+    ///
+    /// A part stays pending, listed in every later checkpoint, until it is committed:
+    /// a Kafka part is committed on the committer's thread, maybe after the next barrier.
     fn commit(&mut self, completed: CheckpointId) -> io::Result<()> {
-        let (done, rest): (Vec<_>, Vec<_>) =
-            self.pending.iter().partition(|(c, _)| *c <= completed);
-        for (_, n) in &done {
+        let due: Vec<u64> = (self.pending.iter())
+            .filter(|(c, n)| *c <= completed && self.publish.queued_below() <= *n)
+            .map(|(_, n)| *n)
+            .collect();
+        for n in &due {
             self.publish.part(&self.dir, &self.pending_name(*n), *n)?;
         }
-        if !done.is_empty() {
+        if !due.is_empty() && matches!(self.publish, Publish::Rename { .. }) {
             sync_dir(&self.dir)?;
         }
-        self.pending = rest;
+        self.prune();
         Ok(())
+    }
+
+    /// Drops the parts that are committed from `pending`.
+    fn prune(&mut self) {
+        let committed = self.publish.committed_below();
+        self.pending.retain(|(_, n)| *n >= committed);
     }
 
     /// At the end of input: everything still open or pending, for the job to commit
     /// once every task has finished (or a later checkpoint, with `Publish`).
-    fn finish(mut self, sink: &str) -> io::Result<(Vec<FinalPart>, Publish)> {
+    fn finish(mut self, sink: &str) -> io::Result<(Vec<FinalPart>, Option<Committer>)> {
         self.prepare(CheckpointId(u64::MAX))?;
+        // The parts already queued are committed before the last ones, by this subtask.
+        let rename = Publish::Rename { committed_below: 0 };
+        let committer = match std::mem::replace(&mut self.publish, rename) {
+            Publish::Rename { .. } => None,
+            Publish::Kafka(background) => Some(background.drain()?),
+        };
+        if let Some(committer) = &committer {
+            self.pending.retain(|(_, n)| *n >= committer.next());
+        }
         let parts = (self.pending.iter())
             .map(|(_, n)| {
                 let name = self.pending_name(*n);
-                match self.publish {
-                    Publish::Rename => FinalPart::File {
+                match committer {
+                    None => FinalPart::File {
                         pending: self.dir.join(&name),
                         committed: self.dir.join(committed_name(&name)),
                     },
-                    Publish::Kafka(_) => FinalPart::Kafka {
+                    Some(_) => FinalPart::Kafka {
                         sink: sink.to_string(),
                         subtask: self.subtask,
                         part: *n,
@@ -361,7 +403,7 @@ impl PartFiles {
                 }
             })
             .collect();
-        Ok((parts, self.publish))
+        Ok((parts, committer))
     }
 }
 
@@ -371,7 +413,8 @@ struct FinalParts {
     /// Empty once committed.
     pending: Vec<FinalPart>,
     next_part: u64,
-    publish: Publish,
+    /// An exactly-once Kafka sink's committer.
+    committer: Option<Committer>,
 }
 
 impl Finished for FinalParts {
@@ -394,8 +437,8 @@ impl Finished for FinalParts {
             return Ok(());
         }
         for part in &self.pending {
-            match (part, &mut self.publish) {
-                (FinalPart::Kafka { part, pending, .. }, Publish::Kafka(committer)) => {
+            match (part, &mut self.committer) {
+                (FinalPart::Kafka { part, pending, .. }, Some(committer)) => {
                     kafka::publish(committer, pending, *part)
                 }
                 (part, _) => commit_final(std::slice::from_ref(part), None),
@@ -559,7 +602,7 @@ mod tests {
             next: 0,
             current: None,
             pending: Vec::new(),
-            publish: Publish::Rename,
+            publish: Publish::Rename { committed_below: 0 },
         };
         parts.write(&records(2)).unwrap();
         let state = parts.prepare(CheckpointId(1)).unwrap();
@@ -594,7 +637,7 @@ mod tests {
             next: 0,
             current: None,
             pending: Vec::new(),
-            publish: Publish::Rename,
+            publish: Publish::Rename { committed_below: 0 },
         };
         parts.write(&records(1)).unwrap();
         let at_checkpoint = parts.prepare(CheckpointId(1)).unwrap();

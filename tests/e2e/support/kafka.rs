@@ -1,15 +1,12 @@
-//! A real Kafka-protocol broker per test (noida-db, installed by `cargo xtask setup`
-//! into the tools folder), on a free loopback port with its own data folder, stopped by
-//! PID when dropped; and a plain Kafka client to fill and read its topics.
+//! A real Kafka-protocol broker per test (`host::kafka::broker`: noida-db from the tools
+//! folder, on a free loopback port with its own data folder, stopped by PID when
+//! dropped), and a plain Kafka client to fill and read its topics.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use host::kafka::broker::{LocalBroker, create_topic};
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -19,7 +16,8 @@ use tempfile::TempDir;
 
 /// A running broker.
 pub struct Broker {
-    child: Child,
+    /// Stopped when dropped (before its data folder goes).
+    _local: LocalBroker,
     /// `127.0.0.1:<port>`.
     pub address: String,
     _data: TempDir,
@@ -28,38 +26,11 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker and waits until it takes connections.
     pub fn start() -> Broker {
-        let binary = host::author::languages::tools_dir().join("kafka/broker");
-        assert!(
-            binary.exists(),
-            "no Kafka broker at {}: run `cargo xtask setup`",
-            binary.display()
-        );
         let data = tempfile::tempdir().expect("a data folder");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(&binary)
-            .args(["start", "--data-dir"])
-            .arg(data.path())
-            .args(["--host", "127.0.0.1", "--only", "kafka", "--kafka-port"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the broker");
-        let address = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&address).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not start on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let local = LocalBroker::start(data.path()).expect("a broker");
         Broker {
-            child,
-            address,
+            address: local.address.clone(),
+            _local: local,
             _data: data,
         }
     }
@@ -72,14 +43,11 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config().create().expect("an admin client");
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let results = futures_executor::block_on(admin.create_topics(&[new], &AdminOptions::new()))
-            .expect("create the topic");
-        for result in results {
-            result.expect("the topic is created");
-        }
+        let client = host::job::KafkaClient {
+            brokers: self.address.clone(),
+            properties: Default::default(),
+        };
+        create_topic(&client, topic, partitions).expect("create the topic");
     }
 
     /// Sends `messages` (key, value) to `topic` and waits until all are written.
@@ -173,12 +141,5 @@ impl Broker {
             .filter_map(|e| e.offset().to_raw())
             .filter(|o| *o >= 0)
             .sum()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -6,6 +6,8 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Acks, FinalPart, Inputs, SinkReport};
 use crate::checkpoint::coordinator::{AckState, FinalAck};
@@ -54,6 +56,81 @@ pub(super) fn publish(committer: &mut Committer, file: &Path, n: u64) -> io::Res
     match fs::remove_file(file) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// A subtask's committer on a thread of its own, so that the sink goes on writing the
+/// next part while the last one goes to the topic; parts are committed in the order
+/// given. A failed commit ends the thread, and the next call says why.
+pub(super) struct Background {
+    queue: Option<crossbeam_channel::Sender<(PathBuf, u64)>>,
+    thread: Option<std::thread::JoinHandle<io::Result<Committer>>>,
+    /// Parts below it have been queued.
+    queued: u64,
+    /// Parts below it are committed (the committer's marker).
+    committed: Arc<AtomicU64>,
+}
+
+impl Background {
+    pub(super) fn new(mut committer: Committer) -> Background {
+        let (queue, parts) = crossbeam_channel::unbounded::<(PathBuf, u64)>();
+        let committed = Arc::new(AtomicU64::new(committer.next()));
+        let marker = Arc::clone(&committed);
+        let thread = std::thread::spawn(move || {
+            for (file, n) in parts {
+                publish(&mut committer, &file, n)?;
+                marker.store(committer.next(), Ordering::Release);
+            }
+            Ok(committer)
+        });
+        Background {
+            queue: Some(queue),
+            thread: Some(thread),
+            queued: 0,
+            committed,
+        }
+    }
+
+    /// Queues part `n` in `file` for its transaction.
+    pub(super) fn part(&mut self, file: PathBuf, n: u64) -> io::Result<()> {
+        let stopped = self.thread.as_ref().is_none_or(|t| t.is_finished());
+        let queue = self.queue.as_ref().filter(|_| !stopped);
+        match queue.map(|q| q.send((file, n))) {
+            Some(Ok(())) => {
+                self.queued = n + 1;
+                Ok(())
+            }
+            _ => self
+                .stop()
+                .and(Err(io::Error::other("its committer stopped"))),
+        }
+    }
+
+    /// Parts below this number have been queued.
+    pub(super) fn queued_below(&self) -> u64 {
+        self.queued
+    }
+
+    /// Parts below this number are committed.
+    pub(super) fn committed_below(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Waits until every queued part is committed; returns the committer.
+    pub(super) fn drain(mut self) -> io::Result<Committer> {
+        self.queue = None;
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<Committer> {
+        self.queue = None;
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| io::Error::other("its committer stopped"))?;
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("its committer panicked")))
     }
 }
 
