@@ -141,3 +141,72 @@ fn malformed_messages_are_skipped_and_counted_or_fail_the_job_saying_where_they_
         failed.stderr
     );
 }
+
+/// Example `name`'s Kafka job file `file`, pointed at `broker`: its brokers, its
+/// component (`component`), sample data and checkpoints in `job` (edited as TOML
+/// values, not text).
+fn example_job(
+    name: &str,
+    file: &str,
+    broker: &Broker,
+    component: &str,
+    job: &Job,
+) -> std::path::PathBuf {
+    let dir = crate::support::example_dir(name);
+    let text = std::fs::read_to_string(dir.join("kafka").join(file)).expect("the example's job");
+    let mut table: toml::Table = text.parse().expect("TOML");
+    for section in ["source", "operator", "sink"] {
+        let Some(toml::Value::Array(nodes)) = table.get_mut(section) else {
+            continue;
+        };
+        for node in nodes.iter_mut().filter_map(toml::Value::as_table_mut) {
+            if node.contains_key("brokers") {
+                node.insert("brokers".into(), broker.address.clone().into());
+            }
+            if node.contains_key("component") {
+                node.insert("component".into(), component.into());
+            }
+            if let Some(toml::Value::String(path)) = node.get("path") {
+                let data = dir.join("kafka").join(path);
+                node.insert("path".into(), data.to_string_lossy().into_owned().into());
+            }
+        }
+    }
+    if let Some(toml::Value::Table(checkpoint)) = table.get_mut("checkpoint") {
+        let checkpoints = job.path("checkpoints");
+        checkpoint.insert(
+            "dir".into(),
+            checkpoints.to_string_lossy().into_owned().into(),
+        );
+    }
+    job.write(file, &toml::to_string(&table).expect("TOML"))
+}
+
+#[test]
+fn the_kafka_examples_give_their_file_versions_outputs_from_topic_to_topic() {
+    for (name, component, output) in [
+        ("visit-count", test_artifacts::VISIT_COUNT, "visit-counts"),
+        ("consumer-lag", test_artifacts::CONSUMER_LAG, "lags"),
+    ] {
+        let broker = Broker::start();
+        let job = Job::new();
+        for file in ["load.toml", "job.toml"] {
+            let path = example_job(name, file, &broker, component, &job);
+            let out = crate::support::host(&["run", path.to_str().expect("UTF-8")], "");
+            assert_eq!(out.code, 0, "{name} {file}: {}", out.stderr);
+        }
+        let expected =
+            std::fs::read_to_string(crate::support::example_dir(name).join("data/expected.jsonl"))
+                .expect("the example's expected output");
+        let expected: Vec<String> = expected.lines().map(str::to_string).collect();
+        assert_eq!(broker.read_committed(output), expected, "{name}");
+        let show = example_job(name, "show.toml", &broker, component, &job);
+        let out = crate::support::host(&["run", show.to_str().expect("UTF-8")], "");
+        assert_eq!(out.code, 0, "{name} show: {}", out.stderr);
+        assert_eq!(
+            out.stdout.lines().collect::<Vec<_>>(),
+            expected,
+            "{name} show"
+        );
+    }
+}

@@ -18,7 +18,7 @@ usage: cargo xtask <task>
 tasks:
   setup              install what the build needs: the wasm32-wasip2 Rust target, libclang
                      (for RocksDB), and the tools for Python, JavaScript and C operators
-                     (in ~/.cache/weir/tools)
+                     (in ~/.cache/weir/tools), and the Kafka broker the tests start
   install            install an optimised `host` (release, with RocksDB) into ~/.cargo/bin
   example NAME [LANGUAGE]
                      build the example NAME's component and the host, then run its job
@@ -27,6 +27,9 @@ tasks:
                      rust (default), or python, js, c where the example has that folder);
                      installs only what that needs, and builds the host without RocksDB
                      unless the job uses it
+  example NAME kafka the example's Kafka version (visit-count, consumer-lag): loads its
+                     data into a topic, runs the job topic to topic (exactly-once), prints
+                     the output topic; a broker on 127.0.0.1:9092 (started if none is)
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
   bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         ["install"] => install(),
         ["example", name] => example(name, None),
         ["example", name, "rust"] => example(name, None),
+        ["example", name, "kafka"] => example_kafka(name),
         ["example", name, language] => match languages::LANGUAGES
             .into_iter()
             .find(|l| l.name() == *language)
@@ -270,6 +274,106 @@ fn example(name: &str, language: Option<Language>) -> Result {
     if rocksdb {
         setup_rocksdb()?;
     }
+    example_component(name, &dir, language)?;
+    match rocksdb {
+        true => cargo(&["build", "-p", "host"])?,
+        false => cargo(&["build", "-p", "host", "--no-default-features"])?,
+    }
+    let host = target_dir().join("debug/host");
+    let job = dir.join("job.toml");
+    // A file sink adds part files run after run; the example shows one run's output.
+    let _ = std::fs::remove_dir_all(dir.join("out"));
+    run(
+        host.to_str().ok_or("non-UTF-8 target path")?,
+        &["run", job.to_str().ok_or("non-UTF-8 path")?],
+    )?;
+    eprintln!(
+        "xtask: the file sink's output is in {}",
+        dir.join("out").display()
+    );
+    Ok(())
+}
+
+/// Runs example `name`'s Kafka version (its `kafka/` folder): loads the sample data into
+/// a topic, runs the job from topic to topic, prints the output topic. The jobs name a
+/// broker on 127.0.0.1:9092: the tools folder's, started for the run, unless one is
+/// listening there already.
+fn example_kafka(name: &str) -> Result {
+    let example = root().join("examples").join(name);
+    let dir = example.join("kafka");
+    if !dir.join("job.toml").is_file() {
+        return Err(format!(
+            "example `{name}` has no Kafka version ({} is missing)",
+            dir.join("job.toml").display()
+        ));
+    }
+    setup_wasm_target()?;
+    setup_kafka_broker(&languages::tools_dir())?;
+    example_component(name, &example, None)?;
+    cargo(&["build", "-p", "host", "--no-default-features"])?;
+    let _broker = match std::net::TcpStream::connect("127.0.0.1:9092") {
+        Ok(_) => {
+            eprintln!("xtask: using the Kafka broker already listening on 127.0.0.1:9092");
+            None
+        }
+        Err(_) => Some(Broker::start(9092)?),
+    };
+    let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+    let host = target_dir().join("debug/host");
+    for job in ["load.toml", "job.toml", "show.toml"] {
+        let path = dir.join(job);
+        run(
+            host.to_str().ok_or("non-UTF-8 target path")?,
+            &["run", path.to_str().ok_or("non-UTF-8 path")?],
+        )?;
+    }
+    Ok(())
+}
+
+/// The tools folder's Kafka broker on a port, stopped when dropped.
+struct Broker(std::process::Child);
+
+impl Broker {
+    fn start(port: u16) -> Result<Broker> {
+        let data = target_dir().join("kafka-example");
+        let _ = fs::remove_dir_all(&data);
+        fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        let binary = languages::tools_dir().join("kafka/broker");
+        eprintln!(
+            "xtask: starting a Kafka broker on 127.0.0.1:{port} ({})",
+            binary.display()
+        );
+        let child = Command::new(&binary)
+            .args(["start", "--data-dir"])
+            .arg(&data)
+            .args(["--host", "127.0.0.1", "--only", "kafka", "--kafka-port"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let broker = Broker(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the Kafka broker did not start on port {port}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(broker)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds example `name`'s component (Rust, or `language`'s folder) into the example's
+/// folder as `<name>.wasm`, which its jobs name.
+fn example_component(name: &str, dir: &Path, language: Option<Language>) -> Result {
     // The job names `<name>.wasm`: whichever language built it last.
     let file = dir.join(format!("{}.wasm", name.replace('-', "_")));
     match language {
@@ -298,22 +402,6 @@ fn example(name: &str, language: Option<Language>) -> Result {
             languages::build(language, &root(), &source, &file, &scratch)?;
         }
     }
-    match rocksdb {
-        true => cargo(&["build", "-p", "host"])?,
-        false => cargo(&["build", "-p", "host", "--no-default-features"])?,
-    }
-    let host = target_dir().join("debug/host");
-    let job = dir.join("job.toml");
-    // A file sink adds part files run after run; the example shows one run's output.
-    let _ = std::fs::remove_dir_all(dir.join("out"));
-    run(
-        host.to_str().ok_or("non-UTF-8 target path")?,
-        &["run", job.to_str().ok_or("non-UTF-8 path")?],
-    )?;
-    eprintln!(
-        "xtask: the file sink's output is in {}",
-        dir.join("out").display()
-    );
     Ok(())
 }
 
