@@ -210,3 +210,42 @@ fn the_kafka_examples_give_their_file_versions_outputs_from_topic_to_topic() {
         );
     }
 }
+
+#[test]
+fn a_kafka_sources_event_time_is_its_messages_timestamps() {
+    use crate::support::job_file::Watermark;
+    let dir = crate::support::example_dir("windowed-visit-count");
+    let log = std::fs::read_to_string(dir.join("data/access.jsonl")).expect("the sample log");
+    // The same visits with their times only in the messages' timestamps.
+    let broker = Broker::start();
+    broker.create_topic("visits", 1);
+    broker.produce_at(
+        "visits",
+        log.lines().map(|line| {
+            let mut visit: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let ts = visit["ts"].as_i64().expect("a time");
+            visit.as_object_mut().expect("an object").remove("ts");
+            ("k", visit.to_string(), Some(ts))
+        }),
+    );
+    let job = Job::new();
+    let mut file = JobFile::named("kafka-windows");
+    file.sources.push(Source {
+        watermark: Some(Watermark::bounded(5_000, Some(0))),
+        ..Source::kafka_bounded("logs", &broker.address, "visits")
+    });
+    file.operators.push(Operator {
+        side_outputs: vec!["late".into()],
+        ..Operator::keyed(
+            "per-minute",
+            std::path::Path::new(test_artifacts::WINDOWED_VISIT_COUNT),
+            "logs",
+            "/url",
+        )
+    });
+    file.sinks.push(Sink::file("out", "per-minute", "out"));
+    let out = job.run(&file.toml(), "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let expected = std::fs::read_to_string(dir.join("data/expected.jsonl")).expect("expected");
+    assert_eq!(job.committed("out"), expected);
+}

@@ -52,13 +52,26 @@ impl Broker {
 
     /// Sends `messages` (key, value) to `topic` and waits until all are written.
     pub fn produce<'a>(&self, topic: &str, messages: impl IntoIterator<Item = (&'a str, String)>) {
+        self.produce_at(topic, messages.into_iter().map(|(k, v)| (k, v, None)));
+    }
+
+    /// Sends `messages` (key, value, timestamp in epoch milliseconds, or the producer's
+    /// clock) to `topic` and waits until all are written.
+    pub fn produce_at<'a>(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = (&'a str, String, Option<i64>)>,
+    ) {
         let producer: ThreadedProducer<DefaultProducerContext> = self
             .config()
             .set("linger.ms", "5")
             .create()
             .expect("a producer");
-        for (key, value) in messages {
+        for (key, value, timestamp) in messages {
             let mut record = BaseRecord::to(topic).key(key).payload(&value);
+            if let Some(timestamp) = timestamp {
+                record = record.timestamp(timestamp);
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
