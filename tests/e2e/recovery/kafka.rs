@@ -123,6 +123,14 @@ fn crash_at(job: &Job, fault: &str) -> String {
     rest
 }
 
+/// Runs the job to its end, resuming from its latest checkpoint.
+fn run_to_its_end(job: &Job) {
+    let path = job.path("job.toml");
+    let out = host(&["run", path.to_str().expect("UTF-8")], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+}
+
 /// The job's newest completed checkpoint's number.
 fn latest_id(job: &Job) -> u64 {
     let dir = host::checkpoint::Store::new(&job.path("checkpoints"), "kafka-count")
@@ -166,10 +174,7 @@ fn an_exactly_once_sink_commits_each_output_once_across_crashes_before_and_insid
     for _ in 0..3 {
         run_and_kill(&job, 3);
     }
-    let path = job.path("job.toml");
-    let out = host(&["run", path.to_str().expect("UTF-8")], "");
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+    run_to_its_end(&job);
     assert_exactly(broker.read_committed("counts"), &counts(&input));
 }
 
@@ -195,9 +200,7 @@ fn rescaling_an_exactly_once_sink_2_to_1_commits_or_aborts_the_removed_subtasks_
     // `read_committed` reader cannot read past it until someone takes its id over.
     crash_at(&job, "in-transaction:4:1");
     job.save(&counting(&broker, 40_000, sink(1)));
-    let path = job.path("job.toml");
-    let out = host(&["run", path.to_str().expect("UTF-8")], "");
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    run_to_its_end(&job);
     assert_exactly(broker.read_committed("counts"), &counts(&input));
 }
 
@@ -221,9 +224,7 @@ fn an_at_least_once_sink_loses_nothing_across_kill_9s() {
     job.save(&counting(&broker, 40_000, sink));
     run_and_kill(&job, 3);
     run_and_kill(&job, 3);
-    let path = job.path("job.toml");
-    let out = host(&["run", path.to_str().expect("UTF-8")], "");
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    run_to_its_end(&job);
     let committed: std::collections::BTreeSet<String> =
         broker.read_committed("counts").into_iter().collect();
     let missing: Vec<String> = (counts(&input).into_iter())
