@@ -32,9 +32,11 @@ tasks:
                      the output topic; a broker on 127.0.0.1:9092 (started if none is)
   test               run every test: unit, harness, and end-to-end with real components
   ci                 setup, then cargo fmt --check, clippy -D warnings, and the tests
-  bench [ARGS...]    the benchmark suite (W1-W5, Wasm vs native): builds bench-guest and
-                     the host, then runs `host bench --component <bench-guest> ARGS...`
-                     (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`)
+  bench [ARGS...]    the benchmark suite (W1-W8, Wasm vs native): builds bench-guest and
+                     the release host, then runs `host bench --component <bench-guest>
+                     ARGS...` (e.g. `cargo xtask bench W1 --records 1000000`, `--smoke`);
+                     every bench command runs the release host (WEIR_BENCH_DEV=1: the dev
+                     build)
   bench --peer flink [--rounds N]
                      each like-for-like workload next to its Apache Flink peer
                      (../shared/peers/flink/run.sh, or $WEIR_FLINK_PEER), N rounds
@@ -532,11 +534,22 @@ fn bench_runner() -> Result<impl Fn(&BenchJob) -> Result<(f64, String)>> {
     })
 }
 
+/// The host the benchmarks run: the release build a user installs, or with
+/// `WEIR_BENCH_DEV=1` the dev build the tests use (faster to build, our code at
+/// `opt-level = 1`).
+fn bench_host() -> Result<PathBuf> {
+    if env::var_os("WEIR_BENCH_DEV").is_some_and(|v| v == "1") {
+        cargo(&["build", "-p", "host"])?;
+        return Ok(target_dir().join("debug/host"));
+    }
+    cargo(&["build", "--release", "-p", "host"])?;
+    Ok(target_dir().join("release/host"))
+}
+
 /// The visit-count component and the host, built.
 fn bench_binaries() -> Result<(PathBuf, PathBuf)> {
     let component = build_component("visit-count")?;
-    cargo(&["build", "-p", "host"])?;
-    Ok((component, target_dir().join("debug/host")))
+    Ok((component, bench_host()?))
 }
 
 /// Per completed checkpoint (`--verbose` lines): milliseconds, bytes of state, bytes written.
@@ -570,8 +583,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// `host bench`, with the bench-guest component built.
 fn bench_suite(args: &[&str]) -> Result {
     let component = build_component("bench-guest")?;
-    cargo(&["build", "-p", "host"])?;
-    let host = target_dir().join("debug/host");
+    let host = bench_host()?;
     let component = component.to_str().ok_or("non-UTF-8 path")?;
     let mut all = vec!["bench", "--component", component];
     all.extend_from_slice(args);
@@ -690,8 +702,7 @@ fn flink_peer() -> Result<PathBuf> {
 fn bench_peer(rounds: usize) -> Result {
     let peer = flink_peer()?;
     let component = build_component("bench-guest")?;
-    cargo(&["build", "-p", "host"])?;
-    let host = target_dir().join("debug/host");
+    let host = bench_host()?;
     let work = env::temp_dir().join(format!("weir-peer-{}", std::process::id()));
     let weir = |row: &PeerRow| -> Result<f64> {
         let _ = std::fs::remove_dir_all(&work);
@@ -923,8 +934,7 @@ fn run_until(host: &Path, job: &str, mut stop: impl FnMut(&str) -> bool) -> Resu
 /// an empty cache (the uncached start), then started from it five times (the median is
 /// the cached start), then run over `records` generated records three times (median).
 fn bench_languages(records: u64) -> Result {
-    cargo(&["build", "-p", "host"])?;
-    let host = target_dir().join("debug/host");
+    let host = bench_host()?;
     let work = env::temp_dir().join(format!("weir-bench-languages-{}", std::process::id()));
     let mut components = vec![("rust", build_component("visit-count")?)];
     for language in languages::LANGUAGES {
