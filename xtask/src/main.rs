@@ -534,11 +534,23 @@ fn bench_runner() -> Result<impl Fn(&BenchJob) -> Result<(f64, String)>> {
     })
 }
 
+fn bench_dev() -> bool {
+    env::var_os("WEIR_BENCH_DEV").is_some_and(|v| v == "1")
+}
+
+/// Which build of the host the benchmarks run, for their tables.
+fn bench_build() -> &'static str {
+    match bench_dev() {
+        true => "dev build",
+        false => "release build",
+    }
+}
+
 /// The host the benchmarks run: the release build a user installs, or with
 /// `WEIR_BENCH_DEV=1` the dev build the tests use (faster to build, our code at
 /// `opt-level = 1`).
 fn bench_host() -> Result<PathBuf> {
-    if env::var_os("WEIR_BENCH_DEV").is_some_and(|v| v == "1") {
+    if bench_dev() {
         cargo(&["build", "-p", "host"])?;
         return Ok(target_dir().join("debug/host"));
     }
@@ -784,7 +796,8 @@ fn bench_peer(rounds: usize) -> Result {
             .join(", ")
     };
     println!(
-        "{RECORDS} records per run, {rounds} rounds in turn, Weir's dev build (Wasm operator, the bench guest), Flink 1.20.3\n"
+        "{RECORDS} records per run, {rounds} rounds in turn, Weir's {} (Wasm operator, the bench guest), Flink 1.20.3\n",
+        bench_build()
     );
     println!("| workload | Weir Wasm, records/s | Flink, records/s | Weir / Flink |");
     println!("|---|---|---|---|");
@@ -979,7 +992,10 @@ fn bench_languages(records: u64) -> Result {
         }
         Ok(started.elapsed().as_secs_f64())
     };
-    println!("visit-count, p=1, memory backend, file sink; dev build of the host");
+    println!(
+        "visit-count, p=1, memory backend, file sink; {} of the host",
+        bench_build()
+    );
     for (language, component) in &components {
         let size = std::fs::metadata(component)
             .map_err(|e| format!("cannot read {}: {e}", component.display()))?
