@@ -255,6 +255,9 @@ pub struct KafkaSource {
     /// Stop at the end each partition had when the job first started (`stop =
     /// "latest"`), so that the source ends; otherwise it reads until cancelled.
     pub bounded: bool,
+    /// Puts each message's key into its JSON object under this name (as a string, or
+    /// null for a message without one), so that operators can key by it.
+    pub key_field: Option<String>,
 }
 
 /// Where a partition is first read from.

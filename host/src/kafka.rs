@@ -215,6 +215,8 @@ pub enum Polled {
         offset: i64,
         /// Its value; none for a tombstone.
         value: Option<Vec<u8>>,
+        /// Its key, if it has one.
+        key: Option<Vec<u8>>,
         /// Its timestamp, if it has one.
         timestamp: Option<i64>,
     },
@@ -283,6 +285,7 @@ impl Reader {
                     split,
                     offset: message.offset(),
                     value: message.payload().map(<[u8]>::to_vec),
+                    key: message.key().map(<[u8]>::to_vec),
                     timestamp: message.timestamp().to_millis(),
                 }))
             }

@@ -249,3 +249,27 @@ fn a_kafka_sources_event_time_is_its_messages_timestamps() {
     let expected = std::fs::read_to_string(dir.join("data/expected.jsonl")).expect("expected");
     assert_eq!(job.committed("out"), expected);
 }
+
+#[test]
+fn operators_key_by_the_message_key_through_the_sources_key_field() {
+    let broker = Broker::start();
+    broker.create_topic("visits", 1);
+    // The URL is only in the messages' keys.
+    let messages = [
+        ("/a", "{}"),
+        ("/b", "{\"ref\":\"x\"}"),
+        ("/a", " {\"ref\":\"y\"}"),
+    ];
+    broker.produce("visits", messages.iter().map(|(k, v)| (*k, v.to_string())));
+    let job = Job::new();
+    let file = counting(Source {
+        key_field: Some("url".into()),
+        ..Source::kafka_bounded("visits", &broker.address, "visits")
+    });
+    let out = job.run(&file.toml(), "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        job.committed("out"),
+        "{\"url\":\"/a\",\"count\":1}\n{\"url\":\"/b\",\"count\":1}\n{\"url\":\"/a\",\"count\":2}\n"
+    );
+}

@@ -32,6 +32,9 @@ pub enum BadRecord {
     /// A Kafka message without a value (a tombstone).
     #[error("a Kafka message without a value (a tombstone)")]
     NoValue,
+    /// A Kafka source's `key_field` cannot go into this message.
+    #[error("its key cannot go into its value: {0}")]
+    KeyField(&'static str),
     /// The source's `event_time` found no time in it.
     #[error(transparent)]
     EventTime(#[from] EventTimeError),

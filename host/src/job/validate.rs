@@ -472,7 +472,7 @@ impl Validator<'_> {
             (
                 "key_field",
                 s.key_field.as_ref().map(Spanned::span),
-                matches!(kind, SourceKind::Generator { .. }),
+                matches!(kind, SourceKind::Generator { .. } | SourceKind::Kafka(_)),
             ),
             (
                 "key_prefix",
@@ -703,6 +703,7 @@ impl Validator<'_> {
             ),
             start,
             bounded,
+            key_field: s.key_field.as_ref().map(|f| f.get_ref().clone()),
         })
     }
 

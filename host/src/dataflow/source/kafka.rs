@@ -98,6 +98,9 @@ pub(super) fn read(
     // The reader numbers its partitions in `open`'s order: map them back.
     let index: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].done()).collect();
     let event_time = source.event_time.clone().map(EventTime::new);
+    // `"<key_field>":`, ready to go in front of each message's first field.
+    let key_field =
+        (kafka.key_field.as_ref()).map(|f| format!("{}:", serde_json::Value::from(f.as_str())));
     let per_subtask = |r: u64| r as f64 / f64::from(source.parallelism);
     let mut pace = source.records_per_second.map(|r| Pace::new(per_subtask(r)));
     while let Some(reader) = &reader {
@@ -137,6 +140,7 @@ pub(super) fn read(
                 split,
                 offset,
                 value,
+                key,
                 timestamp,
             }) => {
                 let i = index[split];
@@ -152,14 +156,22 @@ pub(super) fn read(
                     at: part.at,
                     number: offset as u64,
                 };
-                let pushed = value.ok_or(BadRecord::NoValue).and_then(|payload| {
-                    let timestamp = match &event_time {
-                        None => timestamp,
-                        Some(time) => Some(time.of(&payload)?),
-                    };
-                    let record = Record { payload, timestamp };
-                    outputs.push(record, Some(&origin)).map(|()| timestamp)
-                });
+                let with_key = |value: Vec<u8>| match &key_field {
+                    Some(field) => with_key_field(field, key.as_deref(), &value),
+                    None => Ok(value),
+                };
+                let pushed =
+                    value
+                        .ok_or(BadRecord::NoValue)
+                        .and_then(with_key)
+                        .and_then(|payload| {
+                            let timestamp = match &event_time {
+                                None => timestamp,
+                                Some(time) => Some(time.of(&payload)?),
+                            };
+                            let record = Record { payload, timestamp };
+                            outputs.push(record, Some(&origin)).map(|()| timestamp)
+                        });
                 match pushed {
                     Ok(time) => {
                         report.records += 1;
@@ -196,4 +208,56 @@ pub(super) fn read(
         clock.tick(outputs, true)?;
     }
     Ok(splits(&parts))
+}
+
+/// `value` (a JSON object) with `"<field>":<key>` as its first member: the key as a
+/// string, or null for a message without one. `field` is the member's name as JSON,
+/// with its colon.
+fn with_key_field(field: &str, key: Option<&[u8]>, value: &[u8]) -> Result<Vec<u8>, BadRecord> {
+    let start = value.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start.filter(|&i| value[i] == b'{') else {
+        return Err(BadRecord::KeyField("its value is not a JSON object"));
+    };
+    let key = match key {
+        None => serde_json::Value::Null,
+        Some(key) => match std::str::from_utf8(key) {
+            Ok(text) => serde_json::Value::from(text),
+            Err(_) => return Err(BadRecord::KeyField("its key is not UTF-8 text")),
+        },
+    };
+    let rest = &value[start + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(value.len() + field.len() + 32);
+    out.push(b'{');
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(key.to_string().as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_field_goes_first_in_the_object() {
+        let with = |key: Option<&[u8]>, value: &str| {
+            with_key_field("\"user\":", key, value.as_bytes())
+                .map(|v| String::from_utf8(v).expect("UTF-8"))
+        };
+        assert_eq!(
+            with(Some(b"u-1"), r#"{"page":"/a"}"#).unwrap(),
+            r#"{"user":"u-1","page":"/a"}"#
+        );
+        assert_eq!(
+            with(Some(b"q\"x"), " { } ").unwrap(),
+            r#"{"user":"q\"x" } "#
+        );
+        assert_eq!(with(None, r#"{"a":1}"#).unwrap(), r#"{"user":null,"a":1}"#);
+        assert!(with(Some(b"k"), "[1]").is_err());
+        assert!(with(Some(b"\xff"), "{}").is_err());
+    }
 }
