@@ -258,7 +258,14 @@ pub struct KafkaSource {
     /// Puts each message's key into its JSON object under this name (as a string, or
     /// null for a message without one), so that operators can key by it.
     pub key_field: Option<String>,
+    /// How often a running (unbounded) source looks for partitions added to its topics;
+    /// none: only when the job starts or restores.
+    pub discovery: Option<Duration>,
 }
+
+/// How often an unbounded Kafka source looks for new partitions unless
+/// `partition_discovery_ms` says otherwise.
+pub const DEFAULT_PARTITION_DISCOVERY: Duration = Duration::from_secs(60);
 
 /// Where a partition is first read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -312,6 +312,42 @@ impl Reader {
             .collect())
     }
 
+    /// The partitions `topics` have now, in topic then partition order.
+    pub fn partitions(&self, topics: &[String]) -> Result<Vec<(String, i32)>, String> {
+        partitions(&self.client, &self.consumer, topics)
+    }
+
+    /// Starts reading `topic` [`partition`] from its earliest message as split number
+    /// `self`'s next; returns that offset.
+    pub fn add(&mut self, topic: &str, partition: i32) -> Result<i64, String> {
+        let (low, _) = self
+            .consumer
+            .fetch_watermarks(topic, partition, TIMEOUT)
+            .map_err(|e| {
+                failed(
+                    &self.client,
+                    &format!("cannot read `{topic}` [{partition}]'s offsets"),
+                    &e,
+                )
+            })?;
+        let t = match self.topics.iter().position(|t| t == topic) {
+            Some(t) => t,
+            None => {
+                self.topics.push(topic.to_string());
+                self.topics.len() - 1
+            }
+        };
+        let split = self.index.len();
+        self.index.insert((t, partition), split);
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(low))
+            .map_err(|e| failed(&self.client, "cannot assign a partition", &e))?;
+        self.consumer
+            .incremental_assign(&list)
+            .map_err(|e| failed(&self.client, "cannot assign a partition", &e))?;
+        Ok(low)
+    }
+
     /// Stops fetching split `split` (a bounded source's split that reached its end).
     pub fn pause(&self, split: usize) {
         let found = self.index.iter().find(|(_, s)| **s == split);

@@ -273,3 +273,44 @@ fn operators_key_by_the_message_key_through_the_sources_key_field() {
         "{\"url\":\"/a\",\"count\":1}\n{\"url\":\"/b\",\"count\":1}\n{\"url\":\"/a\",\"count\":2}\n"
     );
 }
+
+#[test]
+fn partitions_added_to_a_topic_while_the_job_runs_are_read_from_their_start() {
+    let broker = Broker::start();
+    broker.create_topic("visits", 2);
+    let url = |i: usize| format!("{{\"url\":\"/page/{}\"}}", i % 10);
+    broker.produce("visits", (0..100).map(|i| ("k", url(i))));
+    let job = Job::new();
+    let mut file = counting(Source {
+        partition_discovery_ms: Some(100),
+        parallelism: Some(2),
+        ..Source::kafka_bounded("visits", &broker.address, "visits")
+    });
+    file.sources[0].stop = None;
+    file.checkpoint = Some(Checkpoint::every(50));
+    let path = job.save(&file);
+    let run = Running::start(&path, &[]);
+    let committed_reaches = |lines: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while job.committed("out").lines().count() < lines {
+            assert!(
+                Instant::now() < deadline,
+                "the output never reached {lines} lines"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    committed_reaches(100);
+    broker.grow_topic("visits", 4);
+    broker.produce_to("visits", 2, (100..150).map(url));
+    broker.produce_to("visits", 3, (150..200).map(url));
+    committed_reaches(200);
+    let mut out: Vec<String> = job.committed("out").lines().map(str::to_string).collect();
+    out.sort();
+    let mut expected: Vec<String> = (0..10)
+        .flat_map(|u| (1..=20).map(move |c| format!("{{\"url\":\"/page/{u}\",\"count\":{c}}}")))
+        .collect();
+    expected.sort();
+    assert_eq!(out, expected);
+    run.kill();
+}

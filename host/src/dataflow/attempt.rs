@@ -21,6 +21,7 @@ use super::{
     Failure, NativeFactory, OperatorReport, Report, SinkReport, SourceReport, Stop,
     TASK_STACK_BYTES, operator, poison, sink, source,
 };
+use crate::checkpoint::SourceSplit;
 use crate::checkpoint::Store;
 use crate::checkpoint::channel_state::{ChannelState, Routing, redistribute};
 use crate::checkpoint::coordinator::{self, Coordinator, TaskId};
@@ -347,6 +348,7 @@ fn start_tasks(
             })?;
             c.on_completed(Box::new(commit));
         }
+        let all: Arc<[SourceSplit]> = dealt.concat().into();
         for (subtask, splits) in dealt.into_iter().enumerate() {
             let outputs = wiring.outputs(&source.name, subtask);
             let checkpoints = coordinator.as_deref_mut().map(|c| {
@@ -357,6 +359,8 @@ fn start_tasks(
                 splits,
                 checkpoints,
                 cancel: Arc::clone(cancel),
+                subtask,
+                dealt: Arc::clone(&all),
             };
             let source = source.clone();
             spawn(

@@ -44,6 +44,11 @@ pub struct Context {
     pub checkpoints: Option<Checkpoints>,
     /// Set when the job is cancelled.
     pub cancel: Arc<AtomicBool>,
+    /// This subtask's number.
+    pub subtask: usize,
+    /// Every subtask's splits, as dealt for this attempt (a Kafka source's partitions
+    /// found later are new if not among them).
+    pub dealt: Arc<[SourceSplit]>,
 }
 
 impl Context {
@@ -808,9 +813,11 @@ mod tests {
         let (tx, rx) = channel(1000, Arc::clone(&bell), Arc::clone(&bell));
         let edge = Edge::new("out", None, None, Routing::Forward(0), vec![tx]);
         let context = Context {
+            dealt: splits.clone().into(),
             splits,
             checkpoints: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            subtask: 0,
         };
         run(&source, context, Outputs::new(vec![edge], bell)).unwrap();
         let (mut latest, mut watermarks) = (i64::MIN, Vec::new());

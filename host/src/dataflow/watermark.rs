@@ -72,6 +72,18 @@ impl SourceWatermarks {
 
     /// The subtask begins to read split `split` at `now`: from now on it holds the
     /// watermark back until it has records (or is idle).
+    /// A split added while reading (a partition found on a Kafka topic), started now;
+    /// returns its number.
+    pub fn add_split(&mut self, now: Instant) -> usize {
+        self.splits.push(Split {
+            max: None,
+            last_record: now,
+            started: true,
+            finished: false,
+        });
+        self.splits.len() - 1
+    }
+
     pub fn on_started(&mut self, split: usize, now: Instant) {
         let split = &mut self.splits[split];
         split.started = true;

@@ -85,6 +85,7 @@ pub(super) struct SourceSection {
     /// `"earliest"`, `"latest"`, `"committed"` or `{ timestamp_ms = … }`.
     pub(super) start: Option<Spanned<toml::Value>>,
     pub(super) stop: Option<Spanned<String>>,
+    pub(super) partition_discovery_ms: Option<Spanned<i64>>,
     pub(super) properties: Option<Spanned<toml::Table>>,
 }
 

@@ -590,6 +590,12 @@ fn kafka_settings_that_cannot_work_are_refused_naming_the_key() {
             "add a [checkpoint] section",
         ),
         (
+            "stop = \"latest\"\n",
+            "stop = \"latest\"\npartition_discovery_ms = 100\n",
+            "source.partition_discovery_ms",
+            "a bounded source",
+        ),
+        (
             "\"client.id\" = \"weir\"\n",
             "\"bootstrap.servers\" = \"x:1\"\n",
             "source.properties.bootstrap.servers",

@@ -512,6 +512,10 @@ impl Validator<'_> {
             ("group_id", s.group_id.as_ref().map(Spanned::span)),
             ("start", s.start.as_ref().map(Spanned::span)),
             ("stop", s.stop.as_ref().map(Spanned::span)),
+            (
+                "partition_discovery_ms",
+                s.partition_discovery_ms.as_ref().map(Spanned::span),
+            ),
             ("properties", s.properties.as_ref().map(Spanned::span)),
         ];
         let misplaced = misplaced
@@ -704,6 +708,20 @@ impl Validator<'_> {
             start,
             bounded,
             key_field: s.key_field.as_ref().map(|f| f.get_ref().clone()),
+            discovery: match &s.partition_discovery_ms {
+                Some(ms) if bounded => {
+                    return Err(self.error(
+                        ms.span(),
+                        "source.partition_discovery_ms",
+                        "a bounded source (`stop = \"latest\"`) reads the partitions it \
+                         started with: drop one of the two",
+                    ));
+                }
+                _ if bounded => None,
+                None => Some(DEFAULT_PARTITION_DISCOVERY),
+                Some(ms) if *ms.get_ref() == 0 => None,
+                Some(ms) => Some(self.millis(Some(ms), "source.partition_discovery_ms", 0)?),
+            },
         })
     }
 

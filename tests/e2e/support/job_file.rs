@@ -72,6 +72,8 @@ pub struct Source {
     pub group_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_discovery_ms: Option<u64>,
 }
 
 /// A source's `watermark = { … }` strategy.

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use host::kafka::broker::{LocalBroker, create_topic};
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -48,6 +50,39 @@ impl Broker {
             properties: Default::default(),
         };
         create_topic(&client, topic, partitions).expect("create the topic");
+    }
+
+    /// Gives `topic` `partitions` partitions in all.
+    pub fn grow_topic(&self, topic: &str, partitions: usize) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("an admin client");
+        let grow = NewPartitions::new(topic, partitions);
+        let results =
+            futures_executor::block_on(admin.create_partitions(&[grow], &AdminOptions::new()))
+                .expect("add partitions");
+        for result in results {
+            result.expect("the partitions are added");
+        }
+    }
+
+    /// Sends `values` to partition `partition` of `topic` and waits until all are written.
+    pub fn produce_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        values: impl IntoIterator<Item = String>,
+    ) {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.config().create().expect("a producer");
+        for value in values {
+            let record = BaseRecord::<(), _>::to(topic)
+                .partition(partition)
+                .payload(&value);
+            producer.send(record).map_err(|(e, _)| e).expect("queued");
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("every message written");
     }
 
     /// Sends `messages` (key, value) to `topic` and waits until all are written.

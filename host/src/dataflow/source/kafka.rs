@@ -6,11 +6,12 @@
 //! goes out between two messages with every split's position, so a restore seeks each
 //! partition there, whichever subtask now reads it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{BATCH_SIZE, Clock, Context, Failure, Pace, SourceReport, Stop, bad_record};
 use crate::checkpoint::SourceSplit;
 use crate::dataflow::edge::{BadRecord, Outputs};
+use crate::dataflow::watermark::Status;
 use crate::job::{KafkaSource, Source};
 use crate::kafka::{Polled, Reader};
 use crate::record::event_time::EventTime;
@@ -29,6 +30,19 @@ struct Partition {
 }
 
 impl Partition {
+    fn new(source: &Source, topic: &str, partition: i32, next: i64, end: Option<i64>) -> Partition {
+        Partition {
+            topic: topic.to_string(),
+            partition,
+            next,
+            end,
+            at: Origin::label(format!(
+                "source `{}`, topic `{topic}` partition {partition} offset",
+                source.name
+            )),
+        }
+    }
+
     fn done(&self) -> bool {
         self.end.is_some_and(|end| self.next >= end)
     }
@@ -64,16 +78,7 @@ pub(super) fn read(
                 partition,
                 next,
                 end,
-            } => Some(Partition {
-                topic: topic.clone(),
-                partition: *partition,
-                next: *next,
-                end: *end,
-                at: Origin::label(format!(
-                    "source `{}`, topic `{topic}` partition {partition} offset",
-                    source.name
-                )),
-            }),
+            } => Some(Partition::new(source, topic, *partition, *next, *end)),
             _ => None,
         })
         .collect();
@@ -91,19 +96,58 @@ pub(super) fn read(
         .filter(|p| !p.done())
         .map(|p| (p.topic.as_str(), p.partition, p.next))
         .collect();
-    let reader = match open.is_empty() {
+    // A subtask with nothing to read ends, unless it may find new partitions.
+    let mut reader = match open.is_empty() && kafka.discovery.is_none() {
         true => None,
         false => Some(Reader::new(&kafka.client, &kafka.group_id, &open).map_err(failed)?),
     };
-    // The reader numbers its partitions in `open`'s order: map them back.
-    let index: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].done()).collect();
+    // The reader numbers its partitions in `open`'s order, then as they are added: map
+    // them back.
+    let mut index: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].done()).collect();
+    if parts.is_empty() && reader.is_some() && clock.is_some() {
+        // Nothing read yet: the watermark goes on without this subtask.
+        outputs
+            .watermark(Status::Idle)
+            .map_err(|_| Stop::Disconnected)?;
+    }
+    let mut look = kafka.discovery.map(|every| (every, Instant::now() + every));
     let event_time = source.event_time.clone().map(EventTime::new);
     // `"<key_field>":`, ready to go in front of each message's first field.
     let key_field =
         (kafka.key_field.as_ref()).map(|f| format!("{}:", serde_json::Value::from(f.as_str())));
     let per_subtask = |r: u64| r as f64 / f64::from(source.parallelism);
     let mut pace = source.records_per_second.map(|r| Pace::new(per_subtask(r)));
-    while let Some(reader) = &reader {
+    while let Some(reader) = &mut reader {
+        if let Some((every, at)) = &mut look
+            && Instant::now() >= *at
+        {
+            *at = Instant::now() + *every;
+            for (topic, partition) in reader.partitions(&kafka.topics).map_err(failed)? {
+                let known = |s: &SourceSplit| {
+                    matches!(s, SourceSplit::Kafka { topic: t, partition: p, .. }
+                        if *t == topic && *p == partition)
+                };
+                let taken = parts
+                    .iter()
+                    .any(|p| p.topic == topic && p.partition == partition);
+                if context.dealt.iter().any(known)
+                    || taken
+                    || owner(&topic, partition, source.parallelism) != context.subtask
+                {
+                    continue;
+                }
+                let next = reader.add(&topic, partition).map_err(failed)?;
+                eprintln!(
+                    "weir: source `{}` subtask {} reads new partition `{topic}` [{partition}] from offset {next}",
+                    source.name, context.subtask
+                );
+                parts.push(Partition::new(source, &topic, partition, next, None));
+                index.push(parts.len() - 1);
+                if let Some(clock) = &mut clock {
+                    clock.watermarks.add_split(Instant::now());
+                }
+            }
+        }
         if let Some(pace) = &mut pace {
             // Before the message is read: a barrier while waiting is before it.
             pace.wait(context, outputs, clock.as_mut(), || splits(&parts))?;
@@ -119,7 +163,7 @@ pub(super) fn read(
         match reader.poll(wait).transpose().map_err(failed)? {
             None => {
                 context.flush(outputs)?;
-                if let Some(clock) = &mut clock {
+                if let Some(clock) = clock.as_mut().filter(|_| !parts.is_empty()) {
                     clock.tick(outputs, false)?;
                 }
             }
@@ -208,6 +252,15 @@ pub(super) fn read(
         clock.tick(outputs, true)?;
     }
     Ok(splits(&parts))
+}
+
+/// The subtask that reads a partition found while running: the same on every subtask
+/// (FNV-1a over the topic, plus the partition), so exactly one takes it.
+fn owner(topic: &str, partition: i32, parallelism: u16) -> usize {
+    let hash = (topic.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash.wrapping_add(partition as u64) % u64::from(parallelism.max(1))) as usize
 }
 
 /// `value` (a JSON object) with `"<field>":<key>` as its first member: the key as a
