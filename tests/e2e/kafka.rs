@@ -314,3 +314,53 @@ fn partitions_added_to_a_topic_while_the_job_runs_are_read_from_their_start() {
     assert_eq!(out, expected);
     run.kill();
 }
+
+#[test]
+fn a_source_starts_at_the_earliest_latest_committed_or_timed_message_of_every_topic() {
+    let broker = Broker::start();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let hour_ago = now.expect("after 1970").as_millis() as i64 - 3_600_000;
+    for topic in ["a", "b"] {
+        broker.create_topic(topic, 1);
+        // Message i at i seconds past an hour ago (times far in the past would fall to
+        // the broker's retention).
+        broker.produce_at(
+            topic,
+            (0..10).map(|i| {
+                let value = format!("{{\"url\":\"/{topic}/{i}\"}}");
+                ("k", value, Some(hour_ago + i * 1000))
+            }),
+        );
+    }
+    broker.commit_offset("readers", "a", 0, 7);
+    broker.commit_offset("readers", "b", 0, 4);
+    let read = |start: toml::Value| {
+        let job = Job::new();
+        let file = counting(Source {
+            topic: Some(toml::Value::Array(vec!["a".into(), "b".into()])),
+            group_id: Some("readers".into()),
+            start: Some(start),
+            ..Source::kafka_bounded("visits", &broker.address, "a")
+        });
+        let out = job.run(&file.toml(), "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let mut urls: Vec<String> = (job.committed("out").lines())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["url"].to_string())
+            .collect();
+        urls.sort();
+        urls.join(" ").replace('"', "")
+    };
+    let all: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|t| (0..10).map(move |i| format!("/{t}/{i}")))
+        .collect();
+    assert_eq!(read("earliest".into()), all.join(" "));
+    assert_eq!(read("latest".into()), "");
+    assert_eq!(
+        read("committed".into()),
+        "/a/7 /a/8 /a/9 /b/4 /b/5 /b/6 /b/7 /b/8 /b/9"
+    );
+    let mut at = toml::Table::new();
+    at.insert("timestamp_ms".into(), (hour_ago + 8_000).into());
+    assert_eq!(read(at.into()), "/a/8 /a/9 /b/8 /b/9");
+}

@@ -66,10 +66,14 @@ pub struct Source {
     pub watermark: Option<Watermark>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brokers: Option<String>,
+    /// A topic's name, or a list of them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
+    pub topic: Option<toml::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// `"earliest"`, `"latest"`, `"committed"` or `{ timestamp_ms = … }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<toml::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

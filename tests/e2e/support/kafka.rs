@@ -52,6 +52,21 @@ impl Broker {
         create_topic(&client, topic, partitions).expect("create the topic");
     }
 
+    /// Commits `offset` as consumer group `group`'s position in `topic` [`partition`].
+    pub fn commit_offset(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("a consumer");
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("a partition");
+        consumer
+            .commit(&list, rdkafka::consumer::CommitMode::Sync)
+            .expect("commit the offset");
+    }
+
     /// Gives `topic` `partitions` partitions in all.
     pub fn grow_topic(&self, topic: &str, partitions: usize) {
         let admin: AdminClient<DefaultClientContext> =
