@@ -35,6 +35,10 @@ use crate::job::{JsonPointer, KafkaClient, KafkaSource, KafkaStart};
 /// strategy takes over).
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long delivering what was sent may take (a flush at a barrier, a part's commit):
+/// longer, since it grows with the output between two checkpoints.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The client's configuration: `defaults` (which the job's properties may change), the
 /// job's properties, then `fixed` (what correctness rests on).
 fn config(client: &KafkaClient, defaults: &[(&str, &str)], fixed: &[(&str, &str)]) -> ClientConfig {
@@ -509,7 +513,7 @@ impl Producer {
     pub fn flush(&self) -> Result<(), String> {
         self.sender
             .producer
-            .flush(TIMEOUT)
+            .flush(DELIVERY_TIMEOUT)
             .map_err(|e| failed(&self.sender.client, "cannot deliver messages", &e))?;
         match self.sender.delivery_failure() {
             Some(error) => Err(format!(
@@ -530,6 +534,8 @@ pub struct Committer {
     key: Option<JsonPointer>,
     /// The marker: every part below it is in the topic.
     next: u64,
+    /// A client of the marker's consumer group (never joined).
+    marker: BaseConsumer,
 }
 
 impl Committer {
@@ -566,6 +572,7 @@ impl Committer {
             topic: topic.to_string(),
             key,
             next,
+            marker,
         })
     }
 
@@ -597,8 +604,7 @@ impl Committer {
         marker
             .add_partition_offset(&self.topic, 0, Offset::Offset(part as i64 + 1))
             .map_err(|e| failed(client, "cannot set the marker", &e))?;
-        let group = consumer(client, id)?
-            .group_metadata()
+        let group = (self.marker.group_metadata())
             .ok_or_else(|| format!("no consumer group metadata for `{id}`"))?;
         producer
             .send_offsets_to_transaction(&marker, &group, TIMEOUT)
@@ -607,12 +613,12 @@ impl Committer {
             (self.transactional_id.rsplit('-').next()).and_then(|s| s.parse().ok())
         {
             producer
-                .flush(TIMEOUT)
+                .flush(DELIVERY_TIMEOUT)
                 .map_err(|e| failed(client, "cannot flush", &e))?;
             crate::fault::crash_if(crate::fault::Point::InTransaction, part, Some(subtask));
         }
         producer
-            .commit_transaction(TIMEOUT)
+            .commit_transaction(DELIVERY_TIMEOUT)
             .map_err(|e| failed(client, &format!("`{id}` cannot commit part {part}"), &e))?;
         self.next = part + 1;
         Ok(())
